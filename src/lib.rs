@@ -1,0 +1,1 @@
+//! devin-exporter: a Prometheus exporter for the sessions of Devin organizations.
