@@ -1,0 +1,455 @@
+//! Configuration from the environment (`DEVIN_*` variables), validated up front.
+//!
+//! Every variable is read as a string by envy and then parsed here, so that an error can
+//! name the variable, its value and what is wrong in one line.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Port the exporter listens on by default. 9100-9999 (Prometheus' exporter range) is fully
+/// allocated, so this sits just above it.
+pub const DEFAULT_PORT: u16 = 10164;
+
+/// A secret string (the API token) that never shows itself in `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself; call only where it is sent to the API.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where the API token comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `DEVIN_API_TOKEN`.
+    Value(Secret),
+    /// `DEVIN_API_TOKEN_FILE`: re-read when the file changes (secret rotation).
+    File(PathBuf),
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The validated configuration of a running exporter.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the token comes from; `None` only in demo mode, where the simulator supplies one.
+    pub token: Option<TokenSource>,
+    /// Organizations to collect, in configuration order, without duplicates.
+    pub org_ids: Vec<String>,
+    /// API base URL, without a trailing slash.
+    pub api_url: String,
+    /// Address the HTTP server binds.
+    pub listen_address: SocketAddr,
+    /// `first` sent with every list request.
+    pub page_size: u32,
+    /// Collection budget when a scrape carries no timeout header.
+    pub scrape_timeout: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// How far before the watermark incremental listings start.
+    pub sync_overlap: Duration,
+    /// How often every org is listed in full, to drop deleted sessions.
+    pub full_resync_interval: Duration,
+    /// Keep only sessions created within this window, if set.
+    pub lookback: Option<Duration>,
+    /// Client-side request budget for the token.
+    pub max_requests_per_second: f64,
+    /// API requests in flight at once, across all orgs.
+    pub max_concurrent_requests: usize,
+    /// Largest API response body accepted, in bytes.
+    pub max_response_bytes: usize,
+    /// Timeout of one API request (also capped by the scrape deadline).
+    pub request_timeout: Duration,
+}
+
+impl Config {
+    /// True when neither token nor orgs were given: the exporter runs against its simulator.
+    pub fn is_demo(&self) -> bool {
+        self.token.is_none()
+    }
+}
+
+/// A configuration error: one line naming the variable and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// The variables as strings, straight from the environment.
+#[derive(Debug, Default, Deserialize)]
+struct RawConfig {
+    api_token: Option<String>,
+    api_token_file: Option<String>,
+    org_ids: Option<String>,
+    api_url: Option<String>,
+    listen_address: Option<String>,
+    page_size: Option<String>,
+    scrape_timeout: Option<String>,
+    log_format: Option<String>,
+    sync_overlap: Option<String>,
+    full_resync_interval: Option<String>,
+    lookback: Option<String>,
+    max_requests_per_second: Option<String>,
+    max_concurrent_requests: Option<String>,
+    max_response_bytes: Option<String>,
+    request_timeout: Option<String>,
+}
+
+/// Reads and validates the configuration from the process environment.
+pub fn from_env() -> Result<Config, ConfigError> {
+    from_vars(std::env::vars())
+}
+
+/// Reads and validates the configuration from the given variables (tests pass their own).
+pub fn from_vars<I>(vars: I) -> Result<Config, ConfigError>
+where
+    I: IntoIterator<Item = (String, String)>,
+{
+    // Empty values count as unset, as in most exporters' env handling.
+    let vars = vars.into_iter().filter(|(_, v)| !v.trim().is_empty());
+    let raw: RawConfig = envy::prefixed("DEVIN_")
+        .from_iter(vars)
+        .map_err(|e| ConfigError(format!("configuration: {e}")))?;
+    raw.validate()
+}
+
+fn invalid(var: &str, value: &str, why: impl fmt::Display) -> ConfigError {
+    ConfigError(format!("DEVIN_{var}={value}: {why}"))
+}
+
+fn duration(var: &str, value: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => {
+            let d = humantime::parse_duration(v.trim())
+                .map_err(|_| invalid(var, v, "expected a duration such as 30s, 2m or 1h"))?;
+            if d.is_zero() {
+                return Err(invalid(var, v, "must be greater than zero"));
+            }
+            Ok(d)
+        }
+    }
+}
+
+fn integer<T>(var: &str, value: Option<&str>, default: T, min: T, max: T) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+{
+    match value {
+        None => Ok(default),
+        Some(v) => {
+            let n: T = v
+                .trim()
+                .parse()
+                .map_err(|_| invalid(var, v, "expected a whole number"))?;
+            if n < min || n > max {
+                return Err(invalid(var, v, format!("must be between {min} and {max}")));
+            }
+            Ok(n)
+        }
+    }
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, ConfigError> {
+        let token = match (&self.api_token, &self.api_token_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError(
+                    "DEVIN_API_TOKEN and DEVIN_API_TOKEN_FILE are both set: set only one".into(),
+                ));
+            }
+            (Some(t), None) => Some(TokenSource::Value(Secret::new(t.trim()))),
+            (None, Some(path)) => Some(TokenSource::File(PathBuf::from(path))),
+            (None, None) => None,
+        };
+
+        let mut org_ids: Vec<String> = Vec::new();
+        if let Some(list) = &self.org_ids {
+            for id in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                if id
+                    .chars()
+                    .any(|c| c.is_whitespace() || c == '/' || c == '?' || c == '#')
+                {
+                    return Err(invalid("ORG_IDS", list, format!("invalid org id {id:?}")));
+                }
+                if !org_ids.iter().any(|o| o == id) {
+                    org_ids.push(id.to_string());
+                }
+            }
+            if org_ids.is_empty() {
+                return Err(invalid("ORG_IDS", list, "no org id given"));
+            }
+        }
+        match (&token, org_ids.is_empty()) {
+            (Some(_), true) => {
+                return Err(ConfigError(
+                    "DEVIN_ORG_IDS is not set: give the comma-separated org ids to collect".into(),
+                ));
+            }
+            (None, false) => {
+                return Err(ConfigError(
+                    "DEVIN_API_TOKEN is not set: give the token or DEVIN_API_TOKEN_FILE".into(),
+                ));
+            }
+            _ => {}
+        }
+
+        let api_url = match &self.api_url {
+            None => "https://api.devin.ai".to_string(),
+            Some(u) => {
+                let parsed = reqwest::Url::parse(u.trim())
+                    .map_err(|e| invalid("API_URL", u, format!("not a URL ({e})")))?;
+                if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                    return Err(invalid("API_URL", u, "must be an http or https URL"));
+                }
+                u.trim().trim_end_matches('/').to_string()
+            }
+        };
+
+        let listen_address = match &self.listen_address {
+            None => SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
+            Some(a) => a.trim().parse().map_err(|_| {
+                invalid(
+                    "LISTEN_ADDRESS",
+                    a,
+                    "expected host:port, e.g. 0.0.0.0:10164",
+                )
+            })?,
+        };
+
+        let log_format = match self.log_format.as_deref().map(str::trim) {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(invalid("LOG_FORMAT", other, "must be text or json")),
+        };
+
+        let max_requests_per_second = match &self.max_requests_per_second {
+            None => 20.0,
+            Some(v) => match v.trim().parse::<f64>() {
+                Ok(n) if n.is_finite() && n > 0.0 && n <= 10_000.0 => n,
+                _ => {
+                    return Err(invalid(
+                        "MAX_REQUESTS_PER_SECOND",
+                        v,
+                        "must be a number greater than 0 and at most 10000",
+                    ));
+                }
+            },
+        };
+
+        let lookback = match &self.lookback {
+            None => None,
+            Some(v) => Some(duration("LOOKBACK", Some(v), Duration::ZERO)?),
+        };
+
+        Ok(Config {
+            token,
+            org_ids,
+            api_url,
+            listen_address,
+            page_size: integer("PAGE_SIZE", self.page_size.as_deref(), 200, 1, 200)?,
+            scrape_timeout: duration(
+                "SCRAPE_TIMEOUT",
+                self.scrape_timeout.as_deref(),
+                Duration::from_secs(25),
+            )?,
+            log_format,
+            sync_overlap: duration(
+                "SYNC_OVERLAP",
+                self.sync_overlap.as_deref(),
+                Duration::from_secs(120),
+            )?,
+            full_resync_interval: duration(
+                "FULL_RESYNC_INTERVAL",
+                self.full_resync_interval.as_deref(),
+                Duration::from_secs(3600),
+            )?,
+            lookback,
+            max_requests_per_second,
+            max_concurrent_requests: integer(
+                "MAX_CONCURRENT_REQUESTS",
+                self.max_concurrent_requests.as_deref(),
+                16,
+                1,
+                256,
+            )?,
+            max_response_bytes: integer(
+                "MAX_RESPONSE_BYTES",
+                self.max_response_bytes.as_deref(),
+                32 << 20,
+                1024,
+                1 << 30,
+            )?,
+            request_timeout: duration(
+                "REQUEST_TIMEOUT",
+                self.request_timeout.as_deref(),
+                Duration::from_secs(30),
+            )?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn base() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("DEVIN_API_TOKEN", "cog_secret"),
+            ("DEVIN_ORG_IDS", "org-a"),
+        ]
+    }
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Result<Config, ConfigError> {
+        let mut v = base();
+        v.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+        v.extend_from_slice(extra);
+        from_vars(vars(&v))
+    }
+
+    #[test]
+    fn defaults() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.org_ids, vec!["org-a"]);
+        assert_eq!(c.api_url, "https://api.devin.ai");
+        assert_eq!(c.listen_address.to_string(), "0.0.0.0:10164");
+        assert_eq!(c.page_size, 200);
+        assert_eq!(c.scrape_timeout, Duration::from_secs(25));
+        assert_eq!(c.sync_overlap, Duration::from_secs(120));
+        assert_eq!(c.full_resync_interval, Duration::from_secs(3600));
+        assert_eq!(c.lookback, None);
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert!(!c.is_demo());
+    }
+
+    #[test]
+    fn org_ids_trimmed_and_deduplicated() {
+        let c = with(&[("DEVIN_ORG_IDS", " org-a , org_b,,org-a ")]).unwrap();
+        assert_eq!(c.org_ids, vec!["org-a", "org_b"]);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "DEVIN_PAGE_SIZE",
+                "500",
+                "DEVIN_PAGE_SIZE=500: must be between 1 and 200",
+            ),
+            (
+                "DEVIN_PAGE_SIZE",
+                "ten",
+                "DEVIN_PAGE_SIZE=ten: expected a whole number",
+            ),
+            (
+                "DEVIN_SCRAPE_TIMEOUT",
+                "soon",
+                "DEVIN_SCRAPE_TIMEOUT=soon: expected a duration such as 30s, 2m or 1h",
+            ),
+            (
+                "DEVIN_LOG_FORMAT",
+                "xml",
+                "DEVIN_LOG_FORMAT=xml: must be text or json",
+            ),
+            (
+                "DEVIN_API_URL",
+                "ftp://x",
+                "DEVIN_API_URL=ftp://x: must be an http or https URL",
+            ),
+            (
+                "DEVIN_LISTEN_ADDRESS",
+                "localhost",
+                "DEVIN_LISTEN_ADDRESS=localhost: expected host:port, e.g. 0.0.0.0:10164",
+            ),
+            (
+                "DEVIN_SYNC_OVERLAP",
+                "0s",
+                "DEVIN_SYNC_OVERLAP=0s: must be greater than zero",
+            ),
+        ];
+        for (var, value, want) in cases {
+            let err = with(&[(var, value)]).unwrap_err();
+            assert_eq!(err.to_string(), *want);
+            assert!(!err.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn missing_pieces() {
+        let err = from_vars(vars(&[("DEVIN_API_TOKEN", "cog_x")])).unwrap_err();
+        assert!(err.0.starts_with("DEVIN_ORG_IDS is not set"), "{err}");
+        let err = from_vars(vars(&[("DEVIN_ORG_IDS", "org-a")])).unwrap_err();
+        assert!(err.0.starts_with("DEVIN_API_TOKEN is not set"), "{err}");
+        let err = with(&[("DEVIN_API_TOKEN_FILE", "/run/secrets/t")]).unwrap_err();
+        assert!(err.0.contains("both set"), "{err}");
+    }
+
+    #[test]
+    fn demo_when_nothing_given() {
+        let c = from_vars(vars(&[])).unwrap();
+        assert!(c.is_demo());
+        assert!(c.org_ids.is_empty());
+    }
+
+    #[test]
+    fn token_never_printed() {
+        let c = with(&[]).unwrap();
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("cog_secret"), "{printed}");
+        assert!(printed.contains("<redacted>"));
+    }
+
+    #[test]
+    fn token_file_and_lookback() {
+        let c = from_vars(vars(&[
+            ("DEVIN_API_TOKEN_FILE", "/run/secrets/devin"),
+            ("DEVIN_ORG_IDS", "org-a"),
+            ("DEVIN_LOOKBACK", "30d"),
+            ("DEVIN_API_URL", "http://127.0.0.1:8080/"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.token,
+            Some(TokenSource::File("/run/secrets/devin".into()))
+        );
+        assert_eq!(c.lookback, Some(Duration::from_secs(30 * 86400)));
+        assert_eq!(c.api_url, "http://127.0.0.1:8080");
+    }
+}
