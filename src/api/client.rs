@@ -1,0 +1,283 @@
+//! Requests to the Devin API with the request budget, retries and a body size cap.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use reqwest::{StatusCode, Url};
+use tokio::time::Instant;
+
+use super::budget::RequestBudget;
+use super::model::{SessionPage, error_detail};
+use super::retry::{MAX_ATTEMPTS, backoff, is_retryable_status, parse_retry_after};
+use super::token::TokenProvider;
+
+/// Why a request (after its retries) failed. Never carries the token.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// The API answered with an error status.
+    #[error("HTTP {code}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Status {
+        /// HTTP status code.
+        code: u16,
+        /// The API's `detail` (or `title`) text.
+        detail: Option<String>,
+    },
+    /// Connection, TLS or protocol failure.
+    #[error("transport error: {0}")]
+    Transport(String),
+    /// The scrape deadline came before an answer.
+    #[error("deadline reached before the API answered")]
+    Deadline,
+    /// The response body exceeded the configured cap.
+    #[error("response body larger than {limit} bytes")]
+    TooLarge {
+        /// The cap, in bytes.
+        limit: usize,
+    },
+    /// The body was not the expected JSON.
+    #[error("malformed response: {0}")]
+    Decode(String),
+}
+
+/// Records the outcome of each API request (for `devin_api_requests_total` and the latency
+/// histogram). `code` is the HTTP status or `error` for transport failures.
+pub trait RequestObserver: Send + Sync {
+    /// Called once per HTTP request, retries included.
+    fn observe(&self, code: &str, elapsed: Duration);
+}
+
+/// Filters and paging of one list request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Page size (1..=200).
+    pub first: u32,
+    /// Cursor from the previous page.
+    pub after: Option<String>,
+    /// Sessions created after this Unix time.
+    pub created_after: Option<i64>,
+    /// Sessions created before this Unix time.
+    pub created_before: Option<i64>,
+    /// Sessions updated after this Unix time.
+    pub updated_after: Option<i64>,
+}
+
+/// A page body that has been received in full; parse it with [`PageBody::parse`].
+pub struct PageBody(Bytes);
+
+impl PageBody {
+    /// Parses the body; strings borrow from it.
+    pub fn parse(&self) -> Result<SessionPage<'_>, ApiError> {
+        serde_json::from_slice(&self.0).map_err(|e| ApiError::Decode(e.to_string()))
+    }
+}
+
+/// Client of the Devin API for one token.
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: Url,
+    token: Arc<TokenProvider>,
+    budget: Arc<RequestBudget>,
+    max_body: usize,
+    request_timeout: Duration,
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Done(Bytes),
+    Retry {
+        error: ApiError,
+        wait: Option<Duration>,
+    },
+    Fail(ApiError),
+}
+
+impl ApiClient {
+    /// A client for `base_url` (e.g. `https://api.devin.ai`).
+    pub fn new(
+        base_url: &str,
+        token: Arc<TokenProvider>,
+        budget: Arc<RequestBudget>,
+        max_body: usize,
+        request_timeout: Duration,
+    ) -> Result<Self, String> {
+        let base = Url::parse(base_url).map_err(|e| format!("DEVIN_API_URL={base_url}: {e}"))?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("devin-exporter/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(ApiClient {
+            http,
+            base,
+            token,
+            budget,
+            max_body,
+            request_timeout,
+        })
+    }
+
+    fn sessions_url(&self, org_id: &str, q: &ListQuery) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty()
+                .extend(["v3", "organizations", org_id, "sessions"]);
+        }
+        {
+            let mut pairs = url.query_pairs_mut();
+            pairs.append_pair("first", &q.first.to_string());
+            if let Some(after) = &q.after {
+                pairs.append_pair("after", after);
+            }
+            for (key, value) in [
+                ("created_after", q.created_after),
+                ("created_before", q.created_before),
+                ("updated_after", q.updated_after),
+            ] {
+                if let Some(v) = value {
+                    pairs.append_pair(key, &v.to_string());
+                }
+            }
+        }
+        url
+    }
+
+    /// Fetches one page of an org's sessions, retrying 429, 5xx and transport errors within
+    /// `deadline`. 401, 403, 404 and 422 fail at once.
+    pub async fn list_sessions(
+        &self,
+        org_id: &str,
+        query: &ListQuery,
+        deadline: Instant,
+        observer: &dyn RequestObserver,
+    ) -> Result<PageBody, ApiError> {
+        let url = self.sessions_url(org_id, query);
+        let mut attempt = 0;
+        loop {
+            let Some(permit) = self.budget.acquire(deadline).await else {
+                return Err(ApiError::Deadline);
+            };
+            let outcome = self.attempt(&url, deadline, observer).await;
+            drop(permit);
+            let (error, wait) = match outcome {
+                Attempt::Done(body) => return Ok(PageBody(body)),
+                Attempt::Fail(e) => return Err(e),
+                Attempt::Retry { error, wait } => (error, wait),
+            };
+            attempt += 1;
+            if attempt >= MAX_ATTEMPTS {
+                return Err(error);
+            }
+            let wait = match wait {
+                // The API said how long: everybody using this token holds back that long.
+                Some(w) => {
+                    self.budget.pause_for(w);
+                    w
+                }
+                None => backoff(attempt - 1),
+            };
+            if Instant::now() + wait >= deadline {
+                return Err(error);
+            }
+            tracing::debug!(org_id, %error, wait_ms = wait.as_millis() as u64, "retrying API request");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        url: &Url,
+        deadline: Instant,
+        observer: &dyn RequestObserver,
+    ) -> Attempt {
+        let started = Instant::now();
+        let timeout = self
+            .request_timeout
+            .min(deadline.saturating_duration_since(started));
+        let request = self
+            .http
+            .get(url.clone())
+            .bearer_auth(self.token.current().expose())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .timeout(timeout);
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                observer.observe("error", started.elapsed());
+                let error = if e.is_timeout() {
+                    ApiError::Deadline
+                } else {
+                    ApiError::Transport(describe(&e))
+                };
+                return Attempt::Retry { error, wait: None };
+            }
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let body = read_capped(response, self.max_body).await;
+        observer.observe(status.as_str(), started.elapsed());
+        let body = match body {
+            Ok(b) => b,
+            Err(ApiError::TooLarge { limit }) => {
+                return Attempt::Fail(ApiError::TooLarge { limit });
+            }
+            Err(error) => return Attempt::Retry { error, wait: None },
+        };
+        if status == StatusCode::OK {
+            return Attempt::Done(body);
+        }
+        let error = ApiError::Status {
+            code: status.as_u16(),
+            detail: error_detail(&body),
+        };
+        if is_retryable_status(status.as_u16()) {
+            let wait = if status == StatusCode::TOO_MANY_REQUESTS {
+                retry_after
+            } else {
+                None
+            };
+            Attempt::Retry { error, wait }
+        } else {
+            Attempt::Fail(error)
+        }
+    }
+}
+
+/// Reads a body, refusing to hold more than `limit` bytes of it.
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Bytes, ApiError> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::TooLarge { limit });
+    }
+    let mut body = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    return Err(ApiError::TooLarge { limit });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(Bytes::from(body)),
+            Err(e) if e.is_timeout() => return Err(ApiError::Deadline),
+            Err(e) => return Err(ApiError::Transport(describe(&e))),
+        }
+    }
+}
+
+/// A transport error's description without the URL (it has the org id and cursor, which are
+/// fine, but keeping messages short and uniform helps alerting on log lines).
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,10 @@
+//! The Devin API v3 client: wire types, the request budget, retries and the token.
+
+pub mod budget;
+pub mod client;
+pub mod model;
+pub mod retry;
+pub mod token;
+
+pub use client::{ApiClient, ApiError, ListQuery, RequestObserver};
+pub use model::{PullRequest, Session, SessionPage};

@@ -1,0 +1,169 @@
+//! Wire types of the list-sessions response, read leniently: unknown fields are ignored and
+//! every enumeration is an open string, so a new value from the API never breaks a scrape.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+/// One page of `GET /v3/organizations/{org_id}/sessions`. Strings borrow from the body.
+#[derive(Debug, Deserialize)]
+pub struct SessionPage<'a> {
+    /// The sessions on this page.
+    #[serde(borrow)]
+    pub items: Vec<Session<'a>>,
+    /// Cursor for the next page; `None` on the last page.
+    #[serde(default)]
+    pub end_cursor: Option<String>,
+    /// Whether another page follows.
+    #[serde(default)]
+    pub has_next_page: bool,
+    /// Optional count of all matching sessions; a hint only, never relied on.
+    #[serde(default)]
+    pub total: Option<u64>,
+}
+
+/// The fields of a `SessionResponse` the exporter uses.
+#[derive(Debug, Deserialize)]
+pub struct Session<'a> {
+    /// Unique id, `devin-<hex>`.
+    #[serde(borrow)]
+    pub session_id: Cow<'a, str>,
+    /// Lifecycle status (open set: new, claimed, running, exit, error, suspended, resuming, ...).
+    #[serde(borrow)]
+    pub status: Cow<'a, str>,
+    /// Detail of the status; `None` when null.
+    #[serde(default, borrow)]
+    pub status_detail: Option<Cow<'a, str>>,
+    /// Where the session was created from; `None` when null.
+    #[serde(default, borrow)]
+    pub origin: Option<Cow<'a, str>>,
+    /// Use-case category; `None` until classified.
+    #[serde(default, borrow)]
+    pub category: Option<Cow<'a, str>>,
+    /// Creation time, Unix seconds.
+    #[serde(deserialize_with = "unix_seconds")]
+    pub created_at: i64,
+    /// Last update time, Unix seconds.
+    #[serde(deserialize_with = "unix_seconds")]
+    pub updated_at: i64,
+    /// ACUs consumed so far.
+    pub acus_consumed: f64,
+    /// Pull requests opened by the session.
+    #[serde(default, borrow)]
+    pub pull_requests: Vec<PullRequest<'a>>,
+    /// Archived flag; null or absent means not archived.
+    #[serde(default)]
+    pub is_archived: Option<bool>,
+}
+
+/// A pull request of a session; only its state matters here.
+#[derive(Debug, Deserialize)]
+pub struct PullRequest<'a> {
+    /// open, merged, closed, ... or `None` when null.
+    #[serde(default, borrow)]
+    pub pr_state: Option<Cow<'a, str>>,
+}
+
+/// Accepts integer timestamps and, defensively, fractional ones (truncated).
+fn unix_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    n.as_i64()
+        .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+        .ok_or_else(|| serde::de::Error::custom("timestamp out of range"))
+}
+
+/// Error body of the API: RFC 9457 problem details or FastAPI's validation shape.
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    detail: Option<serde_json::Value>,
+    #[serde(default)]
+    title: Option<String>,
+}
+
+/// Extracts a short human-readable reason from an error body, whatever its shape.
+pub fn error_detail(body: &[u8]) -> Option<String> {
+    let parsed: ErrorBody = serde_json::from_slice(body).ok()?;
+    let text = match parsed.detail {
+        Some(serde_json::Value::String(s)) => s,
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                let msg = i.get("msg").and_then(|m| m.as_str()).unwrap_or("invalid");
+                let loc = i
+                    .get("loc")
+                    .and_then(|l| l.as_array())
+                    .map(|l| {
+                        l.iter()
+                            .map(|p| match p {
+                                serde_json::Value::String(s) => s.clone(),
+                                other => other.to_string(),
+                            })
+                            .collect::<Vec<_>>()
+                            .join(".")
+                    })
+                    .unwrap_or_default();
+                if loc.is_empty() {
+                    msg.to_string()
+                } else {
+                    format!("{loc}: {msg}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        Some(other) if !other.is_null() => other.to_string(),
+        _ => parsed.title?,
+    };
+    // Error text ends up in logs and on the landing page: keep it to one short line.
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    Some(one_line.chars().take(300).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_nulls_unknown_fields_and_new_enum_values() {
+        let body = br#"{"items":[{"session_id":"devin-1","url":"u","status":"hibernating",
+            "status_detail":null,"origin":null,"category":null,"tags":[],"org_id":"o",
+            "created_at":1700000000,"updated_at":1700000100.0,"acus_consumed":1.5,
+            "pull_requests":[{"pr_url":"p","pr_state":null}],"brand_new_field":{"x":1}}],
+            "end_cursor":null,"total":null}"#;
+        let page: SessionPage = serde_json::from_slice(body).unwrap();
+        assert!(!page.has_next_page);
+        let s = &page.items[0];
+        assert_eq!(s.status, "hibernating");
+        assert_eq!(s.status_detail, None);
+        assert_eq!(s.updated_at, 1700000100);
+        assert_eq!(s.pull_requests[0].pr_state, None);
+        assert_eq!(s.is_archived, None);
+    }
+
+    #[test]
+    fn missing_required_field_is_an_error() {
+        let body = br#"{"items":[{"session_id":"devin-1","created_at":1,"updated_at":1,"acus_consumed":0}]}"#;
+        assert!(serde_json::from_slice::<SessionPage>(body).is_err());
+    }
+
+    #[test]
+    fn error_detail_shapes() {
+        assert_eq!(
+            error_detail(br#"{"title":"Unauthorized","status":401,"detail":"Invalid token"}"#)
+                .as_deref(),
+            Some("Invalid token")
+        );
+        assert_eq!(
+            error_detail(
+                br#"{"detail":[{"loc":["query","first"],"msg":"must be <= 200","type":"x"}]}"#
+            )
+            .as_deref(),
+            Some("query.first: must be <= 200")
+        );
+        assert_eq!(
+            error_detail(br#"{"title":"Forbidden"}"#).as_deref(),
+            Some("Forbidden")
+        );
+        assert_eq!(error_detail(b"<html>oops</html>"), None);
+    }
+}
