@@ -1,0 +1,62 @@
+//! Compact session keys: the usual `devin-<32 hex>` id packs into 16 bytes, anything else is
+//! kept as text, so no id is ever confused with another.
+
+/// Key of a session in the store.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SessionKey {
+    /// `devin-` followed by 32 lowercase hex digits, packed.
+    Packed([u8; 16]),
+    /// Any other id, as given.
+    Text(Box<str>),
+}
+
+impl SessionKey {
+    /// The key of a session id.
+    pub fn new(id: &str) -> Self {
+        match id.strip_prefix("devin-").and_then(pack_hex) {
+            Some(bytes) => SessionKey::Packed(bytes),
+            None => SessionKey::Text(id.into()),
+        }
+    }
+}
+
+fn pack_hex(hex: &str) -> Option<[u8; 16]> {
+    let digits = hex.as_bytes();
+    if digits.len() != 32 {
+        return None;
+    }
+    // Only lowercase, so that one id has exactly one packed form.
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 16];
+    for (i, pair) in digits.chunks_exact(2).enumerate() {
+        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packs_canonical_ids_only() {
+        let id = "devin-0123456789abcdef0123456789abcdef";
+        assert!(matches!(SessionKey::new(id), SessionKey::Packed(_)));
+        assert_ne!(
+            SessionKey::new(id),
+            SessionKey::new("devin-0123456789abcdef0123456789abcdee")
+        );
+        for other in [
+            "devin-0123456789ABCDEF0123456789ABCDEF",
+            "devin-123",
+            "session-42",
+            "devin-0123456789abcdef0123456789abcdeg",
+        ] {
+            assert_eq!(SessionKey::new(other), SessionKey::Text(other.into()));
+        }
+    }
+}

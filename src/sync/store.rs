@@ -1,0 +1,504 @@
+//! Every known session of one org in compact form, with the aggregates the metrics need kept
+//! up to date on every change, so that a scrape renders without walking the sessions.
+
+use std::collections::{BTreeMap, HashMap};
+
+use indexmap::IndexMap;
+
+use super::intern::{Interner, Sym};
+use super::key::SessionKey;
+use crate::api::Session;
+
+/// ACUs are summed as integer millionths so that adding and removing never drifts.
+const MICROS: f64 = 1_000_000.0;
+
+/// Labels of the session gauges: status, status_detail, origin, category.
+pub type GroupKey = [Sym; 4];
+
+/// One session, without strings.
+#[derive(Debug, Clone, PartialEq)]
+struct Record {
+    created_at: i64,
+    updated_at: i64,
+    acus_micros: u64,
+    pr_states: Box<[Sym]>,
+    labels: GroupKey,
+    /// Listing generation that last saw this session (for the full resync).
+    seen_gen: u32,
+    archived: bool,
+}
+
+/// Count and ACU sum of the sessions sharing one label set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupTotals {
+    /// Sessions in the group.
+    pub sessions: u64,
+    /// Sum of their ACUs, in millionths.
+    pub acus_micros: u64,
+}
+
+/// What the metrics read: kept in step with the records.
+#[derive(Debug, Default)]
+struct Aggregates {
+    groups: HashMap<GroupKey, GroupTotals>,
+    pr_states: HashMap<Sym, u64>,
+    archived: u64,
+    /// For sessions still in play: `updated_at` values per (status, status_detail).
+    waiting: HashMap<(Sym, Sym), BTreeMap<i64, u32>>,
+}
+
+/// Monotonic totals: they only grow while the process runs, whatever happens to sessions.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    /// ACUs consumed, in millionths.
+    pub acus_micros: u64,
+    /// Sessions first seen, by origin.
+    pub created: HashMap<Sym, u64>,
+    /// Sessions seen moving into a status, by status.
+    pub entered_status: HashMap<Sym, u64>,
+}
+
+/// How an upsert changed the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upsert {
+    /// A session not known before.
+    Inserted,
+    /// A known session whose fields changed.
+    Updated,
+    /// Nothing changed (or the incoming copy was older than the stored one).
+    Unchanged,
+}
+
+/// The sessions of one org.
+#[derive(Debug)]
+pub struct SessionStore {
+    records: IndexMap<SessionKey, Record>,
+    interner: Interner,
+    aggregates: Aggregates,
+    counters: Counters,
+    /// Statuses whose sessions are over or parked; the rest count as waiting/in play.
+    settled: [Sym; 3],
+}
+
+impl Default for SessionStore {
+    fn default() -> Self {
+        let mut interner = Interner::default();
+        let settled = ["exit", "error", "suspended"].map(|s| interner.intern(Some(s)));
+        SessionStore {
+            records: IndexMap::new(),
+            interner,
+            aggregates: Aggregates::default(),
+            counters: Counters::default(),
+            settled,
+        }
+    }
+}
+
+fn micros(acus: f64) -> u64 {
+    if acus.is_finite() && acus > 0.0 {
+        (acus * MICROS).round() as u64
+    } else {
+        0
+    }
+}
+
+impl Aggregates {
+    fn add(&mut self, r: &Record, settled: &[Sym; 3]) {
+        let g = self.groups.entry(r.labels).or_default();
+        g.sessions += 1;
+        g.acus_micros += r.acus_micros;
+        for s in r.pr_states.iter() {
+            *self.pr_states.entry(*s).or_default() += 1;
+        }
+        self.archived += u64::from(r.archived);
+        if !settled.contains(&r.labels[0]) {
+            let times = self.waiting.entry((r.labels[0], r.labels[1])).or_default();
+            *times.entry(r.updated_at).or_default() += 1;
+        }
+    }
+
+    fn remove(&mut self, r: &Record, settled: &[Sym; 3]) {
+        if let Some(g) = self.groups.get_mut(&r.labels) {
+            g.sessions -= 1;
+            g.acus_micros -= r.acus_micros;
+            if g.sessions == 0 {
+                self.groups.remove(&r.labels);
+            }
+        }
+        for s in r.pr_states.iter() {
+            if let Some(n) = self.pr_states.get_mut(s) {
+                *n -= 1;
+                if *n == 0 {
+                    self.pr_states.remove(s);
+                }
+            }
+        }
+        self.archived -= u64::from(r.archived);
+        if !settled.contains(&r.labels[0]) {
+            let key = (r.labels[0], r.labels[1]);
+            if let Some(times) = self.waiting.get_mut(&key) {
+                if let Some(n) = times.get_mut(&r.updated_at) {
+                    *n -= 1;
+                    if *n == 0 {
+                        times.remove(&r.updated_at);
+                    }
+                }
+                if times.is_empty() {
+                    self.waiting.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+impl SessionStore {
+    /// Number of sessions held.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when no session is held.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Adds or updates one session as listed by the API. `generation` marks it seen by the current
+    /// listing; `count_transitions` is off during an org's first listing, whose sessions did
+    /// not "enter" their status while we watched.
+    pub fn upsert(&mut self, s: &Session<'_>, generation: u32, count_transitions: bool) -> Upsert {
+        let key = SessionKey::new(&s.session_id);
+        let interner = &mut self.interner;
+        let labels = [
+            interner.intern(Some(&s.status)),
+            interner.intern(s.status_detail.as_deref()),
+            interner.intern(s.origin.as_deref()),
+            interner.intern(s.category.as_deref()),
+        ];
+        let pr_states: Box<[Sym]> = s
+            .pull_requests
+            .iter()
+            .map(|p| interner.intern(p.pr_state.as_deref()))
+            .collect();
+        let incoming = Record {
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            acus_micros: micros(s.acus_consumed),
+            pr_states,
+            labels,
+            seen_gen: generation,
+            archived: s.is_archived.unwrap_or(false),
+        };
+        match self.records.get_mut(&key) {
+            Some(stored) => {
+                // Overlapping windows and retries can deliver an older copy late: keep the newer.
+                if incoming.updated_at < stored.updated_at {
+                    stored.seen_gen = stored.seen_gen.max(generation);
+                    return Upsert::Unchanged;
+                }
+                let mut compare = stored.clone();
+                compare.seen_gen = generation;
+                if compare == incoming {
+                    stored.seen_gen = generation;
+                    return Upsert::Unchanged;
+                }
+                self.aggregates.remove(stored, &self.settled);
+                self.aggregates.add(&incoming, &self.settled);
+                self.counters.acus_micros +=
+                    incoming.acus_micros.saturating_sub(stored.acus_micros);
+                if count_transitions && incoming.labels[0] != stored.labels[0] {
+                    *self
+                        .counters
+                        .entered_status
+                        .entry(incoming.labels[0])
+                        .or_default() += 1;
+                }
+                *stored = incoming;
+                Upsert::Updated
+            }
+            None => {
+                self.aggregates.add(&incoming, &self.settled);
+                self.counters.acus_micros += incoming.acus_micros;
+                *self.counters.created.entry(incoming.labels[2]).or_default() += 1;
+                if count_transitions {
+                    *self
+                        .counters
+                        .entered_status
+                        .entry(incoming.labels[0])
+                        .or_default() += 1;
+                }
+                self.records.insert(key, incoming);
+                Upsert::Inserted
+            }
+        }
+    }
+
+    /// Drops the sessions for which `keep` is false, keeping aggregates (not counters) in step.
+    fn retain(&mut self, mut keep: impl FnMut(&Record) -> bool) -> usize {
+        let before = self.records.len();
+        let aggregates = &mut self.aggregates;
+        let settled = &self.settled;
+        self.records.retain(|_, r| {
+            let k = keep(r);
+            if !k {
+                aggregates.remove(r, settled);
+            }
+            k
+        });
+        before - self.records.len()
+    }
+
+    /// Drops the sessions that the listing of generation `generation` did not see. Returns how many.
+    pub fn drop_unseen(&mut self, generation: u32) -> usize {
+        self.retain(|r| r.seen_gen == generation)
+    }
+
+    /// Drops the sessions created before `cutoff` (the lookback window). Returns how many.
+    pub fn drop_created_before(&mut self, cutoff: i64) -> usize {
+        if self.oldest_created_at().is_none_or(|t| t >= cutoff) {
+            return 0;
+        }
+        self.retain(|r| r.created_at >= cutoff)
+    }
+
+    fn oldest_created_at(&self) -> Option<i64> {
+        self.records.values().map(|r| r.created_at).min()
+    }
+
+    /// Newest `updated_at` of any session held.
+    pub fn newest_update(&self) -> Option<i64> {
+        self.records.values().map(|r| r.updated_at).max()
+    }
+
+    /// Releases spare capacity after a big listing.
+    pub fn shrink_to_fit(&mut self) {
+        self.records.shrink_to_fit();
+    }
+
+    /// The label value of a symbol.
+    pub fn label(&self, sym: Sym) -> &str {
+        self.interner.resolve(sym)
+    }
+
+    /// Session count and ACU sum per (status, status_detail, origin, category).
+    pub fn groups(&self) -> impl Iterator<Item = (&GroupKey, &GroupTotals)> {
+        self.aggregates.groups.iter()
+    }
+
+    /// Pull requests per state.
+    pub fn pull_requests(&self) -> impl Iterator<Item = (Sym, u64)> + '_ {
+        self.aggregates.pr_states.iter().map(|(s, n)| (*s, *n))
+    }
+
+    /// Archived sessions.
+    pub fn archived(&self) -> u64 {
+        self.aggregates.archived
+    }
+
+    /// Oldest `updated_at` per (status, status_detail) among sessions not exited, errored or
+    /// suspended.
+    pub fn oldest_updates(&self) -> impl Iterator<Item = ((Sym, Sym), i64)> + '_ {
+        self.aggregates
+            .waiting
+            .iter()
+            .filter_map(|(k, times)| times.keys().next().map(|t| (*k, *t)))
+    }
+
+    /// The monotonic counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Bytes held by the store's tables (records, index, heap parts), for the benchmarks.
+    pub fn approx_heap_bytes(&self) -> usize {
+        let entry = std::mem::size_of::<(u64, SessionKey, Record)>();
+        let index = self.records.capacity() * (std::mem::size_of::<usize>() + 1) * 8 / 7;
+        let heap: usize = self
+            .records
+            .iter()
+            .map(|(k, r)| {
+                let key = match k {
+                    SessionKey::Text(t) => t.len(),
+                    SessionKey::Packed(_) => 0,
+                };
+                key + r.pr_states.len() * std::mem::size_of::<Sym>()
+            })
+            .sum();
+        self.records.capacity() * entry + index + heap
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::SessionPage;
+
+    fn page(json: &str) -> SessionPage<'_> {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn item(id: &str, status: &str, detail: &str, acus: f64, updated: i64) -> String {
+        format!(
+            r#"{{"session_id":"{id}","url":"u","status":"{status}","status_detail":{detail},
+            "origin":"slack","category":null,"tags":[],"org_id":"o","created_at":100,
+            "updated_at":{updated},"acus_consumed":{acus},"pull_requests":[{{"pr_url":"p","pr_state":"open"}}]}}"#
+        )
+    }
+
+    fn upsert(store: &mut SessionStore, json: &str, generation: u32, transitions: bool) -> Upsert {
+        let body = format!(r#"{{"items":[{json}]}}"#);
+        let p = page(&body);
+        store.upsert(&p.items[0], generation, transitions)
+    }
+
+    fn group(store: &SessionStore, status: &str) -> Option<GroupTotals> {
+        store
+            .groups()
+            .find(|(k, _)| store.label(k[0]) == status)
+            .map(|(_, g)| *g)
+    }
+
+    #[test]
+    fn upsert_keeps_aggregates_and_counters_in_step() {
+        let mut s = SessionStore::default();
+        assert_eq!(
+            upsert(
+                &mut s,
+                &item("a", "running", r#""working""#, 1.25, 10),
+                1,
+                false
+            ),
+            Upsert::Inserted
+        );
+        assert_eq!(
+            upsert(
+                &mut s,
+                &item("b", "running", r#""working""#, 2.0, 10),
+                1,
+                false
+            ),
+            Upsert::Inserted
+        );
+        assert_eq!(
+            group(&s, "running"),
+            Some(GroupTotals {
+                sessions: 2,
+                acus_micros: 3_250_000
+            })
+        );
+        assert_eq!(s.counters().acus_micros, 3_250_000);
+
+        // Same copy again: nothing changes (a resumed listing re-fetches pages).
+        assert_eq!(
+            upsert(
+                &mut s,
+                &item("a", "running", r#""working""#, 1.25, 10),
+                1,
+                true
+            ),
+            Upsert::Unchanged
+        );
+        // a moves to error and burns more ACUs.
+        assert_eq!(
+            upsert(&mut s, &item("a", "error", "null", 3.0, 20), 1, true),
+            Upsert::Updated
+        );
+        assert_eq!(
+            group(&s, "running"),
+            Some(GroupTotals {
+                sessions: 1,
+                acus_micros: 2_000_000
+            })
+        );
+        assert_eq!(
+            group(&s, "error"),
+            Some(GroupTotals {
+                sessions: 1,
+                acus_micros: 3_000_000
+            })
+        );
+        assert_eq!(s.counters().acus_micros, 5_000_000);
+        let error = s.interner.lookup("error").unwrap();
+        assert_eq!(s.counters().entered_status.get(&error), Some(&1));
+        // An older copy arriving late is ignored.
+        assert_eq!(
+            upsert(
+                &mut s,
+                &item("a", "running", r#""working""#, 1.25, 10),
+                1,
+                true
+            ),
+            Upsert::Unchanged
+        );
+        assert_eq!(group(&s, "error").unwrap().sessions, 1);
+        // ACUs reported lower (a correction) never make the counter go down.
+        upsert(&mut s, &item("a", "error", "null", 0.5, 30), 1, true);
+        assert_eq!(s.counters().acus_micros, 5_000_000);
+        let pr = s.pull_requests().map(|(_, n)| n).sum::<u64>();
+        assert_eq!(pr, 2);
+    }
+
+    #[test]
+    fn drop_unseen_and_empty_groups_vanish() {
+        let mut s = SessionStore::default();
+        upsert(
+            &mut s,
+            &item("a", "running", r#""waiting_for_user""#, 1.0, 10),
+            1,
+            false,
+        );
+        upsert(&mut s, &item("b", "exit", "null", 1.0, 10), 1, false);
+        upsert(&mut s, &item("b", "exit", "null", 1.0, 10), 2, true);
+        assert_eq!(s.oldest_updates().count(), 1);
+        assert_eq!(s.drop_unseen(2), 1);
+        assert_eq!(s.len(), 1);
+        assert!(group(&s, "running").is_none());
+        assert_eq!(s.oldest_updates().count(), 0);
+        assert_eq!(s.pull_requests().map(|(_, n)| n).sum::<u64>(), 1);
+        // Counters remember the dropped session.
+        assert_eq!(s.counters().acus_micros, 2_000_000);
+        assert_eq!(s.counters().created.values().sum::<u64>(), 2);
+    }
+
+    #[test]
+    fn oldest_update_per_waiting_state() {
+        let mut s = SessionStore::default();
+        upsert(
+            &mut s,
+            &item("a", "running", r#""waiting_for_user""#, 0.0, 50),
+            1,
+            false,
+        );
+        upsert(
+            &mut s,
+            &item("b", "running", r#""waiting_for_user""#, 0.0, 40),
+            1,
+            false,
+        );
+        upsert(
+            &mut s,
+            &item("c", "suspended", r#""inactivity""#, 0.0, 10),
+            1,
+            false,
+        );
+        let oldest: Vec<_> = s
+            .oldest_updates()
+            .map(|((st, d), t)| (s.label(st).to_string(), s.label(d).to_string(), t))
+            .collect();
+        assert_eq!(
+            oldest,
+            vec![("running".into(), "waiting_for_user".into(), 40)]
+        );
+        upsert(
+            &mut s,
+            &item("b", "running", r#""working""#, 0.0, 60),
+            1,
+            true,
+        );
+        let oldest: BTreeMap<_, _> = s
+            .oldest_updates()
+            .map(|((_, d), t)| (s.label(d).to_string(), t))
+            .collect();
+        assert_eq!(oldest.get("waiting_for_user"), Some(&50));
+        assert_eq!(oldest.get("working"), Some(&60));
+    }
+}
