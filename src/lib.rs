@@ -1,1 +1,14 @@
 //! devin-exporter: a Prometheus exporter for the sessions of Devin organizations.
+//!
+//! Layout: [`config`] reads the environment; [`api`] talks to the Devin API; [`sync`] keeps
+//! each org's sessions current; [`metrics`] renders them; [`http`] serves them; [`exporter`]
+//! ties orgs to scrapes; [`app`] wires it all together.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod exporter;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod sync;

@@ -1,1 +1,110 @@
-fn main() {}
+//! The `devin-exporter` binary: command line, configuration, logging, and the server.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use devin_exporter::{app, config, logging};
+
+const CONFIG_HELP: &str = "\
+Configuration (environment):
+  DEVIN_API_TOKEN                service-user token (cog_...), or:
+  DEVIN_API_TOKEN_FILE           file holding the token (re-read when it changes)
+  DEVIN_ORG_IDS                  comma-separated org ids to collect
+  DEVIN_API_URL                  API base URL [default: https://api.devin.ai]
+  DEVIN_LISTEN_ADDRESS           address to serve on [default: 0.0.0.0:10164]
+  DEVIN_PAGE_SIZE                sessions per request, 1..200 [default: 200]
+  DEVIN_SCRAPE_TIMEOUT           collection budget without a Prometheus timeout header [default: 25s]
+  DEVIN_SYNC_OVERLAP             incremental listings re-read this much before the watermark [default: 2m]
+  DEVIN_FULL_RESYNC_INTERVAL     full re-listing period, drops deleted sessions [default: 1h]
+  DEVIN_LOOKBACK                 only sessions created within this window, e.g. 30d [default: all]
+  DEVIN_MAX_REQUESTS_PER_SECOND  client-side request budget of the token [default: 20]
+  DEVIN_MAX_CONCURRENT_REQUESTS  API requests in flight at once [default: 16]
+  DEVIN_MAX_RESPONSE_BYTES       largest API response accepted [default: 33554432]
+  DEVIN_REQUEST_TIMEOUT          timeout of one API request [default: 30s]
+  DEVIN_LOG_FORMAT               text or json; levels via RUST_LOG [default: text]
+With neither token nor org ids, it runs in demo mode against a built-in simulated API.";
+
+/// Prometheus exporter for Devin sessions.
+#[derive(Parser, Debug)]
+#[command(name = "devin-exporter", version, about, after_help = CONFIG_HELP)]
+struct Cli {
+    /// Collect from the built-in simulated Devin API (also the default without token and orgs).
+    #[arg(long)]
+    demo: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Exit 0 if the exporter's /healthz answers 200 (for container health checks).
+    Healthcheck {
+        /// URL to check.
+        #[arg(long, default_value = "http://127.0.0.1:10164/healthz")]
+        url: String,
+    },
+}
+
+/// Exit code of a configuration error.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(Command::Healthcheck { url }) = &cli.command {
+        return runtime.block_on(healthcheck(url));
+    }
+    let config = match config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    logging::init(config.log_format);
+    let result = runtime.block_on(async {
+        if cli.demo || config.is_demo() {
+            return Err("demo mode is not available in this build".to_string());
+        }
+        app::run(&config, None, false).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+async fn healthcheck(url: &str) -> ExitCode {
+    let client = match reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+    {
+        Ok(c) => c,
+        Err(_) => return ExitCode::FAILURE,
+    };
+    match client.get(url).send().await {
+        Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!("unhealthy: {url} answered {}", r.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Wiring: from a validated configuration to a running server.
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::api::ApiClient;
+use crate::api::budget::RequestBudget;
+use crate::api::token::TokenProvider;
+use crate::config::{Config, TokenSource};
+use crate::exporter::Exporter;
+use crate::http::{self, AppState};
+use crate::sync::SyncSettings;
+
+/// Windows of one org's listing fetched at once.
+const WINDOW_CONCURRENCY: usize = 8;
+
+/// Builds the exporter and its router. `token` overrides the configured token source (demo
+/// mode supplies the simulator's). Errors are one line naming the variable at fault.
+pub fn build(
+    config: &Config,
+    token: Option<TokenSource>,
+    demo: bool,
+) -> Result<(Arc<Exporter>, Router), String> {
+    let source = token
+        .or_else(|| config.token.clone())
+        .ok_or_else(|| "DEVIN_API_TOKEN is not set".to_string())?;
+    let token = Arc::new(TokenProvider::new(&source)?);
+    let budget = Arc::new(RequestBudget::new(
+        config.max_requests_per_second,
+        config.max_concurrent_requests,
+    ));
+    let client = ApiClient::new(
+        &config.api_url,
+        token,
+        budget,
+        config.max_response_bytes,
+        config.request_timeout,
+    )?;
+    let settings = SyncSettings {
+        page_size: config.page_size,
+        overlap: config.sync_overlap,
+        full_resync_interval: config.full_resync_interval,
+        lookback: config.lookback,
+        window_concurrency: WINDOW_CONCURRENCY,
+    };
+    let exporter = Arc::new(Exporter::new(&config.org_ids, client, settings));
+    let state = AppState::new(
+        Arc::clone(&exporter),
+        config.scrape_timeout,
+        config.api_url.clone(),
+        demo,
+    );
+    Ok((exporter, http::router(state)))
+}
+
+/// Runs the server until SIGTERM/SIGINT.
+pub async fn run(config: &Config, token: Option<TokenSource>, demo: bool) -> Result<(), String> {
+    let (_, router) = build(config, token, demo)?;
+    let listener = tokio::net::TcpListener::bind(config.listen_address)
+        .await
+        .map_err(|e| {
+            format!(
+                "DEVIN_LISTEN_ADDRESS={}: cannot bind ({e})",
+                config.listen_address
+            )
+        })?;
+    tracing::info!(
+        orgs = config.org_ids.len(),
+        api = %config.api_url,
+        page_size = config.page_size,
+        max_requests_per_second = config.max_requests_per_second,
+        "devin-exporter {} starting",
+        crate::metrics::VERSION
+    );
+    http::serve(listener, router)
+        .await
+        .map_err(|e| format!("server error: {e}"))
+}

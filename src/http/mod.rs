@@ -1,0 +1,164 @@
+//! The HTTP server: `/metrics`, the landing page, health and readiness.
+
+mod landing;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use prometheus::process_collector::ProcessCollector;
+use tokio::time::Instant;
+use tower_http::compression::CompressionLayer;
+
+use crate::exporter::Exporter;
+use crate::metrics::{CONTENT_TYPE, render};
+
+/// Header in which Prometheus sends its scrape timeout.
+pub const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
+
+/// What the handlers share.
+pub struct AppState {
+    /// The exporter.
+    pub exporter: Arc<Exporter>,
+    /// Collection budget when a scrape sends no timeout header.
+    pub default_timeout: Duration,
+    /// Shown on the landing page.
+    pub api_url: String,
+    /// True in demo mode (landing page says so).
+    pub demo: bool,
+    process: ProcessCollector,
+}
+
+impl AppState {
+    /// Shared state for the handlers.
+    pub fn new(
+        exporter: Arc<Exporter>,
+        default_timeout: Duration,
+        api_url: String,
+        demo: bool,
+    ) -> Arc<Self> {
+        Arc::new(AppState {
+            exporter,
+            default_timeout,
+            api_url,
+            demo,
+            process: ProcessCollector::for_self(),
+        })
+    }
+}
+
+/// The collection budget of a scrape: Prometheus' timeout less a margin for rendering and
+/// the network, else the configured default.
+pub fn scrape_budget(headers: &HeaderMap, default: Duration) -> Duration {
+    let from_header = headers
+        .get(SCRAPE_TIMEOUT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64);
+    match from_header {
+        Some(timeout) => {
+            let margin = (timeout / 10).clamp(Duration::from_millis(250), Duration::from_secs(2));
+            timeout
+                .saturating_sub(margin)
+                .max(Duration::from_millis(100))
+        }
+        None => default,
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let deadline = Instant::now() + scrape_budget(&headers, state.default_timeout);
+    state.exporter.collect(deadline).await;
+    match render(state.exporter.orgs(), Some(&state.process)) {
+        Ok(body) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering metrics failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("rendering metrics failed: {e}\n"),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn landing(State(state): State<Arc<AppState>>) -> Html<String> {
+    Html(landing::page(&state))
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz() -> &'static str {
+    "ready\n"
+}
+
+/// The router with every endpoint.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(landing))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .layer(CompressionLayer::new())
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until SIGTERM or SIGINT, then finishes the requests in flight.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
+    let addr: SocketAddr = listener.local_addr()?;
+    tracing::info!(%addr, "listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_from_header_leaves_a_margin() {
+        let mut h = HeaderMap::new();
+        let default = Duration::from_secs(25);
+        assert_eq!(scrape_budget(&h, default), default);
+        h.insert(SCRAPE_TIMEOUT_HEADER, "10".parse().unwrap());
+        assert_eq!(scrape_budget(&h, default), Duration::from_secs(9));
+        h.insert(SCRAPE_TIMEOUT_HEADER, "1.5".parse().unwrap());
+        assert_eq!(scrape_budget(&h, default), Duration::from_millis(1250));
+        h.insert(SCRAPE_TIMEOUT_HEADER, "120".parse().unwrap());
+        assert_eq!(scrape_budget(&h, default), Duration::from_secs(118));
+        h.insert(SCRAPE_TIMEOUT_HEADER, "nonsense".parse().unwrap());
+        assert_eq!(scrape_budget(&h, default), default);
+    }
+}
