@@ -1,0 +1,224 @@
+//! Test support: an exporter served in-process, scraping, and reading metrics back.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use devin_exporter::config;
+use devin_exporter::exporter::Exporter;
+use serde_json::{Value, json};
+
+/// An exporter serving on a free loopback port.
+pub struct TestExporter {
+    /// Base URL, e.g. `http://127.0.0.1:43123`.
+    pub url: String,
+    /// The exporter behind it.
+    pub exporter: Arc<Exporter>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestExporter {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Starts an exporter for `orgs` against `api_url`; `extra` adds or overrides variables.
+pub async fn start_exporter(api_url: &str, orgs: &[&str], extra: &[(&str, &str)]) -> TestExporter {
+    let mut vars: BTreeMap<String, String> = [
+        ("DEVIN_API_TOKEN", "cog_test_token"),
+        ("DEVIN_API_URL", api_url),
+        ("DEVIN_MAX_REQUESTS_PER_SECOND", "1000"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    vars.insert("DEVIN_ORG_IDS".into(), orgs.join(","));
+    for (k, v) in extra {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    let config = config::from_vars(vars).expect("valid test config");
+    let (exporter, router) =
+        devin_exporter::app::build(&config, None, false).expect("exporter builds");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    TestExporter {
+        url,
+        exporter,
+        server,
+    }
+}
+
+/// A scrape's response.
+pub struct Scraped {
+    /// HTTP status.
+    pub status: reqwest::StatusCode,
+    /// Content-Type header.
+    pub content_type: String,
+    /// The body.
+    pub body: String,
+    /// Parsed samples.
+    pub metrics: Metrics,
+}
+
+/// GETs /metrics, optionally with Prometheus' scrape timeout header.
+pub async fn scrape(base: &str, timeout_header: Option<&str>) -> Scraped {
+    let client = reqwest::Client::new();
+    let mut req = client
+        .get(format!("{base}/metrics"))
+        .timeout(Duration::from_secs(60));
+    if let Some(t) = timeout_header {
+        req = req.header("X-Prometheus-Scrape-Timeout-Seconds", t);
+    }
+    let resp = req.send().await.expect("scrape answers");
+    let status = resp.status();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = resp.text().await.unwrap();
+    let metrics = Metrics::parse(&body);
+    Scraped {
+        status,
+        content_type,
+        body,
+        metrics,
+    }
+}
+
+/// Samples of a /metrics body.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// Every sample (histograms flattened by the parser).
+    pub samples: Vec<prometheus_parse::Sample>,
+}
+
+fn value(v: &prometheus_parse::Value) -> Option<f64> {
+    use prometheus_parse::Value::*;
+    match v {
+        Counter(x) | Gauge(x) | Untyped(x) => Some(*x),
+        _ => None,
+    }
+}
+
+impl Metrics {
+    /// Parses the text format.
+    pub fn parse(body: &str) -> Self {
+        let lines = body.lines().map(|l| Ok(l.to_string()));
+        let scrape = prometheus_parse::Scrape::parse(lines).expect("valid exposition text");
+        Metrics {
+            samples: scrape.samples,
+        }
+    }
+
+    /// Samples of `name` whose labels include all of `labels`.
+    pub fn find(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Vec<(BTreeMap<String, String>, f64)> {
+        self.samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .filter_map(|s| {
+                let labels: BTreeMap<String, String> = s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                value(&s.value).map(|v| (labels, v))
+            })
+            .collect()
+    }
+
+    /// The one sample of `name` with exactly-matching `labels` (among its labels).
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let found = self.find(name, labels);
+        assert!(
+            found.len() <= 1,
+            "{name}{labels:?} matches {} series: {found:?}",
+            found.len()
+        );
+        found.first().map(|(_, v)| *v)
+    }
+
+    /// Sum over the samples of `name` that include `labels`.
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.find(name, labels).iter().map(|(_, v)| v).sum()
+    }
+
+    /// Number of series of `name` that include `labels`.
+    pub fn count(&self, name: &str, labels: &[(&str, &str)]) -> usize {
+        self.find(name, labels).len()
+    }
+}
+
+/// A session item as the API sends it.
+#[derive(Clone, Debug)]
+pub struct S {
+    pub id: String,
+    pub status: &'static str,
+    pub detail: Option<&'static str>,
+    pub origin: Option<&'static str>,
+    pub category: Option<&'static str>,
+    pub acus: f64,
+    pub created: i64,
+    pub updated: i64,
+    pub prs: Vec<Option<&'static str>>,
+    pub archived: Option<bool>,
+}
+
+impl S {
+    /// A running/working session from slack, category bug_fixing.
+    pub fn new(n: u32) -> Self {
+        S {
+            id: format!("devin-{n:032x}"),
+            status: "running",
+            detail: Some("working"),
+            origin: Some("slack"),
+            category: Some("bug_fixing"),
+            acus: 1.0,
+            created: 1_700_000_000 + i64::from(n),
+            updated: 1_700_000_000 + i64::from(n),
+            prs: vec![],
+            archived: Some(false),
+        }
+    }
+
+    /// The JSON item.
+    pub fn json(&self) -> Value {
+        json!({
+            "session_id": self.id,
+            "url": format!("https://app.devin.ai/sessions/{}", self.id),
+            "status": self.status,
+            "status_detail": self.detail,
+            "origin": self.origin,
+            "category": self.category,
+            "tags": [],
+            "org_id": "org-test",
+            "created_at": self.created,
+            "updated_at": self.updated,
+            "acus_consumed": self.acus,
+            "pull_requests": self.prs.iter().enumerate().map(|(i, s)| json!({"pr_url": format!("https://github.com/o/r/pull/{i}"), "pr_state": s})).collect::<Vec<_>>(),
+            "is_archived": self.archived,
+            "title": "t",
+            "user_id": null,
+        })
+    }
+}
+
+/// A page body.
+pub fn page(items: &[S], end_cursor: Option<&str>, total: Option<u64>) -> Value {
+    json!({
+        "items": items.iter().map(S::json).collect::<Vec<_>>(),
+        "end_cursor": end_cursor,
+        "has_next_page": end_cursor.is_some(),
+        "total": total,
+    })
+}
