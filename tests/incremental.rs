@@ -1,0 +1,210 @@
+//! Incremental sync against a mocked API: the watermark and its overlap, the full re-listing
+//! that drops deleted sessions, monotonic counters, and a first listing that resumes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{S, page, scrape, start_exporter};
+use wiremock::matchers::{method, path, query_param};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const P: &str = "/v3/organizations/org-a/sessions";
+
+fn has(param: &'static str) -> impl Fn(&Request) -> bool + Send + Sync {
+    move |r: &Request| r.url.query_pairs().any(|(k, _)| k == param)
+}
+
+fn lacks(param: &'static str) -> impl Fn(&Request) -> bool + Send + Sync {
+    move |r: &Request| !r.url.query_pairs().any(|(k, _)| k == param)
+}
+
+#[tokio::test]
+async fn change_in_the_watermark_second_is_not_missed() {
+    let api = MockServer::start().await;
+    let mut a = S::new(1);
+    a.updated = 1_700_000_100;
+    let b = S::new(2);
+    Mock::given(method("GET"))
+        .and(path(P))
+        .and(lacks("updated_after"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(
+            &[a.clone(), b],
+            None,
+            Some(2),
+        )))
+        .expect(1)
+        .mount(&api)
+        .await;
+    // a changes again within the same second as the watermark; with the narrowest overlap and
+    // an API whose bound is exclusive, the incremental request must still cover that second.
+    let mut a2 = a.clone();
+    a2.status = "exit";
+    a2.detail = None;
+    a2.acus = 3.0;
+    Mock::given(method("GET"))
+        .and(path(P))
+        .and(query_param("updated_after", "1700000099"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[a2], None, None)))
+        .expect(1..)
+        .mount(&api)
+        .await;
+    let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_SYNC_OVERLAP", "1s")]).await;
+    let first = scrape(&exp.url, None).await;
+    assert_eq!(
+        first
+            .metrics
+            .get("devin_sessions", &[("status", "running")]),
+        Some(2.0)
+    );
+    let second = scrape(&exp.url, None).await;
+    assert_eq!(
+        second.metrics.get("devin_up", &[("org_id", "org-a")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        second
+            .metrics
+            .get("devin_sessions", &[("status", "running")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        second.metrics.get("devin_sessions", &[("status", "exit")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        second.metrics.get("devin_acus_consumed_total", &[]),
+        Some(4.0)
+    );
+    assert_eq!(
+        second
+            .metrics
+            .get("devin_sessions_entered_status_total", &[("status", "exit")]),
+        Some(1.0)
+    );
+    // Steady state: one request per scrape.
+    let before = api.received_requests().await.unwrap().len();
+    scrape(&exp.url, None).await;
+    assert_eq!(api.received_requests().await.unwrap().len(), before + 1);
+    api.verify().await;
+}
+
+#[tokio::test]
+async fn full_resync_drops_deleted_sessions_and_counters_never_decrease() {
+    let api = MockServer::start().await;
+    let all: Vec<S> = (1..=3).map(S::new).collect();
+    Mock::given(method("GET"))
+        .and(path(P))
+        .and(lacks("updated_after"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(&all, None, Some(3))))
+        .up_to_n_times(1)
+        .mount(&api)
+        .await;
+    // Later full listings no longer have session 3; incremental listings see no change.
+    Mock::given(method("GET"))
+        .and(path(P))
+        .and(lacks("updated_after"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(&all[..2], None, Some(2))))
+        .mount(&api)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(P))
+        .and(has("updated_after"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[], None, None)))
+        .mount(&api)
+        .await;
+    let exp = start_exporter(
+        &api.uri(),
+        &["org-a"],
+        &[("DEVIN_FULL_RESYNC_INTERVAL", "1s")],
+    )
+    .await;
+    let first = scrape(&exp.url, None).await;
+    assert_eq!(first.metrics.sum("devin_sessions", &[]), 3.0);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = scrape(&exp.url, None).await;
+    assert_eq!(second.metrics.sum("devin_sessions", &[]), 2.0);
+    assert_eq!(second.metrics.sum("devin_sessions_acus_consumed", &[]), 2.0);
+    for name in ["devin_acus_consumed_total", "devin_sessions_created_total"] {
+        assert_eq!(second.metrics.sum(name, &[]), 3.0, "{name} kept its value");
+    }
+}
+
+#[tokio::test]
+async fn interrupted_first_listing_resumes_without_double_counting() {
+    let api = MockServer::start().await;
+    let all: Vec<S> = (1..=5).map(S::new).collect();
+    Mock::given(method("GET"))
+        .and(path(P))
+        .and(lacks("after"))
+        .and(lacks("updated_after"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(
+            &all[..2],
+            Some("c1"),
+            Some(5),
+        )))
+        .expect(1) // never fetched again: the listing resumes at its cursor
+        .mount(&api)
+        .await;
+    // The second page is slower than the first scrape's budget, once.
+    Mock::given(method("GET"))
+        .and(path(P))
+        .and(query_param("after", "c1"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(page(&all[2..4], Some("c2"), None))
+                .set_delay(Duration::from_secs(5)),
+        )
+        .up_to_n_times(1)
+        .mount(&api)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(P))
+        .and(query_param("after", "c1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(&all[2..4], Some("c2"), None)))
+        .mount(&api)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(P))
+        .and(query_param("after", "c2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(&all[4..], None, None)))
+        .mount(&api)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(P))
+        .and(has("updated_after"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[], None, None)))
+        .mount(&api)
+        .await;
+    let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_PAGE_SIZE", "2")]).await;
+    let first = scrape(&exp.url, Some("1")).await;
+    assert_eq!(
+        first
+            .metrics
+            .get("devin_initial_sync_complete", &[("org_id", "org-a")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        first.metrics.count("devin_sessions", &[]),
+        0,
+        "no half-counted gauges"
+    );
+    assert_eq!(first.metrics.count("devin_sessions_created_total", &[]), 0);
+    assert_eq!(
+        first.metrics.get("devin_up", &[("org_id", "org-a")]),
+        Some(1.0),
+        "progress is not failure"
+    );
+
+    let second = scrape(&exp.url, None).await;
+    assert_eq!(
+        second
+            .metrics
+            .get("devin_initial_sync_complete", &[("org_id", "org-a")]),
+        Some(1.0)
+    );
+    assert_eq!(second.metrics.sum("devin_sessions", &[]), 5.0);
+    assert_eq!(second.metrics.sum("devin_sessions_created_total", &[]), 5.0);
+    assert_eq!(second.metrics.sum("devin_acus_consumed_total", &[]), 5.0);
+    api.verify().await;
+}
