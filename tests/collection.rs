@@ -430,7 +430,8 @@ async fn metrics_body_is_complete_and_exact() {
         ]
         .map(|(k, v)| (k, v.to_string()))
     };
-    let expect: &[([(&str, String); 5], f64, f64)] = &[
+    type Expected = ([(&'static str, String); 5], f64, f64);
+    let expect: &[Expected] = &[
         (
             series("running", "working", "slack", "bug_fixing"),
             2.0,

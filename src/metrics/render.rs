@@ -1,10 +1,13 @@
 //! The `/metrics` body, built fresh for every scrape from the orgs' state: a label set that no
-//! longer has sessions simply is not there.
+//! longer has sessions simply is not there. Families are assembled directly (no registry
+//! lookups per series) and written by the prometheus crate's text encoder.
 
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use prometheus::core::Collector;
-use prometheus::{CounterVec, Encoder, GaugeVec, Opts, Registry, TextEncoder};
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::{Encoder, TextEncoder};
 
 use super::{REVISION, VERSION};
 use crate::sync::Org;
@@ -12,28 +15,48 @@ use crate::sync::Org;
 /// Content type of the text exposition format; Prometheus 3 refuses a scrape without it.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-const SESSION_LABELS: &[&str] = &["org_id", "status", "status_detail", "origin", "category"];
+/// One metric family under construction.
+struct Family(MetricFamily);
 
-fn gauge(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<GaugeVec> {
-    let g = GaugeVec::new(Opts::new(name, help), labels)?;
-    registry.register(Box::new(g.clone()))?;
-    Ok(g)
-}
+impl Family {
+    fn new(name: &str, help: &str, kind: MetricType) -> Self {
+        let mut mf = MetricFamily::default();
+        mf.set_name(name.to_string());
+        mf.set_help(help.to_string());
+        mf.set_field_type(kind);
+        Family(mf)
+    }
 
-fn counter(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<CounterVec> {
-    let c = CounterVec::new(Opts::new(name, help), labels)?;
-    registry.register(Box::new(c.clone()))?;
-    Ok(c)
+    fn gauge(name: &str, help: &str) -> Self {
+        Family::new(name, help, MetricType::GAUGE)
+    }
+
+    fn counter(name: &str, help: &str) -> Self {
+        Family::new(name, help, MetricType::COUNTER)
+    }
+
+    fn push(&mut self, labels: &[(&str, &str)], value: f64) {
+        let pairs = labels
+            .iter()
+            .map(|(k, v)| {
+                let mut p = LabelPair::default();
+                p.set_name((*k).to_string());
+                p.set_value((*v).to_string());
+                p
+            })
+            .collect();
+        let mut m = Metric::from_label(pairs);
+        if self.0.get_field_type() == MetricType::COUNTER {
+            let mut c = Counter::default();
+            c.set_value(value);
+            m.set_counter(c);
+        } else {
+            let mut g = Gauge::default();
+            g.set_value(value);
+            m.set_gauge(g);
+        }
+        self.0.mut_metric().push(m);
+    }
 }
 
 fn seconds(t: std::time::SystemTime) -> f64 {
@@ -41,169 +64,160 @@ fn seconds(t: std::time::SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Renders the metrics of `orgs` (plus build and process metrics) in the text format.
-pub fn render(
-    orgs: &[std::sync::Arc<Org>],
-    process: Option<&dyn Collector>,
-) -> prometheus::Result<String> {
-    let r = Registry::new();
-    let sessions = gauge(
-        &r,
+/// Renders the metrics of `orgs` (plus build and, if given, process metrics) as text.
+pub fn render(orgs: &[Arc<Org>], process: Option<&dyn Collector>) -> prometheus::Result<String> {
+    let mut sessions = Family::gauge(
         "devin_sessions",
         "Sessions in this state now, archived ones included.",
-        SESSION_LABELS,
-    )?;
-    let session_acus = gauge(
-        &r,
+    );
+    let mut session_acus = Family::gauge(
         "devin_sessions_acus_consumed",
         "Sum of acus_consumed of the sessions in this state.",
-        SESSION_LABELS,
-    )?;
-    let acus_total = counter(
-        &r,
+    );
+    let mut acus_total = Family::counter(
         "devin_acus_consumed_total",
-        "ACUs consumed by the org's sessions since the exporter started watching; never decreases.",
-        &["org_id"],
-    )?;
-    let created = counter(
-        &r,
+        "ACUs consumed by the org's sessions, as seen by this process; never decreases.",
+    );
+    let mut created = Family::counter(
         "devin_sessions_created_total",
         "Sessions created, by origin; never decreases.",
-        &["org_id", "origin"],
-    )?;
-    let entered = counter(
-        &r,
+    );
+    let mut entered = Family::counter(
         "devin_sessions_entered_status_total",
         "Sessions seen moving into a status after the org's first listing.",
-        &["org_id", "status"],
-    )?;
-    let prs = gauge(
-        &r,
+    );
+    let mut prs = Family::gauge(
         "devin_session_pull_requests",
         "Pull requests opened by the org's sessions, by state.",
-        &["org_id", "pr_state"],
-    )?;
-    let archived = gauge(
-        &r,
-        "devin_sessions_archived",
-        "Archived sessions.",
-        &["org_id"],
-    )?;
-    let oldest = gauge(
-        &r,
+    );
+    let mut archived = Family::gauge("devin_sessions_archived", "Archived sessions.");
+    let mut oldest = Family::gauge(
         "devin_sessions_oldest_update_timestamp_seconds",
         "Oldest updated_at among sessions in this state that are not exited, errored or suspended.",
-        &["org_id", "status", "status_detail"],
-    )?;
-    let up = gauge(
-        &r,
-        "devin_up",
-        "1 if the last collection of the org succeeded.",
-        &["org_id"],
-    )?;
-    let initial = gauge(
-        &r,
+    );
+    let mut up = Family::gauge("devin_up", "1 if the last collection of the org succeeded.");
+    let mut initial = Family::gauge(
         "devin_initial_sync_complete",
         "1 once the org's first full listing is complete; its session metrics appear only then.",
-        &["org_id"],
-    )?;
-    let duration = gauge(
-        &r,
+    );
+    let mut duration = Family::gauge(
         "devin_scrape_duration_seconds",
         "How long the last collection of the org took.",
-        &["org_id"],
-    )?;
-    let last_success = gauge(
-        &r,
+    );
+    let mut last_success = Family::gauge(
         "devin_last_successful_scrape_timestamp_seconds",
         "Unix time of the org's last successful collection.",
-        &["org_id"],
-    )?;
-    let requests = counter(
-        &r,
+    );
+    let mut requests = Family::counter(
         "devin_api_requests_total",
         "Devin API requests by HTTP status code (error: no response).",
-        &["org_id", "code"],
-    )?;
-    let build = gauge(
-        &r,
+    );
+    let mut latency: Option<MetricFamily> = None;
+    let mut build = Family::gauge(
         "devin_exporter_build_info",
         "Build identity of the exporter; always 1.",
-        &["version", "revision"],
-    )?;
-    build.with_label_values(&[VERSION, REVISION]).set(1.0);
+    );
+    build.push(&[("version", VERSION), ("revision", REVISION)], 1.0);
 
     for org in orgs {
         let id = org.id.as_str();
+        let org_label = [("org_id", id)];
         for (code, n) in org.api_stats.requests() {
-            requests.with_label_values(&[id, &code]).inc_by(n as f64);
+            requests.push(&[("org_id", id), ("code", &code)], n as f64);
         }
-        r.register(Box::new(org.api_stats.latency().clone()))?;
+        for mut mf in org.api_stats.latency().collect() {
+            match latency.as_mut() {
+                Some(all) => all.mut_metric().extend(mf.take_metric()),
+                None => latency = Some(mf),
+            }
+        }
 
         let st = org.state();
         if let Some(ok) = st.health.up {
-            up.with_label_values(&[id]).set(if ok { 1.0 } else { 0.0 });
+            up.push(&org_label, if ok { 1.0 } else { 0.0 });
         }
         if let Some(d) = st.health.last_duration {
-            duration.with_label_values(&[id]).set(d.as_secs_f64());
+            duration.push(&org_label, d.as_secs_f64());
         }
         if let Some(t) = st.health.last_success {
-            last_success.with_label_values(&[id]).set(seconds(t));
+            last_success.push(&org_label, seconds(t));
         }
-        initial
-            .with_label_values(&[id])
-            .set(if st.initial_complete { 1.0 } else { 0.0 });
+        initial.push(&org_label, if st.initial_complete { 1.0 } else { 0.0 });
         if !st.initial_complete {
             continue; // Never half-counted gauges.
         }
         let store = &st.store;
-        for (key, totals) in store.groups() {
+        let mut groups: Vec<_> = store.groups().collect();
+        groups.sort_unstable_by_key(|(k, _)| **k);
+        for (key, totals) in groups {
             let labels = [
-                id,
-                store.label(key[0]),
-                store.label(key[1]),
-                store.label(key[2]),
-                store.label(key[3]),
+                ("org_id", id),
+                ("status", store.label(key[0])),
+                ("status_detail", store.label(key[1])),
+                ("origin", store.label(key[2])),
+                ("category", store.label(key[3])),
             ];
-            sessions
-                .with_label_values(&labels)
-                .set(totals.sessions as f64);
-            session_acus
-                .with_label_values(&labels)
-                .set(totals.acus_micros as f64 / 1e6);
+            sessions.push(&labels, totals.sessions as f64);
+            session_acus.push(&labels, totals.acus_micros as f64 / 1e6);
         }
         let counters = store.counters();
-        acus_total
-            .with_label_values(&[id])
-            .inc_by(counters.acus_micros as f64 / 1e6);
+        acus_total.push(&org_label, counters.acus_micros as f64 / 1e6);
         for (origin, n) in &counters.created {
-            created
-                .with_label_values(&[id, store.label(*origin)])
-                .inc_by(*n as f64);
+            created.push(
+                &[("org_id", id), ("origin", store.label(*origin))],
+                *n as f64,
+            );
         }
         for (status, n) in &counters.entered_status {
-            entered
-                .with_label_values(&[id, store.label(*status)])
-                .inc_by(*n as f64);
+            entered.push(
+                &[("org_id", id), ("status", store.label(*status))],
+                *n as f64,
+            );
         }
         for (state, n) in store.pull_requests() {
-            prs.with_label_values(&[id, store.label(state)])
-                .set(n as f64);
+            prs.push(
+                &[("org_id", id), ("pr_state", store.label(state))],
+                n as f64,
+            );
         }
-        archived
-            .with_label_values(&[id])
-            .set(store.archived() as f64);
+        archived.push(&org_label, store.archived() as f64);
         for ((status, detail), t) in store.oldest_updates() {
-            oldest
-                .with_label_values(&[id, store.label(status), store.label(detail)])
-                .set(t as f64);
+            oldest.push(
+                &[
+                    ("org_id", id),
+                    ("status", store.label(status)),
+                    ("status_detail", store.label(detail)),
+                ],
+                t as f64,
+            );
         }
     }
 
-    let mut families = r.gather();
+    let mut families: Vec<MetricFamily> = [
+        sessions,
+        session_acus,
+        acus_total,
+        created,
+        entered,
+        prs,
+        archived,
+        oldest,
+        up,
+        initial,
+        duration,
+        last_success,
+        requests,
+        build,
+    ]
+    .into_iter()
+    .map(|f| f.0)
+    .chain(latency)
+    .collect();
     if let Some(p) = process {
         families.extend(p.collect());
     }
+    // A family without series would be a HELP/TYPE pair with nothing under it.
+    families.retain(|f| !f.get_metric().is_empty());
     let mut out = Vec::with_capacity(64 * 1024);
     TextEncoder::new().encode(&families, &mut out)?;
     String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))

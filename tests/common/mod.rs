@@ -1,6 +1,8 @@
 //! Test support: an exporter served in-process, scraping, and reading metrics back.
 #![allow(dead_code)]
 
+pub mod procs;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,151 @@
+//! Benchmark support: an allocation-counting allocator, RSS and CPU readings, synthetic pages.
+#![allow(dead_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Counts live heap bytes, so that state size is measured, not estimated.
+pub struct CountingAlloc;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// Live heap bytes now.
+pub fn live_bytes() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// Peak resident set size of this process, from /proc (bytes).
+pub fn peak_rss_bytes() -> u64 {
+    proc_status_kb("VmHWM:") * 1024
+}
+
+/// Resident set size now (bytes).
+pub fn rss_bytes() -> u64 {
+    proc_status_kb("VmRSS:") * 1024
+}
+
+fn proc_status_kb(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// User plus system CPU time of this process so far.
+pub fn cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a full rusage into the pointer it is given.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// The p-th percentile (0..=100) of `samples`.
+pub fn percentile(samples: &[Duration], p: f64) -> Duration {
+    let mut s = samples.to_vec();
+    s.sort();
+    if s.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * (s.len() - 1) as f64).round() as usize;
+    s[rank.min(s.len() - 1)]
+}
+
+const STATUSES: &[(&str, &str)] = &[
+    ("exit", "null"),
+    ("exit", "null"),
+    ("exit", "null"),
+    ("running", "\"working\""),
+    ("running", "\"waiting_for_user\""),
+    ("running", "\"waiting_for_approval\""),
+    ("running", "\"finished\""),
+    ("suspended", "\"inactivity\""),
+    ("suspended", "\"user_request\""),
+    ("suspended", "\"out_of_credits\""),
+    ("error", "null"),
+    ("new", "null"),
+];
+const ORIGINS: &[&str] = &[
+    "webapp",
+    "slack",
+    "teams",
+    "api",
+    "linear",
+    "jira",
+    "automation",
+    "cli",
+    "desktop",
+    "code_scan",
+    "other",
+];
+const CATEGORIES: &[&str] = &[
+    "bug_fixing",
+    "ci_cd_and_devops",
+    "code_quality_and_security",
+    "code_review",
+    "documentation_and_content",
+    "feature_development",
+    "migrations_and_upgrades",
+    "other",
+    "refactoring_and_optimization",
+    "research_and_exploration",
+    "security",
+    "unit_test_generation",
+];
+
+/// A synthetic list page of sessions `start..start+n`, with a realistic spread of labels.
+pub fn synthetic_page(start: u64, n: u64) -> String {
+    let mut out = String::with_capacity(n as usize * 420);
+    out.push_str("{\"items\":[");
+    for i in start..start + n {
+        if i > start {
+            out.push(',');
+        }
+        let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let (status, detail) = STATUSES[(h % STATUSES.len() as u64) as usize];
+        let origin = ORIGINS[((h >> 8) % ORIGINS.len() as u64) as usize];
+        let category = CATEGORIES[((h >> 16) % CATEGORIES.len() as u64) as usize];
+        let prs = match (h >> 24) % 10 {
+            0..=5 => "",
+            6 | 7 => r#"{"pr_url":"https://github.com/acme/app/pull/1","pr_state":"merged"}"#,
+            8 => r#"{"pr_url":"https://github.com/acme/app/pull/2","pr_state":"open"}"#,
+            _ => {
+                r#"{"pr_url":"https://github.com/acme/app/pull/3","pr_state":"closed"},{"pr_url":"https://github.com/acme/app/pull/4","pr_state":"merged"}"#
+            }
+        };
+        let created = 1_750_000_000 + (i as i64) * 7;
+        out.push_str(&format!(
+            r#"{{"session_id":"devin-{i:032x}","url":"https://app.devin.ai/sessions/{i:032x}","status":"{status}","status_detail":{detail},"origin":"{origin}","category":"{category}","tags":["bench"],"org_id":"org-bench","created_at":{created},"updated_at":{updated},"acus_consumed":{acus:.3},"pull_requests":[{prs}],"is_archived":{archived},"title":"Benchmark session {i}","user_id":"user-1"}}"#,
+            updated = created + 600,
+            acus = (h % 5000) as f64 / 100.0,
+            archived = (h >> 32) % 7 == 0,
+        ));
+    }
+    out.push_str("],\"end_cursor\":null,\"has_next_page\":false,\"total\":null}");
+    out
+}

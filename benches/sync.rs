@@ -1,0 +1,101 @@
+//! Sync and rendering benchmark. Run with `cargo bench --bench sync`; prints the figures the
+//! README's Performance section quotes. Sections:
+//!   state   bytes of state per session at 100,000 and 1,000,000 sessions
+//!   render  time to render /metrics for 5 orgs x 20,000 sessions
+//! Pass section names as arguments to run only those.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use devin_exporter::api::SessionPage;
+use devin_exporter::metrics::render;
+use devin_exporter::sync::{Org, SessionStore};
+use support::{CountingAlloc, live_bytes, percentile, synthetic_page};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+fn fill(store: &mut SessionStore, sessions: u64) {
+    let mut start = 0;
+    while start < sessions {
+        let n = 200.min(sessions - start);
+        let body = synthetic_page(start, n);
+        let page: SessionPage = serde_json::from_str(&body).expect("synthetic page parses");
+        for s in &page.items {
+            store.upsert(s, 1, false);
+        }
+        start += n;
+    }
+}
+
+fn state(sizes: &[u64]) {
+    println!("## state size");
+    for &n in sizes {
+        let before = live_bytes();
+        let mut store = SessionStore::default();
+        let started = Instant::now();
+        fill(&mut store, n);
+        let load = started.elapsed();
+        store.shrink_to_fit();
+        let bytes = live_bytes() - before;
+        println!(
+            "state: sessions={n} bytes={bytes} bytes_per_session={:.1} load={:.0}ms ({:.0} sessions/s applied, JSON parse included)",
+            bytes as f64 / n as f64,
+            load.as_secs_f64() * 1e3,
+            n as f64 / load.as_secs_f64()
+        );
+        assert_eq!(store.len() as u64, n);
+    }
+    println!("peak_rss_bytes={}", support::peak_rss_bytes());
+}
+
+fn render_bench() {
+    println!("## render /metrics");
+    let orgs: Vec<Arc<Org>> = (0..5)
+        .map(|i| {
+            let org = Arc::new(Org::new(format!("org-bench-{i}")));
+            {
+                let mut st = org.state();
+                fill(&mut st.store, 20_000);
+                st.initial_complete = true;
+            }
+            org
+        })
+        .collect();
+    let body = render(&orgs, None).expect("renders");
+    let series = body.lines().filter(|l| !l.starts_with('#')).count();
+    let mut samples = Vec::new();
+    for _ in 0..200 {
+        let started = Instant::now();
+        let body = render(&orgs, None).expect("renders");
+        samples.push(started.elapsed());
+        std::hint::black_box(body);
+    }
+    println!(
+        "render: orgs=5 sessions=100000 series={series} bytes={} p50={:.2}ms p99={:.2}ms",
+        body.len(),
+        ms(percentile(&samples, 50.0)),
+        ms(percentile(&samples, 99.0))
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() {
+    // `cargo bench` passes --bench; anything else names sections.
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let run = |name: &str| wanted.is_empty() || wanted.iter().any(|w| w == name);
+    if run("state") {
+        state(&[100_000, 1_000_000]);
+    }
+    if run("render") {
+        render_bench();
+    }
+}
