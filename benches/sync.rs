@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use devin_exporter::api::SessionPage;
-use devin_exporter::metrics::render;
+use devin_exporter::metrics::{Scope, render};
 use devin_exporter::sync::{Org, SessionStore};
 use support::{CountingAlloc, live_bytes, percentile, synthetic_page};
 
@@ -64,12 +64,20 @@ fn render_bench() {
             org
         })
         .collect();
-    let body = render(&orgs, None).expect("renders");
+    let body = render(&Scope {
+        orgs: &orgs,
+        ..Scope::default()
+    })
+    .expect("renders");
     let series = body.lines().filter(|l| !l.starts_with('#')).count();
     let mut samples = Vec::new();
     for _ in 0..200 {
         let started = Instant::now();
-        let body = render(&orgs, None).expect("renders");
+        let body = render(&Scope {
+            orgs: &orgs,
+            ..Scope::default()
+        })
+        .expect("renders");
         samples.push(started.elapsed());
         std::hint::black_box(body);
     }

@@ -8,6 +8,7 @@ use crate::api::ApiClient;
 use crate::api::budget::RequestBudget;
 use crate::api::token::TokenProvider;
 use crate::config::{Config, TokenSource};
+use crate::discovery::Discovery;
 use crate::exporter::Exporter;
 use crate::http::{self, AppState};
 use crate::sync::SyncSettings;
@@ -44,7 +45,16 @@ pub fn build(
         lookback: config.lookback,
         window_concurrency: WINDOW_CONCURRENCY,
     };
-    let exporter = Arc::new(Exporter::new(&config.org_ids, client, settings));
+    let discovery = config
+        .discover_orgs
+        .then(|| Discovery::new(config.discovery_interval, config.page_size));
+    let exporter = Arc::new(Exporter::new(
+        &config.org_ids,
+        &config.exclude_org_ids,
+        client,
+        settings,
+        discovery,
+    ));
     let state = AppState::new(
         Arc::clone(&exporter),
         config.scrape_timeout,

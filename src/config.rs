@@ -91,6 +91,12 @@ pub struct Config {
     pub max_response_bytes: usize,
     /// Timeout of one API request (also capped by the scrape deadline).
     pub request_timeout: Duration,
+    /// List the enterprise's orgs (`GET /v3/enterprise/organizations`) and collect them too.
+    pub discover_orgs: bool,
+    /// How often the org list is refreshed.
+    pub discovery_interval: Duration,
+    /// Orgs never collected, even when configured or discovered.
+    pub exclude_org_ids: Vec<String>,
 }
 
 impl Config {
@@ -123,6 +129,9 @@ struct RawConfig {
     max_concurrent_requests: Option<String>,
     max_response_bytes: Option<String>,
     request_timeout: Option<String>,
+    discover_orgs: Option<String>,
+    discovery_interval: Option<String>,
+    exclude_org_ids: Option<String>,
 }
 
 /// Reads and validates the configuration from the process environment.
@@ -180,6 +189,27 @@ where
     }
 }
 
+/// A comma-separated list of org ids: trimmed, deduplicated, order kept.
+fn org_list(var: &str, value: Option<&str>) -> Result<Vec<String>, ConfigError> {
+    let mut ids: Vec<String> = Vec::new();
+    let Some(list) = value else { return Ok(ids) };
+    for id in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if id
+            .chars()
+            .any(|c| c.is_whitespace() || c == '/' || c == '?' || c == '#')
+        {
+            return Err(invalid(var, list, format!("invalid org id {id:?}")));
+        }
+        if !ids.iter().any(|o| o == id) {
+            ids.push(id.to_string());
+        }
+    }
+    if ids.is_empty() {
+        return Err(invalid(var, list, "no org id given"));
+    }
+    Ok(ids)
+}
+
 impl RawConfig {
     fn validate(self) -> Result<Config, ConfigError> {
         let token = match (&self.api_token, &self.api_token_file) {
@@ -193,30 +223,24 @@ impl RawConfig {
             (None, None) => None,
         };
 
-        let mut org_ids: Vec<String> = Vec::new();
-        if let Some(list) = &self.org_ids {
-            for id in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                if id
-                    .chars()
-                    .any(|c| c.is_whitespace() || c == '/' || c == '?' || c == '#')
-                {
-                    return Err(invalid("ORG_IDS", list, format!("invalid org id {id:?}")));
-                }
-                if !org_ids.iter().any(|o| o == id) {
-                    org_ids.push(id.to_string());
-                }
-            }
-            if org_ids.is_empty() {
-                return Err(invalid("ORG_IDS", list, "no org id given"));
-            }
-        }
-        match (&token, org_ids.is_empty()) {
-            (Some(_), true) => {
+        let org_ids = org_list("ORG_IDS", self.org_ids.as_deref())?;
+        let exclude_org_ids = org_list("EXCLUDE_ORG_IDS", self.exclude_org_ids.as_deref())?;
+        let discover_orgs = match self.discover_orgs.as_deref() {
+            None => false,
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => return Err(invalid("DISCOVER_ORGS", v, "must be true or false")),
+            },
+        };
+        let wants_orgs = !org_ids.is_empty() || discover_orgs;
+        match (&token, wants_orgs) {
+            (Some(_), false) => {
                 return Err(ConfigError(
-                    "DEVIN_ORG_IDS is not set: give the comma-separated org ids to collect".into(),
+                    "DEVIN_ORG_IDS is not set: give the comma-separated org ids to collect, or DEVIN_DISCOVER_ORGS=true".into(),
                 ));
             }
-            (None, false) => {
+            (None, true) => {
                 return Err(ConfigError(
                     "DEVIN_API_TOKEN is not set: give the token or DEVIN_API_TOKEN_FILE".into(),
                 ));
@@ -315,6 +339,13 @@ impl RawConfig {
                 self.request_timeout.as_deref(),
                 Duration::from_secs(30),
             )?,
+            discover_orgs,
+            discovery_interval: duration(
+                "DISCOVERY_INTERVAL",
+                self.discovery_interval.as_deref(),
+                Duration::from_secs(600),
+            )?,
+            exclude_org_ids,
         })
     }
 }
@@ -419,6 +450,24 @@ mod tests {
         assert!(err.0.starts_with("DEVIN_API_TOKEN is not set"), "{err}");
         let err = with(&[("DEVIN_API_TOKEN_FILE", "/run/secrets/t")]).unwrap_err();
         assert!(err.0.contains("both set"), "{err}");
+    }
+
+    #[test]
+    fn discovery_replaces_org_ids() {
+        let c = from_vars(vars(&[
+            ("DEVIN_API_TOKEN", "cog_x"),
+            ("DEVIN_DISCOVER_ORGS", "true"),
+            ("DEVIN_EXCLUDE_ORG_IDS", "org-sandbox, org-test"),
+        ]))
+        .unwrap();
+        assert!(c.discover_orgs);
+        assert!(c.org_ids.is_empty());
+        assert_eq!(c.exclude_org_ids, vec!["org-sandbox", "org-test"]);
+        assert_eq!(c.discovery_interval, Duration::from_secs(600));
+        let err = with(&[("DEVIN_DISCOVER_ORGS", "maybe")]).unwrap_err();
+        assert_eq!(err.0, "DEVIN_DISCOVER_ORGS=maybe: must be true or false");
+        let err = from_vars(vars(&[("DEVIN_DISCOVER_ORGS", "true")])).unwrap_err();
+        assert!(err.0.starts_with("DEVIN_API_TOKEN is not set"), "{err}");
     }
 
     #[test]

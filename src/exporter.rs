@@ -1,82 +1,136 @@
-//! The exporter: the configured orgs, the API client, and collections that scrapes trigger.
-//! Scrapes arriving while a collection runs share it, so an HA pair of Prometheus servers
-//! does not double the load on the API.
+//! The exporter: the set of orgs (configured and discovered), the API client, and the
+//! collections that scrapes and probes trigger.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 
-use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::stream::{self, StreamExt};
-use tokio::sync::Mutex;
+use indexmap::IndexMap;
 use tokio::time::Instant;
 
-use crate::api::ApiClient;
+use crate::api::{ApiClient, Organization};
+use crate::discovery::Discovery;
 use crate::sync::{Org, SyncSettings};
 
 /// Orgs collected at once; requests are capped separately by the request budget.
-const ORG_CONCURRENCY: usize = 8;
+const ORG_CONCURRENCY: usize = 16;
 
-type SharedCollection = Shared<BoxFuture<'static, ()>>;
-
-/// Orgs, client and the collection in flight.
+/// Orgs, client and discovery.
 pub struct Exporter {
-    orgs: Vec<Arc<Org>>,
-    client: ApiClient,
-    settings: SyncSettings,
-    inflight: Mutex<Option<SharedCollection>>,
+    configured: Vec<String>,
+    exclude: HashSet<String>,
+    orgs: RwLock<IndexMap<String, Arc<Org>>>,
+    client: Arc<ApiClient>,
+    settings: Arc<SyncSettings>,
+    discovery: Option<Discovery>,
 }
 
 impl Exporter {
-    /// An exporter for `org_ids`.
-    pub fn new(org_ids: &[String], client: ApiClient, settings: SyncSettings) -> Self {
+    /// An exporter for the configured `org_ids`, plus discovered ones if `discovery` is set.
+    pub fn new(
+        org_ids: &[String],
+        exclude: &[String],
+        client: ApiClient,
+        settings: SyncSettings,
+        discovery: Option<Discovery>,
+    ) -> Self {
+        let exclude: HashSet<String> = exclude.iter().cloned().collect();
+        let orgs = org_ids
+            .iter()
+            .filter(|id| !exclude.contains(*id))
+            .map(|id| (id.clone(), Arc::new(Org::new(id.clone()))))
+            .collect();
         Exporter {
-            orgs: org_ids
-                .iter()
-                .map(|id| Arc::new(Org::new(id.clone())))
-                .collect(),
-            client,
-            settings,
-            inflight: Mutex::new(None),
+            configured: org_ids.to_vec(),
+            exclude,
+            orgs: RwLock::new(orgs),
+            client: Arc::new(client),
+            settings: Arc::new(settings),
+            discovery,
         }
     }
 
-    /// The configured orgs, in configuration order.
-    pub fn orgs(&self) -> &[Arc<Org>] {
-        &self.orgs
+    /// The orgs collected now, configured ones first.
+    pub fn orgs(&self) -> Vec<Arc<Org>> {
+        self.orgs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
-    /// Runs a collection of every org within `deadline`, or joins the one already running.
-    /// The collection runs in its own task: a scrape that gives up does not cancel it.
-    pub async fn collect(self: &Arc<Self>, deadline: Instant) {
-        let shared = {
-            let mut slot = self.inflight.lock().await;
-            match slot.as_ref() {
-                Some(running) => running.clone(),
-                None => {
-                    let me = Arc::clone(self);
-                    let task = tokio::spawn(async move {
-                        me.collect_all(deadline).await;
-                        *me.inflight.lock().await = None;
-                    });
-                    let shared = async move {
-                        if let Err(e) = task.await {
-                            tracing::error!(error = %e, "collection task failed");
-                        }
-                    }
-                    .boxed()
-                    .shared();
-                    *slot = Some(shared.clone());
-                    shared
-                }
-            }
+    /// The org discovery, if enabled.
+    pub fn discovery(&self) -> Option<&Discovery> {
+        self.discovery.as_ref()
+    }
+
+    /// Refreshes the discovered orgs if due. Orgs that disappear from the enterprise are
+    /// dropped with their state; configured ones always stay.
+    pub async fn refresh_orgs(&self, deadline: Instant) {
+        let Some(discovery) = &self.discovery else {
+            return;
         };
-        shared.await;
+        let Some(found) = discovery.refresh_if_due(&self.client, deadline).await else {
+            return;
+        };
+        let mut orgs = self.orgs.write().unwrap_or_else(|e| e.into_inner());
+        let mut next: IndexMap<String, Arc<Org>> = IndexMap::new();
+        let wanted = self
+            .configured
+            .iter()
+            .map(|id| (id.clone(), None))
+            .chain(found.into_iter().map(|o| (o.org_id.clone(), Some(o))));
+        for (id, info) in wanted {
+            if self.exclude.contains(&id) || next.contains_key(&id) {
+                continue;
+            }
+            let org = orgs
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(Org::new(id.clone())));
+            if let Some(info) = info {
+                org.set_info(info);
+            }
+            next.insert(id, org);
+        }
+        *orgs = next;
     }
 
-    async fn collect_all(&self, deadline: Instant) {
-        stream::iter(self.orgs.iter())
+    /// Collects every org within `deadline`. Each org runs in its own task, which concurrent
+    /// scrapes share: an HA pair of Prometheus servers does not double the API load, and a
+    /// scrape that gives up does not cancel the collection.
+    pub async fn collect(&self, deadline: Instant) {
+        self.refresh_orgs(deadline).await;
+        let orgs = self.orgs();
+        stream::iter(orgs.iter())
             .for_each_concurrent(ORG_CONCURRENCY, |org| {
-                org.collect(&self.client, &self.settings, deadline)
+                org.collect_shared(&self.client, &self.settings, deadline)
             })
             .await;
+    }
+
+    /// Collects one org (the multi-target `/probe` pattern); `None` if it is not one of the
+    /// configured or discovered orgs.
+    pub async fn probe(&self, org_id: &str, deadline: Instant) -> Option<Arc<Org>> {
+        self.refresh_orgs(deadline).await;
+        let org = self
+            .orgs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(org_id)
+            .cloned()?;
+        org.collect_shared(&self.client, &self.settings, deadline)
+            .await;
+        Some(org)
+    }
+
+    /// The orgs as scrape targets (for HTTP service discovery), with their names if known.
+    pub async fn targets(&self, deadline: Instant) -> Vec<(String, Option<Organization>)> {
+        self.refresh_orgs(deadline).await;
+        self.orgs()
+            .into_iter()
+            .map(|o| (o.id.clone(), o.info()))
+            .collect()
     }
 }

@@ -66,8 +66,13 @@ pub struct ListQuery {
 pub struct PageBody(Bytes);
 
 impl PageBody {
-    /// Parses the body; strings borrow from it.
+    /// Parses a sessions page; strings borrow from the body.
     pub fn parse(&self) -> Result<SessionPage<'_>, ApiError> {
+        self.parse_as()
+    }
+
+    /// Parses the body as any page type.
+    pub fn parse_as<'a, T: serde::Deserialize<'a>>(&'a self) -> Result<T, ApiError> {
         serde_json::from_slice(&self.0).map_err(|e| ApiError::Decode(e.to_string()))
     }
 }
@@ -118,11 +123,10 @@ impl ApiClient {
         })
     }
 
-    fn sessions_url(&self, org_id: &str, q: &ListQuery) -> Url {
+    fn url(&self, segments: &[&str], q: &ListQuery) -> Url {
         let mut url = self.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty()
-                .extend(["v3", "organizations", org_id, "sessions"]);
+            path.pop_if_empty().extend(segments);
         }
         {
             let mut pairs = url.query_pairs_mut();
@@ -143,8 +147,7 @@ impl ApiClient {
         url
     }
 
-    /// Fetches one page of an org's sessions, retrying 429, 5xx and transport errors within
-    /// `deadline`. 401, 403, 404 and 422 fail at once.
+    /// Fetches one page of an org's sessions (`GET /v3/organizations/{org_id}/sessions`).
     pub async fn list_sessions(
         &self,
         org_id: &str,
@@ -152,13 +155,35 @@ impl ApiClient {
         deadline: Instant,
         observer: &dyn RequestObserver,
     ) -> Result<PageBody, ApiError> {
-        let url = self.sessions_url(org_id, query);
+        let url = self.url(&["v3", "organizations", org_id, "sessions"], query);
+        self.get(&url, deadline, observer).await
+    }
+
+    /// Fetches one page of the enterprise's organizations (`GET /v3/enterprise/organizations`).
+    pub async fn list_organizations(
+        &self,
+        query: &ListQuery,
+        deadline: Instant,
+        observer: &dyn RequestObserver,
+    ) -> Result<PageBody, ApiError> {
+        let url = self.url(&["v3", "enterprise", "organizations"], query);
+        self.get(&url, deadline, observer).await
+    }
+
+    /// GETs `url`, retrying 429, 5xx and transport errors within `deadline`. 401, 403, 404
+    /// and 422 fail at once.
+    async fn get(
+        &self,
+        url: &Url,
+        deadline: Instant,
+        observer: &dyn RequestObserver,
+    ) -> Result<PageBody, ApiError> {
         let mut attempt = 0;
         loop {
             let Some(permit) = self.budget.acquire(deadline).await else {
                 return Err(ApiError::Deadline);
             };
-            let outcome = self.attempt(&url, deadline, observer).await;
+            let outcome = self.attempt(url, deadline, observer).await;
             drop(permit);
             let (error, wait) = match outcome {
                 Attempt::Done(body) => return Ok(PageBody(body)),
@@ -180,7 +205,7 @@ impl ApiClient {
             if Instant::now() + wait >= deadline {
                 return Err(error);
             }
-            tracing::debug!(org_id, %error, wait_ms = wait.as_millis() as u64, "retrying API request");
+            tracing::debug!(url = %url.path(), %error, wait_ms = wait.as_millis() as u64, "retrying API request");
             tokio::time::sleep(wait).await;
         }
     }
@@ -269,8 +294,7 @@ async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<By
     }
 }
 
-/// A transport error's description without the URL (it has the org id and cursor, which are
-/// fine, but keeping messages short and uniform helps alerting on log lines).
+/// A transport error's description with its causes (the URL in it holds no secret).
 fn describe(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);

@@ -7,4 +7,4 @@ pub mod retry;
 pub mod token;
 
 pub use client::{ApiClient, ApiError, ListQuery, RequestObserver};
-pub use model::{PullRequest, Session, SessionPage};
+pub use model::{Organization, OrganizationPage, PullRequest, Session, SessionPage};

@@ -64,6 +64,35 @@ pub struct PullRequest<'a> {
     pub pr_state: Option<Cow<'a, str>>,
 }
 
+/// One page of `GET /v3/enterprise/organizations`.
+#[derive(Debug, Deserialize)]
+pub struct OrganizationPage {
+    /// The organizations on this page.
+    pub items: Vec<Organization>,
+    /// Cursor for the next page.
+    #[serde(default)]
+    pub end_cursor: Option<String>,
+    /// Whether another page follows.
+    #[serde(default)]
+    pub has_next_page: bool,
+}
+
+/// An organization of the enterprise.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Organization {
+    /// The org id.
+    pub org_id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Most ACUs one session may use; `None` when unlimited.
+    #[serde(default)]
+    pub max_session_acu_limit: Option<f64>,
+    /// Most ACUs the org may use per billing cycle; `None` when unlimited.
+    #[serde(default)]
+    pub max_cycle_acu_limit: Option<f64>,
+}
+
 /// Accepts integer timestamps and, defensively, fractional ones (truncated).
 fn unix_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     let n = serde_json::Number::deserialize(d)?;

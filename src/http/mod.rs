@@ -1,4 +1,4 @@
-//! The HTTP server: `/metrics`, the landing page, health and readiness.
+//! The HTTP server: `/metrics`, `/probe`, `/sd`, the landing page, health and readiness.
 
 mod landing;
 
@@ -6,17 +6,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use axum::{Json, Router};
 use prometheus::process_collector::ProcessCollector;
 use tokio::time::Instant;
 use tower_http::compression::CompressionLayer;
 
+use serde::Deserialize;
+
+use crate::discovery::DiscoveryStatus;
 use crate::exporter::Exporter;
-use crate::metrics::{CONTENT_TYPE, render};
+use crate::metrics::{ApiStats, CONTENT_TYPE, Scope, render};
 
 /// Header in which Prometheus sends its scrape timeout.
 pub const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
@@ -72,10 +75,8 @@ pub fn scrape_budget(headers: &HeaderMap, default: Duration) -> Duration {
     }
 }
 
-async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let deadline = Instant::now() + scrape_budget(&headers, state.default_timeout);
-    state.exporter.collect(deadline).await;
-    match render(state.exporter.orgs(), Some(&state.process)) {
+fn exposition(result: prometheus::Result<String>) -> Response {
+    match result {
         Ok(body) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "rendering metrics failed");
@@ -86,6 +87,75 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
                 .into_response()
         }
     }
+}
+
+async fn discovery_scope(exporter: &Exporter) -> Option<(DiscoveryStatus, &ApiStats)> {
+    match exporter.discovery() {
+        Some(d) => Some((d.status().await, &d.api_stats)),
+        None => None,
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let deadline = Instant::now() + scrape_budget(&headers, state.default_timeout);
+    state.exporter.collect(deadline).await;
+    let orgs = state.exporter.orgs();
+    let scope = Scope {
+        orgs: &orgs,
+        process: Some(&state.process),
+        discovery: discovery_scope(&state.exporter).await,
+    };
+    exposition(render(&scope))
+}
+
+/// Query of `/probe`.
+#[derive(Debug, Deserialize)]
+struct ProbeQuery {
+    org_id: Option<String>,
+}
+
+/// Collects and shows exactly one org: Prometheus' multi-target pattern.
+async fn probe(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<ProbeQuery>,
+) -> Response {
+    let Some(org_id) = q.org_id.filter(|o| !o.is_empty()) else {
+        return (StatusCode::BAD_REQUEST, "missing org_id parameter\n").into_response();
+    };
+    let deadline = Instant::now() + scrape_budget(&headers, state.default_timeout);
+    match state.exporter.probe(&org_id, deadline).await {
+        Some(org) => exposition(render(&Scope {
+            orgs: &[org],
+            ..Scope::default()
+        })),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("unknown org_id {org_id:?}: not configured in DEVIN_ORG_IDS nor discovered\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// Prometheus HTTP service discovery: one target group per org, for `/probe` with
+/// `hashmod` sharding across replicas.
+async fn service_discovery(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let deadline = Instant::now() + state.default_timeout;
+    let groups: Vec<serde_json::Value> = state
+        .exporter
+        .targets(deadline)
+        .await
+        .into_iter()
+        .map(|(id, info)| {
+            let mut labels = serde_json::Map::new();
+            labels.insert("__meta_devin_org_id".into(), id.clone().into());
+            if let Some(name) = info.and_then(|i| i.name) {
+                labels.insert("__meta_devin_org_name".into(), name.into());
+            }
+            serde_json::json!({"targets": [id], "labels": labels})
+        })
+        .collect();
+    Json(serde_json::Value::Array(groups))
 }
 
 async fn landing(State(state): State<Arc<AppState>>) -> Html<String> {
@@ -105,6 +175,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(landing))
         .route("/metrics", get(metrics))
+        .route("/probe", get(probe))
+        .route("/sd", get(service_discovery))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .layer(CompressionLayer::new())

@@ -4,7 +4,7 @@ mod api_stats;
 mod render;
 
 pub use api_stats::ApiStats;
-pub use render::{CONTENT_TYPE, render};
+pub use render::{CONTENT_TYPE, Scope, render};
 
 /// Version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

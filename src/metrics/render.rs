@@ -9,7 +9,8 @@ use prometheus::core::Collector;
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, TextEncoder};
 
-use super::{REVISION, VERSION};
+use super::{ApiStats, REVISION, VERSION};
+use crate::discovery::DiscoveryStatus;
 use crate::sync::Org;
 
 /// Content type of the text exposition format; Prometheus 3 refuses a scrape without it.
@@ -64,8 +65,36 @@ fn seconds(t: std::time::SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Renders the metrics of `orgs` (plus build and, if given, process metrics) as text.
-pub fn render(orgs: &[Arc<Org>], process: Option<&dyn Collector>) -> prometheus::Result<String> {
+/// What one response shows.
+#[derive(Default)]
+pub struct Scope<'a> {
+    /// The orgs to show.
+    pub orgs: &'a [Arc<Org>],
+    /// Process metrics (on `/metrics`, not on `/probe`).
+    pub process: Option<&'a dyn Collector>,
+    /// Org discovery status and its request statistics, when discovery is on.
+    pub discovery: Option<(DiscoveryStatus, &'a ApiStats)>,
+}
+
+fn push_requests(
+    family: &mut Family,
+    latency: &mut Option<MetricFamily>,
+    org_id: &str,
+    stats: &ApiStats,
+) {
+    for (code, n) in stats.requests() {
+        family.push(&[("org_id", org_id), ("code", &code)], n as f64);
+    }
+    for mut mf in stats.latency().collect() {
+        match latency.as_mut() {
+            Some(all) => all.mut_metric().extend(mf.take_metric()),
+            None => *latency = Some(mf),
+        }
+    }
+}
+
+/// Renders the metrics of a scope (plus build info) as text.
+pub fn render(scope: &Scope<'_>) -> prometheus::Result<String> {
     let mut sessions = Family::gauge(
         "devin_sessions",
         "Sessions in this state now, archived ones included.",
@@ -119,16 +148,48 @@ pub fn render(orgs: &[Arc<Org>], process: Option<&dyn Collector>) -> prometheus:
     );
     build.push(&[("version", VERSION), ("revision", REVISION)], 1.0);
 
-    for org in orgs {
+    let mut org_info = Family::gauge(
+        "devin_org_info",
+        "Name of a discovered org (value 1); join on org_id with group_left.",
+    );
+    let mut cycle_limit = Family::gauge(
+        "devin_org_max_cycle_acu_limit",
+        "Most ACUs the org may use per billing cycle (absent when unlimited).",
+    );
+    let mut session_limit = Family::gauge(
+        "devin_org_max_session_acu_limit",
+        "Most ACUs one session of the org may use (absent when unlimited).",
+    );
+    let mut discovery_up = Family::gauge(
+        "devin_discovery_up",
+        "1 if the last org discovery succeeded.",
+    );
+    let mut discovered = Family::gauge(
+        "devin_discovered_orgs",
+        "Orgs the last successful discovery found, before exclusions.",
+    );
+    if let Some((status, stats)) = &scope.discovery {
+        if let Some(ok) = status.up {
+            discovery_up.push(&[], if ok { 1.0 } else { 0.0 });
+        }
+        discovered.push(&[], status.found as f64);
+        push_requests(&mut requests, &mut latency, "", stats);
+    }
+
+    for org in scope.orgs {
         let id = org.id.as_str();
         let org_label = [("org_id", id)];
-        for (code, n) in org.api_stats.requests() {
-            requests.push(&[("org_id", id), ("code", &code)], n as f64);
-        }
-        for mut mf in org.api_stats.latency().collect() {
-            match latency.as_mut() {
-                Some(all) => all.mut_metric().extend(mf.take_metric()),
-                None => latency = Some(mf),
+        push_requests(&mut requests, &mut latency, id, &org.api_stats);
+        if let Some(info) = org.info() {
+            org_info.push(
+                &[("org_id", id), ("name", info.name.as_deref().unwrap_or(""))],
+                1.0,
+            );
+            if let Some(limit) = info.max_cycle_acu_limit {
+                cycle_limit.push(&org_label, limit);
+            }
+            if let Some(limit) = info.max_session_acu_limit {
+                session_limit.push(&org_label, limit);
             }
         }
 
@@ -207,13 +268,18 @@ pub fn render(orgs: &[Arc<Org>], process: Option<&dyn Collector>) -> prometheus:
         duration,
         last_success,
         requests,
+        org_info,
+        cycle_limit,
+        session_limit,
+        discovery_up,
+        discovered,
         build,
     ]
     .into_iter()
     .map(|f| f.0)
     .chain(latency)
     .collect();
-    if let Some(p) = process {
+    if let Some(p) = scope.process {
         families.extend(p.collect());
     }
     // A family without series would be a HELP/TYPE pair with nothing under it.

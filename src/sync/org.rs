@@ -2,16 +2,17 @@
 //! of its last collection.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
+use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 
 use super::listing::{Listing, ListingKind, PageSummary};
 use super::store::SessionStore;
-use crate::api::{ApiClient, ApiError, Session, SessionPage};
+use crate::api::{ApiClient, ApiError, Organization, Session, SessionPage};
 use crate::metrics::ApiStats;
 
 /// Knobs of the sync, from the configuration.
@@ -69,13 +70,15 @@ impl OrgState {
     }
 }
 
-/// One configured organization.
+/// One configured or discovered organization.
 pub struct Org {
-    /// The org id, as configured.
+    /// The org id.
     pub id: String,
     /// API request counts and latencies of this org.
     pub api_stats: ApiStats,
     state: Mutex<OrgState>,
+    info: Mutex<Option<Organization>>,
+    inflight: tokio::sync::Mutex<Option<Shared<BoxFuture<'static, ()>>>>,
 }
 
 fn unix_now() -> i64 {
@@ -107,7 +110,52 @@ impl Org {
             api_stats: ApiStats::new(&id),
             id,
             state: Mutex::new(OrgState::default()),
+            info: Mutex::new(None),
+            inflight: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Name and limits from discovery, if the org was discovered.
+    pub fn info(&self) -> Option<Organization> {
+        self.info.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records what discovery said of the org.
+    pub fn set_info(&self, info: Organization) {
+        *self.info.lock().unwrap_or_else(|e| e.into_inner()) = Some(info);
+    }
+
+    /// Runs a collection in its own task, or joins the one already running for this org.
+    pub async fn collect_shared(
+        self: &Arc<Self>,
+        client: &Arc<ApiClient>,
+        settings: &Arc<SyncSettings>,
+        deadline: Instant,
+    ) {
+        let shared = {
+            let mut slot = self.inflight.lock().await;
+            match slot.as_ref() {
+                Some(running) => running.clone(),
+                None => {
+                    let (org, client, settings) =
+                        (Arc::clone(self), Arc::clone(client), Arc::clone(settings));
+                    let task = tokio::spawn(async move {
+                        org.collect(&client, &settings, deadline).await;
+                        *org.inflight.lock().await = None;
+                    });
+                    let shared = async move {
+                        if let Err(e) = task.await {
+                            tracing::error!(error = %e, "collection task failed");
+                        }
+                    }
+                    .boxed()
+                    .shared();
+                    *slot = Some(shared.clone());
+                    shared
+                }
+            }
+        };
+        shared.await;
     }
 
     /// The org's state. Held only for short, non-async sections.

@@ -1,0 +1,194 @@
+//! Org discovery, `/probe` and the HTTP service-discovery endpoint, against a mocked API.
+
+mod common;
+
+use common::{S, page, scrape, start_exporter};
+use serde_json::json;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+async fn mount_orgs(api: &MockServer) {
+    Mock::given(method("GET"))
+        .and(path("/v3/enterprise/organizations"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "items": [
+                {"org_id": "org-a", "name": "Platform", "created_at": 1, "updated_at": 1,
+                 "max_session_acu_limit": 50.0, "max_cycle_acu_limit": 10000.0},
+                {"org_id": "org-b", "name": "Data", "created_at": 1, "updated_at": 1,
+                 "max_session_acu_limit": null, "max_cycle_acu_limit": null},
+                {"org_id": "org-sandbox", "name": "Sandbox", "created_at": 1, "updated_at": 1}
+            ],
+            "end_cursor": null, "has_next_page": false
+        })))
+        .mount(api)
+        .await;
+    for (org, n) in [
+        ("org-a", 2u32),
+        ("org-b", 3),
+        ("org-sandbox", 1),
+        ("org-static", 4),
+    ] {
+        let sessions: Vec<S> = (0..n).map(S::new).collect();
+        Mock::given(method("GET"))
+            .and(path(format!("/v3/organizations/{org}/sessions")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(page(
+                &sessions,
+                None,
+                Some(n.into()),
+            )))
+            .mount(api)
+            .await;
+    }
+}
+
+const DISCOVER: &[(&str, &str)] = &[
+    ("DEVIN_DISCOVER_ORGS", "true"),
+    ("DEVIN_EXCLUDE_ORG_IDS", "org-sandbox"),
+];
+
+#[tokio::test]
+async fn discovered_orgs_are_collected_with_names_and_limits() {
+    let api = MockServer::start().await;
+    mount_orgs(&api).await;
+    let exp = start_exporter(&api.uri(), &["org-static"], DISCOVER).await;
+    let s = scrape(&exp.url, None).await;
+    let m = &s.metrics;
+    for (org, n) in [("org-static", 4.0), ("org-a", 2.0), ("org-b", 3.0)] {
+        assert_eq!(m.get("devin_up", &[("org_id", org)]), Some(1.0), "{org}");
+        assert_eq!(m.sum("devin_sessions", &[("org_id", org)]), n, "{org}");
+    }
+    assert_eq!(
+        m.count("devin_up", &[("org_id", "org-sandbox")]),
+        0,
+        "excluded"
+    );
+    assert_eq!(
+        m.get(
+            "devin_org_info",
+            &[("org_id", "org-a"), ("name", "Platform")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get("devin_org_max_cycle_acu_limit", &[("org_id", "org-a")]),
+        Some(10000.0)
+    );
+    assert_eq!(
+        m.get("devin_org_max_session_acu_limit", &[("org_id", "org-a")]),
+        Some(50.0)
+    );
+    assert_eq!(
+        m.count("devin_org_max_cycle_acu_limit", &[("org_id", "org-b")]),
+        0,
+        "null limit absent"
+    );
+    assert_eq!(m.get("devin_discovery_up", &[]), Some(1.0));
+    assert_eq!(m.get("devin_discovered_orgs", &[]), Some(3.0));
+    // Discovery requests carry no org_id.
+    assert!(
+        s.body
+            .contains("devin_api_requests_total{org_id=\"\",code=\"200\"} 1"),
+        "{}",
+        s.body
+    );
+}
+
+#[tokio::test]
+async fn discovery_failure_keeps_collecting_the_configured_orgs() {
+    let api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v3/enterprise/organizations"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .set_body_json(json!({"detail": "Missing ManageOrganizations"})),
+        )
+        .mount(&api)
+        .await;
+    mount_orgs(&api).await;
+    let exp = start_exporter(&api.uri(), &["org-static"], DISCOVER).await;
+    let s = scrape(&exp.url, None).await;
+    assert_eq!(s.metrics.get("devin_discovery_up", &[]), Some(0.0));
+    assert_eq!(
+        s.metrics.get("devin_up", &[("org_id", "org-static")]),
+        Some(1.0)
+    );
+    assert_eq!(s.metrics.count("devin_up", &[]), 1);
+}
+
+#[tokio::test]
+async fn probe_collects_exactly_one_org() {
+    let api = MockServer::start().await;
+    mount_orgs(&api).await;
+    let exp = start_exporter(&api.uri(), &["org-static", "org-a"], &[]).await;
+    let client = reqwest::Client::new();
+    let body = client
+        .get(format!("{}/probe?org_id=org-a", exp.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        body.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let m = common::Metrics::parse(&body.text().await.unwrap());
+    assert_eq!(m.get("devin_up", &[("org_id", "org-a")]), Some(1.0));
+    assert_eq!(m.sum("devin_sessions", &[]), 2.0);
+    assert_eq!(m.count("devin_up", &[]), 1, "only the probed org");
+    // Only org-a was asked for.
+    let requests = api.received_requests().await.unwrap();
+    assert!(
+        requests.iter().all(|r| r.url.path().contains("/org-a/")),
+        "{requests:?}"
+    );
+    // Probing again keeps the org's state: an incremental request, not a new full listing.
+    client
+        .get(format!("{}/probe?org_id=org-a", exp.url))
+        .send()
+        .await
+        .unwrap();
+    let requests = api.received_requests().await.unwrap();
+    assert!(
+        requests
+            .last()
+            .unwrap()
+            .url
+            .query()
+            .unwrap()
+            .contains("updated_after=")
+    );
+
+    let missing = client
+        .get(format!("{}/probe", exp.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 400);
+    let unknown = client
+        .get(format!("{}/probe?org_id=org-zzz", exp.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test]
+async fn service_discovery_lists_orgs_as_targets() {
+    let api = MockServer::start().await;
+    mount_orgs(&api).await;
+    let exp = start_exporter(&api.uri(), &["org-static"], DISCOVER).await;
+    let text = reqwest::get(format!("{}/sd", exp.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sd: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        sd,
+        json!([
+            {"targets": ["org-static"], "labels": {"__meta_devin_org_id": "org-static"}},
+            {"targets": ["org-a"], "labels": {"__meta_devin_org_id": "org-a", "__meta_devin_org_name": "Platform"}},
+            {"targets": ["org-b"], "labels": {"__meta_devin_org_id": "org-b", "__meta_devin_org_name": "Data"}},
+        ])
+    );
+}
