@@ -10,6 +10,8 @@ use crate::api::token::TokenProvider;
 use crate::config::{Config, TokenSource};
 use crate::discovery::Discovery;
 use crate::exporter::Exporter;
+use crate::http::auth::BasicAuth;
+use crate::http::web_config::WebConfig;
 use crate::http::{self, AppState};
 use crate::sync::SyncSettings;
 
@@ -22,6 +24,7 @@ pub fn build(
     config: &Config,
     token: Option<TokenSource>,
     demo: bool,
+    web: &WebConfig,
 ) -> Result<(Arc<Exporter>, Router), String> {
     let source = token
         .or_else(|| config.token.clone())
@@ -44,6 +47,9 @@ pub fn build(
         full_resync_interval: config.full_resync_interval,
         lookback: config.lookback,
         window_concurrency: WINDOW_CONCURRENCY,
+        collection_slots: Arc::new(tokio::sync::Semaphore::new(
+            config.max_concurrent_collections,
+        )),
     };
     let discovery = config
         .discover_orgs
@@ -61,29 +67,34 @@ pub fn build(
         config.api_url.clone(),
         demo,
     );
-    Ok((exporter, http::router(state)))
+    let auth =
+        (!web.basic_auth_users.is_empty()).then(|| BasicAuth::new(web.basic_auth_users.clone()));
+    Ok((exporter, http::router(state, auth)))
 }
 
 /// Runs the server until SIGTERM/SIGINT.
 pub async fn run(config: &Config, token: Option<TokenSource>, demo: bool) -> Result<(), String> {
-    let (_, router) = build(config, token, demo)?;
-    let listener = tokio::net::TcpListener::bind(config.listen_address)
-        .await
-        .map_err(|e| {
-            format!(
-                "DEVIN_LISTEN_ADDRESS={}: cannot bind ({e})",
-                config.listen_address
-            )
-        })?;
+    let web = match &config.web_config_file {
+        Some(path) => WebConfig::load(path)?,
+        None => WebConfig::default(),
+    };
+    let (_, router) = build(config, token, demo, &web)?;
+    let listener = std::net::TcpListener::bind(config.listen_address).map_err(|e| {
+        format!(
+            "DEVIN_LISTEN_ADDRESS={}: cannot bind ({e})",
+            config.listen_address
+        )
+    })?;
     tracing::info!(
         orgs = config.org_ids.len(),
+        discover_orgs = config.discover_orgs,
         api = %config.api_url,
         page_size = config.page_size,
         max_requests_per_second = config.max_requests_per_second,
         "devin-exporter {} starting",
         crate::metrics::VERSION
     );
-    http::serve(listener, router)
+    http::serve(listener, router, web.tls_server_config.as_ref())
         .await
         .map_err(|e| format!("server error: {e}"))
 }

@@ -97,6 +97,10 @@ pub struct Config {
     pub discovery_interval: Duration,
     /// Orgs never collected, even when configured or discovered.
     pub exclude_org_ids: Vec<String>,
+    /// Web config file (TLS, basic auth), if any.
+    pub web_config_file: Option<PathBuf>,
+    /// Org collections running at once (bounds `/probe` fan-out).
+    pub max_concurrent_collections: usize,
 }
 
 impl Config {
@@ -132,6 +136,8 @@ struct RawConfig {
     discover_orgs: Option<String>,
     discovery_interval: Option<String>,
     exclude_org_ids: Option<String>,
+    web_config_file: Option<String>,
+    max_concurrent_collections: Option<String>,
 }
 
 /// Reads and validates the configuration from the process environment.
@@ -346,6 +352,14 @@ impl RawConfig {
                 Duration::from_secs(600),
             )?,
             exclude_org_ids,
+            web_config_file: self.web_config_file.map(PathBuf::from),
+            max_concurrent_collections: integer(
+                "MAX_CONCURRENT_COLLECTIONS",
+                self.max_concurrent_collections.as_deref(),
+                32,
+                1,
+                10_000,
+            )?,
         })
     }
 }

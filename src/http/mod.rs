@@ -1,6 +1,8 @@
 //! The HTTP server: `/metrics`, `/probe`, `/sd`, the landing page, health and readiness.
 
+pub mod auth;
 mod landing;
+pub mod web_config;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -64,7 +66,9 @@ pub fn scrape_budget(headers: &HeaderMap, default: Duration) -> Duration {
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
         .map(Duration::from_secs_f64);
-    match from_header {
+    // However long a client is willing to wait, one collection gets at most this long.
+    let longest = Duration::from_secs(600);
+    match from_header.map(|t| t.min(longest)) {
         Some(timeout) => {
             let margin = (timeout / 10).clamp(Duration::from_millis(250), Duration::from_secs(2));
             timeout
@@ -170,9 +174,18 @@ async fn readyz() -> &'static str {
     "ready\n"
 }
 
-/// The router with every endpoint.
-pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+/// Longest a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a new connection may stay silent before its first request.
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time given to requests in flight at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The router with every endpoint, behind basic auth when users are configured.
+pub fn router(state: Arc<AppState>, auth: Option<Arc<auth::BasicAuth>>) -> Router {
+    let router = Router::new()
         .route("/", get(landing))
         .route("/metrics", get(metrics))
         .route("/probe", get(probe))
@@ -180,16 +193,59 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .layer(CompressionLayer::new())
-        .with_state(state)
+        .with_state(state);
+    match auth {
+        Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, auth::require)),
+        None => router,
+    }
 }
 
-/// Serves `router` on `listener` until SIGTERM or SIGINT, then finishes the requests in flight.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
+/// Serves `router` on `listener` (HTTPS when `tls` is set) until SIGTERM or SIGINT, then
+/// gives requests in flight a grace period.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    router: Router,
+    tls: Option<&web_config::TlsServerConfig>,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
     let addr: SocketAddr = listener.local_addr()?;
-    tracing::info!(%addr, "listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    let handle = axum_server::Handle::new();
+    let on_signal = handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        on_signal.graceful_shutdown(Some(SHUTDOWN_GRACE));
+    });
+    let service = router.into_make_service();
+    match tls {
+        Some(tls) => {
+            let config =
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert_file, &tls.key_file)
+                    .await?;
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
+                .handshake_timeout(TLS_HANDSHAKE_TIMEOUT);
+            let mut server = axum_server::from_tcp(listener)?
+                .acceptor(acceptor)
+                .handle(handle)
+                .first_request_timeout(FIRST_REQUEST_TIMEOUT);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            tracing::info!(%addr, tls = true, "listening");
+            server.serve(service).await
+        }
+        None => {
+            let mut server = axum_server::from_tcp(listener)?
+                .handle(handle)
+                .first_request_timeout(FIRST_REQUEST_TIMEOUT);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            tracing::info!(%addr, tls = false, "listening");
+            server.serve(service).await
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -230,6 +286,8 @@ mod tests {
         assert_eq!(scrape_budget(&h, default), Duration::from_millis(1250));
         h.insert(SCRAPE_TIMEOUT_HEADER, "120".parse().unwrap());
         assert_eq!(scrape_budget(&h, default), Duration::from_secs(118));
+        h.insert(SCRAPE_TIMEOUT_HEADER, "86400".parse().unwrap());
+        assert_eq!(scrape_budget(&h, default), Duration::from_secs(598));
         h.insert(SCRAPE_TIMEOUT_HEADER, "nonsense".parse().unwrap());
         assert_eq!(scrape_budget(&h, default), default);
     }

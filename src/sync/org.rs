@@ -28,6 +28,8 @@ pub struct SyncSettings {
     pub lookback: Option<Duration>,
     /// Windows of one listing fetched at once.
     pub window_concurrency: usize,
+    /// Org collections allowed to run at once, across the process.
+    pub collection_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Outcome of the org's collections, for `devin_up` and friends.
@@ -167,11 +169,18 @@ impl Org {
     pub async fn collect(&self, client: &ApiClient, settings: &SyncSettings, deadline: Instant) {
         let started = Instant::now();
         let started_wall = SystemTime::now();
-        let result =
-            match tokio::time::timeout_at(deadline, self.sync(client, settings, deadline)).await {
-                Ok(r) => r,
-                Err(_) => Err(ApiError::Deadline),
-            };
+        // Waiting for a slot counts against the deadline like any other wait.
+        let slot = tokio::time::timeout_at(deadline, settings.collection_slots.acquire()).await;
+        let result = match slot {
+            Ok(Ok(_slot)) => {
+                match tokio::time::timeout_at(deadline, self.sync(client, settings, deadline)).await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(ApiError::Deadline),
+                }
+            }
+            _ => Err(ApiError::Deadline),
+        };
         let mut st = self.state();
         st.health.last_attempt = Some(started_wall);
         st.health.last_duration = Some(started.elapsed());

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use devin_exporter::config;
 use devin_exporter::exporter::Exporter;
+use devin_exporter::http::web_config::WebConfig;
 use serde_json::{Value, json};
 
 /// An exporter serving on a free loopback port.
@@ -41,12 +42,23 @@ pub async fn start_exporter(api_url: &str, orgs: &[&str], extra: &[(&str, &str)]
         vars.insert(k.to_string(), v.to_string());
     }
     let config = config::from_vars(vars).expect("valid test config");
+    let web = match &config.web_config_file {
+        Some(path) => WebConfig::load(path).expect("valid web config"),
+        None => WebConfig::default(),
+    };
     let (exporter, router) =
-        devin_exporter::app::build(&config, None, false).expect("exporter builds");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+        devin_exporter::app::build(&config, None, false, &web).expect("exporter builds");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let scheme = if web.tls_server_config.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let url = format!("{scheme}://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
-        axum::serve(listener, router).await.unwrap();
+        devin_exporter::http::serve(listener, router, web.tls_server_config.as_ref())
+            .await
+            .unwrap();
     });
     TestExporter {
         url,

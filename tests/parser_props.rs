@@ -1,0 +1,97 @@
+//! Property tests of the API response parser: malformed, truncated or wrongly typed JSON is
+//! an error, never a panic, and a well-formed page always parses.
+
+use devin_exporter::api::{OrganizationPage, SessionPage};
+use devin_exporter::sync::SessionStore;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+fn valid_item(i: u32, status: String, acus: f64) -> Value {
+    json!({
+        "session_id": format!("devin-{i:032x}"), "url": "u", "status": status,
+        "status_detail": null, "origin": "api", "category": null, "tags": [],
+        "org_id": "org-x", "created_at": 1_700_000_000 + i64::from(i), "updated_at": 1_700_000_500,
+        "acus_consumed": acus, "pull_requests": [{"pr_url": "p", "pr_state": "open"}]
+    })
+}
+
+/// Arbitrary JSON values, nested a few levels.
+fn any_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
+        ".{0,12}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(
+                prop_oneof![
+                    Just("items".to_string()),
+                    Just("session_id".to_string()),
+                    Just("status".to_string()),
+                    Just("created_at".to_string()),
+                    Just("acus_consumed".to_string()),
+                    Just("pull_requests".to_string()),
+                    ".{0,8}"
+                ],
+                inner,
+                0..6
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn parse_and_apply(bytes: &[u8]) {
+    if let Ok(page) = serde_json::from_slice::<SessionPage>(bytes) {
+        let mut store = SessionStore::default();
+        for s in &page.items {
+            store.upsert(s, 1, true);
+        }
+    }
+    let _ = serde_json::from_slice::<OrganizationPage>(bytes);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        parse_and_apply(&bytes);
+    }
+
+    #[test]
+    fn arbitrary_json_never_panics(v in any_json()) {
+        parse_and_apply(v.to_string().as_bytes());
+        parse_and_apply(json!({"items": [v.clone()]}).to_string().as_bytes());
+    }
+
+    #[test]
+    fn truncated_pages_are_errors_not_panics(n in 1u32..20, cut in 0usize..4000, status in "[a-z_]{1,20}") {
+        let items: Vec<Value> = (0..n).map(|i| valid_item(i, status.clone(), f64::from(i) * 0.5)).collect();
+        let body = json!({"items": items, "end_cursor": "c", "has_next_page": true}).to_string();
+        let whole: SessionPage = serde_json::from_str(&body).unwrap();
+        prop_assert_eq!(whole.items.len(), n as usize);
+        let cut = cut.min(body.len().saturating_sub(1));
+        prop_assert!(serde_json::from_slice::<SessionPage>(&body.as_bytes()[..cut]).is_err());
+        parse_and_apply(&body.as_bytes()[..cut]);
+    }
+
+    #[test]
+    fn wrongly_typed_fields_are_errors(field in prop::sample::select(vec!["session_id", "status", "created_at", "updated_at", "acus_consumed", "pull_requests"]), v in any_json()) {
+        let mut item = valid_item(1, "running".into(), 1.0);
+        item[field] = v.clone();
+        let body = json!({"items": [item]}).to_string();
+        // Either it is a value of the right type, or the page is rejected.
+        if let Ok(page) = serde_json::from_str::<SessionPage>(&body) {
+            let mut store = SessionStore::default();
+            store.upsert(&page.items[0], 1, true);
+            prop_assert_eq!(store.len(), 1);
+        }
+    }
+}
