@@ -13,4 +13,5 @@ pub mod exporter;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod simulator;
 pub mod sync;

@@ -4,6 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use devin_exporter::config::{Config, LogFormat, Secret, TokenSource};
+use devin_exporter::simulator::cli::SimulateArgs;
+use devin_exporter::simulator::{SimConfig, Simulator};
 use devin_exporter::{app, config, logging};
 
 const CONFIG_HELP: &str = "\
@@ -38,6 +41,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Serve the simulated Devin API on its own (for developing dashboards and tests).
+    Simulate(SimulateArgs),
     /// Exit 0 if the exporter's /healthz answers 200 (for container health checks).
     Healthcheck {
         /// URL to check.
@@ -61,8 +66,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(Command::Healthcheck { url }) = &cli.command {
-        return runtime.block_on(healthcheck(url));
+    match cli.command {
+        Some(Command::Healthcheck { url }) => return runtime.block_on(healthcheck(&url)),
+        Some(Command::Simulate(args)) => {
+            logging::init(LogFormat::Text);
+            return match runtime.block_on(devin_exporter::simulator::cli::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: simulator: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        None => {}
     }
     let config = match config::from_env() {
         Ok(c) => c,
@@ -74,9 +90,10 @@ fn main() -> ExitCode {
     logging::init(config.log_format);
     let result = runtime.block_on(async {
         if cli.demo || config.is_demo() {
-            return Err("demo mode is not available in this build".to_string());
+            demo(config).await
+        } else {
+            app::run(&config, None, false).await
         }
-        app::run(&config, None, false).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,6 +103,33 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_CONFIG)
         }
     }
+}
+
+/// Demo mode: the simulator in-process on a loopback port, the exporter pointed at it.
+async fn demo(mut config: Config) -> Result<(), String> {
+    // Ten simulated seconds per second, so that sessions visibly move between scrapes.
+    let sim = Simulator::new(SimConfig {
+        speed: 10.0,
+        ..SimConfig::default()
+    });
+    let addr = sim
+        .spawn(([127, 0, 0, 1], 0).into())
+        .await
+        .map_err(|e| format!("demo simulator: {e}"))?;
+    config.api_url = format!("http://{addr}");
+    config.org_ids = sim.org_ids();
+    config.discover_orgs = false;
+    tracing::info!(
+        api = %config.api_url,
+        orgs = %config.org_ids.join(","),
+        "demo mode: no DEVIN_API_TOKEN/DEVIN_ORG_IDS given, collecting from the built-in simulated Devin API"
+    );
+    app::run(
+        &config,
+        Some(TokenSource::Value(Secret::new(sim.token()))),
+        true,
+    )
+    .await
 }
 
 async fn healthcheck(url: &str) -> ExitCode {

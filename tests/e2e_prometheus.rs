@@ -1,0 +1,126 @@
+//! End to end with real processes: the simulator, the exporter binary, and a real Prometheus
+//! scraping it every second. Skips (with a notice) without `prometheus` on PATH unless
+//! `DEVIN_E2E_REQUIRED=1`.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::procs::{
+    blocking_get, require_tool, sample_value, start_exporter_process, start_prometheus,
+    start_simulator,
+};
+
+#[test]
+fn prometheus_scrapes_the_exporter_and_totals_match_the_simulator() {
+    if !require_tool("prometheus") {
+        return;
+    }
+    // A busy simulated world (30 simulated seconds per second) so sessions change between scrapes.
+    let sim = start_simulator(&[
+        "--orgs",
+        "3",
+        "--sessions-per-org",
+        "1500",
+        "--speed",
+        "30",
+        "--seed",
+        "11",
+    ]);
+    let orgs = sim.orgs.join(",");
+    let (mut exporter, url) = start_exporter_process(&[
+        ("DEVIN_API_URL", &sim.url),
+        ("DEVIN_API_TOKEN", &sim.token),
+        ("DEVIN_ORG_IDS", &orgs),
+        ("DEVIN_MAX_REQUESTS_PER_SECOND", "200"),
+    ]);
+    let prom = start_prometheus(&[url.trim_start_matches("http://").to_string()], &[]);
+    let timeout = Duration::from_secs(60);
+
+    // Several scrapes, all successful.
+    prom.wait_for(r#"count_over_time(up{job="devin"}[5m])"#, timeout, |r| {
+        r.first().is_some_and(|v| sample_value(v) >= 4.0)
+    });
+    let up = prom.query(r#"up{job="devin"}"#);
+    assert_eq!(up.len(), 1);
+    assert_eq!(
+        sample_value(&up[0]),
+        1.0,
+        "Prometheus accepted the scrape: {up:?}"
+    );
+    let devin_up = prom.wait_for("devin_up", timeout, |r| r.len() == sim.orgs.len());
+    for series in &devin_up {
+        assert_eq!(sample_value(series), 1.0, "{series}");
+    }
+
+    // Freeze the simulated world; the next scrapes catch up with it; then every org's totals
+    // in Prometheus equal the simulator's own.
+    sim.admin("/sim/pause");
+    let totals = sim.totals();
+    let totals = totals.as_array().expect("totals list");
+    assert_eq!(totals.len(), sim.orgs.len());
+    for org in totals {
+        let id = org["org_id"].as_str().unwrap();
+        let want_sessions = org["sessions"].as_f64().unwrap();
+        let want_acus = org["acus_consumed"].as_f64().unwrap();
+        assert!(want_sessions >= 1500.0);
+        prom.wait_for(
+            &format!(r#"sum(devin_sessions{{org_id="{id}"}})"#),
+            timeout,
+            |r| r.first().is_some_and(|v| sample_value(v) == want_sessions),
+        );
+        prom.wait_for(
+            &format!(r#"sum(devin_sessions_acus_consumed{{org_id="{id}"}})"#),
+            timeout,
+            |r| {
+                r.first()
+                    .is_some_and(|v| (sample_value(v) - want_acus).abs() <= 1e-3 + want_acus * 1e-9)
+            },
+        );
+    }
+    exporter.assert_running();
+}
+
+#[test]
+fn promtool_accepts_a_live_metrics_body() {
+    if !require_tool("promtool") {
+        return;
+    }
+    let sim = start_simulator(&["--orgs", "2", "--sessions-per-org", "800", "--seed", "5"]);
+    let orgs = sim.orgs.join(",");
+    let (_exporter, url) = start_exporter_process(&[
+        ("DEVIN_API_URL", &sim.url),
+        ("DEVIN_API_TOKEN", &sim.token),
+        ("DEVIN_ORG_IDS", &orgs),
+        ("DEVIN_MAX_REQUESTS_PER_SECOND", "200"),
+    ]);
+    let body = blocking_get(&format!("{url}/metrics"));
+    assert!(body.contains("devin_sessions{"), "session metrics present");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool failed: {printed}");
+    assert_eq!(
+        printed.trim(),
+        "",
+        "promtool check metrics printed: {printed}"
+    );
+}
