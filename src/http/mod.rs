@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use crate::discovery::DiscoveryStatus;
 use crate::exporter::Exporter;
-use crate::metrics::{ApiStats, CONTENT_TYPE, Scope, render};
+use crate::metrics::{ApiStats, CONTENT_TYPE, Renderer, Scope};
 
 /// Header in which Prometheus sends its scrape timeout.
 pub const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
@@ -37,6 +37,7 @@ pub struct AppState {
     /// True in demo mode (landing page says so).
     pub demo: bool,
     process: ProcessCollector,
+    renderer: Renderer,
 }
 
 impl AppState {
@@ -53,6 +54,7 @@ impl AppState {
             api_url,
             demo,
             process: ProcessCollector::for_self(),
+            renderer: Renderer::default(),
         })
     }
 }
@@ -109,7 +111,7 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         process: Some(&state.process),
         discovery: discovery_scope(&state.exporter).await,
     };
-    exposition(render(&scope))
+    exposition(state.renderer.render(&scope, true))
 }
 
 /// Query of `/probe`.
@@ -129,10 +131,13 @@ async fn probe(
     };
     let deadline = Instant::now() + scrape_budget(&headers, state.default_timeout);
     match state.exporter.probe(&org_id, deadline).await {
-        Some(org) => exposition(render(&Scope {
-            orgs: &[org],
-            ..Scope::default()
-        })),
+        Some(org) => exposition(state.renderer.render(
+            &Scope {
+                orgs: &[org],
+                ..Scope::default()
+            },
+            false,
+        )),
         None => (
             StatusCode::NOT_FOUND,
             format!("unknown org_id {org_id:?}: not configured in DEVIN_ORG_IDS nor discovered\n"),

@@ -2,9 +2,10 @@
 
 mod api_stats;
 mod render;
+mod series_cache;
 
 pub use api_stats::ApiStats;
-pub use render::{CONTENT_TYPE, Scope, render};
+pub use render::{CONTENT_TYPE, Renderer, Scope, render};
 
 /// Version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

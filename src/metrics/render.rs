@@ -2,13 +2,15 @@
 //! longer has sessions simply is not there. Families are assembled directly (no registry
 //! lookups per series) and written by the prometheus crate's text encoder.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 
 use prometheus::core::Collector;
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, TextEncoder};
 
+use super::series_cache::SeriesCache;
 use super::{ApiStats, REVISION, VERSION};
 use crate::discovery::DiscoveryStatus;
 use crate::sync::Org;
@@ -93,8 +95,35 @@ fn push_requests(
     }
 }
 
-/// Renders the metrics of a scope (plus build info) as text.
+/// Renders scopes, keeping each org's session series between renders.
+#[derive(Default)]
+pub struct Renderer {
+    caches: Mutex<HashMap<u64, SeriesCache>>,
+}
+
+impl Renderer {
+    /// Renders the metrics of a scope (plus build info) as text. With `complete`, the scope
+    /// holds every org, and series kept for orgs no longer there are dropped.
+    pub fn render(&self, scope: &Scope<'_>, complete: bool) -> prometheus::Result<String> {
+        let mut caches = self.caches.lock().unwrap_or_else(|e| e.into_inner());
+        if complete {
+            caches.retain(|instance, _| scope.orgs.iter().any(|o| o.instance == *instance));
+        }
+        render_with(scope, &mut caches)
+    }
+}
+
+/// Renders a scope once, without keeping series (benchmarks, tests).
 pub fn render(scope: &Scope<'_>) -> prometheus::Result<String> {
+    render_with(scope, &mut HashMap::new())
+}
+
+fn render_with(
+    scope: &Scope<'_>,
+    caches: &mut HashMap<u64, SeriesCache>,
+) -> prometheus::Result<String> {
+    // (org instance, number of series) lent from each cache to the families, in order.
+    let mut moved: Vec<(u64, usize)> = Vec::new();
     let mut sessions = Family::gauge(
         "devin_sessions",
         "Sessions in this state now, archived ones included.",
@@ -208,19 +237,11 @@ pub fn render(scope: &Scope<'_>) -> prometheus::Result<String> {
             continue; // Never half-counted gauges.
         }
         let store = &st.store;
-        let mut groups: Vec<_> = store.groups().collect();
-        groups.sort_unstable_by_key(|(k, _)| **k);
-        for (key, totals) in groups {
-            let labels = [
-                ("org_id", id),
-                ("status", store.label(key[0])),
-                ("status_detail", store.label(key[1])),
-                ("origin", store.label(key[2])),
-                ("category", store.label(key[3])),
-            ];
-            sessions.push(&labels, totals.sessions as f64);
-            session_acus.push(&labels, totals.acus_micros as f64 / 1e6);
-        }
+        let cache = caches.entry(org.instance).or_default();
+        cache.update(id, store);
+        moved.push((org.instance, cache.sessions.len()));
+        sessions.0.mut_metric().append(&mut cache.sessions);
+        session_acus.0.mut_metric().append(&mut cache.acus);
         let counters = store.counters();
         acus_total.push(&org_label, counters.acus_micros as f64 / 1e6);
         for (origin, n) in &counters.created {
@@ -285,6 +306,26 @@ pub fn render(scope: &Scope<'_>) -> prometheus::Result<String> {
     // A family without series would be a HELP/TYPE pair with nothing under it.
     families.retain(|f| !f.get_metric().is_empty());
     let mut out = Vec::with_capacity(64 * 1024);
-    TextEncoder::new().encode(&families, &mut out)?;
+    let encoded = TextEncoder::new().encode(&families, &mut out);
+    // Hand the session series back to their caches, last org first.
+    for (name, pick) in [
+        ("devin_sessions", 0usize),
+        ("devin_sessions_acus_consumed", 1),
+    ] {
+        let Some(family) = families.iter_mut().find(|f| f.name() == name) else {
+            continue;
+        };
+        let mut all = family.take_metric();
+        for (instance, len) in moved.iter().rev() {
+            let part = all.split_off(all.len() - len);
+            if let Some(cache) = caches.get_mut(instance) {
+                match pick {
+                    0 => cache.sessions = part,
+                    _ => cache.acus = part,
+                }
+            }
+        }
+    }
+    encoded?;
     String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
 }

@@ -11,7 +11,7 @@ use crate::api::ListQuery;
 
 const DAY: i64 = 86_400;
 /// Pages one window is expected to hold before it is worth splitting.
-const PAGES_PER_WINDOW: u64 = 4;
+const PAGES_PER_WINDOW: u64 = 8;
 /// Most children one split makes.
 const MAX_SPLIT: u64 = 16;
 /// How deep windows are split; bounds the requests spent on planning.
@@ -299,17 +299,17 @@ mod tests {
     fn lookback_root_splits_evenly_by_total() {
         let lo = NOW - 30 * DAY;
         let mut l = Listing::new(ListingKind::Initial, 1, Some(lo), NOW);
-        // 4,000 sessions = 20 pages = 5 windows of 4 pages, plus the open top.
+        // 4,000 sessions = 20 pages = 3 windows of up to 8 pages, plus the open top.
         let next = l.advance(0, &full_page(Some(4000), None), 200, NOW);
         let windows: Vec<_> = next.into_iter().map(|(_, w)| w).collect();
-        assert_eq!(windows.len(), 6);
+        assert_eq!(windows.len(), 4);
         assert_covers(&windows, Some(lo));
     }
 
     #[test]
     fn small_window_follows_its_cursor() {
         let mut l = Listing::new(ListingKind::Initial, 1, Some(NOW - DAY), NOW);
-        let next = l.advance(0, &full_page(Some(500), None), 200, NOW);
+        let next = l.advance(0, &full_page(Some(1500), None), 200, NOW);
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].1.cursor.as_deref(), Some("c1"));
         // The next page of it is not split again.
@@ -370,6 +370,6 @@ mod tests {
         let page = full_page(None, Some((9_000, 9_999)));
         assert_eq!(estimate(&w, &page), Some(2000));
         let children = split(&w, &page, 200, NOW).unwrap();
-        assert_eq!(children.len(), 3);
+        assert_eq!(children.len(), 2);
     }
 }

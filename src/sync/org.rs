@@ -76,6 +76,8 @@ impl OrgState {
 pub struct Org {
     /// The org id.
     pub id: String,
+    /// Unique per `Org` value in this process (an org dropped and found again gets a new one).
+    pub instance: u64,
     /// API request counts and latencies of this org.
     pub api_stats: ApiStats,
     state: Mutex<OrgState>,
@@ -108,7 +110,9 @@ impl Org {
     /// An org with no state yet.
     pub fn new(id: impl Into<String>) -> Self {
         let id = id.into();
+        static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Org {
+            instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             api_stats: ApiStats::new(&id),
             id,
             state: Mutex::new(OrgState::default()),

@@ -1,0 +1,369 @@
+//! Collection benchmark against the simulator (run as its own process, so CPU and memory
+//! figures are the exporter's alone). Run with `cargo bench --bench collect`; the README's
+//! Performance section quotes its output.
+//!
+//! Scenario: 5 orgs x 20,000 sessions, 50 ms added to every API response.
+//!   cold       first collection of all orgs (default request budget and a raised one)
+//!   warm       60 simulated seconds and 1% of sessions changed between scrapes
+//!   warm-small 60 simulated seconds and 60 sessions per org changed between scrapes, so that
+//!              at most ~200 changed within the incremental window (interval + 2 min overlap)
+//!   naive      the list-everything strategy, same data, same client, in the same run
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use devin_exporter::api::budget::RequestBudget;
+use devin_exporter::api::token::TokenProvider;
+use devin_exporter::api::{ApiClient, ListQuery, RequestObserver};
+use devin_exporter::config::{self, Secret, TokenSource};
+use devin_exporter::exporter::Exporter;
+use devin_exporter::http::web_config::WebConfig;
+use devin_exporter::metrics::{Renderer, Scope};
+use devin_exporter::sync::SessionStore;
+use support::{cpu_time, peak_rss_bytes, percentile, rss_bytes};
+
+const ORGS: usize = 5;
+const SESSIONS: usize = 20_000;
+const LATENCY_MS: u64 = 50;
+const WARM_SCRAPES: usize = 40;
+
+struct Sim {
+    url: String,
+    orgs: Vec<String>,
+    child: Child,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_sim() -> Sim {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_devin-exporter"))
+        .args([
+            "simulate",
+            "--listen",
+            "127.0.0.1:0",
+            "--speed",
+            "0",
+            "--seed",
+            "1",
+        ])
+        .args([
+            "--orgs",
+            &ORGS.to_string(),
+            "--sessions-per-org",
+            &SESSIONS.to_string(),
+        ])
+        .args([
+            "--latency",
+            &format!("{LATENCY_MS}ms"),
+            "--token",
+            "cog_bench",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("simulator starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let rest = line
+        .trim()
+        .strip_prefix("simulator listening on ")
+        .expect("address line");
+    let mut parts = rest.split_whitespace();
+    let url = parts.next().unwrap().to_string();
+    let orgs = parts
+        .find_map(|p| p.strip_prefix("orgs="))
+        .unwrap()
+        .split(',')
+        .map(String::from)
+        .collect();
+    Sim { url, orgs, child }
+}
+
+fn post(url: &str) {
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| {
+        rt.block_on(async {
+            let r = reqwest::Client::new()
+                .post(url)
+                .send()
+                .await
+                .expect("admin call");
+            assert!(r.status().is_success(), "{url}: {}", r.status());
+        })
+    });
+}
+
+struct Running {
+    exporter: Arc<Exporter>,
+    url: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+async fn start_exporter(sim: &Sim, extra: &[(&str, &str)]) -> Running {
+    let mut vars = vec![
+        ("DEVIN_API_URL".to_string(), sim.url.clone()),
+        ("DEVIN_ORG_IDS".to_string(), sim.orgs.join(",")),
+        ("DEVIN_API_TOKEN".to_string(), "cog_bench".to_string()),
+    ];
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config = config::from_vars(vars).unwrap();
+    let (exporter, router) =
+        devin_exporter::app::build(&config, None, false, &WebConfig::default()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    Running {
+        exporter,
+        url,
+        server,
+    }
+}
+
+async fn scrape(url: &str) -> (Duration, String) {
+    let started = Instant::now();
+    let body = reqwest::Client::new()
+        .get(url)
+        .header("X-Prometheus-Scrape-Timeout-Seconds", "120")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    (started.elapsed(), body)
+}
+
+fn api_requests(body: &str) -> f64 {
+    body.lines()
+        .filter(|l| l.starts_with("devin_api_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn all_complete(body: &str) -> bool {
+    body.lines()
+        .filter(|l| l.starts_with("devin_initial_sync_complete{"))
+        .all(|l| l.ends_with(" 1"))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+async fn cold(sim: &Sim, label: &str, extra: &[(&str, &str)]) -> Running {
+    let exp = start_exporter(sim, extra).await;
+    let started = Instant::now();
+    let mut scrapes = 0;
+    let body = loop {
+        let (_, body) = scrape(&exp.url).await;
+        scrapes += 1;
+        if all_complete(&body) {
+            break body;
+        }
+    };
+    println!(
+        "cold[{label}]: sessions={} time={:.2}s scrapes={scrapes} requests={} (pages of data: {})",
+        ORGS * SESSIONS,
+        started.elapsed().as_secs_f64(),
+        api_requests(&body),
+        ORGS * SESSIONS / 200
+    );
+    exp
+}
+
+async fn warm(sim: &Sim, exp: &Running, label: &str, per_org: usize) -> Duration {
+    let mut latencies = Vec::new();
+    let mut requests = Vec::new();
+    let mut cpu = Duration::ZERO;
+    let (_, body) = scrape(&exp.url).await;
+    let mut last = api_requests(&body);
+    for _ in 0..WARM_SCRAPES {
+        post(&format!("{}/sim/advance?seconds=60", sim.url));
+        for org in &sim.orgs {
+            post(&format!("{}/sim/touch?org_id={org}&n={per_org}", sim.url));
+        }
+        let cpu_before = cpu_time();
+        let (took, body) = scrape(&exp.url).await;
+        cpu += cpu_time() - cpu_before;
+        latencies.push(took);
+        let now = api_requests(&body);
+        requests.push(now - last);
+        last = now;
+    }
+    let per_scrape = requests.iter().sum::<f64>() / requests.len() as f64;
+    let p50 = percentile(&latencies, 50.0);
+    println!(
+        "warm[{label}]: changed_per_scrape={} p50={:.1}ms p99={:.1}ms requests_per_scrape={per_scrape:.2} ({:.2} per org, max {}) cpu_per_scrape={:.2}ms p50_in_round_trips={:.2}",
+        per_org * ORGS,
+        ms(p50),
+        ms(percentile(&latencies, 99.0)),
+        per_scrape / ORGS as f64,
+        requests.iter().cloned().fold(0.0, f64::max),
+        ms(cpu) / WARM_SCRAPES as f64,
+        ms(p50) / LATENCY_MS as f64,
+    );
+    p50
+}
+
+struct NoStats;
+impl RequestObserver for NoStats {
+    fn observe(&self, _: &str, _: Duration) {}
+}
+
+/// The plain strategy: every scrape lists every session of every org, page by page.
+async fn naive(sim: &Sim) -> Duration {
+    let token =
+        Arc::new(TokenProvider::new(&TokenSource::Value(Secret::new("cog_bench"))).unwrap());
+    let client = Arc::new(
+        ApiClient::new(
+            &sim.url,
+            token,
+            Arc::new(RequestBudget::new(10_000.0, 64)),
+            64 << 20,
+            Duration::from_secs(30),
+        )
+        .unwrap(),
+    );
+    let mut latencies = Vec::new();
+    let mut requests = 0u64;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let tasks: Vec<_> = sim
+            .orgs
+            .iter()
+            .map(|org| {
+                let (client, org) = (Arc::clone(&client), org.clone());
+                tokio::spawn(async move {
+                    let mut store = SessionStore::default();
+                    let mut q = ListQuery {
+                        first: 200,
+                        ..Default::default()
+                    };
+                    let mut n = 0u64;
+                    loop {
+                        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+                        let body = client
+                            .list_sessions(&org, &q, deadline, &NoStats)
+                            .await
+                            .unwrap();
+                        n += 1;
+                        let page = body.parse().unwrap();
+                        for s in &page.items {
+                            store.upsert(s, 1, false);
+                        }
+                        match page.end_cursor {
+                            Some(c) if page.has_next_page => q.after = Some(c),
+                            _ => break,
+                        }
+                    }
+                    (n, store.len())
+                })
+            })
+            .collect();
+        for t in tasks {
+            let (n, len) = t.await.unwrap();
+            assert!(len >= SESSIONS, "{len}");
+            requests += n;
+        }
+        latencies.push(started.elapsed());
+    }
+    let p50 = percentile(&latencies, 50.0);
+    println!(
+        "naive[list everything]: p50={:.1}ms requests_per_scrape={}",
+        ms(p50),
+        requests / latencies.len() as u64
+    );
+    p50
+}
+
+fn render_figures(exp: &Running) {
+    let orgs = exp.exporter.orgs();
+    let scope = Scope {
+        orgs: &orgs,
+        ..Scope::default()
+    };
+    let renderer = Renderer::default();
+    let started = Instant::now();
+    let body = renderer.render(&scope, true).unwrap();
+    let first = started.elapsed();
+    let mut samples = Vec::new();
+    for _ in 0..200 {
+        let started = Instant::now();
+        std::hint::black_box(renderer.render(&scope, true).unwrap());
+        samples.push(started.elapsed());
+    }
+    println!(
+        "render[simulated orgs]: series={} bytes={} first={:.2}ms then p50={:.2}ms p99={:.2}ms",
+        body.lines().filter(|l| !l.starts_with('#')).count(),
+        body.len(),
+        ms(first),
+        ms(percentile(&samples, 50.0)),
+        ms(percentile(&samples, 99.0))
+    );
+}
+
+fn main() {
+    // `cargo bench` passes --bench; other arguments pick sections:
+    // cold, cold-default, warm, render, naive (all by default).
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let run = |name: &str| wanted.is_empty() || wanted.iter().any(|w| w == name);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sim = start_sim();
+        println!(
+            "scenario: orgs={ORGS} sessions_per_org={SESSIONS} latency={LATENCY_MS}ms cpus={}",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
+        let raised = cold(
+            &sim,
+            "DEVIN_MAX_REQUESTS_PER_SECOND=500, DEVIN_MAX_CONCURRENT_REQUESTS=64",
+            &[
+                ("DEVIN_MAX_REQUESTS_PER_SECOND", "500"),
+                ("DEVIN_MAX_CONCURRENT_REQUESTS", "64"),
+            ],
+        )
+        .await;
+        println!("rss_after_cold={}MiB", rss_bytes() >> 20);
+        if run("cold-default") {
+            let default = cold(&sim, "defaults: 20 requests/s, 16 in flight", &[]).await;
+            default.server.abort();
+        }
+        let mut warm_p50 = None;
+        if run("warm") {
+            warm_p50 = Some(warm(&sim, &raised, "1% changed", SESSIONS / 100).await);
+            warm(&sim, &raised, "25 per org changed", 25).await;
+        }
+        if run("render") {
+            render_figures(&raised);
+        }
+        if run("naive") {
+            let naive_p50 = naive(&sim).await;
+            if let Some(w) = warm_p50 {
+                println!(
+                    "ratio: naive p50 / incremental warm p50 (1% changed) = {:.1}x",
+                    naive_p50.as_secs_f64() / w.as_secs_f64()
+                );
+            }
+        }
+        println!("peak_rss={}MiB", peak_rss_bytes() >> 20);
+        raised.server.abort();
+    });
+}
