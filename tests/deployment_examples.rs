@@ -1,0 +1,961 @@
+//! The deployment artefacts: the Kubernetes and Prometheus examples under `examples/`, the
+//! `Dockerfile` and its `.dockerignore`.
+//!
+//! The YAML is parsed and checked for what a deployment depends on (probes, ports, labels,
+//! the token's path, the scrape timing); the Prometheus config goes through `promtool`, the
+//! kustomization through `kubectl kustomize` when it is installed. No container engine is
+//! assumed, so the Dockerfile is linted as text.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+const PORT: u64 = 10164;
+const BINARY: &str = "/usr/local/bin/devin-exporter";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(relative: &str) -> String {
+    let path = root().join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every document of a YAML file, empty documents left out.
+fn documents(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+/// `.yml` and `.yaml` files under `dir`, recursively, sorted.
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yml" | "yaml")
+            ) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+fn str_of<'a>(value: &'a Value, what: &str) -> &'a str {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("{what}: expected a string, got {value:?}"))
+}
+
+fn seq_of<'a>(value: &'a Value, what: &str) -> &'a [Value] {
+    value
+        .as_sequence()
+        .map(Vec::as_slice)
+        .unwrap_or_else(|| panic!("{what}: expected a list, got {value:?}"))
+}
+
+/// A Prometheus duration such as `30s`, `1m30s` or `2h`.
+fn duration(text: &str) -> Duration {
+    let mut total = 0u64;
+    let mut number = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = if c == 'm' && chars.peek() == Some(&'s') {
+            chars.next();
+            "ms"
+        } else {
+            match c {
+                's' => "s",
+                'm' => "m",
+                'h' => "h",
+                'd' => "d",
+                _ => panic!("{text}: unknown duration unit {c}"),
+            }
+        };
+        let n: u64 = number
+            .parse()
+            .unwrap_or_else(|_| panic!("{text}: not a duration"));
+        number.clear();
+        total += match unit {
+            "ms" => n,
+            "s" => n * 1_000,
+            "m" => n * 60_000,
+            "h" => n * 3_600_000,
+            _ => n * 86_400_000,
+        };
+    }
+    assert!(number.is_empty(), "{text}: a duration needs a unit");
+    Duration::from_millis(total)
+}
+
+/// `true` when `labels` (a mapping) holds every pair of `selector` (a mapping).
+fn selects(selector: &Value, labels: &Value) -> bool {
+    let selector = selector.as_mapping().expect("selector is a mapping");
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// Whether a tool is on PATH (`tool version_args...` succeeds). Without it the caller skips
+/// with a notice, unless `DEVIN_E2E_REQUIRED=1` (CI) and `required_in_ci`.
+fn have_tool(tool: &str, version_args: &[&str], required_in_ci: bool) -> bool {
+    let found = Command::new(tool)
+        .args(version_args)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        if required_in_ci && std::env::var("DEVIN_E2E_REQUIRED").as_deref() == Ok("1") {
+            panic!("{tool} is required (DEVIN_E2E_REQUIRED=1) but not on PATH");
+        }
+        eprintln!("notice: {tool} is not on PATH, skipping this check");
+    }
+    found
+}
+
+// ---------------------------------------------------------------------------------------
+// Kubernetes
+
+/// The manifests of `examples/kubernetes`, by kind.
+struct Manifests {
+    deployment: Value,
+    service: Value,
+    service_monitor: Value,
+    secret: Value,
+}
+
+fn kubernetes_dir() -> PathBuf {
+    root().join("examples/kubernetes")
+}
+
+fn manifests() -> Manifests {
+    let mut docs: Vec<Value> = yaml_files(&kubernetes_dir())
+        .iter()
+        .filter(|p| !p.ends_with("kustomization.yaml"))
+        .flat_map(|p| documents(p))
+        .collect();
+    let mut take = |kind: &str| {
+        let at: Vec<usize> = (0..docs.len())
+            .filter(|&i| docs[i]["kind"].as_str() == Some(kind))
+            .collect();
+        assert_eq!(at.len(), 1, "exactly one {kind} in examples/kubernetes");
+        docs.remove(at[0])
+    };
+    Manifests {
+        deployment: take("Deployment"),
+        service: take("Service"),
+        service_monitor: take("ServiceMonitor"),
+        secret: take("Secret"),
+    }
+}
+
+fn the_container(deployment: &Value) -> &Value {
+    let containers = seq_of(
+        &deployment["spec"]["template"]["spec"]["containers"],
+        "containers",
+    );
+    assert_eq!(containers.len(), 1, "one container");
+    &containers[0]
+}
+
+/// The container's port named `metrics`.
+fn metrics_port(container: &Value) -> u64 {
+    let ports = seq_of(&container["ports"], "container ports");
+    let port = ports
+        .iter()
+        .find(|p| p["name"].as_str() == Some("metrics"))
+        .expect("a container port named metrics");
+    port["containerPort"].as_u64().expect("containerPort")
+}
+
+fn env_var<'a>(container: &'a Value, name: &str) -> Option<&'a Value> {
+    seq_of(&container["env"], "env")
+        .iter()
+        .find(|e| e["name"].as_str() == Some(name))
+}
+
+#[test]
+fn every_yaml_file_under_examples_parses() {
+    let files = yaml_files(&root().join("examples"));
+    assert!(files.len() >= 6, "found only {files:?}");
+    for file in &files {
+        let docs = documents(file);
+        assert!(!docs.is_empty(), "{}: no document", file.display());
+        for doc in &docs {
+            assert!(doc.is_mapping(), "{}: {doc:?}", file.display());
+            if file.starts_with(kubernetes_dir()) {
+                for key in ["apiVersion", "kind"] {
+                    str_of(&doc[key], &format!("{}: {key}", file.display()));
+                }
+                if doc["kind"].as_str() != Some("Kustomization") {
+                    str_of(&doc["metadata"]["name"], &format!("{}", file.display()));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn kustomization_lists_every_manifest() {
+    let dir = kubernetes_dir();
+    let kustomization = documents(&dir.join("kustomization.yaml")).remove(0);
+    assert_eq!(kustomization["kind"].as_str(), Some("Kustomization"));
+    let listed: BTreeSet<&str> = seq_of(&kustomization["resources"], "resources")
+        .iter()
+        .map(|r| str_of(r, "resource"))
+        .collect();
+    let present: BTreeSet<String> = yaml_files(&dir)
+        .iter()
+        .map(|p| p.strip_prefix(&dir).unwrap().to_string_lossy().into_owned())
+        .filter(|p| p != "kustomization.yaml")
+        .collect();
+    let present: BTreeSet<&str> = present.iter().map(String::as_str).collect();
+    assert_eq!(listed, present);
+}
+
+#[test]
+fn deployment_probes_use_the_named_metrics_port() {
+    let m = manifests();
+    assert_eq!(m.deployment["spec"]["replicas"].as_u64(), Some(1));
+    let container = the_container(&m.deployment);
+    assert_eq!(metrics_port(container), PORT);
+    for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
+        let get = &container[probe]["httpGet"];
+        assert_eq!(get["path"].as_str(), Some(path), "{probe}");
+        assert_eq!(get["port"].as_str(), Some("metrics"), "{probe}");
+        // The exporter serves plain HTTP unless DEVIN_WEB_CONFIG_FILE enables TLS.
+        assert!(
+            get["scheme"].is_null() || get["scheme"].as_str() == Some("HTTP"),
+            "{probe}"
+        );
+        let timeout = container[probe]["timeoutSeconds"].as_u64().unwrap_or(1);
+        let period = container[probe]["periodSeconds"].as_u64().unwrap_or(10);
+        assert!(
+            timeout < period,
+            "{probe}: timeout {timeout}s, period {period}s"
+        );
+    }
+}
+
+#[test]
+fn deployment_runs_unprivileged_on_a_read_only_root() {
+    let m = manifests();
+    let pod = &m.deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    if let Some(uid) = pod["securityContext"]["runAsUser"].as_u64() {
+        assert_ne!(uid, 0);
+    }
+    assert_eq!(pod["automountServiceAccountToken"].as_bool(), Some(false));
+    assert!(pod["hostNetwork"].is_null() && pod["hostPID"].is_null());
+
+    let container = the_container(&m.deployment);
+    let security = &container["securityContext"];
+    assert_eq!(security["allowPrivilegeEscalation"].as_bool(), Some(false));
+    assert_eq!(security["readOnlyRootFilesystem"].as_bool(), Some(true));
+    assert_ne!(security["privileged"].as_bool(), Some(true));
+    assert_ne!(security["runAsNonRoot"].as_bool(), Some(false));
+    let dropped: Vec<&str> = seq_of(&security["capabilities"]["drop"], "capabilities.drop")
+        .iter()
+        .map(|c| str_of(c, "capability"))
+        .collect();
+    assert_eq!(dropped, ["ALL"]);
+    assert!(
+        security["capabilities"]["add"].is_null(),
+        "no capability added"
+    );
+
+    // Requests small enough for an exporter, and a memory limit.
+    let resources = &container["resources"];
+    for key in ["cpu", "memory"] {
+        str_of(&resources["requests"][key], &format!("requests.{key}"));
+    }
+    str_of(&resources["limits"]["memory"], "limits.memory");
+
+    // The image tag follows the crate's version.
+    let image = str_of(&container["image"], "image");
+    assert_eq!(
+        image,
+        format!("devin-exporter:{}", env!("CARGO_PKG_VERSION")),
+        "update the example's image tag with the version"
+    );
+}
+
+#[test]
+fn token_comes_from_the_mounted_secret_and_never_from_a_literal() {
+    let m = manifests();
+    let pod = &m.deployment["spec"]["template"]["spec"];
+    let container = the_container(&m.deployment);
+
+    // Never `DEVIN_API_TOKEN: value`, in any container (a secretKeyRef would be tolerable,
+    // but the example uses the file).
+    for c in seq_of(&pod["containers"], "containers")
+        .iter()
+        .chain(pod["initContainers"].as_sequence().into_iter().flatten())
+    {
+        if let Some(token) = env_var(c, "DEVIN_API_TOKEN") {
+            assert!(
+                token["value"].is_null(),
+                "DEVIN_API_TOKEN as a literal value"
+            );
+            assert!(!token["valueFrom"]["secretKeyRef"].is_null());
+        }
+        assert!(
+            c["envFrom"].is_null(),
+            "no bulk environment from a Secret or ConfigMap"
+        );
+    }
+    str_of(
+        &env_var(container, "DEVIN_ORG_IDS").expect("DEVIN_ORG_IDS")["value"],
+        "DEVIN_ORG_IDS",
+    );
+
+    // DEVIN_API_TOKEN_FILE = <mountPath of a Secret volume>/<a key of that Secret>.
+    let file = str_of(
+        &env_var(container, "DEVIN_API_TOKEN_FILE").expect("DEVIN_API_TOKEN_FILE")["value"],
+        "DEVIN_API_TOKEN_FILE",
+    );
+    let (dir, key) = file.rsplit_once('/').expect("an absolute path");
+    let mount = seq_of(&container["volumeMounts"], "volumeMounts")
+        .iter()
+        .find(|v| v["mountPath"].as_str().map(|p| p.trim_end_matches('/')) == Some(dir))
+        .unwrap_or_else(|| panic!("no volume mounted at {dir}"));
+    assert_eq!(mount["readOnly"].as_bool(), Some(true));
+    // A subPath mount is never updated: the exporter could not pick up a rotated token.
+    assert!(
+        mount["subPath"].is_null(),
+        "the token is mounted with subPath"
+    );
+    let volume_name = str_of(&mount["name"], "volumeMount name");
+    let volume = seq_of(&pod["volumes"], "volumes")
+        .iter()
+        .find(|v| v["name"].as_str() == Some(volume_name))
+        .unwrap_or_else(|| panic!("no volume {volume_name}"));
+    let secret_name = str_of(
+        &volume["secret"]["secretName"],
+        "secret volume's secretName",
+    );
+    assert_eq!(m.secret["metadata"]["name"].as_str(), Some(secret_name));
+    if let Some(items) = volume["secret"]["items"].as_sequence() {
+        assert!(items.iter().any(|i| i["path"].as_str() == Some(key)));
+    } else {
+        let in_secret = !m.secret["stringData"][key].is_null() || !m.secret["data"][key].is_null();
+        assert!(in_secret, "Secret {secret_name} has no key {key}");
+    }
+    // Readable by the exporter through its group, never by others.
+    if let Some(mode) = volume["secret"]["defaultMode"].as_u64() {
+        assert_eq!(
+            mode & 0o007,
+            0,
+            "defaultMode {mode:o} lets others read the token"
+        );
+        // The file belongs to root and to the fsGroup: the exporter (uid 65532) reads it
+        // through the group.
+        assert!(
+            pod["securityContext"]["fsGroup"].as_u64().is_some() && mode & 0o040 != 0,
+            "defaultMode {mode:o} without fsGroup and group read: the exporter cannot read it"
+        );
+    }
+}
+
+#[test]
+fn no_example_or_doc_carries_a_real_looking_token() {
+    let mut texts: Vec<(String, String)> = yaml_files(&root().join("examples"))
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            (p.display().to_string(), text)
+        })
+        .collect();
+    texts.push(("docs/deployment.md".into(), read("docs/deployment.md")));
+    texts.push(("Dockerfile".into(), read("Dockerfile")));
+    for (name, text) in &texts {
+        for (n, line) in text.lines().enumerate() {
+            let at = format!("{name}:{}", n + 1);
+            // Service-user tokens start with cog_; a bare `cog_...` in prose is fine.
+            if let Some(i) = line.find("cog_") {
+                let rest = &line[i + 4..];
+                assert!(rest.starts_with("..."), "{at}: looks like a token: {line}");
+            }
+            // The token on a command line ends up in shell history and `docker inspect`.
+            assert!(
+                !line.contains("-e DEVIN_API_TOKEN=") && !line.contains("--env DEVIN_API_TOKEN="),
+                "{at}: token on the command line: {line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn service_and_service_monitor_match_the_deployment() {
+    let m = manifests();
+    let pod_labels = &m.deployment["spec"]["template"]["metadata"]["labels"];
+    assert!(
+        selects(&m.deployment["spec"]["selector"]["matchLabels"], pod_labels),
+        "the Deployment's selector matches its pods"
+    );
+    assert!(
+        selects(&m.service["spec"]["selector"], pod_labels),
+        "the Service selects the exporter's pods"
+    );
+
+    // Service port = container port = 10164, both named metrics.
+    let ports = seq_of(&m.service["spec"]["ports"], "service ports");
+    let port = ports
+        .iter()
+        .find(|p| p["name"].as_str() == Some("metrics"))
+        .expect("a Service port named metrics");
+    assert_eq!(port["port"].as_u64(), Some(PORT));
+    let container_port = metrics_port(the_container(&m.deployment));
+    match &port["targetPort"] {
+        Value::String(name) => assert_eq!(name, "metrics"),
+        Value::Number(n) => assert_eq!(n.as_u64(), Some(container_port)),
+        other => panic!("targetPort {other:?}"),
+    }
+
+    // The ServiceMonitor selects the Service (in its own namespace) by label and its port
+    // by name.
+    let sm = &m.service_monitor;
+    assert_eq!(sm["apiVersion"].as_str(), Some("monitoring.coreos.com/v1"));
+    assert!(
+        selects(
+            &sm["spec"]["selector"]["matchLabels"],
+            &m.service["metadata"]["labels"]
+        ),
+        "the ServiceMonitor selects the Service's labels"
+    );
+    let endpoints = seq_of(&sm["spec"]["endpoints"], "endpoints");
+    assert_eq!(endpoints.len(), 1);
+    let endpoint = &endpoints[0];
+    assert_eq!(endpoint["port"].as_str(), Some("metrics"));
+    assert!(endpoint["path"].is_null() || endpoint["path"].as_str() == Some("/metrics"));
+    let interval = duration(str_of(&endpoint["interval"], "interval"));
+    let timeout = duration(str_of(&endpoint["scrapeTimeout"], "scrapeTimeout"));
+    assert_eq!(interval, Duration::from_secs(60));
+    assert_eq!(timeout, Duration::from_secs(30));
+    assert!(timeout < interval);
+}
+
+#[test]
+fn kustomize_renders_the_kubernetes_example() {
+    // kubectl is not a CI requirement: skip without it, even in CI.
+    if !have_tool("kubectl", &["version", "--client"], false) {
+        return;
+    }
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(kubernetes_dir())
+        .output()
+        .expect("kubectl kustomize");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = String::from_utf8(out.stdout).unwrap();
+    let kinds: BTreeSet<String> = serde_yaml_ng::Deserializer::from_str(&rendered)
+        .map(|doc| {
+            Value::deserialize(doc).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let expected: BTreeSet<String> = ["Deployment", "Secret", "Service", "ServiceMonitor"]
+        .map(String::from)
+        .into();
+    assert_eq!(kinds, expected);
+}
+
+// ---------------------------------------------------------------------------------------
+// Prometheus
+
+const PROMETHEUS_CONFIG: &str = "examples/prometheus/prometheus.yml";
+
+#[test]
+fn prometheus_config_scrapes_the_exporter_once_a_minute() {
+    let config = documents(&root().join(PROMETHEUS_CONFIG)).remove(0);
+    let jobs = seq_of(&config["scrape_configs"], "scrape_configs");
+    let job = jobs
+        .iter()
+        .find(|j| j["job_name"].as_str() == Some("devin"))
+        .expect("job devin");
+    let interval = duration(str_of(&job["scrape_interval"], "scrape_interval"));
+    let timeout = duration(str_of(&job["scrape_timeout"], "scrape_timeout"));
+    assert_eq!(interval, Duration::from_secs(60));
+    assert_eq!(timeout, Duration::from_secs(30));
+    assert!(timeout < interval);
+    let targets: Vec<&str> = seq_of(&job["static_configs"], "static_configs")
+        .iter()
+        .flat_map(|s| seq_of(&s["targets"], "targets"))
+        .map(|t| str_of(t, "target"))
+        .collect();
+    assert_eq!(targets, [format!("localhost:{PORT}")]);
+
+    let rules: Vec<&str> = seq_of(&config["rule_files"], "rule_files")
+        .iter()
+        .map(|r| str_of(r, "rule file"))
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "../../dashboards/prometheus/alerts.yml",
+            "../../dashboards/prometheus/recording.yml"
+        ]
+    );
+}
+
+fn promtool_check_config(path: &Path) -> String {
+    let out = Command::new("promtool")
+        .args(["check", "config"])
+        .arg(path)
+        .output()
+        .expect("promtool");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "promtool check config {}:\n{text}",
+        path.display()
+    );
+    text
+}
+
+#[test]
+fn promtool_accepts_the_prometheus_config() {
+    if !have_tool("promtool", &["--version"], true) {
+        return;
+    }
+    let original = root().join(PROMETHEUS_CONFIG);
+    // The scrape configuration on its own: a copy without rule_files, so that this check
+    // does not depend on the rule files.
+    let mut config = documents(&original).remove(0);
+    let rule_files: Vec<PathBuf> = seq_of(&config["rule_files"], "rule_files")
+        .iter()
+        .map(|r| original.parent().unwrap().join(str_of(r, "rule file")))
+        .collect();
+    config
+        .as_mapping_mut()
+        .unwrap()
+        .remove("rule_files")
+        .expect("rule_files");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("prometheus.yml");
+    std::fs::write(&copy, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
+    promtool_check_config(&copy);
+
+    // The file as it is, rule files included, once those exist.
+    if rule_files.iter().all(|f| f.exists()) {
+        let text = promtool_check_config(&original);
+        assert!(text.contains("rule"), "promtool checked the rules:\n{text}");
+    } else {
+        eprintln!("notice: rule files {rule_files:?} not all present: checked without them");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Dockerfile
+
+/// One Dockerfile instruction, continuation lines joined.
+#[derive(Debug)]
+struct Instruction {
+    /// 0 before the first FROM, then 1, 2, ... for each stage.
+    stage: usize,
+    keyword: String,
+    args: String,
+}
+
+fn dockerfile() -> Vec<Instruction> {
+    let mut out = Vec::new();
+    let mut stage = 0;
+    let mut current = String::new();
+    for line in read("Dockerfile").lines() {
+        let trimmed = line.trim();
+        // Comment lines (also inside continuations) and blank lines between instructions.
+        if trimmed.starts_with('#') || (current.is_empty() && trimmed.is_empty()) {
+            continue;
+        }
+        if let Some(body) = trimmed.strip_suffix('\\') {
+            current.push_str(body.trim_end());
+            current.push(' ');
+            continue;
+        }
+        current.push_str(trimmed);
+        let (keyword, args) = current
+            .split_once(char::is_whitespace)
+            .unwrap_or((&current, ""));
+        let keyword = keyword.to_ascii_uppercase();
+        if keyword == "FROM" {
+            stage += 1;
+        }
+        out.push(Instruction {
+            stage,
+            keyword,
+            args: args.trim().to_string(),
+        });
+        current.clear();
+    }
+    assert!(current.is_empty(), "Dockerfile ends inside a continuation");
+    out
+}
+
+/// `ARG NAME=default` before the first stage.
+fn global_arg_default(instructions: &[Instruction], name: &str) -> Option<String> {
+    instructions
+        .iter()
+        .filter(|i| i.stage == 0 && i.keyword == "ARG")
+        .find_map(|i| {
+            let (n, v) = i.args.split_once('=')?;
+            (n == name).then(|| v.trim_matches('"').to_string())
+        })
+}
+
+/// Words of an instruction's arguments, quotes removed (no escapes needed here).
+fn words(args: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut in_word = false;
+    for c in args.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                in_word = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if in_word {
+                    out.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            c => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        out.push(word);
+    }
+    out
+}
+
+/// A glob as Docker reads them in COPY sources and `.dockerignore`: `*` and `?` within one
+/// path segment, `[...]` classes, and `**` for any number of segments.
+fn glob(pattern: &str, path: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p {
+            [] => n.is_empty(),
+            ['*', '*', '/', rest @ ..] => {
+                go(rest, n) || (0..n.len()).any(|i| n[i] == '/' && go(rest, &n[i + 1..]))
+            }
+            ['*', '*', rest @ ..] => (0..=n.len()).any(|i| go(rest, &n[i..])),
+            ['*', rest @ ..] => (0..=n.len())
+                .take_while(|&i| i == 0 || n[i - 1] != '/')
+                .any(|i| go(rest, &n[i..])),
+            ['?', rest @ ..] => n.first().is_some_and(|&c| c != '/') && go(rest, &n[1..]),
+            ['[', rest @ ..] => match rest.iter().position(|&c| c == ']') {
+                Some(end) => {
+                    n.first().is_some_and(|c| rest[..end].contains(c))
+                        && go(&rest[end + 1..], &n[1..])
+                }
+                None => n.first() == Some(&'[') && go(rest, &n[1..]),
+            },
+            [c, rest @ ..] => n.first() == Some(c) && go(rest, &n[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.trim_start_matches("./").chars().collect();
+    let n: Vec<char> = path.chars().collect();
+    go(&p, &n)
+}
+
+#[test]
+fn glob_follows_docker_semantics() {
+    assert!(glob("build.r[s]", "build.rs"));
+    assert!(!glob("build.r[s]", "build.rx"));
+    assert!(glob("bench[e]s", "benches"));
+    assert!(glob("*.swp", "a.swp"));
+    assert!(!glob("*.swp", "src/a.swp"));
+    assert!(glob("**/*.swp", "a.swp"));
+    assert!(glob("**/*.swp", "src/api/a.swp"));
+    assert!(glob("src/*", "src/main.rs"));
+    assert!(!glob("src/*", "src/api/client.rs"));
+    assert!(glob("./src", "src"));
+}
+
+/// Sources of a COPY instruction (flags and destination left out).
+fn copy_sources(args: &str) -> Vec<String> {
+    let mut w: Vec<String> = words(args)
+        .into_iter()
+        .filter(|w| !w.starts_with("--"))
+        .collect();
+    w.pop();
+    w
+}
+
+/// Destination of a COPY instruction.
+fn copy_destination(args: &str) -> String {
+    words(args).pop().expect("COPY destination")
+}
+
+fn position(instructions: &[Instruction], what: &str, f: impl Fn(&Instruction) -> bool) -> usize {
+    instructions
+        .iter()
+        .position(f)
+        .unwrap_or_else(|| panic!("Dockerfile: no {what}"))
+}
+
+#[test]
+fn dockerfile_builds_in_stages_from_bookworm_to_distroless() {
+    let ins = dockerfile();
+    let froms: Vec<&Instruction> = ins.iter().filter(|i| i.keyword == "FROM").collect();
+    assert!(froms.len() >= 2, "multi-stage");
+    let builder = words(&froms[0].args);
+    assert!(
+        builder[0].starts_with("rust:"),
+        "builder from the official Rust image"
+    );
+    assert_eq!(builder[1..].join(" ").to_lowercase(), "as builder");
+    let runtime = &froms.last().unwrap().args;
+    assert_eq!(runtime, "gcr.io/distroless/cc-debian12:nonroot");
+    // The builder's glibc is the runtime's (Debian 12): a newer one could link symbols
+    // the runtime lacks.
+    assert!(builder[0].ends_with("-bookworm"), "{}", builder[0]);
+}
+
+#[test]
+fn dockerfile_compiles_dependencies_before_copying_the_sources() {
+    let ins = dockerfile();
+    let in_builder = |i: &Instruction| i.stage == 1;
+    for i in ins.iter().filter(|i| i.args.contains("cargo build")) {
+        assert!(
+            i.args.contains("--release") && i.args.contains("--locked"),
+            "{}",
+            i.args
+        );
+    }
+    let manifest = position(&ins, "COPY of Cargo.toml and Cargo.lock", |i| {
+        in_builder(i)
+            && i.keyword == "COPY"
+            && ["Cargo.toml", "Cargo.lock"]
+                .iter()
+                .all(|f| copy_sources(&i.args).iter().any(|s| s == f))
+    });
+    let deps = position(&ins, "dependency build", |i| {
+        in_builder(i) && i.keyword == "RUN" && i.args.contains("cargo build")
+    });
+    let sources = position(&ins, "COPY src ./src", |i| {
+        in_builder(i)
+            && i.keyword == "COPY"
+            && copy_sources(&i.args) == ["src"]
+            && ["src", "src/", "./src", "./src/"].contains(&copy_destination(&i.args).as_str())
+    });
+    let build = position(&ins, "final build", |i| {
+        in_builder(i)
+            && i.keyword == "RUN"
+            && i.args.contains("cargo build")
+            && i.args != ins[deps].args
+    });
+    assert!(manifest < deps && deps < sources && sources < build);
+    // The dependency build stands in for both crate roots, and the real ones are touched
+    // so that cargo rebuilds the crate over the stand-ins.
+    for root in ["src/main.rs", "src/lib.rs"] {
+        assert!(ins[deps].args.contains(root), "stand-in for {root}");
+        assert!(ins[build].args.contains(root), "touch {root}");
+    }
+    assert!(ins[build].args.contains("touch"));
+
+    // Whatever the manifest needs to load must be there for the dependency build: build.rs,
+    // and the directories of explicitly declared targets.
+    let copied_early: Vec<String> = ins[..deps]
+        .iter()
+        .filter(|i| i.keyword == "COPY")
+        .flat_map(|i| copy_sources(&i.args))
+        .collect();
+    let covered = |name: &str| copied_early.iter().any(|s| glob(s, name));
+    if root().join("build.rs").exists() {
+        assert!(
+            covered("build.rs"),
+            "build.rs is copied before the dependency build"
+        );
+    }
+    let manifest_text = read("Cargo.toml");
+    for (table, dir) in [
+        ("[[bench]]", "benches"),
+        ("[[test]]", "tests"),
+        ("[[example]]", "examples"),
+    ] {
+        if manifest_text.lines().any(|l| l.trim() == table) {
+            assert!(
+                covered(dir),
+                "Cargo.toml declares {table}: copy {dir}/ before the dependency build"
+            );
+        }
+    }
+    assert!(
+        !manifest_text.lines().any(|l| l.trim() == "[[bin]]"),
+        "explicit [[bin]] targets need stand-ins in the Dockerfile's dependency build"
+    );
+}
+
+#[test]
+fn dockerfile_passes_the_revision_without_git() {
+    let ins = dockerfile();
+    let deps = position(&ins, "dependency build", |i| {
+        i.keyword == "RUN" && i.args.contains("cargo build")
+    });
+    let arg = position(&ins, "ARG REVISION in the builder", |i| {
+        i.stage == 1 && i.keyword == "ARG" && i.args.starts_with("REVISION")
+    });
+    let env = position(&ins, "ENV DEVIN_EXPORTER_REVISION", |i| {
+        i.stage == 1 && i.keyword == "ENV" && i.args == "DEVIN_EXPORTER_REVISION=${REVISION}"
+    });
+    let build = ins
+        .iter()
+        .rposition(|i| i.stage == 1 && i.args.contains("cargo build"))
+        .unwrap();
+    // After the dependency build, so that a new revision keeps the dependency layer cached.
+    assert!(deps < arg && arg < env && env < build);
+}
+
+#[test]
+fn dockerfile_runtime_is_unprivileged_and_health_checked() {
+    let ins = dockerfile();
+    let last = ins.last().unwrap().stage;
+    let runtime: Vec<&Instruction> = ins.iter().filter(|i| i.stage == last).collect();
+    let one = |keyword: &str| {
+        let found: Vec<&&Instruction> = runtime.iter().filter(|i| i.keyword == keyword).collect();
+        assert_eq!(found.len(), 1, "one {keyword} in the runtime stage");
+        found[0].args.as_str()
+    };
+
+    let copy = words(one("COPY"));
+    assert_eq!(copy[0], "--from=builder");
+    assert!(
+        copy[1].ends_with("/target/release/devin-exporter"),
+        "{copy:?}"
+    );
+    assert_eq!(copy[2], BINARY);
+
+    // Numeric, so that Kubernetes' runAsNonRoot can verify it.
+    let user = one("USER");
+    let uid: u32 = user
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("a numeric USER");
+    assert_ne!(uid, 0, "USER {user}");
+    assert_eq!(one("EXPOSE"), PORT.to_string());
+
+    let entrypoint: Vec<String> = serde_json::from_str(one("ENTRYPOINT")).expect("exec form");
+    assert_eq!(entrypoint, [BINARY]);
+
+    // Exec form: the distroless image has no shell.
+    let healthcheck = one("HEALTHCHECK");
+    let (options, cmd) = healthcheck.split_once("CMD ").expect("HEALTHCHECK CMD");
+    let cmd: Vec<String> = serde_json::from_str(cmd.trim()).expect("exec form");
+    assert_eq!(cmd[..2], [BINARY, "healthcheck"]);
+    // Longer than the healthcheck subcommand's own 5 s HTTP timeout.
+    let timeout = words(options)
+        .iter()
+        .find_map(|o| o.strip_prefix("--timeout=").map(duration))
+        .expect("HEALTHCHECK --timeout");
+    assert!(timeout > Duration::from_secs(5), "{timeout:?}");
+}
+
+#[test]
+fn dockerfile_labels_the_image() {
+    let ins = dockerfile();
+    let last = ins.last().unwrap().stage;
+    let labels: Vec<(String, String)> = ins
+        .iter()
+        .filter(|i| i.stage == last && i.keyword == "LABEL")
+        .flat_map(|i| words(&i.args))
+        .map(|w| {
+            let (k, v) = w.split_once('=').expect("LABEL key=value");
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let label = |key: &str| {
+        labels
+            .iter()
+            .find(|(k, _)| k == &format!("org.opencontainers.image.{key}"))
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no label org.opencontainers.image.{key}"))
+    };
+    assert_eq!(label("title"), env!("CARGO_PKG_NAME"));
+    assert_eq!(label("description"), env!("CARGO_PKG_DESCRIPTION"));
+    assert_eq!(label("licenses"), env!("CARGO_PKG_LICENSE"));
+    assert_eq!(label("source"), "${SOURCE_URL}");
+    assert_eq!(label("version"), "${VERSION}");
+    assert_eq!(label("revision"), "${REVISION}");
+    assert_eq!(
+        global_arg_default(&ins, "VERSION").as_deref(),
+        Some(env!("CARGO_PKG_VERSION")),
+        "the Dockerfile's default VERSION follows Cargo.toml"
+    );
+}
+
+#[test]
+fn dockerignore_keeps_the_build_inputs_and_leaves_out_the_rest() {
+    let patterns: Vec<String> = read(".dockerignore")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.trim_start_matches('/').trim_end_matches('/').to_string())
+        .collect();
+    assert!(
+        patterns.iter().all(|p| !p.starts_with('!')),
+        "this check does not handle exceptions"
+    );
+    // A path is left out when a pattern matches it or one of its parent directories.
+    let ignored = |path: &str| {
+        let parts: Vec<&str> = path.split('/').collect();
+        (1..=parts.len()).any(|n| {
+            let prefix = parts[..n].join("/");
+            patterns.iter().any(|p| glob(p, &prefix))
+        })
+    };
+    for kept in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "build.rs",
+        "src/main.rs",
+        "src/lib.rs",
+        "src/api/client.rs",
+        "benches/sync.rs",
+    ] {
+        assert!(!ignored(kept), "{kept} is needed by the build");
+    }
+    for left_out in [
+        "target/release/devin-exporter",
+        ".git/HEAD",
+        "token",
+        "src/main.rs.swp",
+        ".idea/workspace.xml",
+    ] {
+        assert!(
+            ignored(left_out),
+            "{left_out} belongs outside the build context"
+        );
+    }
+}
