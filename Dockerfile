@@ -77,9 +77,9 @@ COPY --from=builder /build/target/release/devin-exporter /usr/local/bin/devin-ex
 USER 65532:65532
 # DEVIN_LISTEN_ADDRESS defaults to 0.0.0.0:10164.
 EXPOSE 10164
-# The binary checks its own /healthz: this image has no shell and no curl. It asks
-# http://127.0.0.1:10164/healthz; with another port in DEVIN_LISTEN_ADDRESS, or with TLS,
-# override it in exec form, e.g. in Compose
+# The binary checks its own /healthz: this image has no shell and no curl. It finds the port
+# in DEVIN_LISTEN_ADDRESS and uses https when DEVIN_WEB_CONFIG_FILE configures TLS; for
+# anything else, override it in exec form, e.g. in Compose
 #   healthcheck: {test: ["CMD", "/usr/local/bin/devin-exporter", "healthcheck", "--url", "http://127.0.0.1:9999/healthz"]}
 # (`docker run --health-cmd` goes through a shell, which this image does not have).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=15s --retries=3 \

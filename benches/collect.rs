@@ -187,6 +187,11 @@ async fn warm(sim: &Sim, exp: &Running, label: &str, per_org: usize) -> Duration
     let mut latencies = Vec::new();
     let mut requests = Vec::new();
     let mut cpu = Duration::ZERO;
+    // Let earlier scenarios' changes leave the incremental window first.
+    for _ in 0..2 {
+        post(&format!("{}/sim/advance?seconds=180", sim.url));
+        scrape(&exp.url).await;
+    }
     let (_, body) = scrape(&exp.url).await;
     let mut last = api_requests(&body);
     for _ in 0..WARM_SCRAPES {

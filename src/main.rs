@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use devin_exporter::config::{Config, LogFormat, Secret, TokenSource};
+use devin_exporter::http::web_config::WebConfig;
 use devin_exporter::simulator::cli::SimulateArgs;
 use devin_exporter::simulator::{SimConfig, Simulator};
 use devin_exporter::{app, config, logging};
@@ -45,9 +46,10 @@ enum Command {
     Simulate(SimulateArgs),
     /// Exit 0 if the exporter's /healthz answers 200 (for container health checks).
     Healthcheck {
-        /// URL to check.
-        #[arg(long, default_value = "http://127.0.0.1:10164/healthz")]
-        url: String,
+        /// URL to check [default: /healthz on the port of DEVIN_LISTEN_ADDRESS, over https
+        /// when DEVIN_WEB_CONFIG_FILE configures TLS]
+        #[arg(long)]
+        url: Option<String>,
     },
 }
 
@@ -67,7 +69,10 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Some(Command::Healthcheck { url }) => return runtime.block_on(healthcheck(&url)),
+        Some(Command::Healthcheck { url }) => {
+            let url = url.unwrap_or_else(own_health_url);
+            return runtime.block_on(healthcheck(&url));
+        }
         Some(Command::Simulate(args)) => {
             logging::init(LogFormat::Text);
             return match runtime.block_on(devin_exporter::simulator::cli::run(args)) {
@@ -132,9 +137,27 @@ async fn demo(mut config: Config) -> Result<(), String> {
     .await
 }
 
+/// This process's own /healthz, from the environment the server would read.
+fn own_health_url() -> String {
+    let port = std::env::var("DEVIN_LISTEN_ADDRESS")
+        .ok()
+        .and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok())
+        .map_or(config::DEFAULT_PORT, |a| a.port());
+    let tls = std::env::var("DEVIN_WEB_CONFIG_FILE")
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+        .and_then(|p| WebConfig::load(std::path::Path::new(&p)).ok())
+        .is_some_and(|w| w.tls_server_config.is_some());
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://127.0.0.1:{port}/healthz")
+}
+
 async fn healthcheck(url: &str) -> ExitCode {
+    // The check talks to its own server over loopback: its certificate (often issued for a
+    // service name) is not what is being checked.
     let client = match reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(5))
+        .tls_danger_accept_invalid_certs(url.starts_with("https://127.0.0.1"))
         .build()
     {
         Ok(c) => c,
