@@ -11,8 +11,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,69 +22,31 @@ use devin_exporter::exporter::Exporter;
 use devin_exporter::http::web_config::WebConfig;
 use devin_exporter::metrics::{Renderer, Scope};
 use devin_exporter::sync::SessionStore;
-use support::{cpu_time, peak_rss_bytes, percentile, rss_bytes};
+use support::{Sim, cpu_time, peak_rss_bytes, percentile, rss_bytes};
 
 const ORGS: usize = 5;
 const SESSIONS: usize = 20_000;
 const LATENCY_MS: u64 = 50;
 const WARM_SCRAPES: usize = 40;
 
-struct Sim {
-    url: String,
-    orgs: Vec<String>,
-    child: Child,
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_sim() -> Sim {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_devin-exporter"))
-        .args([
-            "simulate",
-            "--listen",
-            "127.0.0.1:0",
-            "--speed",
-            "0",
-            "--seed",
-            "1",
-        ])
-        .args([
-            "--orgs",
-            &ORGS.to_string(),
-            "--sessions-per-org",
-            &SESSIONS.to_string(),
-        ])
-        .args([
-            "--latency",
-            &format!("{LATENCY_MS}ms"),
-            "--token",
-            "cog_bench",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("simulator starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let rest = line
-        .trim()
-        .strip_prefix("simulator listening on ")
-        .expect("address line");
-    let mut parts = rest.split_whitespace();
-    let url = parts.next().unwrap().to_string();
-    let orgs = parts
-        .find_map(|p| p.strip_prefix("orgs="))
-        .unwrap()
-        .split(',')
-        .map(String::from)
-        .collect();
-    Sim { url, orgs, child }
+    let orgs = ORGS.to_string();
+    let sessions = SESSIONS.to_string();
+    let latency = format!("{LATENCY_MS}ms");
+    Sim::start(&[
+        "--speed",
+        "0",
+        "--seed",
+        "1",
+        "--orgs",
+        &orgs,
+        "--sessions-per-org",
+        &sessions,
+        "--latency",
+        &latency,
+        "--token",
+        "cog_bench",
+    ])
 }
 
 fn post(url: &str) {

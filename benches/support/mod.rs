@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -148,4 +150,49 @@ pub fn synthetic_page(start: u64, n: u64) -> String {
     }
     out.push_str("],\"end_cursor\":null,\"has_next_page\":false,\"total\":null}");
     out
+}
+
+/// The simulator running as its own process (`devin-exporter simulate`), killed on drop.
+pub struct Sim {
+    /// Base URL.
+    pub url: String,
+    /// Its org ids.
+    pub orgs: Vec<String>,
+    child: Child,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sim {
+    /// Starts `devin-exporter simulate --listen 127.0.0.1:0` with `args`.
+    pub fn start(args: &[&str]) -> Sim {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_devin-exporter"))
+            .args(["simulate", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("simulator starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let rest = line
+            .trim()
+            .strip_prefix("simulator listening on ")
+            .expect("address line");
+        let mut parts = rest.split_whitespace();
+        let url = parts.next().unwrap().to_string();
+        let orgs = parts
+            .find_map(|p| p.strip_prefix("orgs="))
+            .unwrap()
+            .split(',')
+            .map(String::from)
+            .collect();
+        Sim { url, orgs, child }
+    }
 }

@@ -189,8 +189,20 @@ pub struct Prometheus {
     _dir: tempfile::TempDir,
 }
 
-/// Starts Prometheus with `extra_config` appended (e.g. more scrape jobs) and `rule_files`.
+/// Starts Prometheus scraping `targets` (host:port) every second as job `devin`.
 pub fn start_prometheus(targets: &[String], rule_files: &[&Path]) -> Prometheus {
+    let list = targets
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let jobs = format!("  - job_name: devin\n    static_configs:\n      - targets: [{list}]\n");
+    start_prometheus_with(&jobs, rule_files)
+}
+
+/// Starts Prometheus with the given `scrape_configs` entries (YAML, indented by two) and
+/// `rule_files`; scrapes and rule evaluation every second.
+pub fn start_prometheus_with(scrape_configs: &str, rule_files: &[&Path]) -> Prometheus {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let rules: Vec<String> = rule_files
@@ -198,17 +210,12 @@ pub fn start_prometheus(targets: &[String], rule_files: &[&Path]) -> Prometheus 
         .map(|p| format!("  - {}\n", std::fs::canonicalize(p).unwrap().display()))
         .collect();
     let config = format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n{}scrape_configs:\n  - job_name: devin\n    static_configs:\n      - targets: [{}]\n",
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n{}scrape_configs:\n{scrape_configs}",
         if rules.is_empty() {
             String::new()
         } else {
             format!("rule_files:\n{}", rules.concat())
         },
-        targets
-            .iter()
-            .map(|t| format!("'{t}'"))
-            .collect::<Vec<_>>()
-            .join(", "),
     );
     let config_path = dir.path().join("prometheus.yml");
     std::fs::write(&config_path, config).unwrap();
