@@ -23,6 +23,7 @@ pub struct Exporter {
     client: Arc<ApiClient>,
     settings: Arc<SyncSettings>,
     discovery: Option<Discovery>,
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 impl Exporter {
@@ -47,6 +48,7 @@ impl Exporter {
             client: Arc::new(client),
             settings: Arc::new(settings),
             discovery,
+            refreshing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -71,6 +73,9 @@ impl Exporter {
         let Some(discovery) = &self.discovery else {
             return;
         };
+        // Held until the new org set is in place: a caller that finds the refresh done must
+        // also find its result applied.
+        let _refreshing = self.refreshing.lock().await;
         let Some(found) = discovery.refresh_if_due(&self.client, deadline).await else {
             return;
         };

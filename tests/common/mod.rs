@@ -37,7 +37,9 @@ pub async fn start_exporter(api_url: &str, orgs: &[&str], extra: &[(&str, &str)]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    vars.insert("DEVIN_ORG_IDS".into(), orgs.join(","));
+    if !orgs.is_empty() {
+        vars.insert("DEVIN_ORG_IDS".into(), orgs.join(","));
+    }
     for (k, v) in extra {
         vars.insert(k.to_string(), v.to_string());
     }
