@@ -102,8 +102,9 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // One line, whatever the log format: these are start-up errors (token file, address,
+        // web config) that name their variable.
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("error: {e}");
             ExitCode::from(EXIT_CONFIG)
         }

@@ -1,0 +1,141 @@
+//! The binary as an operator meets it: --help, --version, configuration errors, and logs
+//! that never carry the token.
+
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::procs::{blocking_get, exporter_bin, start_simulator};
+
+fn run(env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(exporter_bin())
+        .env_clear()
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_and_version() {
+    let (code, out, _) = run(&[], &["--version"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.trim(),
+        format!("devin-exporter {}", env!("CARGO_PKG_VERSION"))
+    );
+    let (code, out, _) = run(&[], &["--help"]);
+    assert_eq!(code, 0);
+    for needle in [
+        "DEVIN_API_TOKEN",
+        "DEVIN_ORG_IDS",
+        "DEVIN_PAGE_SIZE",
+        "--demo",
+        "simulate",
+        "healthcheck",
+    ] {
+        assert!(out.contains(needle), "--help mentions {needle}");
+    }
+}
+
+#[test]
+fn bad_configuration_stops_with_one_line_and_exit_code_2() {
+    let base = [("DEVIN_API_TOKEN", "cog_x"), ("DEVIN_ORG_IDS", "org-a")];
+    for (var, value, want) in [
+        (
+            "DEVIN_PAGE_SIZE",
+            "500",
+            "error: DEVIN_PAGE_SIZE=500: must be between 1 and 200",
+        ),
+        (
+            "DEVIN_SCRAPE_TIMEOUT",
+            "later",
+            "error: DEVIN_SCRAPE_TIMEOUT=later: expected a duration such as 30s, 2m or 1h",
+        ),
+        (
+            "DEVIN_API_TOKEN_FILE",
+            "/nonexistent/token",
+            "error: DEVIN_API_TOKEN and DEVIN_API_TOKEN_FILE are both set: set only one",
+        ),
+    ] {
+        let mut env = base.to_vec();
+        env.push((var, value));
+        let (code, _, err) = run(&env, &[]);
+        assert_eq!(code, 2, "{var}");
+        assert_eq!(err.trim(), want);
+    }
+    let (code, _, err) = run(
+        &[
+            ("DEVIN_ORG_IDS", "org-a"),
+            ("DEVIN_API_TOKEN_FILE", "/nonexistent/token"),
+        ],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.trim()
+            .starts_with("error: DEVIN_API_TOKEN_FILE=/nonexistent/token: cannot read"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn the_token_never_reaches_a_log_line() {
+    // The simulator rejects this token, so every request fails with 401 and gets logged.
+    let sim = start_simulator(&["--orgs", "2", "--sessions-per-org", "10"]);
+    let token = "cog_super_secret_value_0123456789";
+    let port = common::procs::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(exporter_bin())
+        .env_clear()
+        .env("DEVIN_API_TOKEN", token)
+        .env("DEVIN_ORG_IDS", sim.orgs.join(","))
+        .env("DEVIN_API_URL", &sim.url)
+        .env("DEVIN_LISTEN_ADDRESS", &listen)
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = false;
+    for _ in 0..100 {
+        if common::procs::try_get(&format!("http://{listen}/healthz")).is_some() {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ready, "exporter up");
+    let body = blocking_get(&format!("http://{listen}/metrics"));
+    assert!(
+        body.contains("devin_up{org_id=\"") && body.contains("} 0"),
+        "orgs fail with 401"
+    );
+    let landing = blocking_get(&format!("http://{listen}/"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(
+        logs.contains("HTTP 401"),
+        "the failure is logged with its status"
+    );
+    assert!(logs.lines().count() > 20, "trace logging was on");
+    for text in [&logs, &body, &landing] {
+        assert!(!text.contains(token), "token leaked");
+        assert!(!text.contains("super_secret"), "part of the token leaked");
+    }
+}
