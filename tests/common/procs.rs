@@ -147,6 +147,24 @@ impl Sim {
         serde_json::from_str(&resp).unwrap_or(Value::Null)
     }
 
+    /// POSTs a JSON body to an admin route.
+    pub fn admin_json(&self, path: &str, body: &str) -> Value {
+        let url = format!("{}{path}", self.url);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let text = rt.block_on(async {
+            let r = reqwest::Client::new()
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+            assert!(r.status().is_success(), "POST {url}: {}", r.status());
+            r.text().await.unwrap()
+        });
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
     /// The simulator's ground truth per org.
     pub fn totals(&self) -> Value {
         let body = blocking_get(&format!("{}/sim/totals", self.url));
