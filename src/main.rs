@@ -113,9 +113,10 @@ fn main() -> ExitCode {
 
 /// Demo mode: the simulator in-process on a loopback port, the exporter pointed at it.
 async fn demo(mut config: Config) -> Result<(), String> {
-    // Ten simulated seconds per second, so that sessions visibly move between scrapes.
+    // The simulated clock runs at wall-clock speed (so that timestamps and ages are real);
+    // a busy arrival rate keeps sessions visibly moving between scrapes.
     let sim = Simulator::new(SimConfig {
-        speed: 10.0,
+        arrivals_per_hour: 240.0,
         ..SimConfig::default()
     });
     let addr = sim

@@ -198,10 +198,11 @@ async fn a_failing_org_never_hides_the_others() {
         s.metrics.get("devin_sessions_acus_consumed", &exit),
         Some(0.25)
     );
+    // Counters start at zero when the first listing completes: they count what happens next.
     assert_eq!(
         s.metrics
             .get("devin_acus_consumed_total", &[("org_id", "org-good")]),
-        Some(3.75)
+        Some(0.0)
     );
     // Failing orgs expose no session gauges, only their health.
     assert_eq!(
@@ -364,7 +365,8 @@ async fn unknown_enum_values_and_nulls_become_label_values() {
             "devin_sessions_created_total",
             &[("origin", "carrier_pigeon")]
         ),
-        Some(1.0)
+        Some(0.0),
+        "the new origin has its counter series"
     );
 }
 
@@ -461,14 +463,15 @@ async fn metrics_body_is_complete_and_exact() {
         );
     }
     let org = [("org_id", "org-a")];
-    assert_eq!(m.get("devin_acus_consumed_total", &org), Some(8.625));
+    // Counters start at zero, with a series for every origin and status present.
+    assert_eq!(m.get("devin_acus_consumed_total", &org), Some(0.0));
     assert_eq!(
         m.get("devin_sessions_created_total", &[("origin", "slack")]),
-        Some(5.0)
+        Some(0.0)
     );
     assert_eq!(
         m.get("devin_sessions_created_total", &[("origin", "api")]),
-        Some(1.0)
+        Some(0.0)
     );
     assert_eq!(
         m.get("devin_session_pull_requests", &[("pr_state", "merged")]),
@@ -535,7 +538,8 @@ async fn metrics_body_is_complete_and_exact() {
         );
     }
     // No session entered a status during the first listing.
-    assert_eq!(m.count("devin_sessions_entered_status_total", &[]), 0);
+    assert_eq!(m.count("devin_sessions_entered_status_total", &[]), 4);
+    assert_eq!(m.sum("devin_sessions_entered_status_total", &[]), 0.0);
 }
 
 #[tokio::test]

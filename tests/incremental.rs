@@ -72,9 +72,10 @@ async fn change_in_the_watermark_second_is_not_missed() {
         second.metrics.get("devin_sessions", &[("status", "exit")]),
         Some(1.0)
     );
+    // a went from 1 to 3 ACUs after the first listing.
     assert_eq!(
         second.metrics.get("devin_acus_consumed_total", &[]),
-        Some(4.0)
+        Some(2.0)
     );
     assert_eq!(
         second
@@ -100,11 +101,15 @@ async fn full_resync_drops_deleted_sessions_and_counters_never_decrease() {
         .up_to_n_times(1)
         .mount(&api)
         .await;
-    // Later full listings no longer have session 3; incremental listings see no change.
+    // Later full listings no longer have session 3, and show session 1 grown by 1.5 ACUs
+    // (a change the incremental listings, which see nothing, missed).
+    let mut later = all[..2].to_vec();
+    later[0].acus = 2.5;
+    later[0].updated += 10;
     Mock::given(method("GET"))
         .and(path(P))
         .and(lacks("updated_after"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&all[..2], None, Some(2))))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(&later, None, Some(2))))
         .mount(&api)
         .await;
     Mock::given(method("GET"))
@@ -124,10 +129,10 @@ async fn full_resync_drops_deleted_sessions_and_counters_never_decrease() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let second = scrape(&exp.url, None).await;
     assert_eq!(second.metrics.sum("devin_sessions", &[]), 2.0);
-    assert_eq!(second.metrics.sum("devin_sessions_acus_consumed", &[]), 2.0);
-    for name in ["devin_acus_consumed_total", "devin_sessions_created_total"] {
-        assert_eq!(second.metrics.sum(name, &[]), 3.0, "{name} kept its value");
-    }
+    assert_eq!(second.metrics.sum("devin_sessions_acus_consumed", &[]), 3.5);
+    // The deleted session takes nothing back; the growth the re-listing found counts.
+    assert_eq!(second.metrics.sum("devin_acus_consumed_total", &[]), 1.5);
+    assert_eq!(second.metrics.sum("devin_sessions_created_total", &[]), 0.0);
 }
 
 #[tokio::test]
@@ -204,7 +209,9 @@ async fn interrupted_first_listing_resumes_without_double_counting() {
         Some(1.0)
     );
     assert_eq!(second.metrics.sum("devin_sessions", &[]), 5.0);
-    assert_eq!(second.metrics.sum("devin_sessions_created_total", &[]), 5.0);
-    assert_eq!(second.metrics.sum("devin_acus_consumed_total", &[]), 5.0);
+    // Counters start at zero once the listing completes, however many scrapes it took.
+    assert_eq!(second.metrics.count("devin_sessions_created_total", &[]), 1);
+    assert_eq!(second.metrics.sum("devin_sessions_created_total", &[]), 0.0);
+    assert_eq!(second.metrics.sum("devin_acus_consumed_total", &[]), 0.0);
     api.verify().await;
 }

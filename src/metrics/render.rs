@@ -134,11 +134,11 @@ fn render_with(
     );
     let mut acus_total = Family::counter(
         "devin_acus_consumed_total",
-        "ACUs consumed by the org's sessions, as seen by this process; never decreases.",
+        "ACUs consumed by the org's sessions since this process finished its first listing of the org.",
     );
     let mut created = Family::counter(
         "devin_sessions_created_total",
-        "Sessions created, by origin; never decreases.",
+        "Sessions created since this process finished its first listing of the org, by origin.",
     );
     let mut entered = Family::counter(
         "devin_sessions_entered_status_total",

@@ -270,6 +270,7 @@ impl Org {
         st.watermark = Some(watermark);
         st.last_full_listing_at = Some(listing.started_at);
         st.initial_complete = true;
+        st.store.start_counters();
         st.store.shrink_to_fit();
         tracing::info!(org_id = %self.id, sessions = st.store.len(), pages = listing.pages, "first listing complete");
     }

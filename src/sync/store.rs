@@ -47,7 +47,8 @@ struct Aggregates {
     waiting: HashMap<(Sym, Sym), BTreeMap<i64, u32>>,
 }
 
-/// Monotonic totals: they only grow while the process runs, whatever happens to sessions.
+/// Monotonic totals of what this process saw happen: they only grow while it runs, whatever
+/// happens to sessions (deleted or aged-out sessions take nothing back).
 #[derive(Debug, Default, Clone)]
 pub struct Counters {
     /// ACUs consumed, in millionths.
@@ -306,6 +307,20 @@ impl SessionStore {
     /// The monotonic counters.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Starts the counters from zero once the first listing is complete: they count what
+    /// happens while this process watches. (Starting from the listed totals would make a
+    /// restart after deletions look like a counter reset followed by a jump of the whole
+    /// total, which `rate()` reads as a burst.) Every origin and status present gets its
+    /// series at 0, so the first increase is seen as one.
+    pub fn start_counters(&mut self) {
+        let mut counters = Counters::default();
+        for key in self.aggregates.groups.keys() {
+            counters.created.insert(key[2], 0);
+            counters.entered_status.insert(key[0], 0);
+        }
+        self.counters = counters;
     }
 
     /// Bytes held by the store's tables (records, index, heap parts), for the benchmarks.

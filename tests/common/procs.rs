@@ -150,7 +150,10 @@ impl Sim {
     /// POSTs a JSON body to an admin route.
     pub fn admin_json(&self, path: &str, body: &str) -> Value {
         let url = format!("{}{path}", self.url);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let text = rt.block_on(async {
             let r = reqwest::Client::new()
                 .post(&url)
