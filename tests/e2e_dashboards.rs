@@ -10,9 +10,7 @@ mod dashboards;
 use std::path::Path;
 use std::time::Duration;
 
-use common::procs::{
-    require_tool, sample_value, start_exporter_process, start_prometheus, start_simulator,
-};
+use common::procs::{require_tool, sample_value, start_prometheus, start_simulator};
 
 /// Panels that may rightly be empty on the simulator: nothing there is ever in that state
 /// within the test's minute.
@@ -34,13 +32,7 @@ fn every_dashboard_query_runs_and_returns_data() {
         "--seed",
         "21",
     ]);
-    let orgs = sim.orgs.join(",");
-    let (mut exporter, url) = start_exporter_process(&[
-        ("DEVIN_API_URL", &sim.url),
-        ("DEVIN_API_TOKEN", &sim.token),
-        ("DEVIN_ORG_IDS", &orgs),
-        ("DEVIN_MAX_REQUESTS_PER_SECOND", "200"),
-    ]);
+    let (mut exporter, url) = sim.start_exporter();
     let rules = [
         Path::new("dashboards/prometheus/alerts.yml"),
         Path::new("dashboards/prometheus/recording.yml"),

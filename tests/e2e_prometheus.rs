@@ -8,10 +8,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::procs::{
-    blocking_get, require_tool, sample_value, start_exporter_process, start_prometheus,
-    start_simulator,
-};
+use common::procs::{blocking_get, require_tool, sample_value, start_prometheus, start_simulator};
 
 #[test]
 fn prometheus_scrapes_the_exporter_and_totals_match_the_simulator() {
@@ -29,13 +26,7 @@ fn prometheus_scrapes_the_exporter_and_totals_match_the_simulator() {
         "--seed",
         "11",
     ]);
-    let orgs = sim.orgs.join(",");
-    let (mut exporter, url) = start_exporter_process(&[
-        ("DEVIN_API_URL", &sim.url),
-        ("DEVIN_API_TOKEN", &sim.token),
-        ("DEVIN_ORG_IDS", &orgs),
-        ("DEVIN_MAX_REQUESTS_PER_SECOND", "200"),
-    ]);
+    let (mut exporter, url) = sim.start_exporter();
     let prom = start_prometheus(&[url.trim_start_matches("http://").to_string()], &[]);
     let timeout = Duration::from_secs(60);
 
@@ -89,13 +80,7 @@ fn promtool_accepts_a_live_metrics_body() {
         return;
     }
     let sim = start_simulator(&["--orgs", "2", "--sessions-per-org", "800", "--seed", "5"]);
-    let orgs = sim.orgs.join(",");
-    let (_exporter, url) = start_exporter_process(&[
-        ("DEVIN_API_URL", &sim.url),
-        ("DEVIN_API_TOKEN", &sim.token),
-        ("DEVIN_ORG_IDS", &orgs),
-        ("DEVIN_MAX_REQUESTS_PER_SECOND", "200"),
-    ]);
+    let (_exporter, url) = sim.start_exporter();
     let body = blocking_get(&format!("{url}/metrics"));
     assert!(body.contains("devin_sessions{"), "session metrics present");
     let mut promtool = Command::new("promtool")

@@ -221,6 +221,14 @@ pub async fn serve(
         on_signal.graceful_shutdown(Some(SHUTDOWN_GRACE));
     });
     let service = router.into_make_service();
+    let mut server = axum_server::from_tcp(listener)?
+        .handle(handle)
+        .first_request_timeout(FIRST_REQUEST_TIMEOUT);
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    tracing::info!(%addr, tls = tls.is_some(), "listening");
     match tls {
         Some(tls) => {
             let config =
@@ -228,28 +236,9 @@ pub async fn serve(
                     .await?;
             let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
                 .handshake_timeout(TLS_HANDSHAKE_TIMEOUT);
-            let mut server = axum_server::from_tcp(listener)?
-                .acceptor(acceptor)
-                .handle(handle)
-                .first_request_timeout(FIRST_REQUEST_TIMEOUT);
-            server
-                .http_builder()
-                .http1()
-                .header_read_timeout(HEADER_READ_TIMEOUT);
-            tracing::info!(%addr, tls = true, "listening");
-            server.serve(service).await
+            server.acceptor(acceptor).serve(service).await
         }
-        None => {
-            let mut server = axum_server::from_tcp(listener)?
-                .handle(handle)
-                .first_request_timeout(FIRST_REQUEST_TIMEOUT);
-            server
-                .http_builder()
-                .http1()
-                .header_read_timeout(HEADER_READ_TIMEOUT);
-            tracing::info!(%addr, tls = false, "listening");
-            server.serve(service).await
-        }
+        None => server.serve(service).await,
     }
 }
 

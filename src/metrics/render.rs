@@ -39,16 +39,7 @@ impl Family {
     }
 
     fn push(&mut self, labels: &[(&str, &str)], value: f64) {
-        let pairs = labels
-            .iter()
-            .map(|(k, v)| {
-                let mut p = LabelPair::default();
-                p.set_name((*k).to_string());
-                p.set_value((*v).to_string());
-                p
-            })
-            .collect();
-        let mut m = Metric::from_label(pairs);
+        let mut m = Metric::from_label(label_pairs(labels));
         if self.0.get_field_type() == MetricType::COUNTER {
             let mut c = Counter::default();
             c.set_value(value);
@@ -60,6 +51,19 @@ impl Family {
         }
         self.0.mut_metric().push(m);
     }
+}
+
+/// Label pairs of one series.
+pub(super) fn label_pairs(labels: &[(&str, &str)]) -> Vec<LabelPair> {
+    labels
+        .iter()
+        .map(|(k, v)| {
+            let mut p = LabelPair::default();
+            p.set_name((*k).to_string());
+            p.set_value((*v).to_string());
+            p
+        })
+        .collect()
 }
 
 fn seconds(t: std::time::SystemTime) -> f64 {

@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 
-use prometheus::proto::{Gauge, LabelPair, Metric};
+use prometheus::proto::{Gauge, Metric};
 
+use super::render::label_pairs;
 use crate::sync::SessionStore;
 use crate::sync::store::GroupKey;
 
@@ -16,16 +17,7 @@ fn gauge(value: f64) -> Gauge {
 }
 
 fn series(labels: &[(&str, &str)], value: f64) -> Metric {
-    let pairs = labels
-        .iter()
-        .map(|(k, v)| {
-            let mut p = LabelPair::default();
-            p.set_name((*k).to_string());
-            p.set_value((*v).to_string());
-            p
-        })
-        .collect();
-    let mut m = Metric::from_label(pairs);
+    let mut m = Metric::from_label(label_pairs(labels));
     m.set_gauge(gauge(value));
     m
 }

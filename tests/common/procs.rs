@@ -147,6 +147,17 @@ impl Sim {
         serde_json::from_str(&resp).unwrap_or(Value::Null)
     }
 
+    /// The exporter binary collecting every org of this simulator (generous request budget).
+    pub fn start_exporter(&self) -> (Proc, String) {
+        let orgs = self.orgs.join(",");
+        start_exporter_process(&[
+            ("DEVIN_API_URL", &self.url),
+            ("DEVIN_API_TOKEN", &self.token),
+            ("DEVIN_ORG_IDS", &orgs),
+            ("DEVIN_MAX_REQUESTS_PER_SECOND", "200"),
+        ])
+    }
+
     /// POSTs a JSON body to an admin route.
     pub fn admin_json(&self, path: &str, body: &str) -> Value {
         let url = format!("{}{path}", self.url);
