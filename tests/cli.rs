@@ -139,3 +139,52 @@ fn the_token_never_reaches_a_log_line() {
         assert!(!text.contains("super_secret"), "part of the token leaked");
     }
 }
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let sim = start_simulator(&["--orgs", "1", "--sessions-per-org", "10"]);
+    let port = common::procs::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(exporter_bin())
+        .env_clear()
+        .env("DEVIN_API_TOKEN", &sim.token)
+        .env("DEVIN_ORG_IDS", sim.orgs.join(","))
+        .env("DEVIN_API_URL", &sim.url)
+        .env("DEVIN_LISTEN_ADDRESS", &listen)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut up = false;
+    for _ in 0..100 {
+        if common::procs::try_get(&format!("http://{listen}/healthz")).is_some() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(up, "exporter up");
+    blocking_get(&format!("http://{listen}/metrics"));
+    // SAFETY: signalling our own child process by its pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "still running after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status:?}");
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(logs.contains("shutting down"), "{logs}");
+}
