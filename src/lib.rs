@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! devin-exporter: a Prometheus exporter for the sessions of Devin organizations.
 //!
 //! Layout: [`config`] reads the environment; [`api`] talks to the Devin API; [`sync`] keeps
