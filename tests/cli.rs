@@ -23,6 +23,36 @@ fn run(env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The exporter binary on a free port with `token` against `sim`, its whole log captured;
+/// returns once /healthz answers.
+fn spawn_exporter(
+    sim: &common::procs::Sim,
+    token: &str,
+    rust_log: &str,
+) -> (std::process::Child, String) {
+    let listen = format!("127.0.0.1:{}", common::procs::free_port());
+    let child = Command::new(exporter_bin())
+        .env_clear()
+        .env("DEVIN_API_TOKEN", token)
+        .env("DEVIN_ORG_IDS", sim.orgs.join(","))
+        .env("DEVIN_API_URL", &sim.url)
+        .env("DEVIN_LISTEN_ADDRESS", &listen)
+        .env("RUST_LOG", rust_log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ready = (0..100).any(|_| {
+        let up = common::procs::try_get(&format!("http://{listen}/healthz")).is_some();
+        if !up {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        up
+    });
+    assert!(ready, "exporter up");
+    (child, listen)
+}
+
 #[test]
 fn help_and_version() {
     let (code, out, _) = run(&[], &["--version"]);
@@ -92,28 +122,7 @@ fn the_token_never_reaches_a_log_line() {
     // The simulator rejects this token, so every request fails with 401 and gets logged.
     let sim = start_simulator(&["--orgs", "2", "--sessions-per-org", "10"]);
     let token = "cog_super_secret_value_0123456789";
-    let port = common::procs::free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(exporter_bin())
-        .env_clear()
-        .env("DEVIN_API_TOKEN", token)
-        .env("DEVIN_ORG_IDS", sim.orgs.join(","))
-        .env("DEVIN_API_URL", &sim.url)
-        .env("DEVIN_LISTEN_ADDRESS", &listen)
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = false;
-    for _ in 0..100 {
-        if common::procs::try_get(&format!("http://{listen}/healthz")).is_some() {
-            ready = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(ready, "exporter up");
+    let (mut child, listen) = spawn_exporter(&sim, token, "trace");
     let body = blocking_get(&format!("http://{listen}/metrics"));
     assert!(
         body.contains("devin_up{org_id=\"") && body.contains("} 0"),
@@ -143,27 +152,7 @@ fn the_token_never_reaches_a_log_line() {
 #[test]
 fn sigterm_shuts_down_gracefully() {
     let sim = start_simulator(&["--orgs", "1", "--sessions-per-org", "10"]);
-    let port = common::procs::free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(exporter_bin())
-        .env_clear()
-        .env("DEVIN_API_TOKEN", &sim.token)
-        .env("DEVIN_ORG_IDS", sim.orgs.join(","))
-        .env("DEVIN_API_URL", &sim.url)
-        .env("DEVIN_LISTEN_ADDRESS", &listen)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut up = false;
-    for _ in 0..100 {
-        if common::procs::try_get(&format!("http://{listen}/healthz")).is_some() {
-            up = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(up, "exporter up");
+    let (mut child, listen) = spawn_exporter(&sim, &sim.token, "info");
     blocking_get(&format!("http://{listen}/metrics"));
     // SAFETY: signalling our own child process by its pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
