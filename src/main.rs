@@ -24,8 +24,13 @@ Configuration (environment):
   DEVIN_LOOKBACK                 only sessions created within this window, e.g. 30d [default: all]
   DEVIN_MAX_REQUESTS_PER_SECOND  client-side request budget of the token [default: 20]
   DEVIN_MAX_CONCURRENT_REQUESTS  API requests in flight at once [default: 16]
+  DEVIN_MAX_CONCURRENT_COLLECTIONS  org collections at once [default: 32]
   DEVIN_MAX_RESPONSE_BYTES       largest API response accepted [default: 33554432]
   DEVIN_REQUEST_TIMEOUT          timeout of one API request [default: 30s]
+  DEVIN_DISCOVER_ORGS            also collect the enterprise's orgs [default: false]
+  DEVIN_DISCOVERY_INTERVAL       how often discovery refreshes [default: 10m]
+  DEVIN_EXCLUDE_ORG_IDS          orgs never collected
+  DEVIN_WEB_CONFIG_FILE          TLS and basic auth (Prometheus web config format)
   DEVIN_LOG_FORMAT               text or json; levels via RUST_LOG [default: text]
 With neither token nor org ids, it runs in demo mode against a built-in simulated API.";
 
