@@ -215,3 +215,58 @@ async fn interrupted_first_listing_resumes_without_double_counting() {
     assert_eq!(second.metrics.sum("devin_acus_consumed_total", &[]), 0.0);
     api.verify().await;
 }
+
+#[tokio::test]
+async fn a_slow_full_relisting_neither_fails_the_org_nor_delays_the_scrape() {
+    let api = MockServer::start().await;
+    let all: Vec<S> = (1..=3).map(S::new).collect();
+    Mock::given(method("GET"))
+        .and(path(P))
+        .and(lacks("updated_after"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(&all, None, Some(3))))
+        .up_to_n_times(1)
+        .mount(&api)
+        .await;
+    // Every later full listing is slower than the scrape's budget.
+    Mock::given(method("GET"))
+        .and(path(P))
+        .and(lacks("updated_after"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(page(&all[..2], None, Some(2)))
+                .set_delay(Duration::from_secs(5)),
+        )
+        .mount(&api)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(P))
+        .and(has("updated_after"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[], None, None)))
+        .mount(&api)
+        .await;
+    let exp = start_exporter(
+        &api.uri(),
+        &["org-a"],
+        &[("DEVIN_FULL_RESYNC_INTERVAL", "1s")],
+    )
+    .await;
+    scrape(&exp.url, None).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let started = std::time::Instant::now();
+    let s = scrape(&exp.url, Some("2")).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        s.metrics.get("devin_up", &[("org_id", "org-a")]),
+        Some(1.0),
+        "data is current"
+    );
+    assert_eq!(
+        s.metrics.sum("devin_sessions", &[]),
+        3.0,
+        "nothing dropped on a half re-listing"
+    );
+}

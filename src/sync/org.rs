@@ -230,11 +230,15 @@ impl Org {
         };
         if resync_due {
             self.start_listing(ListingKind::Resync, cutoff, now);
-            if self
-                .drive_listing(client, settings, deadline, cutoff)
-                .await?
-            {
-                self.finish_resync();
+            match self.drive_listing(client, settings, deadline, cutoff).await {
+                Ok(true) => self.finish_resync(),
+                Ok(false) => {}
+                // The data is current (the incremental pass succeeded); a re-listing that
+                // ran out of time simply goes on at the next collection.
+                Err(ApiError::Deadline) => {
+                    tracing::debug!(org_id = %self.id, "full re-listing continues next collection")
+                }
+                Err(e) => return Err(e),
             }
         }
         if let Some(cutoff) = cutoff {
