@@ -177,7 +177,10 @@ impl Org {
         let slot = tokio::time::timeout_at(deadline, settings.collection_slots.acquire()).await;
         let result = match slot {
             Ok(Ok(_slot)) => {
-                match tokio::time::timeout_at(deadline, self.sync(client, settings, deadline)).await
+                // Every wait inside honours the deadline itself (and says which one ran out);
+                // this is only a backstop, a little later, for anything that would not.
+                let backstop = deadline + Duration::from_millis(200);
+                match tokio::time::timeout_at(backstop, self.sync(client, settings, deadline)).await
                 {
                     Ok(r) => r,
                     Err(_) => Err(ApiError::Deadline),
