@@ -272,7 +272,6 @@ impl SimSession {
             self.step_at(seed, org, now);
         } else {
             self.acus = ((self.acus + r.random_range(0.1..2.0)) * 1000.0).round() / 1000.0;
-            self.updated_at = now;
         }
         self.updated_at = now;
     }
