@@ -22,7 +22,7 @@ use devin_exporter::exporter::Exporter;
 use devin_exporter::http::web_config::WebConfig;
 use devin_exporter::metrics::{Renderer, Scope};
 use devin_exporter::sync::SessionStore;
-use support::{Sim, cpu_time, peak_rss_bytes, percentile, rss_bytes};
+use support::{Sim, cpu_time, ms, peak_rss_bytes, percentile, rss_bytes};
 
 const ORGS: usize = 5;
 const SESSIONS: usize = 20_000;
@@ -116,10 +116,6 @@ fn all_complete(body: &str) -> bool {
     body.lines()
         .filter(|l| l.starts_with("devin_initial_sync_complete{"))
         .all(|l| l.ends_with(" 1"))
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 async fn cold(sim: &Sim, label: &str, extra: &[(&str, &str)]) -> Running {

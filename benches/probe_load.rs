@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Sim, percentile};
+use support::{Sim, ms, percentile};
 
 const ORGS: usize = 200;
 const ROUNDS: usize = 4;
@@ -68,10 +68,6 @@ fn rss_mib(pid: u32) -> u64 {
         })
         .unwrap_or(0)
         >> 10
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 fn main() {

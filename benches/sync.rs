@@ -7,12 +7,12 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use devin_exporter::api::SessionPage;
 use devin_exporter::metrics::{Renderer, Scope};
 use devin_exporter::sync::{Org, SessionStore};
-use support::{CountingAlloc, live_bytes, percentile, synthetic_page};
+use support::{CountingAlloc, live_bytes, ms, percentile, synthetic_page};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -88,10 +88,6 @@ fn render_bench() {
         ms(percentile(&samples, 50.0)),
         ms(percentile(&samples, 99.0))
     );
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 fn main() {

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{S, page, scrape, start_exporter};
+use common::{S, Scraped, TestExporter, page, scrape, start_exporter};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
@@ -17,6 +17,45 @@ fn has(param: &'static str) -> impl Fn(&Request) -> bool + Send + Sync {
 
 fn lacks(param: &'static str) -> impl Fn(&Request) -> bool + Send + Sync {
     move |r: &Request| !r.url.query_pairs().any(|(k, _)| k == param)
+}
+
+/// An org whose first full listing has `first`, whose later full listings answer with
+/// `later`, and whose incremental listings see no change; its exporter re-lists every second.
+/// Returns after the first scrape, once the next one is due to re-list.
+async fn relisting(first: &[S], later: ResponseTemplate) -> (MockServer, TestExporter, Scraped) {
+    let api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(P))
+        .and(lacks("updated_after"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(
+            first,
+            None,
+            Some(first.len() as u64),
+        )))
+        .up_to_n_times(1)
+        .mount(&api)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(P))
+        .and(lacks("updated_after"))
+        .respond_with(later)
+        .mount(&api)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(P))
+        .and(has("updated_after"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[], None, None)))
+        .mount(&api)
+        .await;
+    let exp = start_exporter(
+        &api.uri(),
+        &["org-a"],
+        &[("DEVIN_FULL_RESYNC_INTERVAL", "1s")],
+    )
+    .await;
+    let scraped = scrape(&exp.url, None).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    (api, exp, scraped)
 }
 
 #[tokio::test]
@@ -92,41 +131,18 @@ async fn change_in_the_watermark_second_is_not_missed() {
 
 #[tokio::test]
 async fn full_resync_drops_deleted_sessions_and_counters_never_decrease() {
-    let api = MockServer::start().await;
     let all: Vec<S> = (1..=3).map(S::new).collect();
-    Mock::given(method("GET"))
-        .and(path(P))
-        .and(lacks("updated_after"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&all, None, Some(3))))
-        .up_to_n_times(1)
-        .mount(&api)
-        .await;
     // Later full listings no longer have session 3, and show session 1 grown by 1.5 ACUs
     // (a change the incremental listings, which see nothing, missed).
     let mut later = all[..2].to_vec();
     later[0].acus = 2.5;
     later[0].updated += 10;
-    Mock::given(method("GET"))
-        .and(path(P))
-        .and(lacks("updated_after"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&later, None, Some(2))))
-        .mount(&api)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(P))
-        .and(has("updated_after"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[], None, None)))
-        .mount(&api)
-        .await;
-    let exp = start_exporter(
-        &api.uri(),
-        &["org-a"],
-        &[("DEVIN_FULL_RESYNC_INTERVAL", "1s")],
+    let (_api, exp, first) = relisting(
+        &all,
+        ResponseTemplate::new(200).set_body_json(page(&later, None, Some(2))),
     )
     .await;
-    let first = scrape(&exp.url, None).await;
     assert_eq!(first.metrics.sum("devin_sessions", &[]), 3.0);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     let second = scrape(&exp.url, None).await;
     assert_eq!(second.metrics.sum("devin_sessions", &[]), 2.0);
     assert_eq!(second.metrics.sum("devin_sessions_acus_consumed", &[]), 3.5);
@@ -218,40 +234,12 @@ async fn interrupted_first_listing_resumes_without_double_counting() {
 
 #[tokio::test]
 async fn a_slow_full_relisting_neither_fails_the_org_nor_delays_the_scrape() {
-    let api = MockServer::start().await;
     let all: Vec<S> = (1..=3).map(S::new).collect();
-    Mock::given(method("GET"))
-        .and(path(P))
-        .and(lacks("updated_after"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&all, None, Some(3))))
-        .up_to_n_times(1)
-        .mount(&api)
-        .await;
     // Every later full listing is slower than the scrape's budget.
-    Mock::given(method("GET"))
-        .and(path(P))
-        .and(lacks("updated_after"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(page(&all[..2], None, Some(2)))
-                .set_delay(Duration::from_secs(5)),
-        )
-        .mount(&api)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(P))
-        .and(has("updated_after"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[], None, None)))
-        .mount(&api)
-        .await;
-    let exp = start_exporter(
-        &api.uri(),
-        &["org-a"],
-        &[("DEVIN_FULL_RESYNC_INTERVAL", "1s")],
-    )
-    .await;
-    scrape(&exp.url, None).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let slow = ResponseTemplate::new(200)
+        .set_body_json(page(&all[..2], None, Some(2)))
+        .set_delay(Duration::from_secs(5));
+    let (_api, exp, _) = relisting(&all, slow).await;
     let started = std::time::Instant::now();
     let s = scrape(&exp.url, Some("2")).await;
     assert!(

@@ -67,6 +67,11 @@ pub fn cpu_time() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
+/// A duration in milliseconds, for printing.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
 /// The p-th percentile (0..=100) of `samples`.
 pub fn percentile(samples: &[Duration], p: f64) -> Duration {
     let mut s = samples.to_vec();
