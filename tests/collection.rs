@@ -537,9 +537,35 @@ async fn metrics_body_is_complete_and_exact() {
             "{name} has no HELP"
         );
     }
-    // No session entered a status during the first listing.
-    assert_eq!(m.count("devin_sessions_entered_status_total", &[]), 4);
+    // No session entered a status during the first listing, and every documented
+    // (status, status_detail) has its series at 0 so that the first one is seen.
+    let documented: usize = devin_exporter::api::enums::STATUS_DETAILS
+        .iter()
+        .map(|(_, details)| details.len())
+        .sum();
+    assert_eq!(documented, 19);
+    assert_eq!(
+        m.count("devin_sessions_entered_status_total", &[]),
+        documented
+    );
     assert_eq!(m.sum("devin_sessions_entered_status_total", &[]), 0.0);
+    for (status, detail) in [
+        ("error", "none"),
+        ("suspended", "out_of_credits"),
+        ("suspended", "payment_declined"),
+        ("running", "waiting_for_approval"),
+        ("new", "none"),
+    ] {
+        assert_eq!(
+            m.get(
+                "devin_sessions_entered_status_total",
+                &[("status", status), ("status_detail", detail)]
+            ),
+            Some(0.0),
+            "{status}/{detail}"
+        );
+    }
+    assert_eq!(m.count("devin_sessions_created_total", &[]), 11);
 }
 
 #[tokio::test]

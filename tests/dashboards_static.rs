@@ -34,7 +34,10 @@ const CONTRACT: &[(&str, &[&str])] = &[
     ),
     ("devin_acus_consumed_total", &["org_id"]),
     ("devin_sessions_created_total", &["org_id", "origin"]),
-    ("devin_sessions_entered_status_total", &["org_id", "status"]),
+    (
+        "devin_sessions_entered_status_total",
+        &["org_id", "status", "status_detail"],
+    ),
     ("devin_session_pull_requests", &["org_id", "pr_state"]),
     ("devin_sessions_archived", &["org_id"]),
     (
@@ -1002,11 +1005,11 @@ const SYNTHETIC_SERIES: &[(&str, &str)] = &[
         "0+1x150",
     ),
     (
-        r#"devin_sessions_entered_status_total{job="devin", instance="exporter:10164", org_id="org-a", status="error"}"#,
+        r#"devin_sessions_entered_status_total{job="devin", instance="exporter:10164", org_id="org-a", status="error", status_detail="none"}"#,
         "0+1x150",
     ),
     (
-        r#"devin_sessions_entered_status_total{job="devin", instance="exporter:10164", org_id="org-a", status="suspended"}"#,
+        r#"devin_sessions_entered_status_total{job="devin", instance="exporter:10164", org_id="org-a", status="suspended", status_detail="out_of_credits"}"#,
         "0+1x150",
     ),
     (

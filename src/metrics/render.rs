@@ -146,7 +146,7 @@ fn render_with(
     );
     let mut entered = Family::counter(
         "devin_sessions_entered_status_total",
-        "Sessions seen moving into a status after the org's first listing.",
+        "Sessions seen moving into a status and status detail after the org's first listing.",
     );
     let mut prs = Family::gauge(
         "devin_session_pull_requests",
@@ -254,9 +254,13 @@ fn render_with(
                 *n as f64,
             );
         }
-        for (status, n) in &counters.entered_status {
+        for ((status, detail), n) in &counters.entered_status {
             entered.push(
-                &[("org_id", id), ("status", store.label(*status))],
+                &[
+                    ("org_id", id),
+                    ("status", store.label(*status)),
+                    ("status_detail", store.label(*detail)),
+                ],
                 *n as f64,
             );
         }

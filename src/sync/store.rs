@@ -8,6 +8,7 @@ use indexmap::IndexMap;
 use super::intern::{Interner, Sym};
 use super::key::SessionKey;
 use crate::api::Session;
+use crate::api::enums;
 
 /// ACUs are summed as integer millionths so that adding and removing never drifts.
 const MICROS: f64 = 1_000_000.0;
@@ -55,8 +56,8 @@ pub struct Counters {
     pub acus_micros: u64,
     /// Sessions first seen, by origin.
     pub created: HashMap<Sym, u64>,
-    /// Sessions seen moving into a status, by status.
-    pub entered_status: HashMap<Sym, u64>,
+    /// Sessions seen moving into a (status, status_detail), by that pair.
+    pub entered_status: HashMap<(Sym, Sym), u64>,
 }
 
 /// How an upsert changed the store.
@@ -206,12 +207,10 @@ impl SessionStore {
                 self.aggregates.add(&incoming, &self.settled);
                 self.counters.acus_micros +=
                     incoming.acus_micros.saturating_sub(stored.acus_micros);
-                if count_transitions && incoming.labels[0] != stored.labels[0] {
-                    *self
-                        .counters
-                        .entered_status
-                        .entry(incoming.labels[0])
-                        .or_default() += 1;
+                // A new detail within a status counts too: a suspension's reason can change.
+                let entered = (incoming.labels[0], incoming.labels[1]);
+                if count_transitions && entered != (stored.labels[0], stored.labels[1]) {
+                    *self.counters.entered_status.entry(entered).or_default() += 1;
                 }
                 *stored = incoming;
                 Upsert::Updated
@@ -221,11 +220,8 @@ impl SessionStore {
                 self.counters.acus_micros += incoming.acus_micros;
                 *self.counters.created.entry(incoming.labels[2]).or_default() += 1;
                 if count_transitions {
-                    *self
-                        .counters
-                        .entered_status
-                        .entry(incoming.labels[0])
-                        .or_default() += 1;
+                    let entered = (incoming.labels[0], incoming.labels[1]);
+                    *self.counters.entered_status.entry(entered).or_default() += 1;
                 }
                 self.records.insert(key, incoming);
                 Upsert::Inserted
@@ -312,13 +308,25 @@ impl SessionStore {
     /// Starts the counters from zero once the first listing is complete: they count what
     /// happens while this process watches. (Starting from the listed totals would make a
     /// restart after deletions look like a counter reset followed by a jump of the whole
-    /// total, which `rate()` reads as a burst.) Every origin and status present gets its
-    /// series at 0, so the first increase is seen as one.
+    /// total, which `rate()` reads as a burst.) Every documented origin and (status,
+    /// status_detail), and every one present, gets its series at 0, so that `increase()`
+    /// sees the first event (a series born at 1 has no earlier sample to increase from).
     pub fn start_counters(&mut self) {
         let mut counters = Counters::default();
+        let interner = &mut self.interner;
+        for origin in enums::ORIGINS {
+            counters.created.insert(interner.intern(Some(origin)), 0);
+        }
+        for (status, details) in enums::STATUS_DETAILS {
+            let status = interner.intern(Some(status));
+            for detail in *details {
+                let pair = (status, interner.intern(*detail));
+                counters.entered_status.insert(pair, 0);
+            }
+        }
         for key in self.aggregates.groups.keys() {
             counters.created.insert(key[2], 0);
-            counters.entered_status.insert(key[0], 0);
+            counters.entered_status.insert((key[0], key[1]), 0);
         }
         self.counters = counters;
     }
@@ -346,6 +354,7 @@ impl SessionStore {
 mod tests {
     use super::*;
     use crate::api::SessionPage;
+    use std::collections::BTreeSet;
 
     fn page(json: &str) -> SessionPage<'_> {
         serde_json::from_str(json).unwrap()
@@ -433,7 +442,8 @@ mod tests {
         );
         assert_eq!(s.counters().acus_micros, 5_000_000);
         let error = s.interner.lookup("error").unwrap();
-        assert_eq!(s.counters().entered_status.get(&error), Some(&1));
+        let none = s.interner.lookup("none").unwrap();
+        assert_eq!(s.counters().entered_status.get(&(error, none)), Some(&1));
         // An older copy arriving late is ignored.
         assert_eq!(
             upsert(
@@ -515,5 +525,82 @@ mod tests {
             .collect();
         assert_eq!(oldest.get("waiting_for_user"), Some(&50));
         assert_eq!(oldest.get("working"), Some(&60));
+    }
+    /// (status, status_detail) -> count, as label values.
+    fn entered(s: &SessionStore) -> BTreeMap<(String, String), u64> {
+        s.counters()
+            .entered_status
+            .iter()
+            .map(|((st, d), n)| ((s.label(*st).into(), s.label(*d).into()), *n))
+            .collect()
+    }
+
+    #[test]
+    fn counters_start_at_zero_for_every_documented_value_and_count_detail_changes() {
+        let mut s = SessionStore::default();
+        upsert(
+            &mut s,
+            &item("a", "running", r#""working""#, 0.0, 10),
+            1,
+            false,
+        );
+        upsert(
+            &mut s,
+            &item("b", "blocked", r#""by_cosmic_rays""#, 0.0, 10),
+            1,
+            false,
+        );
+        s.start_counters();
+        let zero = entered(&s);
+        let documented: usize = enums::STATUS_DETAILS.iter().map(|(_, d)| d.len()).sum();
+        // Every documented pair, plus the undocumented one present at the first listing.
+        assert_eq!(zero.len(), documented + 1);
+        assert!(zero.values().all(|n| *n == 0));
+        for pair in [
+            ("error", "none"),
+            ("exit", "none"),
+            ("suspended", "out_of_credits"),
+            ("suspended", "payment_declined"),
+            ("running", "waiting_for_approval"),
+            ("blocked", "by_cosmic_rays"),
+        ] {
+            assert_eq!(
+                zero.get(&(pair.0.into(), pair.1.into())),
+                Some(&0),
+                "{pair:?}"
+            );
+        }
+        let origins: BTreeSet<&str> = s.counters().created.keys().map(|o| s.label(*o)).collect();
+        assert_eq!(origins, enums::ORIGINS.iter().copied().collect());
+
+        // A session suspended for inactivity whose reason becomes out_of_credits entered
+        // (suspended, out_of_credits); rewriting the same copy counts nothing.
+        upsert(
+            &mut s,
+            &item("a", "suspended", r#""inactivity""#, 0.0, 20),
+            1,
+            true,
+        );
+        upsert(
+            &mut s,
+            &item("a", "suspended", r#""out_of_credits""#, 0.0, 30),
+            1,
+            true,
+        );
+        upsert(
+            &mut s,
+            &item("a", "suspended", r#""out_of_credits""#, 0.0, 30),
+            1,
+            true,
+        );
+        // A value no one documented gets its series when first seen.
+        upsert(&mut s, &item("c", "scheduled", "null", 0.0, 30), 1, true);
+        let after = entered(&s);
+        let get = |st: &str, d: &str| after.get(&(st.into(), d.into())).copied();
+        assert_eq!(get("suspended", "inactivity"), Some(1));
+        assert_eq!(get("suspended", "out_of_credits"), Some(1));
+        assert_eq!(get("scheduled", "none"), Some(1));
+        assert_eq!(after.values().sum::<u64>(), 3);
+        assert_eq!(s.counters().created.values().sum::<u64>(), 1);
     }
 }
