@@ -475,6 +475,72 @@ async fn admin_routes_over_http() {
     assert!(counts["per_org"][&org].as_u64().unwrap() >= 2);
 }
 
+#[tokio::test]
+async fn transition_moves_live_sessions_into_a_documented_state_and_keeps_them_there() {
+    let (sim, base) = serve(frozen(2, 50)).await;
+    let org = sim.org_ids()[0].clone();
+    let client = reqwest::Client::new();
+    let post = |query: String| {
+        let client = client.clone();
+        let url = format!("{base}/sim/transition?{query}");
+        async move {
+            let r = client.post(url).send().await.unwrap();
+            let status = r.status().as_u16();
+            (
+                status,
+                serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap(),
+            )
+        }
+    };
+    sim.create(&org, 3);
+    sim.advance(Duration::from_secs(5));
+    let t = sim.now();
+    let (status, error) = post(format!("org_id={org}&status=error")).await;
+    assert_eq!(status, 200, "{error}");
+    assert_eq!(error["changed"], 1);
+    let (status, suspended) = post(format!(
+        "org_id={org}&status=suspended&status_detail=out_of_credits&n=2"
+    ))
+    .await;
+    assert_eq!(status, 200, "{suspended}");
+    assert_eq!(suspended["changed"], 2);
+    // The API lists them in their new state, updated now, and they stay there.
+    sim.advance(Duration::from_secs(3600));
+    let (_, _, page) = get(
+        &sessions_url(&base, &org, &format!("first=200&updated_after={t}")),
+        Some(TOKEN),
+    )
+    .await;
+    let state_of = |id: &Value| {
+        let item = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["session_id"] == *id)
+            .unwrap_or_else(|| panic!("{id} listed"));
+        (item["status"].clone(), item["status_detail"].clone())
+    };
+    assert_eq!(
+        state_of(&error["session_ids"][0]),
+        (Value::from("error"), Value::Null)
+    );
+    for id in suspended["session_ids"].as_array().unwrap() {
+        assert_eq!(
+            state_of(id),
+            (Value::from("suspended"), Value::from("out_of_credits"))
+        );
+    }
+    // Only documented states, and only known orgs.
+    for query in [
+        format!("org_id={org}&status=hibernating"),
+        format!("org_id={org}&status=suspended"),
+        format!("org_id={org}&status=error&status_detail=out_of_credits"),
+        "org_id=org-nope&status=error".to_string(),
+    ] {
+        assert_eq!(post(query.clone()).await.0, 422, "{query}");
+    }
+}
+
 /// POSTs a JSON body (reqwest here is built without its `json` feature).
 trait JsonBody {
     async fn json_body(self, body: &str) -> reqwest::Response;

@@ -22,6 +22,7 @@ pub fn routes(sim: Simulator) -> Router {
         .route("/sim/touch", post(touch))
         .route("/sim/create", post(create))
         .route("/sim/delete", post(delete))
+        .route("/sim/transition", post(transition))
         .route("/sim/faults", post(fault))
         .route("/sim/requests", get(requests))
         .with_state(sim)
@@ -79,6 +80,31 @@ async fn create(State(sim): State<Simulator>, Query(q): Query<Change>) -> Respon
 
 async fn delete(State(sim): State<Simulator>, Query(q): Query<Change>) -> Response {
     changed(sim.delete(&q.org_id, q.n))
+}
+
+#[derive(Deserialize)]
+struct Transition {
+    org_id: String,
+    #[serde(default = "one")]
+    n: usize,
+    status: String,
+    /// Absent for a null detail.
+    status_detail: Option<String>,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// Moves live sessions into a status now, e.g.
+/// `?org_id=org-x&status=suspended&status_detail=out_of_credits`.
+async fn transition(State(sim): State<Simulator>, Query(q): Query<Transition>) -> Response {
+    match sim.transition(&q.org_id, q.n, &q.status, q.status_detail.as_deref()) {
+        Ok(ids) if ids.is_empty() => changed(0),
+        Ok(ids) => Json(json!({"changed": ids.len(), "session_ids": ids, "now": sim.now()}))
+            .into_response(),
+        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": e}))).into_response(),
+    }
 }
 
 async fn fault(State(sim): State<Simulator>, Json(f): Json<Fault>) -> Response {

@@ -308,6 +308,27 @@ impl Simulator {
             .unwrap_or(0)
     }
 
+    /// Moves `n` live sessions of an org into a documented `status` and `detail` now;
+    /// returns their ids, or why not.
+    pub fn transition(
+        &self,
+        org_id: &str,
+        n: usize,
+        status: &str,
+        detail: Option<&str>,
+    ) -> Result<Vec<String>, String> {
+        let (status, details) = crate::api::enums::STATUS_DETAILS
+            .iter()
+            .find(|(s, _)| *s == status)
+            .ok_or_else(|| format!("status {status:?} is not documented"))?;
+        let detail = *details
+            .iter()
+            .find(|d| **d == detail)
+            .ok_or_else(|| format!("status_detail {detail:?} is not documented for {status}"))?;
+        self.with_org(org_id, |o, _, now, _| o.transition(n, status, detail, now))
+            .ok_or_else(|| format!("unknown org {org_id}"))
+    }
+
     /// Hard-deletes `n` sessions; returns how many.
     pub fn delete(&self, org_id: &str, n: usize) -> usize {
         self.with_org(org_id, |o, seed, _, round| o.delete(seed, n, round))

@@ -265,6 +265,15 @@ impl SimSession {
         };
     }
 
+    /// Puts the session into `status`/`detail` at `now` (the `transition` admin action); it
+    /// stays there, so that a test knows what the API shows.
+    pub fn force(&mut self, status: &'static str, detail: Option<&'static str>, now: i64) {
+        self.status = status;
+        self.detail = detail;
+        self.updated_at = self.updated_at.max(now);
+        self.next_event = i64::MAX;
+    }
+
     /// A change forced from outside (the `touch` admin action): something visible changes.
     pub fn touch(&mut self, seed: u64, org: u64, now: i64) {
         let mut r = self.draw(seed, org);

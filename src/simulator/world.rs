@@ -216,6 +216,29 @@ impl SimOrg {
         n
     }
 
+    /// Moves the `n` newest live sessions not already there into `status`/`detail` at `now`;
+    /// returns their ids.
+    pub fn transition(
+        &mut self,
+        n: usize,
+        status: &'static str,
+        detail: Option<&'static str>,
+        now: i64,
+    ) -> Vec<String> {
+        let mut moved = Vec::new();
+        for s in self.sessions.iter_mut().rev() {
+            if moved.len() >= n {
+                break;
+            }
+            if s.next_event == i64::MAX || (s.status, s.detail) == (status, detail) {
+                continue;
+            }
+            s.force(status, detail, now);
+            moved.push(s.id.clone());
+        }
+        moved
+    }
+
     /// Deletes `n` sessions (picked deterministically).
     pub fn delete(&mut self, seed: u64, n: usize, round: u64) -> usize {
         let mut r = rng(mix(mix(seed, 40_000 + self.index), round));
