@@ -746,6 +746,13 @@ fn alerts_read_the_contract_and_carry_severity_and_runbook_annotations() {
         let summary = yaml_value(&block, "summary").unwrap_or_default();
         let description = yaml_value(&block, "description").unwrap_or_default();
         assert!(summary.len() >= 20, "{}: summary {summary:?}", alert.name);
+        // Plain enough to adapt: a few lines, no look-back comparisons.
+        assert!(
+            alert.expr.lines().count() <= 5 && !alert.expr.contains("offset"),
+            "{}: expr too involved:\n{}",
+            alert.name,
+            alert.expr
+        );
         assert!(
             description.len() >= 150,
             "{}: description too short to say what to do",
@@ -775,6 +782,93 @@ fn alerts_read_the_contract_and_carry_severity_and_runbook_annotations() {
         assert!(credits.expr.contains(reason), "{reason}");
     }
     assert!(credits.block.contains("severity: critical"));
+}
+
+/// Where the alerts' `runbook_url`s point until the user replaces it (docs/runbook.md says how).
+const RUNBOOK_BASE: &str = "https://runbooks.example.com/devin-exporter/";
+
+/// The sections of docs/runbook.md: `## Heading` and the text below it.
+fn runbook_sections() -> BTreeMap<String, String> {
+    let text = read(&root().join("docs/runbook.md"));
+    let mut sections = BTreeMap::new();
+    let mut current: Option<(String, String)> = None;
+    for line in text.lines() {
+        if let Some(heading) = line.strip_prefix("## ") {
+            if let Some((h, body)) = current.take() {
+                sections.insert(h, body);
+            }
+            current = Some((heading.trim().to_string(), String::new()));
+        } else if let Some((_, body)) = current.as_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    if let Some((h, body)) = current {
+        sections.insert(h, body);
+    }
+    sections
+}
+
+/// The ```promql blocks of a text.
+fn promql_blocks(text: &str) -> Vec<String> {
+    text.split("```promql\n")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("```").map(|(q, _)| q.trim().to_string()))
+        .collect()
+}
+
+#[test]
+fn every_alert_links_its_runbook_section_which_says_what_how_and_what_to_do() {
+    let sections = runbook_sections();
+    let contract = Known::contract();
+    let mut queries = Vec::new();
+    for alert in alert_rules() {
+        let block: Vec<&str> = alert.block.lines().collect();
+        let url = yaml_value(&block, "runbook_url").unwrap_or_default();
+        let anchor = alert.name.to_lowercase();
+        assert_eq!(
+            url,
+            format!("{RUNBOOK_BASE}runbook.md#{anchor}"),
+            "{}: runbook_url",
+            alert.name
+        );
+        let section = sections
+            .get(&alert.name)
+            .unwrap_or_else(|| panic!("docs/runbook.md has no section ## {}", alert.name));
+        for part in ["**What it means.**", "**Confirm.**", "**What to do.**"] {
+            assert!(section.contains(part), "{}: no {part}", alert.name);
+        }
+        let confirm = promql_blocks(section);
+        assert_eq!(confirm.len(), 1, "{}: one query to confirm", alert.name);
+        let problems = contract.check_expr(&confirm[0]);
+        assert!(problems.is_empty(), "{}: {problems:?}", alert.name);
+        queries.push((alert.name.clone(), confirm[0].clone()));
+    }
+    // No section for an alert that does not exist.
+    let names: BTreeSet<String> = alert_rules().into_iter().map(|a| a.name).collect();
+    for heading in sections.keys().filter(|h| h.starts_with("Devin")) {
+        assert!(
+            names.contains(heading),
+            "runbook section for unknown {heading}"
+        );
+    }
+    // The runbook says how to replace the base.
+    assert!(read(&root().join("docs/runbook.md")).contains(&format!("s#{RUNBOOK_BASE}#")));
+    // Every query parses: promtool checks them as recording rules.
+    if !have_promtool() {
+        return;
+    }
+    let mut rules = String::from("groups:\n  - name: runbook\n    rules:\n");
+    for (i, (_, query)) in queries.iter().enumerate() {
+        rules += &format!(
+            "      - record: runbook_query_{i}\n        expr: {}\n",
+            yaml_str(query)
+        );
+    }
+    let scratch = Scratch::new("runbook");
+    let file = scratch.write("runbook_rules.yml", &rules);
+    let (ok, text) = promtool(&["check", "rules"], &[file]);
+    assert!(ok, "a runbook query does not parse:\n{text}\n{queries:?}");
 }
 
 /// For each `alertname:` line of the unit tests: whether the case expects alerts.
