@@ -1,0 +1,469 @@
+//! The alerting path end to end, with real processes: the simulator, the exporter binary,
+//! Prometheus evaluating `dashboards/prometheus/alerts.yml` every second, Alertmanager
+//! routing with `examples/alertmanager/alertmanager.yml` (its receivers pointed at a webhook
+//! inside the test), and the webhook receiving the notifications. Also `amtool` on the
+//! example. Skips (with a notice) without Prometheus, Alertmanager or amtool unless
+//! `DEVIN_E2E_REQUIRED=1`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use common::procs::{
+    Sim, blocking_get, sample_value, start_prometheus_with, start_simulator, try_get,
+};
+use serde_json::{Value, json};
+use serde_yaml_ng::Value as Yaml;
+
+const ALERTMANAGER: &str = "prometheus-alertmanager";
+const EXAMPLE: &str = "examples/alertmanager/alertmanager.yml";
+
+/// Whether `tool` is installed; skips with a notice unless `DEVIN_E2E_REQUIRED=1`.
+fn have(tool: &str, package: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return true;
+    }
+    if std::env::var("DEVIN_E2E_REQUIRED").as_deref() == Ok("1") {
+        panic!("{tool} is required (DEVIN_E2E_REQUIRED=1) but not installed");
+    }
+    eprintln!(
+        "SKIPPED: {tool} is not installed (apt-get install {package}); set DEVIN_E2E_REQUIRED=1 to fail instead"
+    );
+    false
+}
+
+/// A child killed when dropped, also when the test fails.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The webhook receiver.
+
+/// One notification as Alertmanager posted it, and when it arrived.
+#[derive(Debug, Clone)]
+struct Notification {
+    at: Instant,
+    body: Value,
+}
+
+/// An HTTP server on a free port recording every POST body; stops with the test process.
+struct Webhook {
+    url: String,
+    received: Arc<Mutex<Vec<Notification>>>,
+}
+
+impl Webhook {
+    fn start() -> Webhook {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let store = received.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let app = axum::Router::new().route(
+                    "/hook",
+                    axum::routing::post(move |body: String| {
+                        let at = Instant::now();
+                        let body = serde_json::from_str(&body).unwrap_or(Value::String(body));
+                        store.lock().unwrap().push(Notification { at, body });
+                        async { "ok" }
+                    }),
+                );
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        Webhook { url, received }
+    }
+
+    /// Every alert received so far: (arrival, receiver, alert object).
+    fn alerts(&self) -> Vec<(Instant, String, Value)> {
+        let received = self.received.lock().unwrap();
+        received
+            .iter()
+            .flat_map(|n| {
+                let receiver = n.body["receiver"].as_str().unwrap_or("").to_string();
+                n.body["alerts"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |a| (n.at, receiver.clone(), a))
+            })
+            .collect()
+    }
+}
+
+fn label<'a>(alert: &'a Value, name: &str) -> &'a str {
+    alert["labels"][name].as_str().unwrap_or("")
+}
+
+// ---------------------------------------------------------------------------------------
+// Alertmanager with the example's routing.
+
+/// The example configuration with every receiver sending to `webhook` instead (names,
+/// routes, grouping and inhibitions kept), and waits of one second so the test is quick.
+fn example_routed_to(webhook: &str) -> String {
+    let text = std::fs::read_to_string(EXAMPLE).unwrap();
+    let mut config: Yaml = serde_yaml_ng::from_str(&text).unwrap();
+    for receiver in config["receivers"].as_sequence_mut().unwrap() {
+        let name = receiver["name"].clone();
+        let mut replaced = serde_yaml_ng::Mapping::new();
+        replaced.insert("name".into(), name);
+        let hook: Yaml =
+            serde_yaml_ng::from_str(&format!("[{{url: '{webhook}', send_resolved: false}}]"))
+                .unwrap();
+        replaced.insert("webhook_configs".into(), hook);
+        *receiver = Yaml::Mapping(replaced);
+    }
+    fn quicken(route: &mut Yaml) {
+        if let Some(map) = route.as_mapping_mut() {
+            for key in ["group_wait", "group_interval"] {
+                if key == "group_interval" || map.contains_key(key) {
+                    map.insert(key.into(), "1s".into());
+                }
+            }
+        }
+        if let Some(routes) = route["routes"].as_sequence_mut() {
+            routes.iter_mut().for_each(quicken);
+        }
+    }
+    quicken(&mut config["route"]);
+    config["route"]["group_wait"] = "1s".into();
+    serde_yaml_ng::to_string(&config).unwrap()
+}
+
+/// A running Alertmanager.
+struct Alertmanager {
+    /// host:port of its API.
+    addr: String,
+    _proc: Killed,
+    _dir: tempfile::TempDir,
+}
+
+fn start_alertmanager(config: &str) -> Alertmanager {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alertmanager.yml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(ALERTMANAGER)
+        .arg(format!("--config.file={}", path.display()))
+        .arg(format!(
+            "--storage.path={}",
+            dir.path().join("data").display()
+        ))
+        // Port 0: it logs the address it bound. No cluster: no gossip port.
+        .arg("--web.listen-address=127.0.0.1:0")
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("alertmanager starts");
+    let stderr = child.stderr.take().unwrap();
+    let proc = Killed(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent && line.contains("msg=\"Listening on\"") {
+                if let Some(addr) = line.split("address=").nth(1) {
+                    let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_string());
+                    sent = true;
+                }
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("alertmanager logged its address");
+    let started = Instant::now();
+    while try_get(&format!("http://{addr}/-/ready")).is_none() {
+        assert!(started.elapsed() < Duration::from_secs(60), "not ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Alertmanager {
+        addr,
+        _proc: proc,
+        _dir: dir,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+
+fn transition(sim: &Sim, org: &str, query: &str) -> Instant {
+    let changed = sim.admin(&format!("/sim/transition?org_id={org}&{query}"));
+    assert_eq!(changed["changed"], 1, "{changed}");
+    Instant::now()
+}
+
+#[test]
+fn an_error_and_a_blocking_suspension_page_within_a_minute_and_a_quiet_org_sends_nothing() {
+    if !have("prometheus", "prometheus") || !have(ALERTMANAGER, "prometheus-alertmanager") {
+        return;
+    }
+    let webhook = Webhook::start();
+    let am = start_alertmanager(&example_routed_to(&webhook.url));
+    // A frozen simulated clock: nothing changes unless the test says so.
+    let sim = start_simulator(&[
+        "--orgs",
+        "3",
+        "--sessions-per-org",
+        "300",
+        "--speed",
+        "0",
+        "--seed",
+        "7",
+    ]);
+    let (error_org, blocked_org) = (sim.orgs[0].clone(), sim.orgs[1].clone());
+    for org in [&error_org, &blocked_org] {
+        sim.admin(&format!("/sim/create?org_id={org}&n=2"));
+    }
+    let (mut exporter, url) = sim.start_exporter();
+    let rules = Path::new("dashboards/prometheus/alerts.yml");
+    // start_prometheus_with appends its text at the end of prometheus.yml: the alerting
+    // section follows the scrape configs there.
+    let config = format!(
+        "  - job_name: devin\n    static_configs:\n      - targets: ['{}']\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{}']\n",
+        url.trim_start_matches("http://"),
+        am.addr
+    );
+    let prom = start_prometheus_with(&config, &[rules]);
+    let timeout = Duration::from_secs(90);
+
+    // Every org synced, its counters at 0 in Prometheus, and the rules evaluated on them
+    // for a while: a quiet simulator raises no session alert.
+    prom.wait_for("devin_initial_sync_complete == 1", timeout, |r| {
+        r.len() == sim.orgs.len()
+    });
+    prom.wait_for(
+        "count_over_time(devin_sessions_entered_status_total[1m])",
+        timeout,
+        |r| !r.is_empty() && r.iter().all(|v| sample_value(v) >= 10.0),
+    );
+    let notifiers = blocking_get(&format!("{}/api/v1/alertmanagers", prom.url));
+    assert!(notifiers.contains(&am.addr), "{notifiers}");
+    let session_alerts = |alerts: &[(Instant, String, Value)]| -> Vec<Value> {
+        alerts
+            .iter()
+            .filter(|(_, _, a)| label(a, "alertname").starts_with("DevinSession"))
+            .map(|(_, _, a)| a.clone())
+            .collect()
+    };
+    let pending = prom.query(r#"ALERTS{alertname=~"DevinSession.*"}"#);
+    assert!(pending.is_empty(), "quiet simulator, alerts: {pending:?}");
+    assert!(
+        session_alerts(&webhook.alerts()).is_empty(),
+        "{:?}",
+        webhook.alerts()
+    );
+
+    // One session goes into error, one is suspended out of credits.
+    sim.admin("/sim/advance?seconds=1");
+    let error_at = transition(&sim, &error_org, "status=error");
+    let blocked_at = transition(
+        &sim,
+        &blocked_org,
+        "status=suspended&status_detail=out_of_credits",
+    );
+    let deadline = error_at + Duration::from_secs(60);
+    let find = |name: &str, org: &str| {
+        webhook
+            .alerts()
+            .into_iter()
+            .find(|(_, _, a)| label(a, "alertname") == name && label(a, "org_id") == org)
+    };
+    let (error, blocked) = loop {
+        if let (Some(e), Some(b)) = (
+            find("DevinSessionsEnteringError", &error_org),
+            find("DevinSessionsSuspendedForCreditsOrLimits", &blocked_org),
+        ) {
+            break (e, b);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not both pages within 60 s; received {:?}; firing in Prometheus {:?}",
+            webhook.alerts(),
+            prom.query("ALERTS")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+
+    let (error_arrived, error_receiver, error_alert) = error;
+    let (blocked_arrived, blocked_receiver, blocked_alert) = blocked;
+    let error_delay = error_arrived.duration_since(error_at);
+    let blocked_delay = blocked_arrived.duration_since(blocked_at);
+    println!(
+        "DevinSessionsEnteringError reached the webhook {:.1} s after the session entered error",
+        error_delay.as_secs_f64()
+    );
+    println!(
+        "DevinSessionsSuspendedForCreditsOrLimits reached the webhook {:.1} s after the suspension",
+        blocked_delay.as_secs_f64()
+    );
+    assert!(error_delay < Duration::from_secs(60));
+    assert!(blocked_delay < Duration::from_secs(60));
+
+    // The labels a receiver needs, and the example's routing: critical pages, warning to
+    // the channel.
+    assert_eq!(label(&error_alert, "status_detail"), "none");
+    assert_eq!(label(&error_alert, "severity"), "warning");
+    assert_eq!(error_receiver, "devin-channel");
+    assert_eq!(label(&blocked_alert, "status_detail"), "out_of_credits");
+    assert_eq!(label(&blocked_alert, "severity"), "critical");
+    assert_eq!(blocked_receiver, "devin-pager");
+    let runbook = blocked_alert["annotations"]["runbook_url"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        runbook.ends_with("runbook.md#devinsessionssuspendedforcreditsorlimits"),
+        "{runbook}"
+    );
+    assert!(
+        blocked_alert["annotations"]["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains(&blocked_org) && s.contains("out_of_credits")),
+        "{blocked_alert}"
+    );
+
+    // Nothing else: the third org, untouched, and no other state raised a session alert.
+    for alert in session_alerts(&webhook.alerts()) {
+        let key = (label(&alert, "alertname"), label(&alert, "org_id"));
+        assert!(
+            key == ("DevinSessionsEnteringError", error_org.as_str())
+                || key
+                    == (
+                        "DevinSessionsSuspendedForCreditsOrLimits",
+                        blocked_org.as_str()
+                    ),
+            "unexpected {alert}"
+        );
+    }
+    exporter.assert_running();
+}
+
+#[test]
+fn the_example_silences_an_orgs_session_alerts_while_its_collection_fails() {
+    if !have(ALERTMANAGER, "prometheus-alertmanager") {
+        return;
+    }
+    let webhook = Webhook::start();
+    let am = start_alertmanager(&example_routed_to(&webhook.url));
+    let alert = |name: &str, org: &str, severity: &str| json!({"labels": {"alertname": name, "org_id": org, "severity": severity, "status_detail": "none"}});
+    let alerts = json!([
+        alert("DevinOrgCollectionFailing", "org-a", "warning"),
+        alert("DevinSessionsEnteringError", "org-a", "warning"),
+        alert("DevinSessionsEnteringError", "org-b", "warning"),
+    ]);
+    let url = format!("http://{}/api/v2/alerts", am.addr);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(async {
+        reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(alerts.to_string())
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert!(status.is_success(), "{status}");
+
+    // Alertmanager's own view: org-a's session alert is inhibited by its collection alert.
+    let started = Instant::now();
+    let inhibited = |org: &str| -> Option<bool> {
+        let listed: Value = serde_json::from_str(&blocking_get(&url)).unwrap();
+        let alert = listed.as_array()?.iter().find(|a| {
+            label(a, "alertname") == "DevinSessionsEnteringError" && label(a, "org_id") == org
+        })?;
+        Some(!alert["status"]["inhibitedBy"].as_array()?.is_empty())
+    };
+    while webhook.alerts().len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            webhook.alerts()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(inhibited("org-a"), Some(true));
+    assert_eq!(inhibited("org-b"), Some(false));
+    let sent: Vec<(String, String)> = webhook
+        .alerts()
+        .iter()
+        .map(|(_, _, a)| (label(a, "alertname").into(), label(a, "org_id").into()))
+        .collect();
+    assert!(sent.contains(&("DevinOrgCollectionFailing".into(), "org-a".into())));
+    assert!(sent.contains(&("DevinSessionsEnteringError".into(), "org-b".into())));
+    assert!(
+        !sent.contains(&("DevinSessionsEnteringError".into(), "org-a".into())),
+        "{sent:?}"
+    );
+}
+
+/// Runs amtool: (success, stdout, stdout and stderr).
+fn amtool(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("amtool").args(args).output().expect("amtool");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), stdout, all)
+}
+
+#[test]
+fn amtool_accepts_the_example_which_pages_critical_and_sends_the_rest_to_a_channel() {
+    if !have("amtool", "prometheus-alertmanager") {
+        return;
+    }
+    let (ok, _, text) = amtool(&["check-config", EXAMPLE]);
+    assert!(ok && text.contains("SUCCESS"), "{text}");
+    let config = format!("--config.file={EXAMPLE}");
+    for (labels, receiver) in [
+        (&["severity=critical", "org_id=org-a"][..], "devin-pager"),
+        (&["severity=warning", "org_id=org-a"], "devin-channel"),
+        (&["severity=info"], "devin-channel"),
+    ] {
+        let mut args = vec!["config", "routes", "test", config.as_str()];
+        args.extend_from_slice(labels);
+        let (ok, receivers, text) = amtool(&args);
+        assert!(ok, "{text}");
+        assert_eq!(receivers.trim(), receiver, "{labels:?}: {text}");
+    }
+    let parsed: Yaml = serde_yaml_ng::from_str(&std::fs::read_to_string(EXAMPLE).unwrap()).unwrap();
+    assert_eq!(
+        parsed["route"]["group_by"],
+        serde_yaml_ng::from_str::<Yaml>("[org_id]").unwrap()
+    );
+
+    // amtool does catch a broken configuration: a route to a receiver that is not there.
+    let dir = tempfile::tempdir().unwrap();
+    let broken: PathBuf = dir.path().join("broken.yml");
+    std::fs::write(
+        &broken,
+        std::fs::read_to_string(EXAMPLE)
+            .unwrap()
+            .replace("receiver: devin-pager", "receiver: nobody"),
+    )
+    .unwrap();
+    let (ok, _, text) = amtool(&["check-config", &broken.to_string_lossy()]);
+    assert!(!ok, "{text}");
+}
