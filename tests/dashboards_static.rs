@@ -543,7 +543,11 @@ fn dashboard_queries_cover_nested_panels_and_variables_and_substitute_everything
         .iter()
         .filter(|v| v["type"] == "query")
         .count();
-    assert_eq!(queries.len(), targets + query_variables);
+    let annotations = dashboard["annotations"]["list"]
+        .as_array()
+        .map_or(0, |l| l.iter().filter(|a| a["expr"].is_string()).count());
+    assert!(annotations >= 2, "the blocked-org and error annotations");
+    assert_eq!(queries.len(), targets + query_variables + annotations);
 
     // A panel of the collapsed "Exporter & API" row is there.
     let latency: Vec<&String> = queries

@@ -42,6 +42,20 @@ fn every_dashboard_query_runs_and_returns_data() {
         "/sim/faults",
         r#"{"org_id": null, "kind": {"rate_limit": {"retry_after_seconds": 1}}, "count": 1}"#,
     );
+    // A session suspended for a reason that blocks its org, and one in error, for the
+    // annotations that mark them.
+    for query in [
+        "status=suspended&status_detail=out_of_credits",
+        "status=error",
+    ] {
+        let changed = sim.admin(&format!("/sim/transition?org_id={}&{query}", sim.orgs[0]));
+        assert_eq!(changed["changed"], 1, "{query}: {changed}");
+    }
+    prom.wait_for(
+        r#"devin_sessions_entered_status_total{status="suspended", status_detail="out_of_credits"} > 0"#,
+        timeout,
+        |r| !r.is_empty(),
+    );
     // Sessions seen entering error and suspended (after the first listing), and enough
     // samples for rate() and increase().
     prom.wait_for(

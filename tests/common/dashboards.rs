@@ -1,5 +1,5 @@
 //! Grafana dashboards as test input: every panel (the panels nested in collapsed rows
-//! included), every PromQL expression of the panels and of the query variables with the
+//! included), every PromQL expression of the panels, query variables and annotations with the
 //! template variables replaced by concrete values, and the metric names and label matchers
 //! an expression uses.
 //!
@@ -129,7 +129,8 @@ fn last_top_level_comma(text: &str) -> Option<usize> {
 
 /// Every expression of the dashboard as written: `(panel title, expr)` for each panel
 /// target with a non-empty `expr`, then `("variable NAME", expr)` for each query variable
-/// whose query reads an expression.
+/// whose query reads an expression, then `("annotation NAME", expr)` for each annotation
+/// query with an `expr`.
 pub fn raw_queries(dashboard: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for panel in all_panels(dashboard) {
@@ -147,6 +148,16 @@ pub fn raw_queries(dashboard: &Value) -> Vec<(String, String)> {
         if let Some(expr) = variable_query(variable).and_then(variable_expr) {
             let name = variable["name"].as_str().unwrap_or("");
             out.push((format!("variable {name}"), expr));
+        }
+    }
+    for annotation in dashboard["annotations"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(expr) = annotation["expr"].as_str().filter(|e| !e.trim().is_empty()) {
+            let name = annotation["name"].as_str().unwrap_or("");
+            out.push((format!("annotation {name}"), expr.to_string()));
         }
     }
     out
