@@ -257,12 +257,12 @@ fn render_figures(exp: &Running) {
     };
     let renderer = Renderer::default();
     let started = Instant::now();
-    let body = renderer.render(&scope, true).unwrap();
+    let body = renderer.render(&scope).unwrap();
     let first = started.elapsed();
     let mut samples = Vec::new();
     for _ in 0..200 {
         let started = Instant::now();
-        std::hint::black_box(renderer.render(&scope, true).unwrap());
+        std::hint::black_box(renderer.render(&scope).unwrap());
         samples.push(started.elapsed());
     }
     println!(

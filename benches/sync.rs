@@ -2,6 +2,7 @@
 //! README's Performance section quotes. Sections:
 //!   state   bytes of state per session at 100,000 and 1,000,000 sessions
 //!   render  time to render /metrics for 5 orgs x 20,000 sessions
+//!   fleet   memory and CPU per exposed series for 500 orgs, gzip included
 //! Pass section names as arguments to run only those.
 
 mod support;
@@ -71,13 +72,13 @@ fn render_bench() {
     // The first render builds every series; later ones update values (what /metrics does).
     let renderer = Renderer::default();
     let started = Instant::now();
-    let body = renderer.render(&scope, true).expect("renders");
+    let body = renderer.render(&scope).expect("renders");
     let first = started.elapsed();
     let series = body.lines().filter(|l| !l.starts_with('#')).count();
     let mut samples = Vec::new();
     for _ in 0..200 {
         let started = Instant::now();
-        let body = renderer.render(&scope, true).expect("renders");
+        let body = renderer.render(&scope).expect("renders");
         samples.push(started.elapsed());
         std::hint::black_box(body);
     }
@@ -87,6 +88,66 @@ fn render_bench() {
         ms(first),
         ms(percentile(&samples, 50.0)),
         ms(percentile(&samples, 99.0))
+    );
+}
+
+/// 500 orgs of 150 sessions each: about 290 session series per org, as at fleet scale.
+fn fleet_bench() {
+    println!("## fleet: bytes and render CPU per exposed series");
+    let before = live_bytes();
+    let orgs: Vec<Arc<Org>> = (0..500)
+        .map(|i| {
+            let org = Arc::new(Org::new(format!("org-fleet-{i:04}")));
+            {
+                let mut st = org.state();
+                let body = synthetic_page(i * 150, 150);
+                let page: SessionPage = serde_json::from_str(&body).expect("synthetic page parses");
+                for s in &page.items {
+                    st.store.upsert(s, 1, false);
+                }
+                st.initial_complete = true;
+            }
+            org
+        })
+        .collect();
+    let state_bytes = live_bytes() - before;
+    let scope = Scope {
+        orgs: &orgs,
+        ..Scope::default()
+    };
+    let renderer = Renderer::default();
+    let before_render = live_bytes();
+    let body = renderer.render(&scope).expect("renders");
+    let series = body.lines().filter(|l| !l.starts_with('#')).count();
+    drop(body);
+    // What the renderer keeps between scrapes, per exposed series.
+    let kept = live_bytes().saturating_sub(before_render);
+    let rounds = 30;
+    let cpu = support::cpu_time();
+    let mut bytes = 0;
+    for _ in 0..rounds {
+        let body = renderer.render(&scope).expect("renders");
+        bytes = body.len();
+        std::hint::black_box(body);
+    }
+    let render_cpu = support::cpu_time() - cpu;
+    let cpu = support::cpu_time();
+    let mut gz_bytes = 0;
+    for _ in 0..rounds {
+        let body = renderer.render(&scope).expect("renders");
+        let gz = devin_exporter::http::compress::gzip(body.as_bytes());
+        gz_bytes = gz.len();
+        std::hint::black_box(gz);
+    }
+    let gzip_cpu = support::cpu_time() - cpu;
+    let per_series = |d: std::time::Duration| d.as_secs_f64() * 1e6 / (rounds * series) as f64;
+    println!(
+        "fleet: orgs=500 series={series} body={bytes} gzip={gz_bytes} state_bytes={state_bytes} kept_by_renderer={kept} kept_per_series={:.1}B render_cpu_per_series={:.3}us with_gzip={:.3}us rss={:.1}MiB rss_per_series={:.0}B",
+        kept as f64 / series as f64,
+        per_series(render_cpu),
+        per_series(gzip_cpu),
+        support::rss_bytes() as f64 / (1 << 20) as f64,
+        support::rss_bytes() as f64 / series as f64,
     );
 }
 
@@ -102,5 +163,8 @@ fn main() {
     }
     if run("render") {
         render_bench();
+    }
+    if run("fleet") {
+        fleet_bench();
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP server: `/metrics`, `/probe`, `/sd`, the landing page, health and readiness.
 
 pub mod auth;
+pub mod compress;
 mod landing;
 pub mod web_config;
 
@@ -21,7 +22,7 @@ use serde::Deserialize;
 
 use crate::discovery::DiscoveryStatus;
 use crate::exporter::Exporter;
-use crate::metrics::{ApiStats, CONTENT_TYPE, Renderer, Scope};
+use crate::metrics::{ApiStats, CONTENT_TYPE, Renderer, Scope, render};
 
 /// Header in which Prometheus sends its scrape timeout.
 pub const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
@@ -81,9 +82,26 @@ pub fn scrape_budget(headers: &HeaderMap, default: Duration) -> Duration {
     }
 }
 
-fn exposition(result: prometheus::Result<String>) -> Response {
+/// The metrics body with its content type, gzipped when the client accepts it.
+fn exposition(result: prometheus::Result<String>, request: &HeaderMap) -> Response {
     match result {
-        Ok(body) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
+        Ok(body) if compress::accepts_gzip(request) => (
+            [
+                (header::CONTENT_TYPE, CONTENT_TYPE),
+                (header::CONTENT_ENCODING, "gzip"),
+                (header::VARY, "accept-encoding"),
+            ],
+            compress::gzip(body.as_bytes()),
+        )
+            .into_response(),
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, CONTENT_TYPE),
+                (header::VARY, "accept-encoding"),
+            ],
+            body,
+        )
+            .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "rendering metrics failed");
             (
@@ -111,7 +129,7 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         process: Some(&state.process),
         discovery: discovery_scope(&state.exporter).await,
     };
-    exposition(state.renderer.render(&scope, true))
+    exposition(state.renderer.render(&scope), &headers)
 }
 
 /// Query of `/probe`.
@@ -131,13 +149,14 @@ async fn probe(
     };
     let deadline = Instant::now() + scrape_budget(&headers, state.default_timeout);
     match state.exporter.probe(&org_id, deadline).await {
-        Some(org) => exposition(state.renderer.render(
-            &Scope {
+        // A probe's body is one org's: too small to be worth a size hint.
+        Some(org) => exposition(
+            render(&Scope {
                 orgs: &[org],
                 ..Scope::default()
-            },
-            false,
-        )),
+            }),
+            &headers,
+        ),
         None => (
             StatusCode::NOT_FOUND,
             format!("unknown org_id {org_id:?}: not configured in DEVIN_ORG_IDS nor discovered\n"),

@@ -2,7 +2,7 @@
 
 mod api_stats;
 mod render;
-mod series_cache;
+mod text;
 
 pub use api_stats::ApiStats;
 pub use render::{CONTENT_TYPE, Renderer, Scope, render};

@@ -1,19 +1,20 @@
 //! The `/metrics` body, built fresh for every scrape from the orgs' state: a label set that no
-//! longer has sessions simply is not there. Families are assembled directly (no registry
-//! lookups per series) and written by the prometheus crate's text encoder.
+//! longer has sessions simply is not there. The two session families, one series per label
+//! combination of each org, are written as text directly; the other families are assembled
+//! as the prometheus crate's protobuf model (no registry lookups per series) and written by
+//! its text encoder.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::UNIX_EPOCH;
 
 use prometheus::core::Collector;
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, TextEncoder};
 
-use super::series_cache::SeriesCache;
-use super::{ApiStats, REVISION, VERSION};
+use super::{ApiStats, REVISION, VERSION, text};
 use crate::discovery::DiscoveryStatus;
-use crate::sync::Org;
+use crate::sync::{Org, SessionStore};
 
 /// Content type of the text exposition format; Prometheus 3 refuses a scrape without it.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -54,7 +55,7 @@ impl Family {
 }
 
 /// Label pairs of one series.
-pub(super) fn label_pairs(labels: &[(&str, &str)]) -> Vec<LabelPair> {
+fn label_pairs(labels: &[(&str, &str)]) -> Vec<LabelPair> {
     labels
         .iter()
         .map(|(k, v)| {
@@ -99,43 +100,84 @@ fn push_requests(
     }
 }
 
-/// Renders scopes, keeping each org's session series between renders.
+/// Renders scopes; remembers the last body's size to allocate the next one in one go.
 #[derive(Default)]
 pub struct Renderer {
-    caches: Mutex<HashMap<u64, SeriesCache>>,
+    last_len: AtomicUsize,
 }
 
 impl Renderer {
-    /// Renders the metrics of a scope (plus build info) as text. With `complete`, the scope
-    /// holds every org, and series kept for orgs no longer there are dropped.
-    pub fn render(&self, scope: &Scope<'_>, complete: bool) -> prometheus::Result<String> {
-        let mut caches = self.caches.lock().unwrap_or_else(|e| e.into_inner());
-        if complete {
-            caches.retain(|instance, _| scope.orgs.iter().any(|o| o.instance == *instance));
-        }
-        render_with(scope, &mut caches)
+    /// Renders the metrics of a scope (plus build info) as text.
+    pub fn render(&self, scope: &Scope<'_>) -> prometheus::Result<String> {
+        let hint = self.last_len.load(Ordering::Relaxed);
+        let body = render_sized(scope, hint + hint / 8)?;
+        self.last_len.store(body.len(), Ordering::Relaxed);
+        Ok(body)
     }
 }
 
-/// Renders a scope once, without keeping series (benchmarks, tests).
+/// Renders a scope once (benchmarks, tests).
 pub fn render(scope: &Scope<'_>) -> prometheus::Result<String> {
-    render_with(scope, &mut HashMap::new())
+    render_sized(scope, 0)
 }
 
-fn render_with(
-    scope: &Scope<'_>,
-    caches: &mut HashMap<u64, SeriesCache>,
-) -> prometheus::Result<String> {
-    // (org instance, number of series) lent from each cache to the families, in order.
-    let mut moved: Vec<(u64, usize)> = Vec::new();
-    let mut sessions = Family::gauge(
-        "devin_sessions",
-        "Sessions in this state now, archived ones included.",
-    );
-    let mut session_acus = Family::gauge(
-        "devin_sessions_acus_consumed",
-        "Sum of acus_consumed of the sessions in this state.",
-    );
+/// `devin_sessions` and `devin_sessions_acus_consumed`, written as text (see [`text`]) while
+/// each org is locked once: the first family straight into the body, the second into a
+/// buffer appended after it.
+struct SessionFamilies {
+    acus: Vec<u8>,
+    series: usize,
+}
+
+impl SessionFamilies {
+    const SESSIONS: &str = "devin_sessions";
+    const ACUS: &str = "devin_sessions_acus_consumed";
+
+    fn new(acus_capacity: usize) -> Self {
+        SessionFamilies {
+            acus: Vec::with_capacity(acus_capacity),
+            series: 0,
+        }
+    }
+
+    /// Writes an org's series of both families.
+    fn push_org(&mut self, out: &mut Vec<u8>, org_id: &str, store: &SessionStore) {
+        for (key, totals) in store.groups() {
+            if self.series == 0 {
+                // Headers only above a first series: a family must not be empty.
+                text::header(
+                    out,
+                    Self::SESSIONS,
+                    "Sessions in this state now, archived ones included.",
+                    "gauge",
+                );
+                text::header(
+                    &mut self.acus,
+                    Self::ACUS,
+                    "Sum of acus_consumed of the sessions in this state.",
+                    "gauge",
+                );
+            }
+            self.series += 1;
+            let labels = [
+                ("org_id", org_id),
+                ("status", store.label(key[0])),
+                ("status_detail", store.label(key[1])),
+                ("origin", store.label(key[2])),
+                ("category", store.label(key[3])),
+            ];
+            text::series(out, Self::SESSIONS, &labels);
+            text::count(out, totals.sessions);
+            text::series(&mut self.acus, Self::ACUS, &labels);
+            text::millionths(&mut self.acus, totals.acus_micros);
+        }
+    }
+}
+
+fn render_sized(scope: &Scope<'_>, capacity: usize) -> prometheus::Result<String> {
+    // The session families are most of a large body, split about evenly between the two.
+    let mut out = Vec::with_capacity(capacity.max(64 * 1024));
+    let mut session_families = SessionFamilies::new(capacity / 2);
     let mut acus_total = Family::counter(
         "devin_acus_consumed_total",
         "ACUs consumed by the org's sessions since this process finished its first listing of the org.",
@@ -241,11 +283,7 @@ fn render_with(
             continue; // Never half-counted gauges.
         }
         let store = &st.store;
-        let cache = caches.entry(org.instance).or_default();
-        cache.update(id, store);
-        moved.push((org.instance, cache.sessions.len()));
-        sessions.0.mut_metric().append(&mut cache.sessions);
-        session_acus.0.mut_metric().append(&mut cache.acus);
+        session_families.push_org(&mut out, id, store);
         let counters = store.counters();
         acus_total.push(&org_label, counters.acus_micros as f64 / 1e6);
         for (origin, n) in &counters.created {
@@ -284,8 +322,6 @@ fn render_with(
     }
 
     let mut families: Vec<MetricFamily> = [
-        sessions,
-        session_acus,
         acus_total,
         created,
         entered,
@@ -313,27 +349,8 @@ fn render_with(
     }
     // A family without series would be a HELP/TYPE pair with nothing under it.
     families.retain(|f| !f.get_metric().is_empty());
-    let mut out = Vec::with_capacity(64 * 1024);
-    let encoded = TextEncoder::new().encode(&families, &mut out);
-    // Hand the session series back to their caches, last org first.
-    for (name, pick) in [
-        ("devin_sessions", 0usize),
-        ("devin_sessions_acus_consumed", 1),
-    ] {
-        let Some(family) = families.iter_mut().find(|f| f.name() == name) else {
-            continue;
-        };
-        let mut all = family.take_metric();
-        for (instance, len) in moved.iter().rev() {
-            let part = all.split_off(all.len() - len);
-            if let Some(cache) = caches.get_mut(instance) {
-                match pick {
-                    0 => cache.sessions = part,
-                    _ => cache.acus = part,
-                }
-            }
-        }
-    }
-    encoded?;
+    out.extend_from_slice(&session_families.acus);
+    drop(session_families);
+    TextEncoder::new().encode(&families, &mut out)?;
     String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
 }
