@@ -101,6 +101,8 @@ pub struct Config {
     pub web_config_file: Option<PathBuf>,
     /// Org collections running at once (bounds `/probe` fan-out).
     pub max_concurrent_collections: usize,
+    /// Longest an API `Retry-After` may hold the token's requests back.
+    pub max_retry_after: Duration,
 }
 
 impl Config {
@@ -138,6 +140,7 @@ struct RawConfig {
     exclude_org_ids: Option<String>,
     web_config_file: Option<String>,
     max_concurrent_collections: Option<String>,
+    max_retry_after: Option<String>,
 }
 
 /// Reads and validates the configuration from the process environment.
@@ -297,6 +300,16 @@ impl RawConfig {
             },
         };
 
+        let max_retry_after = duration(
+            "MAX_RETRY_AFTER",
+            self.max_retry_after.as_deref(),
+            Duration::from_secs(60),
+        )?;
+        if max_retry_after > Duration::from_secs(86_400) {
+            let v = self.max_retry_after.as_deref().unwrap_or_default();
+            return Err(invalid("MAX_RETRY_AFTER", v, "must be at most 24h"));
+        }
+
         let lookback = match &self.lookback {
             None => None,
             Some(v) => Some(duration("LOOKBACK", Some(v), Duration::ZERO)?),
@@ -360,6 +373,7 @@ impl RawConfig {
                 1,
                 10_000,
             )?,
+            max_retry_after,
         })
     }
 }
@@ -401,6 +415,7 @@ mod tests {
         assert_eq!(c.full_resync_interval, Duration::from_secs(3600));
         assert_eq!(c.lookback, None);
         assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.max_retry_after, Duration::from_secs(60));
         assert!(!c.is_demo());
     }
 
@@ -447,6 +462,11 @@ mod tests {
                 "DEVIN_SYNC_OVERLAP",
                 "0s",
                 "DEVIN_SYNC_OVERLAP=0s: must be greater than zero",
+            ),
+            (
+                "DEVIN_MAX_RETRY_AFTER",
+                "2d",
+                "DEVIN_MAX_RETRY_AFTER=2d: must be at most 24h",
             ),
         ];
         for (var, value, want) in cases {

@@ -27,6 +27,7 @@ Configuration (environment):
   DEVIN_MAX_CONCURRENT_COLLECTIONS  org collections at once [default: 32]
   DEVIN_MAX_RESPONSE_BYTES       largest API response accepted [default: 33554432]
   DEVIN_REQUEST_TIMEOUT          timeout of one API request [default: 30s]
+  DEVIN_MAX_RETRY_AFTER          longest a 429's Retry-After holds requests back [default: 60s]
   DEVIN_DISCOVER_ORGS            also collect the enterprise's orgs [default: false]
   DEVIN_DISCOVERY_INTERVAL       how often discovery refreshes [default: 10m]
   DEVIN_EXCLUDE_ORG_IDS          orgs never collected

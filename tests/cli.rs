@@ -184,3 +184,124 @@ fn sigterm_shuts_down_gracefully() {
         .unwrap();
     assert!(logs.contains("shutting down"), "{logs}");
 }
+
+/// Answers with `status` and a `detail` that echoes the request's `Authorization` header and
+/// a token-like string, as a careless proxy or API might.
+struct EchoAuthorization(u16);
+
+impl wiremock::Respond for EchoAuthorization {
+    fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let auth = request
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        wiremock::ResponseTemplate::new(self.0).set_body_json(serde_json::json!({
+            "detail": format!("rejected Authorization: {auth} (also saw cog_echoed_elsewhere_42)")
+        }))
+    }
+}
+
+/// The exporter binary against `api_url` with `token` and orgs `org-401,org-500`: its whole
+/// log at trace level, one `/metrics` body and the landing page.
+async fn run_against(api_url: &str, token: &str) -> (String, String, String) {
+    let listen = format!("127.0.0.1:{}", common::procs::free_port());
+    let mut child = Command::new(exporter_bin())
+        .env_clear()
+        .env("DEVIN_API_TOKEN", token)
+        .env("DEVIN_ORG_IDS", "org-401,org-500")
+        .env("DEVIN_API_URL", api_url)
+        .env("DEVIN_LISTEN_ADDRESS", &listen)
+        .env("DEVIN_SCRAPE_TIMEOUT", "2s")
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (body, landing) = tokio::task::spawn_blocking(move || {
+        let up = (0..100).any(|_| {
+            let ok = common::procs::try_get(&format!("http://{listen}/healthz")).is_some();
+            if !ok {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            ok
+        });
+        assert!(up, "exporter up");
+        let body = blocking_get(&format!("http://{listen}/metrics"));
+        (body, blocking_get(&format!("http://{listen}/")))
+    })
+    .await
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    (logs, body, landing)
+}
+
+#[tokio::test]
+async fn a_token_echoed_by_the_api_is_redacted_everywhere() {
+    use wiremock::matchers::path;
+    let api = wiremock::MockServer::start().await;
+    for (org, status) in [("org-401", 401), ("org-500", 500)] {
+        wiremock::Mock::given(path(format!("/v3/organizations/{org}/sessions")))
+            .respond_with(EchoAuthorization(status))
+            .mount(&api)
+            .await;
+    }
+    // Not cog_-shaped: only redacting the token itself hides it.
+    let token = "tok-Sup3rS3cret-0123456789";
+    let (logs, body, landing) = run_against(&api.uri(), token).await;
+    // The API did receive the token, and echoed it back.
+    let received = api.received_requests().await.unwrap();
+    let bearer = format!("Bearer {token}");
+    assert!(
+        received.iter().any(|r| r
+            .headers
+            .get("authorization")
+            .is_some_and(|v| v.as_bytes() == bearer.as_bytes())),
+        "the token was sent"
+    );
+    assert!(
+        logs.contains("HTTP 401") && logs.contains("HTTP 500"),
+        "{logs}"
+    );
+    assert!(
+        landing.contains("rejected Authorization: Bearer &lt;redacted&gt;"),
+        "{landing}"
+    );
+    for (what, text) in [("logs", &logs), ("/metrics", &body), ("/", &landing)] {
+        for secret in [token, "Sup3rS3cret", "cog_echoed"] {
+            assert!(!text.contains(secret), "{secret} leaked into {what}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn credentials_in_the_api_url_are_redacted() {
+    use wiremock::matchers::path;
+    let api = wiremock::MockServer::start().await;
+    wiremock::Mock::given(path("/v3/organizations/org-401/sessions"))
+        .respond_with(EchoAuthorization(401))
+        .mount(&api)
+        .await;
+    let with_credentials = api.uri().replace("http://", "http://proxyuser:hunter2@");
+    let (logs, body, landing) = run_against(&with_credentials, "cog_x").await;
+    assert!(logs.contains("starting"), "{logs}");
+    assert!(
+        landing.contains("http://&lt;redacted&gt;@127.0.0.1:"),
+        "{landing}"
+    );
+    // The credentials go to the API as basic auth; echoed, they are redacted too.
+    let basic = "cHJveHl1c2VyOmh1bnRlcjI"; // base64("proxyuser:hunter2")
+    for (what, text) in [("logs", &logs), ("/metrics", &body), ("/", &landing)] {
+        for secret in ["hunter2", basic] {
+            assert!(!text.contains(secret), "{secret} leaked into {what}");
+        }
+    }
+}
