@@ -305,3 +305,124 @@ async fn credentials_in_the_api_url_are_redacted() {
         }
     }
 }
+
+#[test]
+fn an_empty_or_incomplete_configuration_is_not_demo_mode() {
+    for (env, want) in [
+        // An empty Kubernetes secret.
+        (
+            vec![("DEVIN_API_TOKEN", ""), ("DEVIN_ORG_IDS", "")],
+            "error: DEVIN_API_TOKEN is set but empty: give a value or unset it",
+        ),
+        (
+            vec![("DEVIN_API_TOKEN", "cog_x"), ("DEVIN_ORG_IDS", " ")],
+            "error: DEVIN_ORG_IDS is set but empty: give a value or unset it",
+        ),
+        // Only the API URL: clearly not a request for simulated data.
+        (
+            vec![("DEVIN_API_URL", "https://devin.internal.example")],
+            "error: DEVIN_API_TOKEN and DEVIN_ORG_IDS are not set",
+        ),
+        // The token file is what is missing, not the org ids.
+        (
+            vec![("DEVIN_API_TOKEN_FILE", "/nonexistent/devin-token")],
+            "error: DEVIN_API_TOKEN_FILE=/nonexistent/devin-token: cannot read",
+        ),
+    ] {
+        let (code, _, err) = run(&env, &[]);
+        assert_eq!(code, 2, "{env:?}: {err}");
+        assert!(err.trim().starts_with(want), "{env:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}
+
+/// Starts the binary with `env` and `args`; returns it and a channel of its stderr lines.
+fn spawn_with_log(
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(exporter_bin())
+        .env_clear()
+        .envs(env.iter().copied())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// The first line from `rx` that contains `needle`.
+fn line_with(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn demo_mode_says_so_in_the_log_and_on_metrics() {
+    // Nothing at all given, and only warnings logged: the demo warning still shows. (It
+    // comes before the default port is bound, whether or not that port is free.)
+    let (mut child, rx) = spawn_with_log(&[("RUST_LOG", "warn")], &[]);
+    let line = line_with(&rx, "demo mode");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("SIMULATED"), "{line}");
+
+    // --demo on a port of its own: /metrics says it is simulated, with demo org ids.
+    let (mut child, rx) = spawn_with_log(
+        &[
+            ("DEVIN_LISTEN_ADDRESS", "127.0.0.1:0"),
+            ("DEVIN_LOG_FORMAT", "json"),
+            ("RUST_LOG", "info"),
+        ],
+        &["--demo"],
+    );
+    let listening: serde_json::Value =
+        serde_json::from_str(&line_with(&rx, "\"listening\"")).unwrap();
+    let addr = listening["addr"].as_str().unwrap().to_string();
+    let body = blocking_get(&format!("http://{addr}/metrics"));
+    let landing = blocking_get(&format!("http://{addr}/"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(body.contains("\ndevin_exporter_demo_mode 1\n"), "{body}");
+    let ups: Vec<&str> = body
+        .lines()
+        .filter(|l| l.starts_with("devin_up{"))
+        .collect();
+    assert!(!ups.is_empty(), "{body}");
+    for up in ups {
+        assert!(up.starts_with("devin_up{org_id=\"org-demo-"), "{up}");
+    }
+    assert!(landing.contains("Demo mode"), "{landing}");
+}
+
+#[test]
+fn real_configuration_has_no_demo_marker() {
+    let sim = start_simulator(&["--orgs", "1", "--sessions-per-org", "10"]);
+    let (mut child, listen) = spawn_exporter(&sim, &sim.token, "warn");
+    let body = blocking_get(&format!("http://{listen}/metrics"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(body.contains("devin_up{"), "{body}");
+    assert!(!body.contains("devin_exporter_demo_mode"), "{body}");
+}

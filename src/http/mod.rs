@@ -54,7 +54,7 @@ impl AppState {
             api_url,
             demo,
             process: ProcessCollector::for_self(),
-            renderer: Renderer::default(),
+            renderer: Renderer::new(demo),
         })
     }
 }

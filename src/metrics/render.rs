@@ -103,9 +103,18 @@ fn push_requests(
 #[derive(Default)]
 pub struct Renderer {
     caches: Mutex<HashMap<u64, SeriesCache>>,
+    demo: bool,
 }
 
 impl Renderer {
+    /// A renderer whose bodies say whether the data is simulated (demo mode).
+    pub fn new(demo: bool) -> Self {
+        Renderer {
+            demo,
+            ..Renderer::default()
+        }
+    }
+
     /// Renders the metrics of a scope (plus build info) as text. With `complete`, the scope
     /// holds every org, and series kept for orgs no longer there are dropped.
     pub fn render(&self, scope: &Scope<'_>, complete: bool) -> prometheus::Result<String> {
@@ -113,18 +122,19 @@ impl Renderer {
         if complete {
             caches.retain(|instance, _| scope.orgs.iter().any(|o| o.instance == *instance));
         }
-        render_with(scope, &mut caches)
+        render_with(scope, &mut caches, self.demo)
     }
 }
 
 /// Renders a scope once, without keeping series (benchmarks, tests).
 pub fn render(scope: &Scope<'_>) -> prometheus::Result<String> {
-    render_with(scope, &mut HashMap::new())
+    render_with(scope, &mut HashMap::new(), false)
 }
 
 fn render_with(
     scope: &Scope<'_>,
     caches: &mut HashMap<u64, SeriesCache>,
+    demo: bool,
 ) -> prometheus::Result<String> {
     // (org instance, number of series) lent from each cache to the families, in order.
     let mut moved: Vec<(u64, usize)> = Vec::new();
@@ -180,6 +190,14 @@ fn render_with(
         "Build identity of the exporter; always 1.",
     );
     build.push(&[("version", VERSION), ("revision", REVISION)], 1.0);
+    // Simulated data must not pass for real: say so in the body itself.
+    let mut demo_mode = Family::gauge(
+        "devin_exporter_demo_mode",
+        "1 when the exporter serves simulated data (demo mode); absent otherwise.",
+    );
+    if demo {
+        demo_mode.push(&[], 1.0);
+    }
 
     let mut org_info = Family::gauge(
         "devin_org_info",
@@ -299,6 +317,7 @@ fn render_with(
         discovery_up,
         discovered,
         build,
+        demo_mode,
     ]
     .into_iter()
     .map(|f| f.0)
