@@ -6,6 +6,7 @@ use axum::Router;
 
 use crate::api::ApiClient;
 use crate::api::budget::RequestBudget;
+use crate::api::redact::redact_url;
 use crate::api::token::TokenProvider;
 use crate::config::{Config, TokenSource};
 use crate::discovery::Discovery;
@@ -40,7 +41,8 @@ pub fn build(
         budget,
         config.max_response_bytes,
         config.request_timeout,
-    )?;
+    )?
+    .with_max_retry_after(config.max_retry_after);
     let settings = SyncSettings {
         page_size: config.page_size,
         overlap: config.sync_overlap,
@@ -64,7 +66,7 @@ pub fn build(
     let state = AppState::new(
         Arc::clone(&exporter),
         config.scrape_timeout,
-        config.api_url.clone(),
+        redact_url(&config.api_url),
         demo,
     );
     let auth =
@@ -88,7 +90,7 @@ pub async fn run(config: &Config, token: Option<TokenSource>, demo: bool) -> Res
     tracing::info!(
         orgs = config.org_ids.len(),
         discover_orgs = config.discover_orgs,
-        api = %config.api_url,
+        api = %redact_url(&config.api_url),
         page_size = config.page_size,
         max_requests_per_second = config.max_requests_per_second,
         "devin-exporter {} starting",

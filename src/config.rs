@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Port the exporter listens on by default. 9100-9999 (Prometheus' exporter range) is fully
 /// allocated, so this sits just above it.
@@ -101,10 +101,13 @@ pub struct Config {
     pub web_config_file: Option<PathBuf>,
     /// Org collections running at once (bounds `/probe` fan-out).
     pub max_concurrent_collections: usize,
+    /// Longest an API `Retry-After` may hold the token's requests back.
+    pub max_retry_after: Duration,
 }
 
 impl Config {
-    /// True when neither token nor orgs were given: the exporter runs against its simulator.
+    /// True when no `DEVIN_*` variable was given (or `--demo`, see [`demo_from_env`]): the
+    /// exporter runs against its simulator.
     pub fn is_demo(&self) -> bool {
         self.token.is_none()
     }
@@ -116,7 +119,7 @@ impl Config {
 pub struct ConfigError(pub String);
 
 /// The variables as strings, straight from the environment.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 struct RawConfig {
     api_token: Option<String>,
     api_token_file: Option<String>,
@@ -138,6 +141,7 @@ struct RawConfig {
     exclude_org_ids: Option<String>,
     web_config_file: Option<String>,
     max_concurrent_collections: Option<String>,
+    max_retry_after: Option<String>,
 }
 
 /// Reads and validates the configuration from the process environment.
@@ -145,17 +149,45 @@ pub fn from_env() -> Result<Config, ConfigError> {
     from_vars(std::env::vars())
 }
 
+/// Reads and validates the configuration for `--demo`: the token and orgs may be missing
+/// (the simulator supplies them); every other variable is checked as usual.
+pub fn demo_from_env() -> Result<Config, ConfigError> {
+    parse(std::env::vars(), true)
+}
+
 /// Reads and validates the configuration from the given variables (tests pass their own).
+/// Without any `DEVIN_*` variable this is demo mode; otherwise the configuration must be
+/// complete.
 pub fn from_vars<I>(vars: I) -> Result<Config, ConfigError>
 where
     I: IntoIterator<Item = (String, String)>,
 {
-    // Empty values count as unset, as in most exporters' env handling.
-    let vars = vars.into_iter().filter(|(_, v)| !v.trim().is_empty());
+    parse(vars, false)
+}
+
+fn parse<I>(vars: I, demo: bool) -> Result<Config, ConfigError>
+where
+    I: IntoIterator<Item = (String, String)>,
+{
     let raw: RawConfig = envy::prefixed("DEVIN_")
         .from_iter(vars)
         .map_err(|e| ConfigError(format!("configuration: {e}")))?;
-    raw.validate()
+    // Every variable that was given, by name: an empty one (an empty Kubernetes secret, a
+    // template that rendered nothing) is a mistake to report, not a default to take.
+    let given = match serde_json::to_value(&raw) {
+        Ok(serde_json::Value::Object(fields)) => fields,
+        _ => serde_json::Map::new(),
+    };
+    for (field, value) in &given {
+        if value.as_str().is_some_and(|v| v.trim().is_empty()) {
+            return Err(ConfigError(format!(
+                "DEVIN_{} is set but empty: give a value or unset it",
+                field.to_ascii_uppercase()
+            )));
+        }
+    }
+    let nothing_given = given.values().all(serde_json::Value::is_null);
+    raw.validate(demo || nothing_given)
 }
 
 fn invalid(var: &str, value: &str, why: impl fmt::Display) -> ConfigError {
@@ -216,8 +248,17 @@ fn org_list(var: &str, value: Option<&str>) -> Result<Vec<String>, ConfigError> 
     Ok(ids)
 }
 
+/// Why a token file cannot serve, if it cannot (named before anything else is missing: it
+/// is what the operator meant to give).
+fn token_file_problem(path: &str) -> Option<ConfigError> {
+    std::fs::File::open(path)
+        .err()
+        .map(|e| invalid("API_TOKEN_FILE", path, format!("cannot read ({e})")))
+}
+
 impl RawConfig {
-    fn validate(self) -> Result<Config, ConfigError> {
+    /// With `demo`, a missing token and org list mean demo mode rather than an error.
+    fn validate(self, demo: bool) -> Result<Config, ConfigError> {
         let token = match (&self.api_token, &self.api_token_file) {
             (Some(_), Some(_)) => {
                 return Err(ConfigError(
@@ -241,14 +282,25 @@ impl RawConfig {
         };
         let wants_orgs = !org_ids.is_empty() || discover_orgs;
         match (&token, wants_orgs) {
-            (Some(_), false) => {
-                return Err(ConfigError(
+            (Some(_), false) if demo => {}
+            (Some(source), false) => {
+                let file_problem = match source {
+                    TokenSource::File(path) => token_file_problem(&path.to_string_lossy()),
+                    TokenSource::Value(_) => None,
+                };
+                return Err(file_problem.unwrap_or_else(|| ConfigError(
                     "DEVIN_ORG_IDS is not set: give the comma-separated org ids to collect, or DEVIN_DISCOVER_ORGS=true".into(),
-                ));
+                )));
             }
+            (None, true) if demo => {}
             (None, true) => {
                 return Err(ConfigError(
                     "DEVIN_API_TOKEN is not set: give the token or DEVIN_API_TOKEN_FILE".into(),
+                ));
+            }
+            (None, false) if !demo => {
+                return Err(ConfigError(
+                    "DEVIN_API_TOKEN and DEVIN_ORG_IDS are not set: give the token (or DEVIN_API_TOKEN_FILE) and the org ids (or DEVIN_DISCOVER_ORGS=true); demo mode runs only without any DEVIN_ variable, or with --demo".into(),
                 ));
             }
             _ => {}
@@ -296,6 +348,16 @@ impl RawConfig {
                 }
             },
         };
+
+        let max_retry_after = duration(
+            "MAX_RETRY_AFTER",
+            self.max_retry_after.as_deref(),
+            Duration::from_secs(60),
+        )?;
+        if max_retry_after > Duration::from_secs(86_400) {
+            let v = self.max_retry_after.as_deref().unwrap_or_default();
+            return Err(invalid("MAX_RETRY_AFTER", v, "must be at most 24h"));
+        }
 
         let lookback = match &self.lookback {
             None => None,
@@ -360,6 +422,7 @@ impl RawConfig {
                 1,
                 10_000,
             )?,
+            max_retry_after,
         })
     }
 }
@@ -401,6 +464,7 @@ mod tests {
         assert_eq!(c.full_resync_interval, Duration::from_secs(3600));
         assert_eq!(c.lookback, None);
         assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.max_retry_after, Duration::from_secs(60));
         assert!(!c.is_demo());
     }
 
@@ -448,6 +512,11 @@ mod tests {
                 "0s",
                 "DEVIN_SYNC_OVERLAP=0s: must be greater than zero",
             ),
+            (
+                "DEVIN_MAX_RETRY_AFTER",
+                "2d",
+                "DEVIN_MAX_RETRY_AFTER=2d: must be at most 24h",
+            ),
         ];
         for (var, value, want) in cases {
             let err = with(&[(var, value)]).unwrap_err();
@@ -489,6 +558,58 @@ mod tests {
         let c = from_vars(vars(&[])).unwrap();
         assert!(c.is_demo());
         assert!(c.org_ids.is_empty());
+        // Other programs' variables do not count.
+        let c = from_vars(vars(&[("HOME", "/root"), ("DEVINX", "1")])).unwrap();
+        assert!(c.is_demo());
+    }
+
+    #[test]
+    fn any_variable_given_means_no_demo() {
+        let err = from_vars(vars(&[("DEVIN_API_URL", "http://127.0.0.1:1")])).unwrap_err();
+        assert!(
+            err.0
+                .starts_with("DEVIN_API_TOKEN and DEVIN_ORG_IDS are not set"),
+            "{err}"
+        );
+        // With --demo, only the token and orgs may be missing.
+        let c = parse(vars(&[("DEVIN_LISTEN_ADDRESS", "127.0.0.1:0")]), true).unwrap();
+        assert!(c.is_demo());
+        let err = parse(vars(&[("DEVIN_PAGE_SIZE", "0")]), true).unwrap_err();
+        assert!(err.0.starts_with("DEVIN_PAGE_SIZE=0"), "{err}");
+    }
+
+    #[test]
+    fn empty_variables_are_errors() {
+        // An empty Kubernetes secret.
+        let err = from_vars(vars(&[("DEVIN_API_TOKEN", ""), ("DEVIN_ORG_IDS", "")])).unwrap_err();
+        assert_eq!(
+            err.0,
+            "DEVIN_API_TOKEN is set but empty: give a value or unset it"
+        );
+        let err = with(&[("DEVIN_LOOKBACK", "  ")]).unwrap_err();
+        assert_eq!(
+            err.0,
+            "DEVIN_LOOKBACK is set but empty: give a value or unset it"
+        );
+    }
+
+    #[test]
+    fn a_missing_token_file_is_named_before_missing_orgs() {
+        let err = from_vars(vars(&[(
+            "DEVIN_API_TOKEN_FILE",
+            "/nonexistent/devin-token",
+        )]))
+        .unwrap_err();
+        assert!(
+            err.0
+                .starts_with("DEVIN_API_TOKEN_FILE=/nonexistent/devin-token: cannot read"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "cog_x").unwrap();
+        let err = from_vars(vars(&[("DEVIN_API_TOKEN_FILE", file.to_str().unwrap())])).unwrap_err();
+        assert!(err.0.starts_with("DEVIN_ORG_IDS is not set"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Org discovery: the enterprise's organizations, listed through
 //! `GET /v3/enterprise/organizations` and refreshed periodically.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::Mutex;
@@ -24,7 +25,22 @@ pub struct DiscoveryStatus {
 
 struct State {
     refreshed_at: Option<Instant>,
+    /// Failed refreshes in a row.
+    failures: u32,
+    /// After a failure, no refresh before this.
+    retry_at: Option<Instant>,
     status: DiscoveryStatus,
+}
+
+/// First wait after a failed refresh; it doubles with each failure in a row, up to the
+/// discovery interval. A failing discovery must not turn every `/probe` of an unknown org
+/// (unauthenticated, from anyone) into API requests.
+const FIRST_RETRY: Duration = Duration::from_secs(10);
+
+/// How long to wait after `failures` failed refreshes in a row.
+fn retry_delay(failures: u32, interval: Duration) -> Duration {
+    let doubled = FIRST_RETRY.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    doubled.min(interval.max(FIRST_RETRY))
 }
 
 /// Periodic listing of the enterprise's orgs.
@@ -34,6 +50,8 @@ pub struct Discovery {
     /// Requests of the discovery (the `org_id` label is empty: they belong to no org).
     pub api_stats: ApiStats,
     state: Mutex<State>,
+    /// Whether a refresh has finished (either way) at least once.
+    settled: AtomicBool,
 }
 
 impl Discovery {
@@ -45,9 +63,18 @@ impl Discovery {
             api_stats: ApiStats::new(""),
             state: Mutex::new(State {
                 refreshed_at: None,
+                failures: 0,
+                retry_at: None,
                 status: DiscoveryStatus::default(),
             }),
+            settled: AtomicBool::new(false),
         }
+    }
+
+    /// Whether a refresh has finished at least once: from then on there is a list to answer
+    /// from while another refresh runs.
+    pub fn settled(&self) -> bool {
+        self.settled.load(Ordering::Relaxed)
     }
 
     /// How the last refresh went.
@@ -55,26 +82,39 @@ impl Discovery {
         self.state.lock().await.status.clone()
     }
 
-    /// Lists the orgs again if the last refresh is older than the interval (or failed);
-    /// returns the new list, or `None` when no refresh was due or it failed (the caller keeps
-    /// the orgs it has). Concurrent callers wait for one refresh.
+    /// Lists the orgs again if the last refresh is older than the interval, or failed and its
+    /// backoff is over; returns the new list, or `None` when no refresh was due or it failed
+    /// (the caller keeps the orgs it has). Callers run one refresh at a time (the exporter
+    /// holds its lock); the state is not locked while the API is asked, so the status can be
+    /// read meanwhile.
     pub async fn refresh_if_due(
         &self,
         client: &ApiClient,
         deadline: Instant,
     ) -> Option<Vec<Organization>> {
-        let mut state = self.state.lock().await;
-        let due = state.status.up != Some(true)
-            || state
-                .refreshed_at
-                .is_none_or(|t| t.elapsed() >= self.interval);
-        if !due {
-            return None;
+        {
+            let mut state = self.state.lock().await;
+            let now = Instant::now();
+            let due = match state.status.up {
+                None => true,
+                Some(true) => state
+                    .refreshed_at
+                    .is_none_or(|t| now.saturating_duration_since(t) >= self.interval),
+                Some(false) => state.retry_at.is_none_or(|t| now >= t),
+            };
+            if !due {
+                return None;
+            }
+            state.refreshed_at = Some(now);
         }
-        state.refreshed_at = Some(Instant::now());
-        match self.list_all(client, deadline).await {
+        let result = self.list_all(client, deadline).await;
+        let mut state = self.state.lock().await;
+        self.settled.store(true, Ordering::Relaxed);
+        match result {
             Ok(orgs) => {
                 tracing::info!(orgs = orgs.len(), "org discovery refreshed");
+                state.failures = 0;
+                state.retry_at = None;
                 state.status = DiscoveryStatus {
                     up: Some(true),
                     last_success: Some(SystemTime::now()),
@@ -84,7 +124,14 @@ impl Discovery {
                 Some(orgs)
             }
             Err(e) => {
-                tracing::warn!(error = %e, "org discovery failed; keeping the orgs known so far");
+                state.failures = state.failures.saturating_add(1);
+                let wait = retry_delay(state.failures, self.interval);
+                state.retry_at = Instant::now().checked_add(wait);
+                tracing::warn!(
+                    error = %e,
+                    retry_in_s = wait.as_secs(),
+                    "org discovery failed; keeping the orgs known so far"
+                );
                 state.status.up = Some(false);
                 state.status.last_error = Some(e.to_string());
                 None
@@ -113,5 +160,25 @@ impl Discovery {
                 _ => return Ok(orgs),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_grows_up_to_the_interval() {
+        let interval = Duration::from_secs(600);
+        let delays: Vec<u64> = (1..=8)
+            .map(|n| retry_delay(n, interval).as_secs())
+            .collect();
+        assert_eq!(delays, [10, 20, 40, 80, 160, 320, 600, 600]);
+        assert_eq!(retry_delay(u32::MAX, interval), interval);
+        // A discovery interval shorter than the first delay does not shorten it.
+        assert_eq!(
+            retry_delay(1, Duration::from_secs(1)),
+            Duration::from_secs(10)
+        );
     }
 }

@@ -74,8 +74,17 @@ impl Exporter {
             return;
         };
         // Held until the new org set is in place: a caller that finds the refresh done must
-        // also find its result applied.
-        let _refreshing = self.refreshing.lock().await;
+        // also find its result applied. One refresh at a time: while one runs, callers answer
+        // from the orgs known so far, except before the first refresh has finished (the first
+        // scrapes then wait for it, within their deadline, to include the discovered orgs).
+        let _refreshing = match self.refreshing.try_lock() {
+            Ok(guard) => guard,
+            Err(_) if discovery.settled() => return,
+            Err(_) => match tokio::time::timeout_at(deadline, self.refreshing.lock()).await {
+                Ok(guard) => guard,
+                Err(_) => return,
+            },
+        };
         let Some(found) = discovery.refresh_if_due(&self.client, deadline).await else {
             return;
         };

@@ -27,18 +27,21 @@ Configuration (environment):
   DEVIN_MAX_CONCURRENT_COLLECTIONS  org collections at once [default: 32]
   DEVIN_MAX_RESPONSE_BYTES       largest API response accepted [default: 33554432]
   DEVIN_REQUEST_TIMEOUT          timeout of one API request [default: 30s]
+  DEVIN_MAX_RETRY_AFTER          longest a 429's Retry-After holds requests back [default: 60s]
   DEVIN_DISCOVER_ORGS            also collect the enterprise's orgs [default: false]
   DEVIN_DISCOVERY_INTERVAL       how often discovery refreshes [default: 10m]
   DEVIN_EXCLUDE_ORG_IDS          orgs never collected
   DEVIN_WEB_CONFIG_FILE          TLS and basic auth (Prometheus web config format)
   DEVIN_LOG_FORMAT               text or json; levels via RUST_LOG [default: text]
-With neither token nor org ids, it runs in demo mode against a built-in simulated API.";
+Without any DEVIN_ variable (or with --demo), it runs in demo mode against a built-in
+simulated API; a variable set but empty is an error.";
 
 /// Prometheus exporter for Devin sessions.
 #[derive(Parser, Debug)]
 #[command(name = "devin-exporter", version, about, after_help = CONFIG_HELP)]
 struct Cli {
-    /// Collect from the built-in simulated Devin API (also the default without token and orgs).
+    /// Collect from the built-in simulated Devin API (also the default without any DEVIN_
+    /// variable).
     #[arg(long)]
     demo: bool,
     #[command(subcommand)]
@@ -90,7 +93,12 @@ fn main() -> ExitCode {
         }
         None => {}
     }
-    let config = match config::from_env() {
+    let config = if cli.demo {
+        config::demo_from_env()
+    } else {
+        config::from_env()
+    };
+    let config = match config {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -122,6 +130,7 @@ async fn demo(mut config: Config) -> Result<(), String> {
     // a busy arrival rate keeps sessions visibly moving between scrapes.
     let sim = Simulator::new(SimConfig {
         arrivals_per_hour: 240.0,
+        demo_org_ids: true,
         ..SimConfig::default()
     });
     let addr = sim
@@ -131,10 +140,11 @@ async fn demo(mut config: Config) -> Result<(), String> {
     config.api_url = format!("http://{addr}");
     config.org_ids = sim.org_ids();
     config.discover_orgs = false;
-    tracing::info!(
+    // A WARN: simulated data must not pass unnoticed, also with RUST_LOG=warn.
+    tracing::warn!(
         api = %config.api_url,
         orgs = %config.org_ids.join(","),
-        "demo mode: no DEVIN_API_TOKEN/DEVIN_ORG_IDS given, collecting from the built-in simulated Devin API"
+        "demo mode: serving SIMULATED data from the built-in Devin API simulator, not real sessions (no DEVIN_ variable given, or --demo); /metrics says devin_exporter_demo_mode 1"
     );
     app::run(
         &config,

@@ -184,3 +184,245 @@ fn sigterm_shuts_down_gracefully() {
         .unwrap();
     assert!(logs.contains("shutting down"), "{logs}");
 }
+
+/// Answers with `status` and a `detail` that echoes the request's `Authorization` header and
+/// a token-like string, as a careless proxy or API might.
+struct EchoAuthorization(u16);
+
+impl wiremock::Respond for EchoAuthorization {
+    fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let auth = request
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        wiremock::ResponseTemplate::new(self.0).set_body_json(serde_json::json!({
+            "detail": format!("rejected Authorization: {auth} (also saw cog_echoed_elsewhere_42)")
+        }))
+    }
+}
+
+/// The exporter binary against `api_url` with `token` and orgs `org-401,org-500`: its whole
+/// log at trace level, one `/metrics` body and the landing page.
+async fn run_against(api_url: &str, token: &str) -> (String, String, String) {
+    let listen = format!("127.0.0.1:{}", common::procs::free_port());
+    let mut child = Command::new(exporter_bin())
+        .env_clear()
+        .env("DEVIN_API_TOKEN", token)
+        .env("DEVIN_ORG_IDS", "org-401,org-500")
+        .env("DEVIN_API_URL", api_url)
+        .env("DEVIN_LISTEN_ADDRESS", &listen)
+        .env("DEVIN_SCRAPE_TIMEOUT", "2s")
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (body, landing) = tokio::task::spawn_blocking(move || {
+        let up = (0..100).any(|_| {
+            let ok = common::procs::try_get(&format!("http://{listen}/healthz")).is_some();
+            if !ok {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            ok
+        });
+        assert!(up, "exporter up");
+        let body = blocking_get(&format!("http://{listen}/metrics"));
+        (body, blocking_get(&format!("http://{listen}/")))
+    })
+    .await
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    (logs, body, landing)
+}
+
+#[tokio::test]
+async fn a_token_echoed_by_the_api_is_redacted_everywhere() {
+    use wiremock::matchers::path;
+    let api = wiremock::MockServer::start().await;
+    for (org, status) in [("org-401", 401), ("org-500", 500)] {
+        wiremock::Mock::given(path(format!("/v3/organizations/{org}/sessions")))
+            .respond_with(EchoAuthorization(status))
+            .mount(&api)
+            .await;
+    }
+    // Not cog_-shaped: only redacting the token itself hides it.
+    let token = "tok-Sup3rS3cret-0123456789";
+    let (logs, body, landing) = run_against(&api.uri(), token).await;
+    // The API did receive the token, and echoed it back.
+    let received = api.received_requests().await.unwrap();
+    let bearer = format!("Bearer {token}");
+    assert!(
+        received.iter().any(|r| r
+            .headers
+            .get("authorization")
+            .is_some_and(|v| v.as_bytes() == bearer.as_bytes())),
+        "the token was sent"
+    );
+    assert!(
+        logs.contains("HTTP 401") && logs.contains("HTTP 500"),
+        "{logs}"
+    );
+    assert!(
+        landing.contains("rejected Authorization: Bearer &lt;redacted&gt;"),
+        "{landing}"
+    );
+    for (what, text) in [("logs", &logs), ("/metrics", &body), ("/", &landing)] {
+        for secret in [token, "Sup3rS3cret", "cog_echoed"] {
+            assert!(!text.contains(secret), "{secret} leaked into {what}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn credentials_in_the_api_url_are_redacted() {
+    use wiremock::matchers::path;
+    let api = wiremock::MockServer::start().await;
+    wiremock::Mock::given(path("/v3/organizations/org-401/sessions"))
+        .respond_with(EchoAuthorization(401))
+        .mount(&api)
+        .await;
+    let with_credentials = api.uri().replace("http://", "http://proxyuser:hunter2@");
+    let (logs, body, landing) = run_against(&with_credentials, "cog_x").await;
+    assert!(logs.contains("starting"), "{logs}");
+    assert!(
+        landing.contains("http://&lt;redacted&gt;@127.0.0.1:"),
+        "{landing}"
+    );
+    // The credentials go to the API as basic auth; echoed, they are redacted too.
+    let basic = "cHJveHl1c2VyOmh1bnRlcjI"; // base64("proxyuser:hunter2")
+    for (what, text) in [("logs", &logs), ("/metrics", &body), ("/", &landing)] {
+        for secret in ["hunter2", basic] {
+            assert!(!text.contains(secret), "{secret} leaked into {what}");
+        }
+    }
+}
+
+#[test]
+fn an_empty_or_incomplete_configuration_is_not_demo_mode() {
+    for (env, want) in [
+        // An empty Kubernetes secret.
+        (
+            vec![("DEVIN_API_TOKEN", ""), ("DEVIN_ORG_IDS", "")],
+            "error: DEVIN_API_TOKEN is set but empty: give a value or unset it",
+        ),
+        (
+            vec![("DEVIN_API_TOKEN", "cog_x"), ("DEVIN_ORG_IDS", " ")],
+            "error: DEVIN_ORG_IDS is set but empty: give a value or unset it",
+        ),
+        // Only the API URL: clearly not a request for simulated data.
+        (
+            vec![("DEVIN_API_URL", "https://devin.internal.example")],
+            "error: DEVIN_API_TOKEN and DEVIN_ORG_IDS are not set",
+        ),
+        // The token file is what is missing, not the org ids.
+        (
+            vec![("DEVIN_API_TOKEN_FILE", "/nonexistent/devin-token")],
+            "error: DEVIN_API_TOKEN_FILE=/nonexistent/devin-token: cannot read",
+        ),
+    ] {
+        let (code, _, err) = run(&env, &[]);
+        assert_eq!(code, 2, "{env:?}: {err}");
+        assert!(err.trim().starts_with(want), "{env:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}
+
+/// Starts the binary with `env` and `args`; returns it and a channel of its stderr lines.
+fn spawn_with_log(
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(exporter_bin())
+        .env_clear()
+        .envs(env.iter().copied())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// The first line from `rx` that contains `needle`.
+fn line_with(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn demo_mode_says_so_in_the_log_and_on_metrics() {
+    // Nothing at all given, and only warnings logged: the demo warning still shows. (It
+    // comes before the default port is bound, whether or not that port is free.)
+    let (mut child, rx) = spawn_with_log(&[("RUST_LOG", "warn")], &[]);
+    let line = line_with(&rx, "demo mode");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("SIMULATED"), "{line}");
+
+    // --demo on a port of its own: /metrics says it is simulated, with demo org ids.
+    let (mut child, rx) = spawn_with_log(
+        &[
+            ("DEVIN_LISTEN_ADDRESS", "127.0.0.1:0"),
+            ("DEVIN_LOG_FORMAT", "json"),
+            ("RUST_LOG", "info"),
+        ],
+        &["--demo"],
+    );
+    let listening: serde_json::Value =
+        serde_json::from_str(&line_with(&rx, "\"listening\"")).unwrap();
+    let addr = listening["addr"].as_str().unwrap().to_string();
+    let body = blocking_get(&format!("http://{addr}/metrics"));
+    let landing = blocking_get(&format!("http://{addr}/"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(body.contains("\ndevin_exporter_demo_mode 1\n"), "{body}");
+    let ups: Vec<&str> = body
+        .lines()
+        .filter(|l| l.starts_with("devin_up{"))
+        .collect();
+    assert!(!ups.is_empty(), "{body}");
+    for up in ups {
+        assert!(up.starts_with("devin_up{org_id=\"org-demo-"), "{up}");
+    }
+    assert!(landing.contains("Demo mode"), "{landing}");
+}
+
+#[test]
+fn real_configuration_has_no_demo_marker() {
+    let sim = start_simulator(&["--orgs", "1", "--sessions-per-org", "10"]);
+    let (mut child, listen) = spawn_exporter(&sim, &sim.token, "warn");
+    let body = blocking_get(&format!("http://{listen}/metrics"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(body.contains("devin_up{"), "{body}");
+    assert!(!body.contains("devin_exporter_demo_mode"), "{body}");
+}

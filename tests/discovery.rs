@@ -192,3 +192,128 @@ async fn service_discovery_lists_orgs_as_targets() {
         ])
     );
 }
+
+/// Requests that reached the discovery endpoint.
+async fn discovery_requests(api: &MockServer) -> usize {
+    api.received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/v3/enterprise/organizations")
+        .count()
+}
+
+/// `n` probes of orgs nobody knows, `concurrency` at a time; all must be 404.
+async fn probe_unknown(base: &str, n: usize, concurrency: usize) {
+    use futures::stream::{self, StreamExt};
+    let client = reqwest::Client::new();
+    let statuses: Vec<u16> = stream::iter(0..n)
+        .map(|i| {
+            let client = client.clone();
+            async move {
+                client
+                    .get(format!("{base}/probe?org_id=org-unknown-{i}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 404), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn a_forbidden_discovery_is_not_retried_for_every_probe() {
+    let api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v3/enterprise/organizations"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .set_body_json(json!({"detail": "Missing ManageOrganizations"})),
+        )
+        .mount(&api)
+        .await;
+    mount_orgs(&api).await;
+    let exp = start_exporter(&api.uri(), &["org-static"], DISCOVER).await;
+    let s = scrape(&exp.url, None).await;
+    assert_eq!(s.metrics.get("devin_discovery_up", &[]), Some(0.0));
+    // 500 unauthenticated probes of unknown orgs: answered from the known list, no request.
+    probe_unknown(&exp.url, 500, 20).await;
+    assert_eq!(discovery_requests(&api).await, 1);
+    // The configured org is still served.
+    let s = scrape(&exp.url, None).await;
+    assert_eq!(
+        s.metrics.get("devin_up", &[("org_id", "org-static")]),
+        Some(1.0)
+    );
+    assert_eq!(discovery_requests(&api).await, 1);
+}
+
+#[tokio::test]
+async fn an_unavailable_discovery_runs_once_and_probes_do_not_wait_for_it() {
+    let api = MockServer::start().await;
+    // The first discovery succeeds; every later one is slow and fails.
+    Mock::given(method("GET"))
+        .and(path("/v3/enterprise/organizations"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "items": [{"org_id": "org-a", "name": "Platform"}],
+            "end_cursor": null, "has_next_page": false
+        })))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&api)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v3/enterprise/organizations"))
+        .respond_with(ResponseTemplate::new(503).set_delay(std::time::Duration::from_millis(500)))
+        .with_priority(2)
+        .mount(&api)
+        .await;
+    mount_orgs(&api).await;
+    let exp = start_exporter(
+        &api.uri(),
+        &["org-static"],
+        &[
+            ("DEVIN_DISCOVER_ORGS", "true"),
+            ("DEVIN_DISCOVERY_INTERVAL", "100ms"),
+        ],
+    )
+    .await;
+    let s = scrape(&exp.url, None).await;
+    assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(1.0));
+    assert_eq!(discovery_requests(&api).await, 1);
+    // The interval passes (real time: the API is a real server); the next probe starts a
+    // refresh, which hangs on the failing API.
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let first = tokio::spawn({
+        let base = exp.url.clone();
+        async move { probe_unknown(&base, 1, 1).await }
+    });
+    while discovery_requests(&api).await < 2 {
+        tokio::task::yield_now().await;
+    }
+    // Meanwhile 30 probes answer from the known list, without joining the refresh.
+    probe_unknown(&exp.url, 30, 30).await;
+    let discovery = exp.exporter.discovery().unwrap();
+    assert_eq!(
+        discovery.status().await.up,
+        Some(true),
+        "the refresh was still running when every other probe had its answer"
+    );
+    first.await.unwrap();
+    let status = discovery.status().await;
+    assert_eq!(status.up, Some(false));
+    // After the failure, a backoff: more probes make no request.
+    let after_refresh = discovery_requests(&api).await;
+    probe_unknown(&exp.url, 30, 30).await;
+    assert_eq!(discovery_requests(&api).await, after_refresh);
+    // One refresh ran (with its own retries), not one per probe.
+    assert!(after_refresh <= 1 + 5, "{after_refresh} discovery requests");
+    // The org found before is still collected.
+    let s = scrape(&exp.url, None).await;
+    assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(1.0));
+}

@@ -3,7 +3,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -13,7 +13,24 @@ use tokio::time::Instant;
 pub struct RequestBudget {
     limiter: DefaultDirectRateLimiter,
     in_flight: Semaphore,
-    paused_until: Mutex<Option<Instant>>,
+    paused_until: Mutex<Option<Pause>>,
+}
+
+/// A rate-limit pause: when it ends, on the runtime's clock and on the wall clock (for the
+/// log and the landing page).
+#[derive(Debug, Clone, Copy)]
+struct Pause {
+    until: Instant,
+    wall: SystemTime,
+}
+
+/// `HH:MM:SS UTC` of a wall-clock time.
+pub fn clock_utc(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let day = secs % 86_400;
+    format!("{:02}:{:02}:{:02} UTC", day / 3600, day / 60 % 60, day % 60)
 }
 
 impl RequestBudget {
@@ -37,11 +54,11 @@ impl RequestBudget {
     /// `deadline`: a request that cannot finish in time is not worth starting.
     pub async fn acquire(&self, deadline: Instant) -> Option<SemaphorePermit<'_>> {
         let paused = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(until) = paused {
-            if until >= deadline {
+        if let Some(pause) = paused {
+            if pause.until >= deadline {
                 return None;
             }
-            tokio::time::sleep_until(until).await;
+            tokio::time::sleep_until(pause.until).await;
         }
         let permit = tokio::time::timeout_at(deadline, self.in_flight.acquire())
             .await
@@ -53,13 +70,31 @@ impl RequestBudget {
         Some(permit)
     }
 
-    /// Holds back every request of this token for `wait` (after a 429).
-    pub fn pause_for(&self, wait: Duration) {
-        let until = Instant::now() + wait;
+    /// Holds back every request of this token for `wait` (after a 429). Returns when the pause
+    /// in force ends (wall clock), or `None` if `wait` does not fit the clock at all. A pause
+    /// that starts (rather than extends one already running) is logged once.
+    pub fn pause_for(&self, wait: Duration) -> Option<SystemTime> {
+        let now = Instant::now();
+        let until = now.checked_add(wait)?;
+        let wall = SystemTime::now().checked_add(wait)?;
         let mut paused = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
-        if paused.is_none_or(|p| p < until) {
-            *paused = Some(until);
+        match *paused {
+            Some(p) if p.until >= until => return Some(p.wall),
+            Some(p) if p.until > now => {}
+            _ => tracing::warn!(
+                wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                "rate limited until {}: the API answered 429; every request of the token waits",
+                clock_utc(wall)
+            ),
         }
+        *paused = Some(Pause { until, wall });
+        Some(wall)
+    }
+
+    /// When the pause in force ends (wall clock), if it lasts until `deadline` or beyond.
+    pub fn paused_past(&self, deadline: Instant) -> Option<SystemTime> {
+        let paused = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        paused.filter(|p| p.until >= deadline).map(|p| p.wall)
     }
 }
 
@@ -70,9 +105,28 @@ mod tests {
     #[tokio::test]
     async fn pause_past_deadline_refuses() {
         let budget = RequestBudget::new(100.0, 4);
-        budget.pause_for(Duration::from_secs(60));
+        let wall = budget.pause_for(Duration::from_secs(60)).unwrap();
         let deadline = Instant::now() + Duration::from_millis(50);
         assert!(budget.acquire(deadline).await.is_none());
+        assert_eq!(budget.paused_past(deadline), Some(wall));
+        // A shorter pause does not cut the one in force.
+        assert_eq!(budget.pause_for(Duration::from_secs(1)), Some(wall));
+    }
+
+    #[tokio::test]
+    async fn a_pause_that_does_not_fit_the_clock_is_refused() {
+        let budget = RequestBudget::new(100.0, 4);
+        assert_eq!(budget.pause_for(Duration::MAX), None);
+        assert_eq!(
+            budget.paused_past(Instant::now() + Duration::from_millis(1)),
+            None
+        );
+    }
+
+    #[test]
+    fn clock_format() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + 7);
+        assert_eq!(clock_utc(t), "22:13:27 UTC");
     }
 
     #[tokio::test]

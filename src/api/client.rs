@@ -7,12 +7,17 @@ use bytes::Bytes;
 use reqwest::{StatusCode, Url};
 use tokio::time::Instant;
 
-use super::budget::RequestBudget;
+use super::budget::{RequestBudget, clock_utc};
 use super::model::{SessionPage, error_detail};
-use super::retry::{MAX_ATTEMPTS, backoff, is_retryable_status, parse_retry_after};
+use super::redact::redact;
+use super::retry::{
+    DEFAULT_MAX_RETRY_AFTER, MAX_ATTEMPTS, backoff, is_retryable_status, parse_retry_after,
+};
 use super::token::TokenProvider;
+use crate::config::Secret;
 
-/// Why a request (after its retries) failed. Never carries the token.
+/// Why a request (after its retries) failed. Never carries the token: every text from the
+/// network is scrubbed ([`redact`]) before it goes in.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// The API answered with an error status.
@@ -29,6 +34,12 @@ pub enum ApiError {
     /// The scrape deadline came before an answer.
     #[error("deadline reached before the API answered")]
     Deadline,
+    /// The API's `Retry-After` holds every request of the token back past the deadline.
+    #[error("rate limited until {}", clock_utc(*until))]
+    RateLimited {
+        /// When the pause ends.
+        until: SystemTime,
+    },
     /// The response body exceeded the configured cap.
     #[error("response body larger than {limit} bytes")]
     TooLarge {
@@ -63,7 +74,7 @@ pub struct ListQuery {
 }
 
 /// A page body that has been received in full; parse it with [`PageBody::parse`].
-pub struct PageBody(Bytes);
+pub struct PageBody(Bytes, Secret);
 
 impl PageBody {
     /// Parses a sessions page; strings borrow from the body.
@@ -73,7 +84,9 @@ impl PageBody {
 
     /// Parses the body as any page type.
     pub fn parse_as<'a, T: serde::Deserialize<'a>>(&'a self) -> Result<T, ApiError> {
-        serde_json::from_slice(&self.0).map_err(|e| ApiError::Decode(e.to_string()))
+        // serde's messages quote the offending value, which came from the network.
+        serde_json::from_slice(&self.0)
+            .map_err(|e| ApiError::Decode(redact(&e.to_string(), self.1.expose())))
     }
 }
 
@@ -85,6 +98,7 @@ pub struct ApiClient {
     budget: Arc<RequestBudget>,
     max_body: usize,
     request_timeout: Duration,
+    max_retry_after: Duration,
 }
 
 /// What one attempt came to.
@@ -106,7 +120,8 @@ impl ApiClient {
         max_body: usize,
         request_timeout: Duration,
     ) -> Result<Self, String> {
-        let base = Url::parse(base_url).map_err(|e| format!("DEVIN_API_URL={base_url}: {e}"))?;
+        let base = Url::parse(base_url)
+            .map_err(|e| format!("DEVIN_API_URL={}: {e}", super::redact::redact_url(base_url)))?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("devin-exporter/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
@@ -120,7 +135,19 @@ impl ApiClient {
             budget,
             max_body,
             request_timeout,
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
         })
+    }
+
+    /// Caps how long a `Retry-After` may hold requests back (`DEVIN_MAX_RETRY_AFTER`).
+    pub fn with_max_retry_after(mut self, max: Duration) -> Self {
+        self.max_retry_after = max;
+        self
+    }
+
+    /// `text` from the network, scrubbed of the token and anything like it.
+    fn scrub(&self, text: &str) -> String {
+        redact(text, self.token.current().expose())
     }
 
     fn url(&self, segments: &[&str], q: &ListQuery) -> Url {
@@ -181,12 +208,15 @@ impl ApiClient {
         let mut attempt = 0;
         loop {
             let Some(permit) = self.budget.acquire(deadline).await else {
-                return Err(ApiError::Deadline);
+                return Err(match self.budget.paused_past(deadline) {
+                    Some(until) => ApiError::RateLimited { until },
+                    None => ApiError::Deadline,
+                });
             };
             let outcome = self.attempt(url, deadline, observer).await;
             drop(permit);
             let (error, wait) = match outcome {
-                Attempt::Done(body) => return Ok(PageBody(body)),
+                Attempt::Done(body) => return Ok(PageBody(body, self.token.current())),
                 Attempt::Fail(e) => return Err(e),
                 Attempt::Retry { error, wait } => (error, wait),
             };
@@ -195,14 +225,21 @@ impl ApiClient {
                 return Err(error);
             }
             let wait = match wait {
-                // The API said how long: everybody using this token holds back that long.
+                // The API said how long (already capped): everybody using this token holds
+                // back that long.
                 Some(w) => {
-                    self.budget.pause_for(w);
+                    let until = self.budget.pause_for(w);
+                    if Instant::now().checked_add(w).is_none_or(|t| t >= deadline) {
+                        return Err(until.map_or(error, |until| ApiError::RateLimited { until }));
+                    }
                     w
                 }
                 None => backoff(attempt - 1),
             };
-            if Instant::now() + wait >= deadline {
+            if Instant::now()
+                .checked_add(wait)
+                .is_none_or(|t| t >= deadline)
+            {
                 return Err(error);
             }
             tracing::debug!(url = %url.path(), %error, wait_ms = wait.as_millis() as u64, "retrying API request");
@@ -233,7 +270,7 @@ impl ApiClient {
                 let error = if e.is_timeout() {
                     ApiError::Deadline
                 } else {
-                    ApiError::Transport(describe(&e))
+                    ApiError::Transport(self.scrub(&describe(&e)))
                 };
                 return Attempt::Retry { error, wait: None };
             }
@@ -243,13 +280,17 @@ impl ApiClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            .and_then(|v| parse_retry_after(v, SystemTime::now(), self.max_retry_after));
         let body = read_capped(response, self.max_body).await;
         observer.observe(status.as_str(), started.elapsed());
         let body = match body {
             Ok(b) => b,
             Err(ApiError::TooLarge { limit }) => {
                 return Attempt::Fail(ApiError::TooLarge { limit });
+            }
+            Err(ApiError::Transport(text)) => {
+                let error = ApiError::Transport(self.scrub(&text));
+                return Attempt::Retry { error, wait: None };
             }
             Err(error) => return Attempt::Retry { error, wait: None },
         };
@@ -258,7 +299,8 @@ impl ApiClient {
         }
         let error = ApiError::Status {
             code: status.as_u16(),
-            detail: error_detail(&body),
+            // Scrubbed before the detail is cut to length, so no part of a secret survives.
+            detail: error_detail(self.scrub(&String::from_utf8_lossy(&body)).as_bytes()),
         };
         if is_retryable_status(status.as_u16()) {
             let wait = if status == StatusCode::TOO_MANY_REQUESTS {

@@ -4,6 +4,7 @@ pub mod budget;
 pub mod client;
 pub mod enums;
 pub mod model;
+pub mod redact;
 pub mod retry;
 pub mod token;
 

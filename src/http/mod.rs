@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use crate::discovery::DiscoveryStatus;
 use crate::exporter::Exporter;
-use crate::metrics::{ApiStats, CONTENT_TYPE, Renderer, Scope, render};
+use crate::metrics::{ApiStats, CONTENT_TYPE, Renderer, Scope};
 
 /// Header in which Prometheus sends its scrape timeout.
 pub const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
@@ -55,7 +55,7 @@ impl AppState {
             api_url,
             demo,
             process: ProcessCollector::for_self(),
-            renderer: Renderer::default(),
+            renderer: Renderer::new(demo),
         })
     }
 }
@@ -149,9 +149,8 @@ async fn probe(
     };
     let deadline = Instant::now() + scrape_budget(&headers, state.default_timeout);
     match state.exporter.probe(&org_id, deadline).await {
-        // A probe's body is one org's: too small to be worth a size hint.
         Some(org) => exposition(
-            render(&Scope {
+            state.renderer.render_probe(&Scope {
                 orgs: &[org],
                 ..Scope::default()
             }),

@@ -104,21 +104,35 @@ fn push_requests(
 #[derive(Default)]
 pub struct Renderer {
     last_len: AtomicUsize,
+    demo: bool,
 }
 
 impl Renderer {
+    /// A renderer whose bodies say whether the data is simulated (demo mode).
+    pub fn new(demo: bool) -> Self {
+        Renderer {
+            demo,
+            ..Renderer::default()
+        }
+    }
+
     /// Renders the metrics of a scope (plus build info) as text.
     pub fn render(&self, scope: &Scope<'_>) -> prometheus::Result<String> {
         let hint = self.last_len.load(Ordering::Relaxed);
-        let body = render_sized(scope, hint + hint / 8)?;
+        let body = render_sized(scope, hint + hint / 8, self.demo)?;
         self.last_len.store(body.len(), Ordering::Relaxed);
         Ok(body)
+    }
+
+    /// Renders a one-org scope (`/probe`): too small to use or change the size hint.
+    pub fn render_probe(&self, scope: &Scope<'_>) -> prometheus::Result<String> {
+        render_sized(scope, 0, self.demo)
     }
 }
 
 /// Renders a scope once (benchmarks, tests).
 pub fn render(scope: &Scope<'_>) -> prometheus::Result<String> {
-    render_sized(scope, 0)
+    render_sized(scope, 0, false)
 }
 
 /// `devin_sessions` and `devin_sessions_acus_consumed`, written as text (see [`text`]) while
@@ -174,7 +188,7 @@ impl SessionFamilies {
     }
 }
 
-fn render_sized(scope: &Scope<'_>, capacity: usize) -> prometheus::Result<String> {
+fn render_sized(scope: &Scope<'_>, capacity: usize, demo: bool) -> prometheus::Result<String> {
     // The session families are most of a large body, split about evenly between the two.
     let mut out = Vec::with_capacity(capacity.max(64 * 1024));
     let mut session_families = SessionFamilies::new(capacity / 2);
@@ -222,6 +236,14 @@ fn render_sized(scope: &Scope<'_>, capacity: usize) -> prometheus::Result<String
         "Build identity of the exporter; always 1.",
     );
     build.push(&[("version", VERSION), ("revision", REVISION)], 1.0);
+    // Simulated data must not pass for real: say so in the body itself.
+    let mut demo_mode = Family::gauge(
+        "devin_exporter_demo_mode",
+        "1 when the exporter serves simulated data (demo mode); absent otherwise.",
+    );
+    if demo {
+        demo_mode.push(&[], 1.0);
+    }
 
     let mut org_info = Family::gauge(
         "devin_org_info",
@@ -339,6 +361,7 @@ fn render_sized(scope: &Scope<'_>, capacity: usize) -> prometheus::Result<String
         discovery_up,
         discovered,
         build,
+        demo_mode,
     ]
     .into_iter()
     .map(|f| f.0)

@@ -55,6 +55,7 @@ impl SimulateArgs {
             tokens: self.tokens.clone(),
             exclusive_time_bounds: self.exclusive_time_bounds,
             start_time: None,
+            demo_org_ids: false,
         }
     }
 }

@@ -45,6 +45,8 @@ pub struct SimConfig {
     pub exclusive_time_bounds: bool,
     /// Simulated Unix time at the start; the real time when `None`.
     pub start_time: Option<i64>,
+    /// Org ids that say they are made up (`org-demo-1`, ...), for the exporter's demo mode.
+    pub demo_org_ids: bool,
 }
 
 impl Default for SimConfig {
@@ -60,6 +62,7 @@ impl Default for SimConfig {
             tokens: vec!["cog_simulator".to_string()],
             exclusive_time_bounds: false,
             start_time: None,
+            demo_org_ids: false,
         }
     }
 }
@@ -172,14 +175,18 @@ impl Simulator {
         let history = config.history.as_secs() as i64;
         let orgs = (0..config.orgs as u64)
             .map(|i| {
-                SimOrg::new(
+                let mut org = SimOrg::new(
                     config.seed,
                     i,
                     config.sessions_per_org,
                     history,
                     config.arrivals_per_hour,
                     start,
-                )
+                );
+                if config.demo_org_ids {
+                    org.id = format!("org-demo-{}", i + 1);
+                }
+                org
             })
             .collect();
         let world = World {

@@ -12,6 +12,8 @@ pub const MAX_LABEL_VALUE_LEN: usize = 100;
 pub const MAX_VALUES: usize = 2000;
 /// Label value that stands in for values past [`MAX_VALUES`].
 pub const OVERFLOW: &str = "overflow";
+/// The symbol of [`OVERFLOW`] in every interner.
+pub const OVERFLOW_SYM: Sym = 1;
 /// Label value of a null field.
 pub const NONE: &str = "none";
 
@@ -48,7 +50,7 @@ impl Interner {
             return i as Sym;
         }
         if self.values.len() >= MAX_VALUES {
-            return 1; // OVERFLOW
+            return OVERFLOW_SYM;
         }
         self.values.insert_full(value.into()).0 as Sym
     }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use indexmap::IndexMap;
 
-use super::intern::{Interner, Sym};
+use super::intern::{Interner, OVERFLOW_SYM, Sym};
 use super::key::SessionKey;
 use crate::api::Session;
 use crate::api::enums;
@@ -15,6 +15,19 @@ const MICROS: f64 = 1_000_000.0;
 
 /// Labels of the session gauges: status, status_detail, origin, category.
 pub type GroupKey = [Sym; 4];
+
+/// Most ACUs one session is taken to have. More is a broken upstream (`1e308`): clamped
+/// before any arithmetic, so that sums neither wrap nor drown every other session.
+pub const MAX_SESSION_ACUS: f64 = 1e9;
+
+/// Label combinations (series of `devin_sessions` and `devin_sessions_acus_consumed`) kept
+/// per org. The 2000-values cap of the interner bounds each label, not their combinations;
+/// sessions of combinations past this fold into one series whose labels all read
+/// `overflow`, so the sums stay exact.
+pub const MAX_GROUPS: usize = 2000;
+
+/// The group of sessions folded past [`MAX_GROUPS`].
+const OVERFLOW_GROUP: GroupKey = [OVERFLOW_SYM; 4];
 
 /// One session, without strings.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +40,19 @@ struct Record {
     /// Listing generation that last saw this session (for the full resync).
     seen_gen: u32,
     archived: bool,
+    /// Counted in [`OVERFLOW_GROUP`] rather than its own labels' group.
+    folded: bool,
+}
+
+impl Record {
+    /// The group whose totals include this session.
+    fn group(&self) -> GroupKey {
+        if self.folded {
+            OVERFLOW_GROUP
+        } else {
+            self.labels
+        }
+    }
 }
 
 /// Count and ACU sum of the sessions sharing one label set.
@@ -96,19 +122,32 @@ impl Default for SessionStore {
     }
 }
 
+/// ACUs in millionths, clamped to [`MAX_SESSION_ACUS`]; not-a-number, infinite or negative
+/// values count as 0.
 fn micros(acus: f64) -> u64 {
     if acus.is_finite() && acus > 0.0 {
-        (acus * MICROS).round() as u64
+        (acus.min(MAX_SESSION_ACUS) * MICROS).round() as u64
     } else {
         0
     }
 }
 
+/// Whether an `acus_consumed` value is outside what a session can report.
+fn bad_acus(acus: f64) -> bool {
+    !(acus.is_finite() && (0.0..=MAX_SESSION_ACUS).contains(&acus))
+}
+
 impl Aggregates {
+    /// Whether a session with `labels` must go to the overflow group: its own group does not
+    /// exist and there are as many groups as allowed.
+    fn must_fold(&self, labels: &GroupKey) -> bool {
+        self.groups.len() >= MAX_GROUPS && !self.groups.contains_key(labels)
+    }
+
     fn add(&mut self, r: &Record, settled: &[Sym; 3]) {
-        let g = self.groups.entry(r.labels).or_default();
+        let g = self.groups.entry(r.group()).or_default();
         g.sessions += 1;
-        g.acus_micros += r.acus_micros;
+        g.acus_micros = g.acus_micros.saturating_add(r.acus_micros);
         for s in r.pr_states.iter() {
             *self.pr_states.entry(*s).or_default() += 1;
         }
@@ -120,11 +159,12 @@ impl Aggregates {
     }
 
     fn remove(&mut self, r: &Record, settled: &[Sym; 3]) {
-        if let Some(g) = self.groups.get_mut(&r.labels) {
-            g.sessions -= 1;
-            g.acus_micros -= r.acus_micros;
+        let key = r.group();
+        if let Some(g) = self.groups.get_mut(&key) {
+            g.sessions = g.sessions.saturating_sub(1);
+            g.acus_micros = g.acus_micros.saturating_sub(r.acus_micros);
             if g.sessions == 0 {
-                self.groups.remove(&r.labels);
+                self.groups.remove(&key);
             }
         }
         for s in r.pr_states.iter() {
@@ -150,6 +190,19 @@ impl Aggregates {
                 }
             }
         }
+    }
+}
+
+/// Logs a session whose `acus_consumed` is not-a-number, infinite, negative or beyond
+/// [`MAX_SESSION_ACUS`] (once per change of the session, not per scrape).
+fn warn_bad_acus(s: &Session<'_>) {
+    if bad_acus(s.acus_consumed) {
+        tracing::warn!(
+            session_id = %s.session_id,
+            acus_consumed = s.acus_consumed,
+            "session reports an impossible acus_consumed; counted with {} ACUs",
+            micros(s.acus_consumed) as f64 / MICROS
+        );
     }
 }
 
@@ -181,7 +234,7 @@ impl SessionStore {
             .iter()
             .map(|p| interner.intern(p.pr_state.as_deref()))
             .collect();
-        let incoming = Record {
+        let mut incoming = Record {
             created_at: s.created_at,
             updated_at: s.updated_at,
             acus_micros: micros(s.acus_consumed),
@@ -189,6 +242,7 @@ impl SessionStore {
             labels,
             seen_gen: generation,
             archived: s.is_archived.unwrap_or(false),
+            folded: false,
         };
         match self.records.get_mut(&key) {
             Some(stored) => {
@@ -199,14 +253,19 @@ impl SessionStore {
                 }
                 let mut compare = stored.clone();
                 compare.seen_gen = generation;
+                compare.folded = false;
                 if compare == incoming {
                     stored.seen_gen = generation;
                     return Upsert::Unchanged;
                 }
+                warn_bad_acus(s);
                 self.aggregates.remove(stored, &self.settled);
+                incoming.folded = self.aggregates.must_fold(&incoming.labels);
                 self.aggregates.add(&incoming, &self.settled);
-                self.counters.acus_micros +=
-                    incoming.acus_micros.saturating_sub(stored.acus_micros);
+                self.counters.acus_micros = self
+                    .counters
+                    .acus_micros
+                    .saturating_add(incoming.acus_micros.saturating_sub(stored.acus_micros));
                 // A new detail within a status counts too: a suspension's reason can change.
                 let entered = (incoming.labels[0], incoming.labels[1]);
                 if count_transitions && entered != (stored.labels[0], stored.labels[1]) {
@@ -216,8 +275,13 @@ impl SessionStore {
                 Upsert::Updated
             }
             None => {
+                warn_bad_acus(s);
+                incoming.folded = self.aggregates.must_fold(&incoming.labels);
                 self.aggregates.add(&incoming, &self.settled);
-                self.counters.acus_micros += incoming.acus_micros;
+                self.counters.acus_micros = self
+                    .counters
+                    .acus_micros
+                    .saturating_add(incoming.acus_micros);
                 *self.counters.created.entry(incoming.labels[2]).or_default() += 1;
                 if count_transitions {
                     let entered = (incoming.labels[0], incoming.labels[1]);
@@ -482,6 +546,46 @@ mod tests {
         // Counters remember the dropped session.
         assert_eq!(s.counters().acus_micros, 2_000_000);
         assert_eq!(s.counters().created.values().sum::<u64>(), 2);
+    }
+
+    #[test]
+    fn combinations_past_the_cap_fold_into_overflow_and_come_back_out_exactly() {
+        let mut s = SessionStore::default();
+        let n = MAX_GROUPS + 500;
+        for i in 0..n {
+            let detail = format!(r#""d{}""#, i % 60);
+            let mut json = item(&format!("s{i}"), "running", &detail, 1.0, 10);
+            json = json.replace(
+                r#""category":null"#,
+                &format!(r#""category":"c{}""#, i / 60),
+            );
+            upsert(&mut s, &json, 1, false);
+        }
+        let groups: Vec<_> = s.groups().map(|(k, g)| (*k, *g)).collect();
+        assert_eq!(groups.len(), MAX_GROUPS + 1);
+        let overflow = groups.iter().find(|(k, _)| *k == OVERFLOW_GROUP).unwrap().1;
+        assert_eq!(overflow.sessions, 500);
+        let total: u64 = groups.iter().map(|(_, g)| g.sessions).sum();
+        assert_eq!(total, n as u64);
+        // A full re-listing that sees none of them empties every group, overflow included.
+        assert_eq!(s.drop_unseen(2), n);
+        assert_eq!(s.groups().count(), 0);
+    }
+
+    #[test]
+    fn absurd_acus_neither_wrap_nor_go_negative() {
+        let mut s = SessionStore::default();
+        for (i, acus) in ["1e308", "1e308", "-3", "2"].iter().enumerate() {
+            let json = item(&format!("s{i}"), "running", "null", 0.0, 10).replace(
+                r#""acus_consumed":0"#,
+                &format!(r#""acus_consumed":{acus}"#),
+            );
+            upsert(&mut s, &json, 1, false);
+        }
+        let g = group(&s, "running").unwrap();
+        assert_eq!(g.sessions, 4);
+        assert_eq!(g.acus_micros, 2 * 1_000_000_000_000_000 + 2_000_000);
+        assert_eq!(s.counters().acus_micros, g.acus_micros);
     }
 
     #[test]
