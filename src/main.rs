@@ -49,6 +49,9 @@ struct Cli {
 enum Command {
     /// Serve the simulated Devin API on its own (for developing dashboards and tests).
     Simulate(SimulateArgs),
+    /// Check the token and every org without starting the server: exit 0 when every org is
+    /// readable, 1 when one is not, 2 on bad configuration.
+    Check,
     /// Exit 0 if the exporter's /healthz answers 200 (for container health checks).
     Healthcheck {
         /// URL to check [default: /healthz on the port of DEVIN_LISTEN_ADDRESS, over https
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Some(Command::Check) => return runtime.block_on(check()),
         None => {}
     }
     let config = match config::from_env() {
@@ -142,6 +146,25 @@ async fn demo(mut config: Config) -> Result<(), String> {
         true,
     )
     .await
+}
+
+/// `devin-exporter check`: the report on stdout, configuration errors on stderr.
+async fn check() -> ExitCode {
+    let config = match config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match devin_exporter::check::run(&config, &mut std::io::stdout()).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
 }
 
 /// This process's own /healthz, from the environment the server would read.

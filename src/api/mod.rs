@@ -2,6 +2,7 @@
 
 pub mod budget;
 pub mod client;
+pub mod explain;
 pub mod model;
 pub mod retry;
 pub mod token;

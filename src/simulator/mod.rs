@@ -45,6 +45,8 @@ pub struct SimConfig {
     pub exclusive_time_bounds: bool,
     /// Simulated Unix time at the start; the real time when `None`.
     pub start_time: Option<i64>,
+    /// Org ids whose sessions the token may not list: always 403.
+    pub forbidden_orgs: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -60,6 +62,7 @@ impl Default for SimConfig {
             tokens: vec!["cog_simulator".to_string()],
             exclusive_time_bounds: false,
             start_time: None,
+            forbidden_orgs: Vec::new(),
         }
     }
 }
