@@ -69,7 +69,8 @@ pub fn build(
     );
     let auth =
         (!web.basic_auth_users.is_empty()).then(|| BasicAuth::new(web.basic_auth_users.clone()));
-    Ok((exporter, http::router(state, auth)))
+    let router = web.http_server_config.apply(http::router(state, auth));
+    Ok((exporter, router))
 }
 
 /// Runs the server until SIGTERM/SIGINT.
@@ -94,7 +95,12 @@ pub async fn run(config: &Config, token: Option<TokenSource>, demo: bool) -> Res
         "devin-exporter {} starting",
         crate::metrics::VERSION
     );
-    http::serve(listener, router, web.tls_server_config.as_ref())
-        .await
-        .map_err(|e| format!("server error: {e}"))
+    http::serve_with(
+        listener,
+        router,
+        web.tls_server_config.as_ref(),
+        web.http_server_config.http2,
+    )
+    .await
+    .map_err(|e| format!("server error: {e}"))
 }

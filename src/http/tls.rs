@@ -1,0 +1,356 @@
+//! The rustls server configuration of `tls_server_config`: versions, cipher suites, key
+//! exchange groups and client certificates as the web config format defines them. Errors
+//! name the key whose value cannot be honoured.
+
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::{CryptoProvider, aws_lc_rs};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{NoClientAuth, WebPkiClientVerifier};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+    SupportedProtocolVersion,
+};
+
+use super::web_config::TlsServerConfig;
+
+/// A version name of the format, or why it cannot be honoured.
+fn version(key: &str, name: &str) -> Result<&'static SupportedProtocolVersion, String> {
+    match name {
+        "TLS13" => Ok(&rustls::version::TLS13),
+        "TLS12" => Ok(&rustls::version::TLS12),
+        "TLS10" | "TLS11" => Err(format!(
+            "tls_server_config.{key}: {name} is not supported (rustls speaks TLS12 and TLS13)"
+        )),
+        _ => Err(format!(
+            "tls_server_config.{key}: {name} is not a TLS version (TLS12 or TLS13)"
+        )),
+    }
+}
+
+/// Go's names of key exchange groups to rustls' (IANA) names.
+const CURVES: &[(&str, &str)] = &[
+    ("X25519", "X25519"),
+    ("CurveP256", "secp256r1"),
+    ("CurveP384", "secp384r1"),
+    ("CurveP521", "secp521r1"),
+    ("X25519MLKEM768", "X25519MLKEM768"),
+];
+
+/// The provider with the cipher suites and groups the configuration asks for.
+fn provider(tls: &TlsServerConfig) -> Result<CryptoProvider, String> {
+    let mut provider = aws_lc_rs::default_provider();
+    if !tls.cipher_suites.is_empty() {
+        let available = aws_lc_rs::ALL_CIPHER_SUITES;
+        let name_of = |s: &rustls::SupportedCipherSuite| format!("{:?}", s.suite());
+        // As in Go, the list orders TLS 1.2 suites; TLS 1.3 suites are always on.
+        let mut chosen: Vec<_> = available
+            .iter()
+            .filter(|s| s.version() == &rustls::version::TLS13)
+            .copied()
+            .collect();
+        for name in &tls.cipher_suites {
+            // Go also knows the ChaCha20 suites without their `_SHA256`.
+            let found = available.iter().find(|s| {
+                let n = name_of(s);
+                n == *name
+                    || n == format!("{name}_SHA256")
+                    || n == format!("TLS13_{}", name.trim_start_matches("TLS_"))
+            });
+            match found {
+                Some(s) if !chosen.contains(s) => chosen.push(*s),
+                Some(_) => {}
+                None => {
+                    let names: Vec<String> = available
+                        .iter()
+                        .filter(|s| s.version() == &rustls::version::TLS12)
+                        .map(name_of)
+                        .collect();
+                    return Err(format!(
+                        "tls_server_config.cipher_suites: {name} is not supported (supported: {})",
+                        names.join(", ")
+                    ));
+                }
+            }
+        }
+        provider.cipher_suites = chosen;
+    }
+    if !tls.curve_preferences.is_empty() {
+        let mut groups = Vec::new();
+        for name in &tls.curve_preferences {
+            let iana = CURVES
+                .iter()
+                .find(|(go, _)| go == name)
+                .map(|(_, iana)| *iana);
+            let group = aws_lc_rs::ALL_KX_GROUPS
+                .iter()
+                .find(|g| iana.is_some_and(|i| format!("{:?}", g.name()) == i));
+            match group {
+                Some(g) => groups.push(*g),
+                None => {
+                    return Err(format!(
+                        "tls_server_config.curve_preferences: {name} is not supported (supported: X25519, CurveP256, CurveP384, X25519MLKEM768)"
+                    ));
+                }
+            }
+        }
+        provider.kx_groups = groups;
+    }
+    Ok(provider)
+}
+
+fn client_roots(tls: &TlsServerConfig, mode: &str) -> Result<Arc<RootCertStore>, String> {
+    let Some(path) = &tls.client_ca_file else {
+        return Err(format!(
+            "tls_server_config.client_ca_file: required with client_auth_type {mode}"
+        ));
+    };
+    let mut roots = RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("tls_server_config.client_ca_file: no certificate in it".to_string());
+    }
+    Ok(Arc::new(roots))
+}
+
+/// The verifier of client certificates for `client_auth_type`.
+fn client_verifier(
+    tls: &TlsServerConfig,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, String> {
+    let mode = tls.client_auth_type.as_deref().unwrap_or("NoClientCert");
+    let built = |b: rustls::server::ClientCertVerifierBuilder| {
+        b.build()
+            .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))
+    };
+    let verifier: Arc<dyn ClientCertVerifier> = match mode {
+        "NoClientCert" | "" => {
+            if tls.client_ca_file.is_some() {
+                return Err("tls_server_config.client_ca_file: set, but client_auth_type is NoClientCert: choose a client_auth_type".to_string());
+            }
+            Arc::new(NoClientAuth)
+        }
+        "RequestClientCert" | "RequireAnyClientCert" | "RequireClientCert" => {
+            Arc::new(AnyClientCert {
+                mandatory: mode != "RequestClientCert",
+                provider: Arc::clone(provider),
+            })
+        }
+        "VerifyClientCertIfGiven" => built(
+            WebPkiClientVerifier::builder_with_provider(
+                client_roots(tls, mode)?,
+                Arc::clone(provider),
+            )
+            .allow_unauthenticated(),
+        )?,
+        "RequireAndVerifyClientCert" => built(WebPkiClientVerifier::builder_with_provider(
+            client_roots(tls, mode)?,
+            Arc::clone(provider),
+        ))?,
+        other => {
+            return Err(format!(
+                "tls_server_config.client_auth_type: {other} is not one of NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert"
+            ));
+        }
+    };
+    if tls.client_allowed_sans.is_empty() {
+        return Ok(verifier);
+    }
+    if mode == "NoClientCert" || mode.is_empty() {
+        return Err(
+            "tls_server_config.client_allowed_sans: needs a client_auth_type that asks for certificates"
+                .to_string(),
+        );
+    }
+    let mut allowed = Vec::new();
+    for san in &tls.client_allowed_sans {
+        let name = ServerName::try_from(san.as_str()).map_err(|_| {
+            format!(
+                "tls_server_config.client_allowed_sans: {san}: only DNS names and IP addresses are supported"
+            )
+        })?;
+        allowed.push(name.to_owned());
+    }
+    Ok(Arc::new(AllowedSans {
+        inner: verifier,
+        allowed,
+    }))
+}
+
+/// The rustls configuration of `tls` (files already resolved); `http2` decides ALPN.
+pub fn server_config(tls: &TlsServerConfig, http2: bool) -> Result<Arc<ServerConfig>, String> {
+    let min = version("min_version", tls.min_version.as_deref().unwrap_or("TLS12"))?;
+    let max = version("max_version", tls.max_version.as_deref().unwrap_or("TLS13"))?;
+    let rank = |v: &SupportedProtocolVersion| u16::from(v.version);
+    if rank(min) > rank(max) {
+        return Err("tls_server_config.min_version: above max_version".to_string());
+    }
+    let versions: Vec<&'static SupportedProtocolVersion> =
+        [&rustls::version::TLS12, &rustls::version::TLS13]
+            .into_iter()
+            .filter(|v| rank(v) >= rank(min) && rank(v) <= rank(max))
+            .collect();
+    let provider = Arc::new(provider(tls)?);
+    let verifier = client_verifier(tls, &provider)?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert_file)
+        .and_then(|i| i.collect())
+        .map_err(|e| format!("tls_server_config.cert_file: {e}"))?;
+    if certs.is_empty() {
+        return Err("tls_server_config.cert_file: no certificate in it".to_string());
+    }
+    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
+        .map_err(|e| format!("tls_server_config.key_file: {e}"))?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)
+        .map_err(|e| format!("tls_server_config: {e}"))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("tls_server_config.key_file: {e}"))?;
+    config.ignore_client_order = tls.prefer_server_cipher_suites.unwrap_or(true);
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    Ok(Arc::new(config))
+}
+
+/// RequestClientCert and RequireAnyClientCert: a certificate is asked for (or required) but
+/// not verified against a CA; the handshake signature still proves the client holds its key.
+#[derive(Debug)]
+struct AnyClientCert {
+    mandatory: bool,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ClientCertVerifier for AnyClientCert {
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// `client_allowed_sans`: after `inner` accepts a certificate, it must also be valid for one
+/// of the allowed names.
+#[derive(Debug)]
+struct AllowedSans {
+    inner: Arc<dyn ClientCertVerifier>,
+    allowed: Vec<ServerName<'static>>,
+}
+
+impl ClientCertVerifier for AllowedSans {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|_| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+        })?;
+        if self
+            .allowed
+            .iter()
+            .any(|name| cert.verify_is_valid_for_subject_name(name).is_ok())
+        {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
