@@ -61,12 +61,7 @@ pub fn build(
         settings,
         discovery,
     ));
-    let state = AppState::new(
-        Arc::clone(&exporter),
-        config.scrape_timeout,
-        config.api_url.clone(),
-        demo,
-    );
+    let state = AppState::for_config(Arc::clone(&exporter), config, demo);
     let auth =
         (!web.basic_auth_users.is_empty()).then(|| BasicAuth::new(web.basic_auth_users.clone()));
     let router = web.http_server_config.apply(http::router(state, auth));

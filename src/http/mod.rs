@@ -37,6 +37,8 @@ pub struct AppState {
     pub api_url: String,
     /// True in demo mode (landing page says so).
     pub demo: bool,
+    /// The configuration, for the settings the landing page shows.
+    pub config: Option<crate::config::Config>,
     process: ProcessCollector,
     renderer: Renderer,
 }
@@ -54,6 +56,24 @@ impl AppState {
             default_timeout,
             api_url,
             demo,
+            config: None,
+            process: ProcessCollector::for_self(),
+            renderer: Renderer::default(),
+        })
+    }
+
+    /// Shared state for the handlers of a server run with `config`.
+    pub fn for_config(
+        exporter: Arc<Exporter>,
+        config: &crate::config::Config,
+        demo: bool,
+    ) -> Arc<Self> {
+        Arc::new(AppState {
+            exporter,
+            default_timeout: config.scrape_timeout,
+            api_url: config.api_url.clone(),
+            demo,
+            config: Some(config.clone()),
             process: ProcessCollector::for_self(),
             renderer: Renderer::default(),
         })
@@ -169,7 +189,11 @@ async fn service_discovery(State(state): State<Arc<AppState>>) -> Json<serde_jso
 }
 
 async fn landing(State(state): State<Arc<AppState>>) -> Html<String> {
-    Html(landing::page(&state))
+    let discovery = match state.exporter.discovery() {
+        Some(d) => Some(d.status().await),
+        None => None,
+    };
+    Html(landing::page(&state, discovery.as_ref()))
 }
 
 async fn healthz() -> &'static str {
