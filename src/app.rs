@@ -64,7 +64,11 @@ pub fn build(
     let state = AppState::for_config(Arc::clone(&exporter), config, demo);
     let auth =
         (!web.basic_auth_users.is_empty()).then(|| BasicAuth::new(web.basic_auth_users.clone()));
-    let router = web.http_server_config.apply(http::router(state, auth));
+    let mut router = http::router(state, auth);
+    if let Some(limit) = &web.rate_limit {
+        router = limit.apply(router);
+    }
+    let router = web.http_server_config.apply(router);
     Ok((exporter, router))
 }
 

@@ -269,3 +269,23 @@ async fn healthcheck_presents_its_client_certificate() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("DEVIN_HEALTHCHECK_CLIENT_KEY"), "{err}");
 }
+
+#[tokio::test]
+async fn rate_limit_answers_429_beyond_the_burst() {
+    let api = api().await;
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(&web, "rate_limit:\n  interval: 1h\n  burst: 2\n").unwrap();
+    let exp = start_exporter(
+        &api.uri(),
+        &["org-a"],
+        &[("DEVIN_WEB_CONFIG_FILE", web.to_str().unwrap())],
+    )
+    .await;
+    let url = format!("{}/healthz", exp.url);
+    let mut codes = Vec::new();
+    for _ in 0..3 {
+        codes.push(reqwest::get(&url).await.unwrap().status().as_u16());
+    }
+    assert_eq!(codes, [200, 200, 429]);
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{CryptoProvider, aws_lc_rs};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{NoClientAuth, WebPkiClientVerifier};
 use rustls::{
@@ -102,23 +102,49 @@ fn provider(tls: &TlsServerConfig) -> Result<CryptoProvider, String> {
     Ok(provider)
 }
 
-fn client_roots(tls: &TlsServerConfig, mode: &str) -> Result<Arc<RootCertStore>, String> {
-    let Some(path) = &tls.client_ca_file else {
-        return Err(format!(
-            "tls_server_config.client_ca_file: required with client_auth_type {mode}"
-        ));
+/// PEM certificates from the inline `key` or from `{key}_file`; `None` when neither is set.
+fn certificates(
+    inline: Option<&str>,
+    file: Option<&std::path::Path>,
+    key: &str,
+) -> Result<Option<Vec<CertificateDer<'static>>>, String> {
+    let (certs, key) = match (inline, file) {
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "tls_server_config.{key}: set together with {key}_file: use one"
+            ));
+        }
+        (Some(pem), None) => (
+            CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<Vec<_>, _>>(),
+            key.to_string(),
+        ),
+        (None, Some(path)) => (
+            CertificateDer::pem_file_iter(path).and_then(|i| i.collect()),
+            format!("{key}_file"),
+        ),
+        (None, None) => return Ok(None),
     };
+    let certs = certs.map_err(|e| format!("tls_server_config.{key}: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("tls_server_config.{key}: no certificate in it"));
+    }
+    Ok(Some(certs))
+}
+
+fn client_roots(tls: &TlsServerConfig, mode: &str) -> Result<Arc<RootCertStore>, String> {
+    let certs = certificates(
+        tls.client_ca.as_deref(),
+        tls.client_ca_file.as_deref(),
+        "client_ca",
+    )?
+    .ok_or_else(|| {
+        format!("tls_server_config.client_ca_file: required with client_auth_type {mode}")
+    })?;
     let mut roots = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
     for cert in certs {
-        let cert = cert.map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
         roots
             .add(cert)
             .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
-    }
-    if roots.is_empty() {
-        return Err("tls_server_config.client_ca_file: no certificate in it".to_string());
     }
     Ok(Arc::new(roots))
 }
@@ -135,7 +161,7 @@ fn client_verifier(
     };
     let verifier: Arc<dyn ClientCertVerifier> = match mode {
         "NoClientCert" | "" => {
-            if tls.client_ca_file.is_some() {
+            if tls.client_ca_file.is_some() || tls.client_ca.is_some() {
                 return Err("tls_server_config.client_ca_file: set, but client_auth_type is NoClientCert: choose a client_auth_type".to_string());
             }
             Arc::new(NoClientAuth)
@@ -166,25 +192,51 @@ fn client_verifier(
     if tls.client_allowed_sans.is_empty() {
         return Ok(verifier);
     }
-    if mode == "NoClientCert" || mode.is_empty() {
+    if !matches!(
+        mode,
+        "RequireAnyClientCert" | "RequireClientCert" | "RequireAndVerifyClientCert"
+    ) {
+        // Other modes let a client in without a certificate, so without a SAN to check.
         return Err(
-            "tls_server_config.client_allowed_sans: needs a client_auth_type that asks for certificates"
+            "tls_server_config.client_allowed_sans: needs client_auth_type RequireAnyClientCert or RequireAndVerifyClientCert"
                 .to_string(),
         );
     }
-    let mut allowed = Vec::new();
-    for san in &tls.client_allowed_sans {
-        let name = ServerName::try_from(san.as_str()).map_err(|_| {
-            format!(
-                "tls_server_config.client_allowed_sans: {san}: only DNS names and IP addresses are supported"
-            )
-        })?;
-        allowed.push(name.to_owned());
-    }
     Ok(Arc::new(AllowedSans {
         inner: verifier,
-        allowed,
+        allowed: tls.client_allowed_sans.clone(),
     }))
+}
+
+/// The subject alternative names of a certificate as Go prints them: DNS names, IP
+/// addresses, e-mail addresses and URIs.
+fn subject_alt_names(der: &[u8]) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(s) | GeneralName::RFC822Name(s) | GeneralName::URI(s) => {
+                Some(s.to_string())
+            }
+            GeneralName::IPAddress(bytes) => match bytes.len() {
+                4 => <[u8; 4]>::try_from(*bytes)
+                    .ok()
+                    .map(|b| std::net::IpAddr::from(b).to_string()),
+                16 => <[u8; 16]>::try_from(*bytes)
+                    .ok()
+                    .map(|b| std::net::IpAddr::from(b).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 /// The rustls configuration of `tls` (files already resolved); `http2` decides ALPN.
@@ -202,14 +254,20 @@ pub fn server_config(tls: &TlsServerConfig, http2: bool) -> Result<Arc<ServerCon
             .collect();
     let provider = Arc::new(provider(tls)?);
     let verifier = client_verifier(tls, &provider)?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert_file)
-        .and_then(|i| i.collect())
-        .map_err(|e| format!("tls_server_config.cert_file: {e}"))?;
-    if certs.is_empty() {
-        return Err("tls_server_config.cert_file: no certificate in it".to_string());
-    }
-    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
-        .map_err(|e| format!("tls_server_config.key_file: {e}"))?;
+    let certs = certificates(tls.cert.as_deref(), tls.cert_file.as_deref(), "cert")?
+        .ok_or("tls_server_config.cert_file: required (or cert, inline)")?;
+    let key = match (tls.key.as_ref(), tls.key_file.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err("tls_server_config.key: set together with key_file: use one".to_string());
+        }
+        (Some(inline), None) => PrivateKeyDer::from_pem_slice(inline.expose().as_bytes())
+            .map_err(|e| format!("tls_server_config.key: {e}"))?,
+        (None, Some(file)) => PrivateKeyDer::from_pem_file(file)
+            .map_err(|e| format!("tls_server_config.key_file: {e}"))?,
+        (None, None) => {
+            return Err("tls_server_config.key_file: required (or key, inline)".to_string());
+        }
+    };
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&versions)
         .map_err(|e| format!("tls_server_config: {e}"))?
@@ -286,12 +344,12 @@ impl ClientCertVerifier for AnyClientCert {
     }
 }
 
-/// `client_allowed_sans`: after `inner` accepts a certificate, it must also be valid for one
-/// of the allowed names.
+/// `client_allowed_sans`: after `inner` accepts a certificate, one of its subject alternative
+/// names must equal one of the allowed ones exactly.
 #[derive(Debug)]
 struct AllowedSans {
     inner: Arc<dyn ClientCertVerifier>,
-    allowed: Vec<ServerName<'static>>,
+    allowed: Vec<String>,
 }
 
 impl ClientCertVerifier for AllowedSans {
@@ -316,13 +374,9 @@ impl ClientCertVerifier for AllowedSans {
         let verified = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
-        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|_| {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
-        })?;
-        if self
-            .allowed
+        if subject_alt_names(end_entity)
             .iter()
-            .any(|name| cert.verify_is_valid_for_subject_name(name).is_ok())
+            .any(|san| self.allowed.contains(san))
         {
             Ok(verified)
         } else {

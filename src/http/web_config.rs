@@ -23,14 +23,32 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::config::Secret;
+
+/// An inline private key, kept out of `Debug` output.
+fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(Secret::new))
+}
+
 /// `tls_server_config`; relative paths are relative to the web config file.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsServerConfig {
-    /// PEM certificate chain.
-    pub cert_file: PathBuf,
-    /// PEM private key.
-    pub key_file: PathBuf,
+    /// PEM certificate chain file.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key file.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// PEM certificate chain inline, instead of `cert_file`.
+    #[serde(default)]
+    pub cert: Option<String>,
+    /// PEM private key inline, instead of `key_file`.
+    #[serde(default, deserialize_with = "secret")]
+    pub key: Option<Secret>,
+    /// PEM client CA certificates inline, instead of `client_ca_file`.
+    #[serde(default)]
+    pub client_ca: Option<String>,
     /// NoClientCert (default), RequestClientCert, RequireAnyClientCert,
     /// VerifyClientCertIfGiven or RequireAndVerifyClientCert.
     #[serde(default)]
@@ -142,6 +160,16 @@ impl HttpServerConfig {
     }
 }
 
+/// `rate_limit`: a token bucket over every request to the server.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Time between two requests (`100ms`, `1s`); 0 turns the limit off.
+    pub interval: String,
+    /// Requests allowed at once beyond the steady rate.
+    pub burst: u32,
+}
+
 /// The web config file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -155,6 +183,55 @@ pub struct WebConfig {
     /// User name to bcrypt hash; empty means no authentication.
     #[serde(default)]
     pub basic_auth_users: BTreeMap<String, String>,
+    /// Requests beyond this rate are answered 429.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl RateLimit {
+    /// The interval, or why it is not one; `None` when the limit is off.
+    pub fn period(&self) -> Result<Option<std::time::Duration>, String> {
+        let text = self.interval.trim();
+        if text == "0" {
+            return Ok(None);
+        }
+        let d = humantime::parse_duration(text).map_err(|_| {
+            format!("rate_limit.interval: {text:?} is not a duration such as 100ms or 1s")
+        })?;
+        if d.is_zero() {
+            return Ok(None);
+        }
+        if self.burst == 0 {
+            return Err("rate_limit.burst: must be at least 1".to_string());
+        }
+        Ok(Some(d))
+    }
+
+    /// Answers 429 to requests of `router` beyond the configured rate.
+    pub fn apply(&self, router: axum::Router) -> axum::Router {
+        let Ok(Some(period)) = self.period() else {
+            return router;
+        };
+        let burst = std::num::NonZeroU32::new(self.burst).unwrap_or(std::num::NonZeroU32::MIN);
+        let Some(quota) = governor::Quota::with_period(period) else {
+            return router;
+        };
+        let limiter = std::sync::Arc::new(governor::RateLimiter::direct(quota.allow_burst(burst)));
+        router.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let limiter = std::sync::Arc::clone(&limiter);
+                async move {
+                    if limiter.check().is_err() {
+                        return axum::response::IntoResponse::into_response((
+                            axum::http::StatusCode::TOO_MANY_REQUESTS,
+                            "too many requests\n",
+                        ));
+                    }
+                    next.run(request).await
+                }
+            },
+        ))
+    }
 }
 
 impl WebConfig {
@@ -171,8 +248,8 @@ impl WebConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         if let Some(tls) = &mut config.tls_server_config {
             let files = [
-                ("cert_file", Some(&mut tls.cert_file)),
-                ("key_file", Some(&mut tls.key_file)),
+                ("cert_file", tls.cert_file.as_mut()),
+                ("key_file", tls.key_file.as_mut()),
                 ("client_ca_file", tls.client_ca_file.as_mut()),
             ];
             for (key, file) in files {
@@ -190,6 +267,9 @@ impl WebConfig {
             super::tls::server_config(tls, config.http_server_config.http2).map_err(fail)?;
         }
         config.http_server_config.validate().map_err(fail)?;
+        if let Some(limit) = &config.rate_limit {
+            limit.period().map_err(fail)?;
+        }
         for (user, hash) in &config.basic_auth_users {
             // A malformed hash would lock everybody out at the first scrape: refuse it now.
             if bcrypt::verify("", hash).is_err() {
@@ -218,7 +298,7 @@ mod tests {
         let c = WebConfig::load(&path).unwrap();
         assert_eq!(
             c.tls_server_config.unwrap().cert_file,
-            dir.path().join("c.pem")
+            Some(dir.path().join("c.pem"))
         );
         assert_eq!(c.basic_auth_users["alice"], hash);
 
@@ -271,9 +351,9 @@ mod tests {
             "tls_server_config:
   cert_file: c.pem
   key_file: k.pem
-  client_auth_type: VerifyClientCertIfGiven
+  client_auth_type: RequireAndVerifyClientCert
   client_ca_file: c.pem
-  client_allowed_sans: [prometheus.example, 10.0.0.1]
+  client_allowed_sans: [prometheus.example, 10.0.0.1, ops@example.com, spiffe://example/prometheus]
   min_version: TLS12
   max_version: TLS13
   cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305]
@@ -285,6 +365,9 @@ http_server_config:
     X-Content-Type-Options: nosniff
     Content-Security-Policy: default-src 'none'
 basic_auth_users: {}
+rate_limit:
+  interval: 100ms
+  burst: 20
 ",
         )
         .unwrap();
@@ -294,6 +377,33 @@ basic_auth_users: {}
         let rustls = super::super::tls::server_config(&tls, false).unwrap();
         assert!(!rustls.ignore_client_order);
         assert_eq!(rustls.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        let limit = c.rate_limit.unwrap();
+        assert_eq!(
+            limit.period(),
+            Ok(Some(std::time::Duration::from_millis(100)))
+        );
+
+        // Certificate, key and client CA inline instead of files; the key stays out of Debug.
+        let cert = std::fs::read_to_string(dir.path().join("c.pem")).unwrap();
+        let key = std::fs::read_to_string(dir.path().join("k.pem")).unwrap();
+        let indent = |pem: &str| {
+            pem.lines()
+                .map(|l| format!("    {l}\n"))
+                .collect::<String>()
+        };
+        let c = load(
+            dir.path(),
+            &format!(
+                "tls_server_config:\n  cert: |\n{}  key: |\n{}  client_ca: |\n{}  client_auth_type: RequireAndVerifyClientCert\n",
+                indent(&cert),
+                indent(&key),
+                indent(&cert)
+            ),
+        )
+        .unwrap();
+        let tls = c.tls_server_config.unwrap();
+        assert!(!format!("{tls:?}").contains("PRIVATE KEY"));
+        assert!(super::super::tls::server_config(&tls, true).is_ok());
     }
 
     #[test]
@@ -335,8 +445,12 @@ basic_auth_users: {}
                 "tls_server_config.client_ca_file: set, but client_auth_type is NoClientCert",
             ),
             (
-                "  client_auth_type: RequireAnyClientCert\n  client_allowed_sans: [mailto:a@b.c]\n",
-                "tls_server_config.client_allowed_sans: mailto:a@b.c: only DNS names and IP addresses",
+                "  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: c.pem\n  client_allowed_sans: [a.example]\n",
+                "tls_server_config.client_allowed_sans: needs client_auth_type RequireAnyClientCert or RequireAndVerifyClientCert",
+            ),
+            (
+                "  cert: x\n",
+                "tls_server_config.cert: set together with cert_file: use one",
             ),
             (
                 "  client_ca_file: nope.pem\n",
@@ -364,6 +478,18 @@ basic_auth_users: {}
             (
                 "http_server_config:\n  http3: true\n",
                 "unknown field `http3`",
+            ),
+            (
+                "tls_server_config:\n  key_file: k.pem\n",
+                "tls_server_config.cert_file: required (or cert, inline)",
+            ),
+            (
+                "rate_limit:\n  interval: soon\n  burst: 1\n",
+                "rate_limit.interval: \"soon\" is not a duration",
+            ),
+            (
+                "rate_limit:\n  interval: 1s\n  burst: 0\n",
+                "rate_limit.burst: must be at least 1",
             ),
         ] {
             let err = load(dir.path(), yaml).unwrap_err();
