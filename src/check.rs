@@ -69,7 +69,8 @@ fn failure(error: &ApiError, scope: Scope, latency: Duration, token: &str) -> Ou
         ),
         ApiError::Deadline => (
             "no answer".to_string(),
-            "no answer within DEVIN_REQUEST_TIMEOUT: check DEVIN_API_URL and the network"
+            "no answer within DEVIN_REQUEST_TIMEOUT, or held back by a rate limit on the token: \
+             check DEVIN_API_URL and the network, or retry later"
                 .to_string(),
         ),
         other => ("bad answer".to_string(), clean(&other.to_string(), token)),

@@ -139,3 +139,70 @@ fn bad_configuration_exits_2() {
     assert_eq!(code, 2);
     assert!(err.contains("DEVIN_API_TOKEN"), "{err}");
 }
+
+/// `check` in-process against a mocked API, for answers the simulator does not give.
+async fn check_against(api: &wiremock::MockServer, orgs: &str, token: &str) -> (bool, String) {
+    let config = devin_exporter::config::from_vars(
+        [
+            ("DEVIN_API_TOKEN", token),
+            ("DEVIN_ORG_IDS", orgs),
+            ("DEVIN_API_URL", api.uri().as_str()),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let ok = devin_exporter::check::run(&config, &mut out).await.unwrap();
+    (ok, String::from_utf8(out).unwrap())
+}
+
+#[tokio::test]
+async fn rate_limited_org_and_a_detail_that_echoes_the_token() {
+    use wiremock::matchers::path;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let token = "cog_echoed_secret_42";
+    let api = MockServer::start().await;
+    Mock::given(path("/v3/self"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "principal_type": "service_user", "service_user_id": "su-1", "org_id": "org-busy"
+        })))
+        .mount(&api)
+        .await;
+    Mock::given(path("/v3/organizations/org-busy/sessions"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "3600")
+                .set_body_json(serde_json::json!({"detail": "Rate limit exceeded"})),
+        )
+        .mount(&api)
+        .await;
+    Mock::given(path("/v3/organizations/org-echo/sessions"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(serde_json::json!({
+            "detail": format!("token {token} revoked\u{1b}[31m; also cog_other_token")
+        })))
+        .mount(&api)
+        .await;
+    let (ok, out) = check_against(&api, "org-busy,org-echo", token).await;
+    assert!(!ok, "{out}");
+    assert!(
+        line(&out, "token").contains("service user su-1 of org org-busy"),
+        "{out}"
+    );
+    let busy = line(&out, "org-busy");
+    assert!(
+        busy.contains("HTTP 429")
+            && busy.contains("Rate limit exceeded: rate limited: retry later"),
+        "{busy}"
+    );
+    let echo = line(&out, "org-echo");
+    assert!(
+        echo.contains("token <redacted> revoked [31m; also <redacted>"),
+        "{echo}"
+    );
+    assert!(echo.contains("the token is invalid or revoked"), "{echo}");
+    assert!(
+        !out.contains("echoed_secret") && !out.contains("cog_other"),
+        "{out}"
+    );
+    assert!(!out.contains('\u{1b}'), "control characters are dropped");
+}
