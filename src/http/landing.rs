@@ -79,11 +79,12 @@ fn state_in_words(st: &OrgState) -> String {
         (Some(false), Some(e)) => Some(explained(e, Scope::OrgSessions)),
         (Some(false), None) => Some("last collection failed".to_string()),
     };
-    match (health, listing) {
-        (None, None) => "not collected yet".to_string(),
-        (Some(h), None) => h,
-        (None, Some(l)) => l,
-        (Some(h), Some(l)) => format!("{h}; {l}"),
+    match (st.health.up, health, listing) {
+        (_, None, None) => "not collected yet".to_string(),
+        // A collection that went well while a listing goes on: the listing is the news.
+        (Some(true), _, Some(l)) | (_, None, Some(l)) => l,
+        (_, Some(h), None) => h,
+        (_, Some(h), Some(l)) => format!("{h}; {l}"),
     }
 }
 
