@@ -289,3 +289,24 @@ async fn rate_limit_answers_429_beyond_the_burst() {
     }
     assert_eq!(codes, [200, 200, 429]);
 }
+
+#[tokio::test]
+async fn a_renewed_certificate_is_served_without_a_restart() {
+    let api = api().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (old_ca, new_ca) = (Ca::new("old"), Ca::new("new"));
+    let web = web_config(dir.path(), &old_ca, &old_ca, "", "");
+    let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_WEB_CONFIG_FILE", &web)]).await;
+    let healthz = format!("{}/healthz", exp.url);
+    assert!(get(client(&old_ca, None), &healthz).await.is_ok());
+    assert!(get(client(&new_ca, None), &healthz).await.is_err());
+
+    // A half-done renewal (new certificate, old key) keeps the old pair in service.
+    let (cert, key) = new_ca.sign(&["localhost", "127.0.0.1"], false);
+    std::fs::write(dir.path().join("tls.crt"), &cert).unwrap();
+    assert!(get(client(&old_ca, None), &healthz).await.is_ok());
+    std::fs::write(dir.path().join("tls.key"), &key).unwrap();
+    let r = get(client(&new_ca, None), &healthz).await;
+    assert_eq!(r.map(|r| r.status().as_u16()), Ok(200));
+    assert!(get(client(&old_ca, None), &healthz).await.is_err());
+}

@@ -2,14 +2,17 @@
 //! exchange groups and client certificates as the web config format defines them. Errors
 //! name the key whose value cannot be honoured.
 
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{CryptoProvider, aws_lc_rs};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{NoClientAuth, WebPkiClientVerifier};
+use rustls::server::{ClientHello, NoClientAuth, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{
     DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
     SupportedProtocolVersion,
@@ -254,26 +257,12 @@ pub fn server_config(tls: &TlsServerConfig, http2: bool) -> Result<Arc<ServerCon
             .collect();
     let provider = Arc::new(provider(tls)?);
     let verifier = client_verifier(tls, &provider)?;
-    let certs = certificates(tls.cert.as_deref(), tls.cert_file.as_deref(), "cert")?
-        .ok_or("tls_server_config.cert_file: required (or cert, inline)")?;
-    let key = match (tls.key.as_ref(), tls.key_file.as_deref()) {
-        (Some(_), Some(_)) => {
-            return Err("tls_server_config.key: set together with key_file: use one".to_string());
-        }
-        (Some(inline), None) => PrivateKeyDer::from_pem_slice(inline.expose().as_bytes())
-            .map_err(|e| format!("tls_server_config.key: {e}"))?,
-        (None, Some(file)) => PrivateKeyDer::from_pem_file(file)
-            .map_err(|e| format!("tls_server_config.key_file: {e}"))?,
-        (None, None) => {
-            return Err("tls_server_config.key_file: required (or key, inline)".to_string());
-        }
-    };
+    let server_cert = ServerCert::new(tls, &provider)?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&versions)
         .map_err(|e| format!("tls_server_config: {e}"))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("tls_server_config.key_file: {e}"))?;
+        .with_cert_resolver(Arc::new(server_cert));
     config.ignore_client_order = tls.prefer_server_cipher_suites.unwrap_or(true);
     config.alpn_protocols = if http2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
@@ -281,6 +270,84 @@ pub fn server_config(tls: &TlsServerConfig, http2: bool) -> Result<Arc<ServerCon
         vec![b"http/1.1".to_vec()]
     };
     Ok(Arc::new(config))
+}
+
+/// The certificate chain and key of `tls`, checked to belong together.
+fn certified_key(tls: &TlsServerConfig, provider: &CryptoProvider) -> Result<CertifiedKey, String> {
+    let certs = certificates(tls.cert.as_deref(), tls.cert_file.as_deref(), "cert")?
+        .ok_or("tls_server_config.cert_file: required (or cert, inline)")?;
+    let (key, name) = match (tls.key.as_ref(), tls.key_file.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err("tls_server_config.key: set together with key_file: use one".to_string());
+        }
+        (Some(inline), None) => (
+            PrivateKeyDer::from_pem_slice(inline.expose().as_bytes()),
+            "key",
+        ),
+        (None, Some(file)) => (PrivateKeyDer::from_pem_file(file), "key_file"),
+        (None, None) => {
+            return Err("tls_server_config.key_file: required (or key, inline)".to_string());
+        }
+    };
+    let key = key.map_err(|e| format!("tls_server_config.{name}: {e}"))?;
+    CertifiedKey::from_der(certs, key, provider)
+        .map_err(|e| format!("tls_server_config.{name}: {e}"))
+}
+
+/// Size and modification time of a file, to notice that it changed.
+type Stamp = Option<(SystemTime, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// The server's certificate, read again from its files when they change: a renewed
+/// certificate needs no restart (exporter-toolkit, too, re-reads them).
+#[derive(Debug)]
+struct ServerCert {
+    tls: TlsServerConfig,
+    provider: Arc<CryptoProvider>,
+    current: Mutex<([Stamp; 2], Arc<CertifiedKey>)>,
+}
+
+impl ServerCert {
+    fn new(tls: &TlsServerConfig, provider: &Arc<CryptoProvider>) -> Result<Self, String> {
+        let stamps = ServerCert::stamps(tls);
+        let key = certified_key(tls, provider)?;
+        Ok(ServerCert {
+            tls: tls.clone(),
+            provider: Arc::clone(provider),
+            current: Mutex::new((stamps, Arc::new(key))),
+        })
+    }
+
+    fn stamps(tls: &TlsServerConfig) -> [Stamp; 2] {
+        [
+            tls.cert_file.as_deref().and_then(stamp),
+            tls.key_file.as_deref().and_then(stamp),
+        ]
+    }
+}
+
+impl ResolvesServerCert for ServerCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let now = ServerCert::stamps(&self.tls);
+        if now != current.0 {
+            // Remembered even when the new files do not load (half-written, key and
+            // certificate from different pairs): they are tried again when they change.
+            current.0 = now;
+            match certified_key(&self.tls, &self.provider) {
+                Ok(key) => {
+                    tracing::info!("TLS certificate files changed; serving the new certificate");
+                    current.1 = Arc::new(key);
+                }
+                Err(e) => tracing::warn!("{e}; keeping the previous certificate"),
+            }
+        }
+        Some(Arc::clone(&current.1))
+    }
 }
 
 /// RequestClientCert and RequireAnyClientCert: a certificate is asked for (or required) but
