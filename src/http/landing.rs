@@ -150,14 +150,11 @@ pub fn page(state: &AppState, discovery: Option<&DiscoveryStatus>) -> String {
     for org in state.exporter.orgs() {
         let name = org.info().and_then(|i| i.name);
         let st = org.state();
-        let label = match name {
-            Some(n) => format!("{} ({})", org.id, n),
-            None => org.id.clone(),
-        };
         let _ = writeln!(
             rows,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/probe?org_id={}\">probe</a></td></tr>",
-            escape(&label),
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/probe?org_id={}\">probe</a></td></tr>",
+            escape(&org.id),
+            escape(name.as_deref().unwrap_or("")),
             escape(&state_in_words(&st)),
             escape(&age(st.health.last_success)),
             escape(&by_status(&st)),
@@ -196,7 +193,7 @@ pub fn page(state: &AppState, discovery: Option<&DiscoveryStatus>) -> String {
 <p><a href="/metrics">Metrics</a> | <a href="/sd">Service discovery</a> | <a href="/healthz">Health</a> | <a href="/readyz">Readiness</a></p>
 <h2>Organizations</h2>
 {discovery}<table>
-<tr><th>Org</th><th>State</th><th>Data age</th><th>Sessions by status</th><th>Probe</th></tr>
+<tr><th>Org</th><th>Name</th><th>State</th><th>Data age</th><th>Sessions by status</th><th>Probe</th></tr>
 {rows}</table>
 <h2>Settings</h2>
 <table>
