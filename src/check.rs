@@ -15,6 +15,7 @@ use crate::api::model::Principal;
 use crate::api::token::TokenProvider;
 use crate::api::{ApiClient, ApiError, ListQuery, Organization, RequestObserver};
 use crate::config::Config;
+use crate::http::web_config::WebConfig;
 
 /// Longest text from the network put on one line.
 const MAX_TEXT: usize = 300;
@@ -126,6 +127,24 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, String> {
     let deadline = || Instant::now() + config.request_timeout;
     let io = |e: std::io::Error| format!("cannot write the report: {e}");
 
+    // The server would refuse to start on a bad web config: say so now, not at deploy time.
+    if let Some(path) = &config.web_config_file {
+        let web = WebConfig::load(path)?;
+        let tls = match &web.tls_server_config {
+            Some(t) => format!(
+                "TLS (client certificates: {})",
+                t.client_auth_type.as_deref().unwrap_or("NoClientCert")
+            ),
+            None => "no TLS".to_string(),
+        };
+        writeln!(
+            out,
+            "web config {}: {tls}, {} basic-auth users",
+            path.display(),
+            web.basic_auth_users.len()
+        )
+        .map_err(io)?;
+    }
     writeln!(out, "API {}", explain::public_url(&config.api_url)).map_err(io)?;
     let started = Instant::now();
     let identity = match client.whoami(deadline(), &Quiet).await {

@@ -135,6 +135,22 @@ fn bad_configuration_exits_2() {
     assert_eq!(code, 2);
     assert!(out.is_empty());
     assert!(err.starts_with("error: DEVIN_PAGE_SIZE=0:"), "{err}");
+    // The web config is checked too: the server would not start with this one.
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n",
+    )
+    .unwrap();
+    let (code, out, err) = check(&[
+        ("DEVIN_API_TOKEN", "cog_x"),
+        ("DEVIN_ORG_IDS", "org-a"),
+        ("DEVIN_WEB_CONFIG_FILE", web.to_str().unwrap()),
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(err.starts_with("error: DEVIN_WEB_CONFIG_FILE="), "{err}");
+    assert!(err.contains("tls_server_config.cert_file"), "{err}");
     let (code, _, err) = check(&[("DEVIN_ORG_IDS", "org-a")]);
     assert_eq!(code, 2);
     assert!(err.contains("DEVIN_API_TOKEN"), "{err}");
