@@ -173,3 +173,36 @@ async fn demo_mode_has_a_banner() {
         "{html}"
     );
 }
+
+#[tokio::test]
+async fn discovery_without_manage_organizations_says_so() {
+    let api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v3/enterprise/organizations"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(serde_json::json!({
+            "title": "Forbidden", "status": 403, "detail": "Missing permission ManageOrganizations"
+        })))
+        .mount(&api)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[S::new(1)], None, Some(1))))
+        .mount(&api)
+        .await;
+    let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_DISCOVER_ORGS", "true")]).await;
+    scrape(&exp.url, None).await;
+    let html = get(&format!("{}/", exp.url)).await;
+    let line = html
+        .lines()
+        .find(|l| l.starts_with("<p>Org discovery:"))
+        .unwrap_or_else(|| panic!("no discovery line in:\n{html}"));
+    assert!(
+        line.contains("HTTP 403: Missing permission ManageOrganizations")
+            && line.contains("the token lacks ManageOrganizations on the enterprise"),
+        "{line}"
+    );
+    assert!(
+        html.contains("<th>org discovery</th><td>on, every 10m 0s</td>"),
+        "{html}"
+    );
+    assert!(row(&html, "org-a").contains("<td>ok</td>"), "{html}");
+}
