@@ -310,3 +310,26 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     assert_eq!(r.map(|r| r.status().as_u16()), Ok(200));
     assert!(get(client(&old_ca, None), &healthz).await.is_err());
 }
+
+#[tokio::test]
+async fn require_any_client_cert_takes_any_certificate_but_not_none() {
+    let api = api().await;
+    let server_ca = Ca::new("server");
+    let stranger = Ca::new("anyone").sign(&["someone.example"], true);
+    for (mode, without) in [("RequireAnyClientCert", false), ("RequestClientCert", true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let web = web_config(
+            dir.path(),
+            &server_ca,
+            &server_ca,
+            &format!("  client_auth_type: {mode}\n"),
+            "",
+        );
+        let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_WEB_CONFIG_FILE", &web)]).await;
+        let healthz = format!("{}/healthz", exp.url);
+        let r = get(client(&server_ca, Some(&stranger)), &healthz).await;
+        assert_eq!(r.map(|r| r.status().as_u16()), Ok(200), "{mode}");
+        let r = get(client(&server_ca, None), &healthz).await;
+        assert_eq!(r.is_ok(), without, "{mode} without a certificate");
+    }
+}
