@@ -63,15 +63,15 @@ pub fn build(
         settings,
         discovery,
     ));
-    let state = AppState::new(
-        Arc::clone(&exporter),
-        config.scrape_timeout,
-        redact_url(&config.api_url),
-        demo,
-    );
+    let state = AppState::for_config(Arc::clone(&exporter), config, demo);
     let auth =
         (!web.basic_auth_users.is_empty()).then(|| BasicAuth::new(web.basic_auth_users.clone()));
-    Ok((exporter, http::router(state, auth)))
+    let mut router = http::router(state, auth);
+    if let Some(limit) = &web.rate_limit {
+        router = limit.apply(router);
+    }
+    let router = web.http_server_config.apply(router);
+    Ok((exporter, router))
 }
 
 /// Runs the server until SIGTERM/SIGINT.
@@ -96,7 +96,12 @@ pub async fn run(config: &Config, token: Option<TokenSource>, demo: bool) -> Res
         "devin-exporter {} starting",
         crate::metrics::VERSION
     );
-    http::serve(listener, router, web.tls_server_config.as_ref())
-        .await
-        .map_err(|e| format!("server error: {e}"))
+    http::serve_with(
+        listener,
+        router,
+        web.tls_server_config.as_ref(),
+        web.http_server_config.http2,
+    )
+    .await
+    .map_err(|e| format!("server error: {e}"))
 }

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod app;
+pub mod check;
 pub mod config;
 pub mod discovery;
 pub mod exporter;

@@ -33,6 +33,8 @@ Configuration (environment):
   DEVIN_EXCLUDE_ORG_IDS          orgs never collected
   DEVIN_WEB_CONFIG_FILE          TLS and basic auth (Prometheus web config format)
   DEVIN_LOG_FORMAT               text or json; levels via RUST_LOG [default: text]
+  DEVIN_HEALTHCHECK_CLIENT_CERT  client certificate of `healthcheck` under mutual TLS
+  DEVIN_HEALTHCHECK_CLIENT_KEY   its private key
 Without any DEVIN_ variable (or with --demo), it runs in demo mode against a built-in
 simulated API; a variable set but empty is an error.";
 
@@ -52,12 +54,21 @@ struct Cli {
 enum Command {
     /// Serve the simulated Devin API on its own (for developing dashboards and tests).
     Simulate(SimulateArgs),
+    /// Check the token and every org without starting the server: exit 0 when every org is
+    /// readable, 1 when one is not, 2 on bad configuration.
+    Check,
     /// Exit 0 if the exporter's /healthz answers 200 (for container health checks).
     Healthcheck {
         /// URL to check [default: /healthz on the port of DEVIN_LISTEN_ADDRESS, over https
         /// when DEVIN_WEB_CONFIG_FILE configures TLS]
         #[arg(long)]
         url: Option<String>,
+        /// PEM client certificate to present (when the web config asks for one)
+        #[arg(long, env = "DEVIN_HEALTHCHECK_CLIENT_CERT")]
+        client_cert: Option<std::path::PathBuf>,
+        /// PEM private key of that certificate
+        #[arg(long, env = "DEVIN_HEALTHCHECK_CLIENT_KEY")]
+        client_key: Option<std::path::PathBuf>,
     },
 }
 
@@ -77,9 +88,20 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Some(Command::Healthcheck { url }) => {
+        Some(Command::Healthcheck {
+            url,
+            client_cert,
+            client_key,
+        }) => {
+            let identity = match client_identity(client_cert.as_deref(), client_key.as_deref()) {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
             let url = url.unwrap_or_else(own_health_url);
-            return runtime.block_on(healthcheck(&url));
+            return runtime.block_on(healthcheck(&url, identity));
         }
         Some(Command::Simulate(args)) => {
             logging::init(LogFormat::Text);
@@ -91,6 +113,7 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Some(Command::Check) => return runtime.block_on(check()),
         None => {}
     }
     let config = if cli.demo {
@@ -154,6 +177,25 @@ async fn demo(mut config: Config) -> Result<(), String> {
     .await
 }
 
+/// `devin-exporter check`: the report on stdout, configuration errors on stderr.
+async fn check() -> ExitCode {
+    let config = match config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match devin_exporter::check::run(&config, &mut std::io::stdout()).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
 /// This process's own /healthz, from the environment the server would read.
 fn own_health_url() -> String {
     let port = std::env::var("DEVIN_LISTEN_ADDRESS")
@@ -169,14 +211,48 @@ fn own_health_url() -> String {
     format!("{scheme}://127.0.0.1:{port}/healthz")
 }
 
-async fn healthcheck(url: &str) -> ExitCode {
+/// The healthcheck's client certificate under mutual TLS: both files or neither.
+fn client_identity(
+    cert: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+) -> Result<Option<reqwest::Identity>, String> {
+    let read = |var: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("{var}={}: cannot read ({e})", path.display()))
+    };
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => {
+            let mut pem = read("DEVIN_HEALTHCHECK_CLIENT_CERT", cert)?;
+            pem.push(b'\n');
+            pem.extend(read("DEVIN_HEALTHCHECK_CLIENT_KEY", key)?);
+            reqwest::Identity::from_pem(&pem).map(Some).map_err(|e| {
+                format!(
+                    "DEVIN_HEALTHCHECK_CLIENT_CERT={}: not a PEM certificate and key ({e})",
+                    cert.display()
+                )
+            })
+        }
+        (Some(_), None) => Err(
+            "DEVIN_HEALTHCHECK_CLIENT_KEY is not set: the client certificate needs its key"
+                .to_string(),
+        ),
+        (None, Some(_)) => Err(
+            "DEVIN_HEALTHCHECK_CLIENT_CERT is not set: the key needs its client certificate"
+                .to_string(),
+        ),
+    }
+}
+
+async fn healthcheck(url: &str, identity: Option<reqwest::Identity>) -> ExitCode {
     // The check talks to its own server over loopback: its certificate (often issued for a
     // service name) is not what is being checked.
-    let client = match reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(5))
-        .tls_danger_accept_invalid_certs(url.starts_with("https://127.0.0.1"))
-        .build()
-    {
+        .tls_danger_accept_invalid_certs(url.starts_with("https://127.0.0.1"));
+    if let Some(identity) = identity {
+        builder = builder.identity(identity);
+    }
+    let client = match builder.build() {
         Ok(c) => c,
         Err(_) => return ExitCode::FAILURE,
     };

@@ -197,6 +197,19 @@ impl ApiClient {
         self.get(&url, deadline, observer).await
     }
 
+    /// Who the token is (`GET /v3/self`); parse the body as [`super::model::Principal`].
+    pub async fn whoami(
+        &self,
+        deadline: Instant,
+        observer: &dyn RequestObserver,
+    ) -> Result<PageBody, ApiError> {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(["v3", "self"]);
+        }
+        self.get(&url, deadline, observer).await
+    }
+
     /// GETs `url`, retrying 429, 5xx and transport errors within `deadline`. 401, 403, 404
     /// and 422 fail at once.
     async fn get(

@@ -3,6 +3,7 @@
 pub mod budget;
 pub mod client;
 pub mod enums;
+pub mod explain;
 pub mod model;
 pub mod redact;
 pub mod retry;

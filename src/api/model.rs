@@ -93,6 +93,23 @@ pub struct Organization {
     pub max_cycle_acu_limit: Option<f64>,
 }
 
+/// `GET /v3/self`: who a token is.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Principal {
+    /// `service_user`, ...
+    #[serde(default)]
+    pub principal_type: Option<String>,
+    /// The service user's id.
+    #[serde(default)]
+    pub service_user_id: Option<String>,
+    /// Display name, when given.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The org of an org-scoped principal; `None` for an enterprise one.
+    #[serde(default)]
+    pub org_id: Option<String>,
+}
+
 /// Accepts integer timestamps and, defensively, fractional ones (truncated).
 fn unix_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     let n = serde_json::Number::deserialize(d)?;

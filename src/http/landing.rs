@@ -1,72 +1,230 @@
-//! The landing page: version, orgs with their last collection, and a link to /metrics.
+//! The landing page: what is wrong, in words. Per org its state (the last error with what to
+//! do about it, or how far the first listing is), the age of its data, its sessions by status
+//! and a link to its `/probe`; the build and the settings that matter. Plain HTML without
+//! JavaScript, readable in a terminal browser; every text is escaped.
 
+use std::collections::HashMap;
 use std::fmt::Write;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::AppState;
+use crate::api::explain::{self, Scope};
+use crate::api::redact::redact_url;
+use crate::discovery::DiscoveryStatus;
 use crate::metrics::{REVISION, VERSION};
+use crate::sync::OrgState;
+use crate::sync::listing::ListingKind;
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
-fn ago(t: Option<SystemTime>) -> String {
-    match t.and_then(|t| t.elapsed().ok()) {
-        Some(d) => format!("{}s ago", d.as_secs()),
+/// Percent-encodes a query value (org ids come from the API when discovered).
+fn query_value(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A duration for people: `42s`, `3m 5s`, `2h 10m`, `3d 4h`.
+fn span(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        3600..86_400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+fn age(t: Option<SystemTime>) -> String {
+    match t {
+        // A clock that stepped back shows as fresh rather than failing.
+        Some(t) => format!("{} ago", span(t.elapsed().unwrap_or_default())),
         None => "never".to_string(),
     }
 }
 
+/// An error with what to do about it, when its status says.
+fn explained(error: &str, scope: Scope) -> String {
+    match explain::status_of(error).and_then(|code| explain::advice(code, scope)) {
+        Some(advice) => format!("{error} — {advice}"),
+        None => error.to_string(),
+    }
+}
+
+/// The org's state in words.
+fn state_in_words(st: &OrgState) -> String {
+    let listing = match st.listing_progress() {
+        Some((ListingKind::Initial, pages, _)) => Some(match st.initial_listing_progress() {
+            Some(done) => format!("first listing {:.0}% done", done * 100.0),
+            None => format!("first listing: {pages} pages so far"),
+        }),
+        Some((ListingKind::Resync, pages, _)) => {
+            Some(format!("full re-listing: {pages} pages so far"))
+        }
+        None => None,
+    };
+    let health = match (st.health.up, &st.health.last_error) {
+        (None, _) => None,
+        (Some(true), _) => Some("ok".to_string()),
+        (Some(false), Some(e)) => Some(explained(e, Scope::OrgSessions)),
+        (Some(false), None) => Some("last collection failed".to_string()),
+    };
+    match (st.health.up, health, listing) {
+        (_, None, None) => "not collected yet".to_string(),
+        // A collection that went well while a listing goes on: the listing is the news.
+        (Some(true), _, Some(l)) | (_, None, Some(l)) => l,
+        (_, Some(h), None) => h,
+        (_, Some(h), Some(l)) => format!("{h}; {l}"),
+    }
+}
+
+/// Sessions per status, most first: `running 12, exit 1800`.
+fn by_status(st: &OrgState) -> String {
+    if !st.initial_complete {
+        return format!("{} listed so far", st.store.len());
+    }
+    let mut counts: HashMap<&str, u64> = HashMap::new();
+    for (key, totals) in st.store.groups() {
+        *counts.entry(st.store.label(key[0])).or_default() += totals.sessions;
+    }
+    let mut counts: Vec<(&str, u64)> = counts.into_iter().collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    if counts.is_empty() {
+        return "none".to_string();
+    }
+    counts
+        .iter()
+        .map(|(status, n)| format!("{status} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn settings(state: &AppState) -> String {
+    let mut rows: Vec<(&str, String)> = vec![("API", redact_url(&state.api_url))];
+    match &state.config {
+        Some(c) => {
+            rows.push((
+                "request budget",
+                format!(
+                    "{} requests/s, {} in flight",
+                    c.max_requests_per_second, c.max_concurrent_requests
+                ),
+            ));
+            rows.push(("page size", c.page_size.to_string()));
+            rows.push(("incremental overlap", span(c.sync_overlap)));
+            rows.push(("scrape timeout without header", span(c.scrape_timeout)));
+            rows.push(("full re-listing every", span(c.full_resync_interval)));
+            rows.push((
+                "lookback",
+                c.lookback.map_or("all sessions".to_string(), span),
+            ));
+            rows.push((
+                "org discovery",
+                if c.discover_orgs {
+                    format!("on, every {}", span(c.discovery_interval))
+                } else {
+                    "off".to_string()
+                },
+            ));
+        }
+        None => rows.push(("scrape timeout without header", span(state.default_timeout))),
+    }
+    rows.iter()
+        .map(|(k, v)| format!("<tr><th>{}</th><td>{}</td></tr>\n", escape(k), escape(v)))
+        .collect()
+}
+
 /// Renders the page.
-pub fn page(state: &AppState) -> String {
+pub fn page(state: &AppState, discovery: Option<&DiscoveryStatus>) -> String {
     let mut rows = String::new();
     for org in state.exporter.orgs() {
+        let name = org.info().and_then(|i| i.name);
         let st = org.state();
-        let result = match (st.health.up, &st.health.last_error) {
-            (None, _) => "not collected yet".to_string(),
-            (Some(true), _) => "ok".to_string(),
-            (Some(false), Some(e)) => format!("failed: {e}"),
-            (Some(false), None) => "failed".to_string(),
-        };
-        let sync = match st.listing_progress() {
-            Some((kind, pages, windows)) => {
-                format!("{kind:?} listing: {pages} pages, {windows} windows left")
-            }
-            None if st.initial_complete => "in sync".to_string(),
-            None => "waiting".to_string(),
-        };
-        let _ = write!(
+        let _ = writeln!(
             rows,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/probe?org_id={}\">probe</a></td></tr>",
             escape(&org.id),
-            escape(&result),
-            ago(st.health.last_attempt),
-            ago(st.health.last_success),
-            st.store.len(),
-            escape(&sync),
+            escape(name.as_deref().unwrap_or("")),
+            escape(&state_in_words(&st)),
+            escape(&age(st.health.last_success)),
+            escape(&by_status(&st)),
+            escape(&query_value(&org.id)),
         );
     }
     let demo = if state.demo {
-        "<p><strong>Demo mode:</strong> collecting from the built-in simulated Devin API.</p>"
+        "<p><strong>DEMO MODE:</strong> these numbers come from the built-in simulated Devin API, \
+         not from Devin. Set DEVIN_API_TOKEN and DEVIN_ORG_IDS to collect real sessions.</p>\n"
     } else {
         ""
+    };
+    let discovery = match discovery {
+        None => String::new(),
+        Some(d) => {
+            let words = match (d.up, &d.last_error) {
+                (None, _) => "not run yet".to_string(),
+                (Some(true), _) => format!("ok, {} orgs found", d.found),
+                (Some(false), Some(e)) => explained(e, Scope::Discovery),
+                (Some(false), None) => "failed".to_string(),
+            };
+            format!(
+                "<p>Org discovery: {} (last success {})</p>\n",
+                escape(&words),
+                escape(&age(d.last_success))
+            )
+        }
     };
     format!(
         r#"<!doctype html>
 <html><head><meta charset="utf-8"><title>Devin Exporter</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}}</style>
 </head><body>
 <h1>Devin Exporter</h1>
-<p>Version {VERSION} (revision {REVISION}) &middot; API {api}</p>
-{demo}
-<p><a href="/metrics">Metrics</a> &middot; <a href="/healthz">Health</a> &middot; <a href="/readyz">Readiness</a></p>
-<table><tr><th>Org</th><th>Last collection</th><th>Attempted</th><th>Last success</th><th>Sessions</th><th>Sync</th></tr>
+{demo}<p>Version {version} (revision {revision})</p>
+<p><a href="/metrics">Metrics</a> | <a href="/sd">Service discovery</a> | <a href="/healthz">Health</a> | <a href="/readyz">Readiness</a></p>
+<h2>Organizations</h2>
+{discovery}<table>
+<tr><th>Org</th><th>Name</th><th>State</th><th>Data age</th><th>Sessions by status</th><th>Probe</th></tr>
 {rows}</table>
+<h2>Settings</h2>
+<table>
+{settings}</table>
 </body></html>
 "#,
-        api = escape(&state.api_url),
+        version = escape(VERSION),
+        revision = escape(REVISION),
+        settings = settings(state),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_for_people() {
+        assert_eq!(span(Duration::from_secs(42)), "42s");
+        assert_eq!(span(Duration::from_secs(185)), "3m 5s");
+        assert_eq!(span(Duration::from_secs(7800)), "2h 10m");
+        assert_eq!(query_value("org-a b&c"), "org-a%20b%26c");
+        assert_eq!(escape("<a href='x'>&"), "&lt;a href=&#39;x&#39;&gt;&amp;");
+        assert!(
+            explained("HTTP 403: Forbidden", Scope::OrgSessions)
+                .starts_with("HTTP 403: Forbidden — the token lacks ViewOrgSessions")
+        );
+        assert_eq!(
+            explained("rate limited until 14:05:00 UTC", Scope::OrgSessions),
+            "rate limited until 14:05:00 UTC"
+        );
+    }
 }

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod compress;
 mod landing;
+mod tls;
 pub mod web_config;
 
 use std::net::SocketAddr;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub api_url: String,
     /// True in demo mode (landing page says so).
     pub demo: bool,
+    /// The configuration, for the settings the landing page shows.
+    pub config: Option<crate::config::Config>,
     process: ProcessCollector,
     renderer: Renderer,
 }
@@ -54,6 +57,24 @@ impl AppState {
             default_timeout,
             api_url,
             demo,
+            config: None,
+            process: ProcessCollector::for_self(),
+            renderer: Renderer::default(),
+        })
+    }
+
+    /// Shared state for the handlers of a server run with `config`.
+    pub fn for_config(
+        exporter: Arc<Exporter>,
+        config: &crate::config::Config,
+        demo: bool,
+    ) -> Arc<Self> {
+        Arc::new(AppState {
+            exporter,
+            default_timeout: config.scrape_timeout,
+            api_url: crate::api::redact::redact_url(&config.api_url),
+            demo,
+            config: Some(config.clone()),
             process: ProcessCollector::for_self(),
             renderer: Renderer::new(demo),
         })
@@ -186,7 +207,11 @@ async fn service_discovery(State(state): State<Arc<AppState>>) -> Json<serde_jso
 }
 
 async fn landing(State(state): State<Arc<AppState>>) -> Html<String> {
-    Html(landing::page(&state))
+    let discovery = match state.exporter.discovery() {
+        Some(d) => Some(d.status().await),
+        None => None,
+    };
+    Html(landing::page(&state, discovery.as_ref()))
 }
 
 async fn healthz() -> &'static str {
@@ -230,6 +255,21 @@ pub async fn serve(
     router: Router,
     tls: Option<&web_config::TlsServerConfig>,
 ) -> std::io::Result<()> {
+    serve_with(listener, router, tls, true).await
+}
+
+/// [`serve`], with HTTP/2 offered only when `http2` (`http_server_config.http2`).
+pub async fn serve_with(
+    listener: std::net::TcpListener,
+    router: Router,
+    tls: Option<&web_config::TlsServerConfig>,
+    http2: bool,
+) -> std::io::Result<()> {
+    // Built before anything is bound to the signal, so that a bad file fails start-up.
+    let rustls = match tls {
+        Some(tls) => Some(tls::server_config(tls, http2).map_err(std::io::Error::other)?),
+        None => None,
+    };
     listener.set_nonblocking(true)?;
     let addr: SocketAddr = listener.local_addr()?;
     let handle = axum_server::Handle::new();
@@ -242,16 +282,17 @@ pub async fn serve(
     let mut server = axum_server::from_tcp(listener)?
         .handle(handle)
         .first_request_timeout(FIRST_REQUEST_TIMEOUT);
+    if !http2 {
+        server = server.http1_only();
+    }
     server
         .http_builder()
         .http1()
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    tracing::info!(%addr, tls = tls.is_some(), "listening");
-    match tls {
-        Some(tls) => {
-            let config =
-                axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert_file, &tls.key_file)
-                    .await?;
+    tracing::info!(%addr, tls = tls.is_some(), http2, "listening");
+    match rustls {
+        Some(config) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
             let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
                 .handshake_timeout(TLS_HANDSHAKE_TIMEOUT);
             server.acceptor(acceptor).serve(service).await

@@ -1,44 +1,242 @@
-//! Optional protection of the HTTP endpoints, configured like Prometheus' own exporters'
-//! web config file: TLS from cert and key files, and basic auth with bcrypt-hashed passwords.
+//! Optional protection of the HTTP endpoints, in the web config format of Prometheus' own
+//! exporters (exporter-toolkit): TLS with optional client certificates, HTTP server options
+//! and basic auth with bcrypt-hashed passwords.
 //!
 //! ```yaml
 //! tls_server_config:
 //!   cert_file: /etc/devin-exporter/tls.crt
 //!   key_file: /etc/devin-exporter/tls.key
+//!   client_auth_type: RequireAndVerifyClientCert
+//!   client_ca_file: /etc/devin-exporter/ca.crt
+//!   min_version: TLS13
+//! http_server_config:
+//!   headers:
+//!     Strict-Transport-Security: max-age=31536000
 //! basic_auth_users:
 //!   prometheus: $2y$10$...   # htpasswd -nBC 10 "" | tr -d ':\n'
 //! ```
+//!
+//! A value rustls cannot honour is refused with the key that holds it, never ignored.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// TLS files; relative paths are relative to the web config file.
+use crate::config::Secret;
+
+/// An inline private key, kept out of `Debug` output.
+fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(Secret::new))
+}
+
+/// `tls_server_config`; relative paths are relative to the web config file.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsServerConfig {
-    /// PEM certificate chain.
-    pub cert_file: PathBuf,
-    /// PEM private key.
-    pub key_file: PathBuf,
+    /// PEM certificate chain file.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key file.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// PEM certificate chain inline, instead of `cert_file`.
+    #[serde(default)]
+    pub cert: Option<String>,
+    /// PEM private key inline, instead of `key_file`.
+    #[serde(default, deserialize_with = "secret")]
+    pub key: Option<Secret>,
+    /// PEM client CA certificates inline, instead of `client_ca_file`.
+    #[serde(default)]
+    pub client_ca: Option<String>,
+    /// NoClientCert (default), RequestClientCert, RequireAnyClientCert,
+    /// VerifyClientCertIfGiven or RequireAndVerifyClientCert.
+    #[serde(default)]
+    pub client_auth_type: Option<String>,
+    /// PEM CA certificates that client certificates are verified against.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// A client certificate must be valid for one of these DNS names or IP addresses.
+    #[serde(default)]
+    pub client_allowed_sans: Vec<String>,
+    /// TLS12 (default) or TLS13.
+    #[serde(default)]
+    pub min_version: Option<String>,
+    /// TLS12 or TLS13 (default).
+    #[serde(default)]
+    pub max_version: Option<String>,
+    /// TLS 1.2 cipher suites by their IANA names, in order of preference.
+    #[serde(default)]
+    pub cipher_suites: Vec<String>,
+    /// Key exchange groups by their Go names (X25519, CurveP256, ...), in order of preference.
+    #[serde(default)]
+    pub curve_preferences: Vec<String>,
+    /// The server's order of cipher suites wins over the client's (default true).
+    #[serde(default)]
+    pub prefer_server_cipher_suites: Option<bool>,
+}
+
+/// `http_server_config`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpServerConfig {
+    /// Offer HTTP/2 (default true); false serves HTTP/1.1 only.
+    #[serde(default = "enabled")]
+    pub http2: bool,
+    /// Headers added to every response.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+impl Default for HttpServerConfig {
+    fn default() -> Self {
+        HttpServerConfig {
+            http2: true,
+            headers: BTreeMap::new(),
+        }
+    }
+}
+
+/// The headers the format allows, with the values it allows (any when empty), as in
+/// exporter-toolkit: these are security headers, not a way to rewrite responses.
+const ALLOWED_HEADERS: &[(&str, &[&str])] = &[
+    ("Strict-Transport-Security", &[]),
+    ("X-Content-Type-Options", &["nosniff"]),
+    ("X-Frame-Options", &["deny", "sameorigin"]),
+    ("X-XSS-Protection", &[]),
+    ("Content-Security-Policy", &[]),
+];
+
+impl HttpServerConfig {
+    fn validate(&self) -> Result<(), String> {
+        for (name, value) in &self.headers {
+            let key = format!("http_server_config.headers.{name}");
+            let Some((_, values)) = ALLOWED_HEADERS
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            else {
+                let names: Vec<&str> = ALLOWED_HEADERS.iter().map(|(n, _)| *n).collect();
+                return Err(format!(
+                    "{key}: this header cannot be set (allowed: {})",
+                    names.join(", ")
+                ));
+            };
+            if !values.is_empty() && !values.iter().any(|v| v.eq_ignore_ascii_case(value)) {
+                return Err(format!("{key}: must be one of {}", values.join(", ")));
+            }
+            if axum::http::HeaderValue::from_str(value).is_err() {
+                return Err(format!("{key}: not a valid header value"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the configured headers to every response of `router`.
+    pub fn apply(&self, router: axum::Router) -> axum::Router {
+        let headers: Vec<(axum::http::HeaderName, axum::http::HeaderValue)> = self
+            .headers
+            .iter()
+            .filter_map(|(n, v)| Some((n.parse().ok()?, v.parse().ok()?)))
+            .collect();
+        if headers.is_empty() {
+            return router;
+        }
+        let headers = std::sync::Arc::new(headers);
+        router.layer(axum::middleware::map_response(
+            move |mut response: axum::response::Response| {
+                let headers = std::sync::Arc::clone(&headers);
+                async move {
+                    for (name, value) in headers.iter() {
+                        response.headers_mut().insert(name.clone(), value.clone());
+                    }
+                    response
+                }
+            },
+        ))
+    }
+}
+
+/// `rate_limit`: a token bucket over every request to the server.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Time between two requests (`100ms`, `1s`); 0 turns the limit off.
+    pub interval: String,
+    /// Requests allowed at once beyond the steady rate.
+    pub burst: u32,
 }
 
 /// The web config file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct WebConfig {
-    /// Serve HTTPS with these files.
+    /// Serve HTTPS with these settings.
     #[serde(default)]
     pub tls_server_config: Option<TlsServerConfig>,
+    /// HTTP options and extra headers.
+    #[serde(default)]
+    pub http_server_config: HttpServerConfig,
     /// User name to bcrypt hash; empty means no authentication.
     #[serde(default)]
     pub basic_auth_users: BTreeMap<String, String>,
+    /// Requests beyond this rate are answered 429.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl RateLimit {
+    /// The interval, or why it is not one; `None` when the limit is off.
+    pub fn period(&self) -> Result<Option<std::time::Duration>, String> {
+        let text = self.interval.trim();
+        if text == "0" {
+            return Ok(None);
+        }
+        let d = humantime::parse_duration(text).map_err(|_| {
+            format!("rate_limit.interval: {text:?} is not a duration such as 100ms or 1s")
+        })?;
+        if d.is_zero() {
+            return Ok(None);
+        }
+        if self.burst == 0 {
+            return Err("rate_limit.burst: must be at least 1".to_string());
+        }
+        Ok(Some(d))
+    }
+
+    /// Answers 429 to requests of `router` beyond the configured rate.
+    pub fn apply(&self, router: axum::Router) -> axum::Router {
+        let Ok(Some(period)) = self.period() else {
+            return router;
+        };
+        let burst = std::num::NonZeroU32::new(self.burst).unwrap_or(std::num::NonZeroU32::MIN);
+        let Some(quota) = governor::Quota::with_period(period) else {
+            return router;
+        };
+        let limiter = std::sync::Arc::new(governor::RateLimiter::direct(quota.allow_burst(burst)));
+        router.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let limiter = std::sync::Arc::clone(&limiter);
+                async move {
+                    if limiter.check().is_err() {
+                        return axum::response::IntoResponse::into_response((
+                            axum::http::StatusCode::TOO_MANY_REQUESTS,
+                            "too many requests\n",
+                        ));
+                    }
+                    next.run(request).await
+                }
+            },
+        ))
+    }
 }
 
 impl WebConfig {
-    /// Reads and checks the file named by `DEVIN_WEB_CONFIG_FILE`. Errors are one line that
-    /// names the variable.
+    /// Reads and checks the file named by `DEVIN_WEB_CONFIG_FILE`, TLS settings included.
+    /// Errors are one line that names the variable and the key.
     pub fn load(path: &Path) -> Result<Self, String> {
         let fail = |why: String| format!("DEVIN_WEB_CONFIG_FILE={}: {why}", path.display());
         let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read ({e})")))?;
@@ -49,14 +247,28 @@ impl WebConfig {
         };
         let base = path.parent().unwrap_or(Path::new("."));
         if let Some(tls) = &mut config.tls_server_config {
-            for file in [&mut tls.cert_file, &mut tls.key_file] {
+            let files = [
+                ("cert_file", tls.cert_file.as_mut()),
+                ("key_file", tls.key_file.as_mut()),
+                ("client_ca_file", tls.client_ca_file.as_mut()),
+            ];
+            for (key, file) in files {
+                let Some(file) = file else { continue };
                 if file.is_relative() {
                     *file = base.join(&*file);
                 }
                 if !file.is_file() {
-                    return Err(fail(format!("{} does not exist", file.display())));
+                    return Err(fail(format!(
+                        "tls_server_config.{key}: {} does not exist",
+                        file.display()
+                    )));
                 }
             }
+            super::tls::server_config(tls, config.http_server_config.http2).map_err(fail)?;
+        }
+        config.http_server_config.validate().map_err(fail)?;
+        if let Some(limit) = &config.rate_limit {
+            limit.period().map_err(fail)?;
         }
         for (user, hash) in &config.basic_auth_users {
             // A malformed hash would lock everybody out at the first scrape: refuse it now.
@@ -75,8 +287,7 @@ mod tests {
     #[test]
     fn loads_relative_tls_paths_and_checks_hashes() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("c.pem"), "x").unwrap();
-        std::fs::write(dir.path().join("k.pem"), "x").unwrap();
+        write_cert(dir.path());
         let hash = bcrypt::hash("secret", 4).unwrap();
         let path = dir.path().join("web.yml");
         std::fs::write(
@@ -87,7 +298,7 @@ mod tests {
         let c = WebConfig::load(&path).unwrap();
         assert_eq!(
             c.tls_server_config.unwrap().cert_file,
-            dir.path().join("c.pem")
+            Some(dir.path().join("c.pem"))
         );
         assert_eq!(c.basic_auth_users["alice"], hash);
 
@@ -116,5 +327,173 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown field")
         );
+    }
+
+    /// A self-signed certificate as c.pem and its key as k.pem.
+    fn write_cert(dir: &Path) {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        std::fs::write(dir.join("c.pem"), cert.cert.pem()).unwrap();
+        std::fs::write(dir.join("k.pem"), cert.signing_key.serialize_pem()).unwrap();
+    }
+
+    fn load(dir: &Path, yaml: &str) -> Result<WebConfig, String> {
+        let path = dir.join("web.yml");
+        std::fs::write(&path, yaml).unwrap();
+        WebConfig::load(&path)
+    }
+
+    #[test]
+    fn accepts_every_key_of_the_format() {
+        let dir = tempfile::tempdir().unwrap();
+        write_cert(dir.path());
+        let c = load(
+            dir.path(),
+            "tls_server_config:
+  cert_file: c.pem
+  key_file: k.pem
+  client_auth_type: RequireAndVerifyClientCert
+  client_ca_file: c.pem
+  client_allowed_sans: [prometheus.example, 10.0.0.1, ops@example.com, spiffe://example/prometheus]
+  min_version: TLS12
+  max_version: TLS13
+  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305]
+  curve_preferences: [X25519, CurveP256, CurveP384]
+  prefer_server_cipher_suites: false
+http_server_config:
+  http2: false
+  headers:
+    X-Content-Type-Options: nosniff
+    Content-Security-Policy: default-src 'none'
+basic_auth_users: {}
+rate_limit:
+  interval: 100ms
+  burst: 20
+",
+        )
+        .unwrap();
+        let tls = c.tls_server_config.unwrap();
+        assert_eq!(tls.client_ca_file, Some(dir.path().join("c.pem")));
+        assert!(!c.http_server_config.http2);
+        let rustls = super::super::tls::server_config(&tls, false).unwrap();
+        assert!(!rustls.ignore_client_order);
+        assert_eq!(rustls.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        let limit = c.rate_limit.unwrap();
+        assert_eq!(
+            limit.period(),
+            Ok(Some(std::time::Duration::from_millis(100)))
+        );
+
+        // Certificate, key and client CA inline instead of files; the key stays out of Debug.
+        let cert = std::fs::read_to_string(dir.path().join("c.pem")).unwrap();
+        let key = std::fs::read_to_string(dir.path().join("k.pem")).unwrap();
+        let indent = |pem: &str| {
+            pem.lines()
+                .map(|l| format!("    {l}\n"))
+                .collect::<String>()
+        };
+        let c = load(
+            dir.path(),
+            &format!(
+                "tls_server_config:\n  cert: |\n{}  key: |\n{}  client_ca: |\n{}  client_auth_type: RequireAndVerifyClientCert\n",
+                indent(&cert),
+                indent(&key),
+                indent(&cert)
+            ),
+        )
+        .unwrap();
+        let tls = c.tls_server_config.unwrap();
+        assert!(!format!("{tls:?}").contains("PRIVATE KEY"));
+        assert!(super::super::tls::server_config(&tls, true).is_ok());
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_honoured_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        write_cert(dir.path());
+        let tls = "tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n";
+        for (extra, want) in [
+            (
+                "  min_version: TLS10\n",
+                "tls_server_config.min_version: TLS10 is not supported",
+            ),
+            (
+                "  max_version: TLS11\n",
+                "tls_server_config.max_version: TLS11 is not supported",
+            ),
+            (
+                "  min_version: TLS13\n  max_version: TLS12\n",
+                "tls_server_config.min_version: above max_version",
+            ),
+            (
+                "  cipher_suites: [TLS_RSA_WITH_AES_128_CBC_SHA]\n",
+                "tls_server_config.cipher_suites: TLS_RSA_WITH_AES_128_CBC_SHA is not supported",
+            ),
+            (
+                "  curve_preferences: [CurveP521]\n",
+                "tls_server_config.curve_preferences: CurveP521 is not supported",
+            ),
+            (
+                "  client_auth_type: Sometimes\n",
+                "tls_server_config.client_auth_type: Sometimes is not one of",
+            ),
+            (
+                "  client_auth_type: RequireAndVerifyClientCert\n",
+                "tls_server_config.client_ca_file: required with client_auth_type RequireAndVerifyClientCert",
+            ),
+            (
+                "  client_ca_file: c.pem\n",
+                "tls_server_config.client_ca_file: set, but client_auth_type is NoClientCert",
+            ),
+            (
+                "  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: c.pem\n  client_allowed_sans: [a.example]\n",
+                "tls_server_config.client_allowed_sans: needs client_auth_type RequireAnyClientCert or RequireAndVerifyClientCert",
+            ),
+            (
+                "  cert: x\n",
+                "tls_server_config.cert: set together with cert_file: use one",
+            ),
+            (
+                "  client_ca_file: nope.pem\n",
+                "tls_server_config.client_ca_file: ",
+            ),
+            (
+                "  session_tickets: true\n",
+                "unknown field `session_tickets`",
+            ),
+        ] {
+            let err = load(dir.path(), &format!("{tls}{extra}")).unwrap_err();
+            assert!(err.starts_with("DEVIN_WEB_CONFIG_FILE="), "{err}");
+            assert!(err.contains(want), "{extra}: {err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
+        for (yaml, want) in [
+            (
+                "http_server_config:\n  headers:\n    Server: devin\n",
+                "http_server_config.headers.Server: this header cannot be set",
+            ),
+            (
+                "http_server_config:\n  headers:\n    X-Frame-Options: allow\n",
+                "http_server_config.headers.X-Frame-Options: must be one of deny, sameorigin",
+            ),
+            (
+                "http_server_config:\n  http3: true\n",
+                "unknown field `http3`",
+            ),
+            (
+                "tls_server_config:\n  key_file: k.pem\n",
+                "tls_server_config.cert_file: required (or cert, inline)",
+            ),
+            (
+                "rate_limit:\n  interval: soon\n  burst: 1\n",
+                "rate_limit.interval: \"soon\" is not a duration",
+            ),
+            (
+                "rate_limit:\n  interval: 1s\n  burst: 0\n",
+                "rate_limit.burst: must be at least 1",
+            ),
+        ] {
+            let err = load(dir.path(), yaml).unwrap_err();
+            assert!(err.contains(want), "{yaml}: {err}");
+        }
     }
 }

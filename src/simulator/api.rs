@@ -230,6 +230,12 @@ async fn list_sessions(
     if let Err(r) = authorize(&sim, &headers) {
         return *r;
     }
+    if sim.inner.config.forbidden_orgs.contains(&org_id) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            &format!("Missing permission ViewOrgSessions for organization {org_id}"),
+        );
+    }
     if let Some(r) = delay_and_faults(&sim, Some(&org_id)).await {
         return r;
     }

@@ -39,6 +39,9 @@ pub struct SimulateArgs {
     /// Treat created_/updated_ bounds as strict instead of inclusive.
     #[arg(long)]
     pub exclusive_time_bounds: bool,
+    /// Answer 403 (no ViewOrgSessions) for this org id (repeatable).
+    #[arg(long = "forbidden-org")]
+    pub forbidden_orgs: Vec<String>,
 }
 
 impl SimulateArgs {
@@ -56,6 +59,7 @@ impl SimulateArgs {
             exclusive_time_bounds: self.exclusive_time_bounds,
             start_time: None,
             demo_org_ids: false,
+            forbidden_orgs: self.forbidden_orgs.clone(),
         }
     }
 }

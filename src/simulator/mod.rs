@@ -47,6 +47,8 @@ pub struct SimConfig {
     pub start_time: Option<i64>,
     /// Org ids that say they are made up (`org-demo-1`, ...), for the exporter's demo mode.
     pub demo_org_ids: bool,
+    /// Org ids whose sessions the token may not list: always 403.
+    pub forbidden_orgs: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -63,6 +65,7 @@ impl Default for SimConfig {
             exclusive_time_bounds: false,
             start_time: None,
             demo_org_ids: false,
+            forbidden_orgs: Vec::new(),
         }
     }
 }

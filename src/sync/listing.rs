@@ -82,6 +82,8 @@ pub struct Listing {
     pub started_at: i64,
     /// Pages applied so far.
     pub pages: u64,
+    /// Sessions the whole listing covers, from `total` of its first page when sent.
+    expected: Option<u64>,
     windows: BTreeMap<u32, Window>,
     next_id: u32,
 }
@@ -104,6 +106,7 @@ impl Listing {
             generation,
             started_at: now,
             pages: 0,
+            expected: None,
             windows,
             next_id: 1,
         }
@@ -140,6 +143,9 @@ impl Listing {
             return Vec::new();
         };
         self.pages += 1;
+        if id == 0 && window.cursor.is_none() {
+            self.expected = page.total;
+        }
         if !page.has_next_page {
             return Vec::new();
         }
@@ -168,6 +174,16 @@ impl Listing {
                 Vec::new()
             }
         }
+    }
+}
+
+impl Listing {
+    /// Share of the listing done, 0.0..=0.99, when `listed` sessions of it have been applied
+    /// and the API said how many there are; `None` without a `total`. Never 100% before
+    /// the last window ends: `total` is a hint and sessions keep arriving.
+    pub fn progress(&self, listed: u64) -> Option<f64> {
+        let expected = self.expected.filter(|e| *e > 0)?;
+        Some((listed as f64 / expected as f64).clamp(0.0, 0.99))
     }
 }
 
@@ -356,6 +372,23 @@ mod tests {
         assert_eq!((q.created_after, q.created_before), (Some(99), Some(200)));
         assert_eq!(q.after.as_deref(), Some("x"));
         assert_eq!(q.first, 50);
+    }
+
+    #[test]
+    fn progress_from_the_first_pages_total() {
+        let mut l = Listing::new(ListingKind::Initial, 1, None, NOW);
+        assert_eq!(l.progress(0), None, "no total yet");
+        l.advance(
+            0,
+            &full_page(Some(1000), Some((NOW - 100, NOW - 5))),
+            200,
+            NOW,
+        );
+        assert_eq!(l.progress(630), Some(0.63));
+        assert_eq!(l.progress(5000), Some(0.99), "total is only a hint");
+        let mut l = Listing::new(ListingKind::Initial, 1, None, NOW);
+        l.advance(0, &full_page(None, None), 200, NOW);
+        assert_eq!(l.progress(10), None);
     }
 
     #[test]

@@ -70,6 +70,15 @@ impl OrgState {
             .as_ref()
             .map(|l| (l.kind, l.pages, l.remaining_windows()))
     }
+
+    /// Share of the first listing done, when the API sent a `total` (for the landing page).
+    pub fn initial_listing_progress(&self) -> Option<f64> {
+        let listing = self.listing.as_ref()?;
+        if listing.kind != ListingKind::Initial {
+            return None;
+        }
+        listing.progress(self.store.len() as u64)
+    }
 }
 
 /// One configured or discovered organization.

@@ -58,7 +58,8 @@ pub async fn start_exporter(api_url: &str, orgs: &[&str], extra: &[(&str, &str)]
     };
     let url = format!("{scheme}://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
-        devin_exporter::http::serve(listener, router, web.tls_server_config.as_ref())
+        let tls = web.tls_server_config.as_ref();
+        devin_exporter::http::serve_with(listener, router, tls, web.http_server_config.http2)
             .await
             .unwrap();
     });
