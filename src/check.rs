@@ -75,6 +75,14 @@ fn failure(error: &ApiError, scope: Scope, latency: Duration, token: &str) -> Ou
              check DEVIN_API_URL and the network, or retry later"
                 .to_string(),
         ),
+        // A 429 whose Retry-After outlasts the check's deadline.
+        ApiError::RateLimited { .. } => (
+            "HTTP 429".to_string(),
+            format!(
+                "{error}: {}",
+                explain::advice(429, scope).unwrap_or("retry later")
+            ),
+        ),
         other => ("bad answer".to_string(), clean(&other.to_string(), token)),
     };
     Outcome {

@@ -413,7 +413,7 @@ fn demo_mode_says_so_in_the_log_and_on_metrics() {
     for up in ups {
         assert!(up.starts_with("devin_up{org_id=\"org-demo-"), "{up}");
     }
-    assert!(landing.contains("Demo mode"), "{landing}");
+    assert!(landing.contains("DEMO MODE"), "{landing}");
 }
 
 #[test]

@@ -107,7 +107,7 @@ async fn a_forbidden_org_says_what_to_do() {
     );
     let host = api.uri().replace("http://", "");
     assert!(
-        html.contains(&format!("<td>http://{host}/</td>")),
+        html.contains(&format!("<td>http://&lt;redacted&gt;@{host}</td>")),
         "API URL: {html}"
     );
     for secret in ["hunter2", "alice", "cog_test_token"] {
