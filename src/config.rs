@@ -60,6 +60,31 @@ pub enum LogFormat {
     Json,
 }
 
+/// Breakdowns of sessions and ACUs by who and what (`DEVIN_ATTRIBUTION`), each opt-in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Attribution {
+    /// By `user_id`, else `service_user_id`.
+    pub user: bool,
+    /// By `playbook_id`.
+    pub playbook: bool,
+    /// By each tag.
+    pub tag: bool,
+}
+
+impl Attribution {
+    /// All three breakdowns (the demo's choice).
+    pub const ALL: Attribution = Attribution {
+        user: true,
+        playbook: true,
+        tag: true,
+    };
+
+    /// True when no breakdown is on.
+    pub fn is_off(&self) -> bool {
+        *self == Attribution::default()
+    }
+}
+
 /// The validated configuration of a running exporter.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -101,6 +126,12 @@ pub struct Config {
     pub web_config_file: Option<PathBuf>,
     /// Org collections running at once (bounds `/probe` fan-out).
     pub max_concurrent_collections: usize,
+    /// Spend breakdowns exported.
+    pub attribution: Attribution,
+    /// Values kept per breakdown and org before the rest fold into `overflow`.
+    pub attribution_max_values: usize,
+    /// Active sessions with the most ACUs shown per org (0: none).
+    pub top_active_sessions: usize,
 }
 
 impl Config {
@@ -138,6 +169,9 @@ struct RawConfig {
     exclude_org_ids: Option<String>,
     web_config_file: Option<String>,
     max_concurrent_collections: Option<String>,
+    attribution: Option<String>,
+    attribution_max_values: Option<String>,
+    top_active_sessions: Option<String>,
 }
 
 /// Reads and validates the configuration from the process environment.
@@ -214,6 +248,27 @@ fn org_list(var: &str, value: Option<&str>) -> Result<Vec<String>, ConfigError> 
         return Err(invalid(var, list, "no org id given"));
     }
     Ok(ids)
+}
+
+/// `DEVIN_ATTRIBUTION`: a comma list of user, playbook, tag.
+fn attribution(value: Option<&str>) -> Result<Attribution, ConfigError> {
+    let mut a = Attribution::default();
+    let Some(list) = value else { return Ok(a) };
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match item.to_ascii_lowercase().as_str() {
+            "user" => a.user = true,
+            "playbook" => a.playbook = true,
+            "tag" => a.tag = true,
+            _ => {
+                return Err(invalid(
+                    "ATTRIBUTION",
+                    list,
+                    format!("unknown breakdown {item:?}: use user, playbook, tag"),
+                ));
+            }
+        }
+    }
+    Ok(a)
 }
 
 impl RawConfig {
@@ -359,6 +414,21 @@ impl RawConfig {
                 32,
                 1,
                 10_000,
+            )?,
+            attribution: attribution(self.attribution.as_deref())?,
+            attribution_max_values: integer(
+                "ATTRIBUTION_MAX_VALUES",
+                self.attribution_max_values.as_deref(),
+                500,
+                1,
+                10_000,
+            )?,
+            top_active_sessions: integer(
+                "TOP_ACTIVE_SESSIONS",
+                self.top_active_sessions.as_deref(),
+                5,
+                0,
+                100,
             )?,
         })
     }
@@ -514,5 +584,37 @@ mod tests {
         );
         assert_eq!(c.lookback, Some(Duration::from_secs(30 * 86400)));
         assert_eq!(c.api_url, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn attribution_and_top_sessions() {
+        let c = with(&[]).unwrap();
+        assert!(c.attribution.is_off());
+        assert_eq!((c.attribution_max_values, c.top_active_sessions), (500, 5));
+        let c = with(&[
+            ("DEVIN_ATTRIBUTION", " tag, user ,TAG"),
+            ("DEVIN_ATTRIBUTION_MAX_VALUES", "20"),
+            ("DEVIN_TOP_ACTIVE_SESSIONS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.attribution,
+            Attribution {
+                user: true,
+                playbook: false,
+                tag: true
+            }
+        );
+        assert_eq!((c.attribution_max_values, c.top_active_sessions), (20, 0));
+        let err = with(&[("DEVIN_ATTRIBUTION", "user,team")]).unwrap_err();
+        assert_eq!(
+            err.0,
+            "DEVIN_ATTRIBUTION=user,team: unknown breakdown \"team\": use user, playbook, tag"
+        );
+        let err = with(&[("DEVIN_ATTRIBUTION_MAX_VALUES", "0")]).unwrap_err();
+        assert!(
+            err.0.starts_with("DEVIN_ATTRIBUTION_MAX_VALUES=0:"),
+            "{err}"
+        );
     }
 }

@@ -3,6 +3,7 @@
 mod api_stats;
 mod render;
 mod series_cache;
+mod spend;
 
 pub use api_stats::ApiStats;
 pub use render::{CONTENT_TYPE, Renderer, Scope, render};

@@ -11,6 +11,7 @@ use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricT
 use prometheus::{Encoder, TextEncoder};
 
 use super::series_cache::SeriesCache;
+use super::spend::SpendFamilies;
 use super::{ApiStats, REVISION, VERSION};
 use crate::discovery::DiscoveryStatus;
 use crate::sync::Org;
@@ -175,6 +176,7 @@ fn render_with(
         "Devin API requests by HTTP status code (error: no response).",
     );
     let mut latency: Option<MetricFamily> = None;
+    let mut spend = SpendFamilies::default();
     let mut build = Family::gauge(
         "devin_exporter_build_info",
         "Build identity of the exporter; always 1.",
@@ -267,6 +269,7 @@ fn render_with(
             );
         }
         archived.push(&org_label, store.archived() as f64);
+        spend.push_org(id, store);
         for ((status, detail), t) in store.oldest_updates() {
             oldest.push(
                 &[
@@ -302,6 +305,7 @@ fn render_with(
     ]
     .into_iter()
     .map(|f| f.0)
+    .chain(spend.into_families())
     .chain(latency)
     .collect();
     if let Some(p) = scope.process {
