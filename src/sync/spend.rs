@@ -229,6 +229,22 @@ struct Active {
     urls: HashMap<SessionKey, Box<str>>,
 }
 
+/// Whether `url` is the usual url of a packed id (checked without allocating: it runs on
+/// every change of an active session).
+fn is_usual_url(key: &SessionKey, url: &str) -> bool {
+    let (SessionKey::Packed(bytes), Some(hex)) = (key, url.strip_prefix(SESSION_URL_PREFIX)) else {
+        return false;
+    };
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    hex.len() == 32
+        && bytes
+            .iter()
+            .zip(hex.as_bytes().chunks_exact(2))
+            .all(|(b, pair)| {
+                pair[0] == DIGITS[(b >> 4) as usize] && pair[1] == DIGITS[(b & 15) as usize]
+            })
+}
+
 /// The usual url of a session id, if the key is a packed `devin-<hex>` id.
 fn usual_url(key: &SessionKey) -> Option<String> {
     match key {
@@ -356,7 +372,7 @@ impl Spend {
         if active && self.settings.top_active > 0 {
             self.active.by_acus.insert((acus, key.clone()));
             let url = cut(url.unwrap_or(""), MAX_URL_LEN);
-            if usual_url(key).as_deref() == Some(url) {
+            if is_usual_url(key, url) {
                 self.active.urls.remove(key);
             } else {
                 self.active.urls.insert(key.clone(), url.into());
@@ -511,6 +527,16 @@ mod tests {
             usual,
             "https://app.devin.ai/sessions/01010101010101010101010101010101"
         );
+        assert!(is_usual_url(&k1, &usual));
+        for other in [
+            "https://app.devin.ai/sessions/0101010101010101010101010101010",
+            "https://app.devin.ai/sessions/01010101010101010101010101010102",
+            "https://app.devin.ai/sessions/0101010101010101010101010101010A",
+            "http://app.devin.ai/sessions/01010101010101010101010101010101",
+        ] {
+            assert!(!is_usual_url(&k1, other), "{other}");
+        }
+        assert!(!is_usual_url(&SessionKey::new("other-1"), "x"));
         s.add(&k1, &[0; 3], 0, 5, true, Some(&usual));
         s.add(&k2, &[0; 3], 0, 9, true, Some("https://elsewhere/x"));
         s.add(&k3, &[0; 3], 0, 7, true, None);
