@@ -529,3 +529,33 @@ fn sessions_dropped_by_a_full_relisting_leave_the_breakdowns_and_the_top() {
         BTreeMap::from([("ann".into(), 2_000_000), ("bob".into(), 0)])
     );
 }
+
+#[test]
+fn the_demo_shows_every_breakdown_and_the_top_sessions() {
+    // No token and no orgs: demo mode, against the built-in simulator.
+    let (mut exporter, url) = common::procs::start_exporter_process(&[]);
+    let mut m = Metrics::parse("");
+    for _ in 0..5 {
+        m = Metrics::parse(&common::procs::blocking_get(&format!("{url}/metrics")));
+        if m.count("devin_initial_sync_complete", &[]) > 0
+            && m.find("devin_initial_sync_complete", &[])
+                .iter()
+                .all(|(_, v)| *v == 1.0)
+        {
+            break;
+        }
+    }
+    for (dimension, _) in DIMENSIONS {
+        for family in ["sessions", "acus_consumed", "acus_consumed_total"] {
+            let name = format!("devin_{dimension}_{family}");
+            assert!(m.count(&name, &[]) > 0, "{name} in the demo");
+        }
+    }
+    let orgs = m.count("devin_up", &[]);
+    assert_eq!(
+        m.count("devin_active_session_acus_consumed", &[]),
+        5 * orgs,
+        "5 top sessions per org"
+    );
+    exporter.assert_running();
+}
