@@ -220,13 +220,44 @@ pub struct Ended {
     pub acus: Histogram,
 }
 
-/// Active sessions ordered by ACUs, for the top N. Urls are kept only when they differ from
-/// the usual `https://app.devin.ai/sessions/<hex>` of a packed id (checked on write, never
-/// assumed), and only while the session is active.
+/// Active sessions ordered by ACUs, for the top N. Packed ids (nearly all) are kept apart
+/// from text ones so that an entry takes 24 bytes, not 32. Urls are kept only when they
+/// differ from the usual `https://app.devin.ai/sessions/<hex>` of a packed id (checked on
+/// write, never assumed), and only while the session is active.
 #[derive(Debug, Default)]
 struct Active {
-    by_acus: BTreeSet<(u64, SessionKey)>,
+    packed: BTreeSet<(u64, [u8; 16])>,
+    text: BTreeSet<(u64, Box<str>)>,
     urls: HashMap<SessionKey, Box<str>>,
+}
+
+impl Active {
+    fn insert(&mut self, acus: u64, key: &SessionKey) {
+        match key {
+            SessionKey::Packed(b) => self.packed.insert((acus, *b)),
+            SessionKey::Text(t) => self.text.insert((acus, t.clone())),
+        };
+    }
+
+    fn remove(&mut self, acus: u64, key: &SessionKey) {
+        match key {
+            SessionKey::Packed(b) => self.packed.remove(&(acus, *b)),
+            SessionKey::Text(t) => self.text.remove(&(acus, t.clone())),
+        };
+    }
+
+    /// The `n` entries with the most ACUs, most first; ties go to the greater key.
+    fn top(&self, n: usize) -> Vec<(u64, SessionKey)> {
+        let packed = self.packed.iter().rev().take(n);
+        let text = self.text.iter().rev().take(n);
+        let mut top: Vec<(u64, SessionKey)> = packed
+            .map(|(a, b)| (*a, SessionKey::Packed(*b)))
+            .chain(text.map(|(a, t)| (*a, SessionKey::Text(t.clone()))))
+            .collect();
+        top.sort_unstable_by(|x, y| y.cmp(x));
+        top.truncate(n);
+        top
+    }
 }
 
 /// Whether `url` is the usual url of a packed id (checked without allocating: it runs on
@@ -370,7 +401,7 @@ impl Spend {
     ) {
         self.each_value(attrs, |b, v| b.add(v, status, acus));
         if active && self.settings.top_active > 0 {
-            self.active.by_acus.insert((acus, key.clone()));
+            self.active.insert(acus, key);
             let url = cut(url.unwrap_or(""), MAX_URL_LEN);
             if is_usual_url(key, url) {
                 self.active.urls.remove(key);
@@ -391,7 +422,7 @@ impl Spend {
     ) {
         self.each_value(attrs, |b, v| b.remove(v, status, acus));
         if active && self.settings.top_active > 0 {
-            self.active.by_acus.remove(&(acus, key.clone()));
+            self.active.remove(acus, key);
             self.active.urls.remove(key);
         }
     }
@@ -466,16 +497,14 @@ impl Spend {
     /// millionths). Ties go to the greater key, so the choice is stable.
     pub fn top_active(&self) -> impl Iterator<Item = (String, String, u64)> + '_ {
         self.active
-            .by_acus
-            .iter()
-            .rev()
-            .take(self.settings.top_active)
+            .top(self.settings.top_active)
+            .into_iter()
             .map(|(acus, key)| {
-                let url = match self.active.urls.get(key) {
+                let url = match self.active.urls.get(&key) {
                     Some(u) => u.to_string(),
-                    None => usual_url(key).unwrap_or_default(),
+                    None => usual_url(&key).unwrap_or_default(),
                 };
-                (key.id(), url, *acus)
+                (key.id(), url, acus)
             })
     }
 }
@@ -541,6 +570,12 @@ mod tests {
         s.add(&k2, &[0; 3], 0, 9, true, Some("https://elsewhere/x"));
         s.add(&k3, &[0; 3], 0, 7, true, None);
         assert_eq!(s.active.urls.len(), 2);
+        // A text id ranks among the packed ones, and leaves as it came.
+        let text = SessionKey::new("session-42");
+        s.add(&text, &[0; 3], 0, 8, true, Some("https://x/42"));
+        let top: Vec<_> = s.top_active().map(|(id, _, a)| (id, a)).collect();
+        assert_eq!(top, [(k2.id(), 9), ("session-42".to_string(), 8)]);
+        s.remove(&text, &[0; 3], 0, 8, true);
         let top: Vec<_> = s.top_active().map(|(_, u, a)| (u, a)).collect();
         assert_eq!(
             top,
