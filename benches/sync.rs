@@ -1,7 +1,8 @@
 //! Sync and rendering benchmark. Run with `cargo bench --bench sync`; prints the figures the
 //! README's Performance section quotes. Sections:
-//!   state   bytes of state per session at 100,000 and 1,000,000 sessions
-//!   render  time to render /metrics for 5 orgs x 20,000 sessions
+//!   state   bytes of state per session at 100,000 and 1,000,000 sessions, without and with
+//!           the three spend breakdowns (DEVIN_ATTRIBUTION=user,playbook,tag)
+//!   render  time to render /metrics for 5 orgs x 20,000 sessions, likewise
 //!   fleet   memory and CPU per exposed series for 500 orgs, gzip included
 //! Pass section names as arguments to run only those.
 
@@ -11,7 +12,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use devin_exporter::api::SessionPage;
+use devin_exporter::config::Attribution;
 use devin_exporter::metrics::{Renderer, Scope};
+use devin_exporter::sync::spend::SpendSettings;
 use devin_exporter::sync::{Org, SessionStore};
 use support::{CountingAlloc, live_bytes, ms, percentile, synthetic_page};
 
@@ -31,18 +34,31 @@ fn fill(store: &mut SessionStore, sessions: u64) {
     }
 }
 
-fn state(sizes: &[u64]) {
-    println!("## state size");
+/// Store settings: defaults (top 5 active sessions), with or without every breakdown.
+fn settings(attribution: bool) -> SpendSettings {
+    SpendSettings {
+        attribution: if attribution {
+            Attribution::ALL
+        } else {
+            Attribution::default()
+        },
+        ..SpendSettings::default()
+    }
+}
+
+fn state(sizes: &[u64], attribution: bool) {
+    println!("## state size (attribution={attribution})");
     for &n in sizes {
         let before = live_bytes();
         let mut store = SessionStore::default();
+        store.set_spend_settings(settings(attribution));
         let started = Instant::now();
         fill(&mut store, n);
         let load = started.elapsed();
         store.shrink_to_fit();
         let bytes = live_bytes() - before;
         println!(
-            "state: sessions={n} bytes={bytes} bytes_per_session={:.1} load={:.0}ms ({:.0} sessions/s applied, JSON parse included)",
+            "state: attribution={attribution} sessions={n} bytes={bytes} bytes_per_session={:.1} load={:.0}ms ({:.0} sessions/s applied, JSON parse included)",
             bytes as f64 / n as f64,
             load.as_secs_f64() * 1e3,
             n as f64 / load.as_secs_f64()
@@ -52,14 +68,16 @@ fn state(sizes: &[u64]) {
     println!("peak_rss_bytes={}", support::peak_rss_bytes());
 }
 
-fn render_bench() {
-    println!("## render /metrics");
+fn render_bench(attribution: bool) {
+    println!("## render /metrics (attribution={attribution})");
     let orgs: Vec<Arc<Org>> = (0..5)
         .map(|i| {
             let org = Arc::new(Org::new(format!("org-bench-{i}")));
             {
                 let mut st = org.state();
+                st.store.set_spend_settings(settings(attribution));
                 fill(&mut st.store, 20_000);
+                st.store.start_spend_counters();
                 st.initial_complete = true;
             }
             org
@@ -83,7 +101,7 @@ fn render_bench() {
         std::hint::black_box(body);
     }
     println!(
-        "render: orgs=5 sessions=100000 series={series} bytes={} first={:.2}ms then p50={:.2}ms p99={:.2}ms",
+        "render: attribution={attribution} orgs=5 sessions=100000 series={series} bytes={} first={:.2}ms then p50={:.2}ms p99={:.2}ms",
         body.len(),
         ms(first),
         ms(percentile(&samples, 50.0)),
@@ -158,11 +176,13 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let run = |name: &str| wanted.is_empty() || wanted.iter().any(|w| w == name);
-    if run("state") {
-        state(&[100_000, 1_000_000]);
-    }
-    if run("render") {
-        render_bench();
+    for attribution in [false, true] {
+        if run("state") {
+            state(&[100_000, 1_000_000], attribution);
+        }
+        if run("render") {
+            render_bench(attribution);
+        }
     }
     if run("fleet") {
         fleet_bench();

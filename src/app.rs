@@ -15,6 +15,7 @@ use crate::http::auth::BasicAuth;
 use crate::http::web_config::WebConfig;
 use crate::http::{self, AppState};
 use crate::sync::SyncSettings;
+use crate::sync::spend::SpendSettings;
 
 /// Windows of one org's listing fetched at once.
 const WINDOW_CONCURRENCY: usize = 8;
@@ -52,6 +53,11 @@ pub fn build(
         collection_slots: Arc::new(tokio::sync::Semaphore::new(
             config.max_concurrent_collections,
         )),
+        spend: SpendSettings {
+            attribution: config.attribution,
+            max_values: config.attribution_max_values,
+            top_active: config.top_active_sessions,
+        },
     };
     let discovery = config
         .discover_orgs

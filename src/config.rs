@@ -60,6 +60,31 @@ pub enum LogFormat {
     Json,
 }
 
+/// Breakdowns of sessions and ACUs by who and what (`DEVIN_ATTRIBUTION`), each opt-in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Attribution {
+    /// By `user_id`, else `service_user_id`.
+    pub user: bool,
+    /// By `playbook_id`.
+    pub playbook: bool,
+    /// By each tag.
+    pub tag: bool,
+}
+
+impl Attribution {
+    /// All three breakdowns (the demo's choice).
+    pub const ALL: Attribution = Attribution {
+        user: true,
+        playbook: true,
+        tag: true,
+    };
+
+    /// True when no breakdown is on.
+    pub fn is_off(&self) -> bool {
+        *self == Attribution::default()
+    }
+}
+
 /// The validated configuration of a running exporter.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -103,6 +128,12 @@ pub struct Config {
     pub max_concurrent_collections: usize,
     /// Longest an API `Retry-After` may hold the token's requests back.
     pub max_retry_after: Duration,
+    /// Spend breakdowns exported.
+    pub attribution: Attribution,
+    /// Values kept per breakdown and org before the rest fold into `overflow`.
+    pub attribution_max_values: usize,
+    /// Active sessions with the most ACUs shown per org (0: none).
+    pub top_active_sessions: usize,
 }
 
 impl Config {
@@ -142,6 +173,9 @@ struct RawConfig {
     web_config_file: Option<String>,
     max_concurrent_collections: Option<String>,
     max_retry_after: Option<String>,
+    attribution: Option<String>,
+    attribution_max_values: Option<String>,
+    top_active_sessions: Option<String>,
 }
 
 /// Reads and validates the configuration from the process environment.
@@ -254,6 +288,27 @@ fn token_file_problem(path: &str) -> Option<ConfigError> {
     std::fs::File::open(path)
         .err()
         .map(|e| invalid("API_TOKEN_FILE", path, format!("cannot read ({e})")))
+}
+
+/// `DEVIN_ATTRIBUTION`: a comma list of user, playbook, tag.
+fn attribution(value: Option<&str>) -> Result<Attribution, ConfigError> {
+    let mut a = Attribution::default();
+    let Some(list) = value else { return Ok(a) };
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match item.to_ascii_lowercase().as_str() {
+            "user" => a.user = true,
+            "playbook" => a.playbook = true,
+            "tag" => a.tag = true,
+            _ => {
+                return Err(invalid(
+                    "ATTRIBUTION",
+                    list,
+                    format!("unknown breakdown {item:?}: use user, playbook, tag"),
+                ));
+            }
+        }
+    }
+    Ok(a)
 }
 
 impl RawConfig {
@@ -423,6 +478,21 @@ impl RawConfig {
                 10_000,
             )?,
             max_retry_after,
+            attribution: attribution(self.attribution.as_deref())?,
+            attribution_max_values: integer(
+                "ATTRIBUTION_MAX_VALUES",
+                self.attribution_max_values.as_deref(),
+                500,
+                1,
+                10_000,
+            )?,
+            top_active_sessions: integer(
+                "TOP_ACTIVE_SESSIONS",
+                self.top_active_sessions.as_deref(),
+                5,
+                0,
+                100,
+            )?,
         })
     }
 }
@@ -635,5 +705,37 @@ mod tests {
         );
         assert_eq!(c.lookback, Some(Duration::from_secs(30 * 86400)));
         assert_eq!(c.api_url, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn attribution_and_top_sessions() {
+        let c = with(&[]).unwrap();
+        assert!(c.attribution.is_off());
+        assert_eq!((c.attribution_max_values, c.top_active_sessions), (500, 5));
+        let c = with(&[
+            ("DEVIN_ATTRIBUTION", " tag, user ,TAG"),
+            ("DEVIN_ATTRIBUTION_MAX_VALUES", "20"),
+            ("DEVIN_TOP_ACTIVE_SESSIONS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.attribution,
+            Attribution {
+                user: true,
+                playbook: false,
+                tag: true
+            }
+        );
+        assert_eq!((c.attribution_max_values, c.top_active_sessions), (20, 0));
+        let err = with(&[("DEVIN_ATTRIBUTION", "user,team")]).unwrap_err();
+        assert_eq!(
+            err.0,
+            "DEVIN_ATTRIBUTION=user,team: unknown breakdown \"team\": use user, playbook, tag"
+        );
+        let err = with(&[("DEVIN_ATTRIBUTION_MAX_VALUES", "0")]).unwrap_err();
+        assert!(
+            err.0.starts_with("DEVIN_ATTRIBUTION_MAX_VALUES=0:"),
+            "{err}"
+        );
     }
 }

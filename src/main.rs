@@ -22,6 +22,9 @@ Configuration (environment):
   DEVIN_SYNC_OVERLAP             incremental listings re-read this much before the watermark [default: 2m]
   DEVIN_FULL_RESYNC_INTERVAL     full re-listing period, drops deleted sessions [default: 1h]
   DEVIN_LOOKBACK                 only sessions created within this window, e.g. 30d [default: all]
+  DEVIN_ATTRIBUTION              spend breakdowns: comma list of user, playbook, tag [default: none]
+  DEVIN_ATTRIBUTION_MAX_VALUES   values per breakdown and org, the rest count as overflow [default: 500]
+  DEVIN_TOP_ACTIVE_SESSIONS      active sessions with the most ACUs shown per org, 0 for none [default: 5]
   DEVIN_MAX_REQUESTS_PER_SECOND  client-side request budget of the token [default: 20]
   DEVIN_MAX_CONCURRENT_REQUESTS  API requests in flight at once [default: 16]
   DEVIN_MAX_CONCURRENT_COLLECTIONS  org collections at once [default: 32]
@@ -163,6 +166,10 @@ async fn demo(mut config: Config) -> Result<(), String> {
     config.api_url = format!("http://{addr}");
     config.org_ids = sim.org_ids();
     config.discover_orgs = false;
+    // The demo shows every spend breakdown unless told otherwise.
+    if config.attribution.is_off() {
+        config.attribution = devin_exporter::config::Attribution::ALL;
+    }
     // A WARN: simulated data must not pass unnoticed, also with RUST_LOG=warn.
     tracing::warn!(
         api = %config.api_url,

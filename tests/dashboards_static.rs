@@ -59,6 +59,49 @@ const CONTRACT: &[(&str, &[&str])] = &[
     ("devin_api_request_duration_seconds_sum", &["org_id"]),
     ("devin_api_request_duration_seconds_count", &["org_id"]),
     ("devin_exporter_build_info", &["version", "revision"]),
+    ("devin_user_sessions", &["org_id", "user_id", "status"]),
+    ("devin_user_acus_consumed", &["org_id", "user_id"]),
+    ("devin_user_acus_consumed_total", &["org_id", "user_id"]),
+    (
+        "devin_playbook_sessions",
+        &["org_id", "playbook_id", "status"],
+    ),
+    ("devin_playbook_acus_consumed", &["org_id", "playbook_id"]),
+    (
+        "devin_playbook_acus_consumed_total",
+        &["org_id", "playbook_id"],
+    ),
+    ("devin_tag_sessions", &["org_id", "tag", "status"]),
+    ("devin_tag_acus_consumed", &["org_id", "tag"]),
+    ("devin_tag_acus_consumed_total", &["org_id", "tag"]),
+    (
+        "devin_ended_session_duration_seconds_bucket",
+        &["org_id", "origin", "status", "le"],
+    ),
+    (
+        "devin_ended_session_duration_seconds_sum",
+        &["org_id", "origin", "status"],
+    ),
+    (
+        "devin_ended_session_duration_seconds_count",
+        &["org_id", "origin", "status"],
+    ),
+    (
+        "devin_ended_session_acus_bucket",
+        &["org_id", "origin", "status", "le"],
+    ),
+    (
+        "devin_ended_session_acus_sum",
+        &["org_id", "origin", "status"],
+    ),
+    (
+        "devin_ended_session_acus_count",
+        &["org_id", "origin", "status"],
+    ),
+    (
+        "devin_active_session_acus_consumed",
+        &["org_id", "session_id", "url"],
+    ),
     // Prometheus' own per-target metric.
     ("up", &[]),
 ];
@@ -451,7 +494,15 @@ fn the_overview_keeps_its_uid_rows_and_filters() {
         .collect();
     assert_eq!(
         rows,
-        ["Health", "Sessions", "ACUs", "Activity", "Exporter & API"]
+        [
+            "Health",
+            "Sessions",
+            "ACUs",
+            "Activity",
+            "Exporter & API",
+            "Spend",
+            "Lifecycle"
+        ]
     );
     let names: Vec<&str> = variables(&dashboard)
         .iter()
@@ -1042,6 +1093,42 @@ fn promtool_rule_unit_tests_pass_and_a_wrong_expectation_fails() {
 /// healthy exporter shows, with every label value the dashboard selects on.
 const SYNTHETIC_SERIES: &[(&str, &str)] = &[
     (r#"up{job="devin", instance="exporter:10164"}"#, "1x150"),
+    (
+        r#"devin_user_acus_consumed_total{job="devin", instance="exporter:10164", org_id="org-a", user_id="user-1"}"#,
+        "0+0.5x150",
+    ),
+    (
+        r#"devin_user_sessions{job="devin", instance="exporter:10164", org_id="org-a", user_id="user-1", status="error"}"#,
+        "1x150",
+    ),
+    (
+        r#"devin_playbook_acus_consumed_total{job="devin", instance="exporter:10164", org_id="org-a", playbook_id="none"}"#,
+        "0+0.5x150",
+    ),
+    (
+        r#"devin_tag_acus_consumed_total{job="devin", instance="exporter:10164", org_id="org-a", tag="team-a"}"#,
+        "0+0.5x150",
+    ),
+    (
+        r#"devin_ended_session_duration_seconds_bucket{job="devin", instance="exporter:10164", org_id="org-a", origin="webapp", status="exit", le="600"}"#,
+        "0+1x150",
+    ),
+    (
+        r#"devin_ended_session_duration_seconds_bucket{job="devin", instance="exporter:10164", org_id="org-a", origin="webapp", status="exit", le="+Inf"}"#,
+        "0+2x150",
+    ),
+    (
+        r#"devin_ended_session_acus_bucket{job="devin", instance="exporter:10164", org_id="org-a", origin="webapp", status="exit", le="1"}"#,
+        "0+1x150",
+    ),
+    (
+        r#"devin_ended_session_acus_bucket{job="devin", instance="exporter:10164", org_id="org-a", origin="webapp", status="exit", le="+Inf"}"#,
+        "0+2x150",
+    ),
+    (
+        r#"devin_active_session_acus_consumed{job="devin", instance="exporter:10164", org_id="org-a", session_id="devin-0123456789abcdef0123456789abcdef", url="https://app.devin.ai/sessions/0123456789abcdef0123456789abcdef"}"#,
+        "0+0.5x150",
+    ),
     (
         r#"process_resident_memory_bytes{job="devin", instance="exporter:10164"}"#,
         "30000000x150",

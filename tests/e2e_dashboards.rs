@@ -10,7 +10,9 @@ mod dashboards;
 use std::path::Path;
 use std::time::Duration;
 
-use common::procs::{require_tool, sample_value, start_prometheus, start_simulator};
+use common::procs::{
+    require_tool, sample_value, start_exporter_process, start_prometheus, start_simulator,
+};
 
 #[test]
 fn every_dashboard_query_runs_and_returns_data() {
@@ -28,7 +30,15 @@ fn every_dashboard_query_runs_and_returns_data() {
         "--seed",
         "21",
     ]);
-    let (mut exporter, url) = sim.start_exporter();
+    // Every spend breakdown on, as the demo runs, so that the Spend row has data.
+    let orgs = sim.orgs.join(",");
+    let (mut exporter, url) = start_exporter_process(&[
+        ("DEVIN_API_URL", &sim.url),
+        ("DEVIN_API_TOKEN", &sim.token),
+        ("DEVIN_ORG_IDS", &orgs),
+        ("DEVIN_MAX_REQUESTS_PER_SECOND", "200"),
+        ("DEVIN_ATTRIBUTION", "user,playbook,tag"),
+    ]);
     let rules = [
         Path::new("dashboards/prometheus/alerts.yml"),
         Path::new("dashboards/prometheus/recording.yml"),
@@ -60,6 +70,12 @@ fn every_dashboard_query_runs_and_returns_data() {
     // samples for rate() and increase().
     prom.wait_for(
         r#"sum(devin_sessions_entered_status_total{status=~"error|suspended"})"#,
+        timeout,
+        |r| r.first().is_some_and(|v| sample_value(v) >= 2.0),
+    );
+    // Sessions seen ending, for the Lifecycle row's histograms.
+    prom.wait_for(
+        "sum(devin_ended_session_duration_seconds_count)",
         timeout,
         |r| r.first().is_some_and(|v| sample_value(v) >= 2.0),
     );

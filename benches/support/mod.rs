@@ -146,8 +146,26 @@ pub fn synthetic_page(start: u64, n: u64) -> String {
             }
         };
         let created = 1_750_000_000 + (i as i64) * 7;
+        // Who and what: 300 users and 3 service users, 20 playbooks (or none), up to two of
+        // 12 tags, so that the spend breakdowns have realistic spreads.
+        let (user, service) = match (h >> 40) % 10 {
+            0 => (
+                "null".to_string(),
+                format!("\"service-user-{}\"", (h >> 44) % 3),
+            ),
+            _ => (format!("\"user-{}\"", (h >> 44) % 300), "null".to_string()),
+        };
+        let playbook = match (h >> 52) % 40 {
+            n if n < 20 => format!("\"playbook-{n}\""),
+            _ => "null".to_string(),
+        };
+        let tags = match (h >> 58) % 4 {
+            0 => String::new(),
+            1 | 2 => format!("\"tag-{}\"", (h >> 20) % 12),
+            _ => format!("\"tag-{}\",\"tag-{}\"", (h >> 20) % 12, (h >> 28) % 12),
+        };
         out.push_str(&format!(
-            r#"{{"session_id":"devin-{i:032x}","url":"https://app.devin.ai/sessions/{i:032x}","status":"{status}","status_detail":{detail},"origin":"{origin}","category":"{category}","tags":["bench"],"org_id":"org-bench","created_at":{created},"updated_at":{updated},"acus_consumed":{acus:.3},"pull_requests":[{prs}],"is_archived":{archived},"title":"Benchmark session {i}","user_id":"user-1"}}"#,
+            r#"{{"session_id":"devin-{i:032x}","url":"https://app.devin.ai/sessions/{i:032x}","status":"{status}","status_detail":{detail},"origin":"{origin}","category":"{category}","org_id":"org-bench","created_at":{created},"updated_at":{updated},"acus_consumed":{acus:.3},"pull_requests":[{prs}],"is_archived":{archived},"title":"Benchmark session {i}","user_id":{user},"service_user_id":{service},"playbook_id":{playbook},"tags":[{tags}]}}"#,
             updated = created + 600,
             acus = (h % 5000) as f64 / 100.0,
             archived = (h >> 32) % 7 == 0,

@@ -54,6 +54,21 @@ pub struct Session<'a> {
     /// Archived flag; null or absent means not archived.
     #[serde(default)]
     pub is_archived: Option<bool>,
+    /// Link to the session in the web app.
+    #[serde(default, borrow)]
+    pub url: Option<Cow<'a, str>>,
+    /// User who started the session; `None` when null (a service user started it).
+    #[serde(default, borrow)]
+    pub user_id: Option<Cow<'a, str>>,
+    /// Service user who started the session; `None` when null.
+    #[serde(default, borrow)]
+    pub service_user_id: Option<Cow<'a, str>>,
+    /// Playbook the session runs; `None` when null.
+    #[serde(default, borrow)]
+    pub playbook_id: Option<Cow<'a, str>>,
+    /// Tags of the session; null entries are skipped, a null list counts as none.
+    #[serde(default, borrow, deserialize_with = "lenient_tags")]
+    pub tags: Vec<Cow<'a, str>>,
 }
 
 /// A pull request of a session; only its state matters here.
@@ -116,6 +131,27 @@ fn unix_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error>
     n.as_i64()
         .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
         .ok_or_else(|| serde::de::Error::custom("timestamp out of range"))
+}
+
+/// Reads `tags` leniently: null, a null entry or a non-string entry never fails the page.
+fn lenient_tags<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Tag<'a> {
+        Text(#[serde(borrow)] Cow<'a, str>),
+        Other(serde::de::IgnoredAny),
+    }
+    let tags: Option<Vec<Tag<'a>>> = Option::deserialize(d)?;
+    Ok(tags
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|t| match t {
+            Tag::Text(s) => Some(s),
+            Tag::Other(_) => None,
+        })
+        .collect())
 }
 
 /// Error body of the API: RFC 9457 problem details or FastAPI's validation shape.
@@ -184,6 +220,30 @@ mod tests {
         assert_eq!(s.updated_at, 1700000100);
         assert_eq!(s.pull_requests[0].pr_state, None);
         assert_eq!(s.is_archived, None);
+        assert_eq!(s.url.as_deref(), Some("u"));
+        assert!(s.tags.is_empty());
+        assert_eq!(
+            (s.user_id.as_deref(), s.playbook_id.as_deref()),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn attribution_fields_are_read_leniently() {
+        let body = br#"{"items":[
+            {"session_id":"a","status":"new","created_at":1,"updated_at":1,"acus_consumed":0,
+             "user_id":"user-1","service_user_id":null,"playbook_id":"pb-1",
+             "tags":["x",null,3,"y\u00e9"]},
+            {"session_id":"b","status":"new","created_at":1,"updated_at":1,"acus_consumed":0,
+             "user_id":null,"service_user_id":"svc","tags":null}]}"#;
+        let page: SessionPage = serde_json::from_slice(body).unwrap();
+        let (a, b) = (&page.items[0], &page.items[1]);
+        assert_eq!(a.user_id.as_deref(), Some("user-1"));
+        assert_eq!(a.playbook_id.as_deref(), Some("pb-1"));
+        assert_eq!(a.tags, ["x", "y\u{e9}"]);
+        assert_eq!(b.user_id, None);
+        assert_eq!(b.service_user_id.as_deref(), Some("svc"));
+        assert!(b.tags.is_empty() && b.playbook_id.is_none());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod api_stats;
 mod render;
+mod spend;
 mod text;
 
 pub use api_stats::ApiStats;

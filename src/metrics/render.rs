@@ -12,6 +12,7 @@ use prometheus::core::Collector;
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, TextEncoder};
 
+use super::spend::SpendFamilies;
 use super::{ApiStats, REVISION, VERSION, text};
 use crate::discovery::DiscoveryStatus;
 use crate::sync::{Org, SessionStore};
@@ -55,7 +56,7 @@ impl Family {
 }
 
 /// Label pairs of one series.
-fn label_pairs(labels: &[(&str, &str)]) -> Vec<LabelPair> {
+pub(super) fn label_pairs(labels: &[(&str, &str)]) -> Vec<LabelPair> {
     labels
         .iter()
         .map(|(k, v)| {
@@ -231,6 +232,7 @@ fn render_sized(scope: &Scope<'_>, capacity: usize, demo: bool) -> prometheus::R
         "Devin API requests by HTTP status code (error: no response).",
     );
     let mut latency: Option<MetricFamily> = None;
+    let mut spend = SpendFamilies::default();
     let mut build = Family::gauge(
         "devin_exporter_build_info",
         "Build identity of the exporter; always 1.",
@@ -331,6 +333,7 @@ fn render_sized(scope: &Scope<'_>, capacity: usize, demo: bool) -> prometheus::R
             );
         }
         archived.push(&org_label, store.archived() as f64);
+        spend.push_org(id, store);
         for ((status, detail), t) in store.oldest_updates() {
             oldest.push(
                 &[
@@ -365,6 +368,7 @@ fn render_sized(scope: &Scope<'_>, capacity: usize, demo: bool) -> prometheus::R
     ]
     .into_iter()
     .map(|f| f.0)
+    .chain(spend.into_families())
     .chain(latency)
     .collect();
     if let Some(p) = scope.process {

@@ -75,6 +75,36 @@ const SUSPEND_REASONS: &[(&str, u32)] = &[
     ("total_session_limit_exceeded", 2),
 ];
 
+/// Service users behind api and automation sessions.
+const SERVICE_USERS: &[(&str, u32)] = &[
+    ("service-user-ci", 50),
+    ("service-user-nightly", 30),
+    ("service-user-triage", 20),
+];
+
+/// Playbooks, and sessions run without one.
+const PLAYBOOKS: &[(Option<&str>, u32)] = &[
+    (None, 55),
+    (Some("playbook-fix-flaky-test"), 12),
+    (Some("playbook-dependency-upgrade"), 10),
+    (Some("playbook-triage-bug"), 8),
+    (Some("playbook-write-unit-tests"), 7),
+    (Some("playbook-security-fix"), 5),
+    (Some("playbook-migrate-framework"), 3),
+];
+
+/// Tags; a session carries up to two of them.
+const TAGS: &[(&str, u32)] = &[
+    ("team-payments", 20),
+    ("team-search", 18),
+    ("team-platform", 15),
+    ("frontend", 12),
+    ("backend", 12),
+    ("urgent", 8),
+    ("customer-escalation", 5),
+    ("experiment", 10),
+];
+
 /// One simulated session.
 #[derive(Debug, Clone)]
 pub struct SimSession {
@@ -102,6 +132,12 @@ pub struct SimSession {
     pub archived: bool,
     /// User who started it.
     pub user: u32,
+    /// Service user who started it (api and automation sessions), instead of a user.
+    pub service_user: Option<&'static str>,
+    /// Playbook it runs.
+    pub playbook: Option<&'static str>,
+    /// Its tags.
+    pub tags: Vec<&'static str>,
     /// When its category will be assigned (if ever).
     category_at: Option<i64>,
     category_pick: &'static str,
@@ -118,6 +154,22 @@ impl SimSession {
         let mut r = rng(key);
         let id = format!("devin-{:016x}{:016x}", mix(key, 1), mix(key, 2));
         let classify = r.random_bool(0.92);
+        let origin = weighted(&mut r, ORIGINS);
+        // Who and what from a draw of their own, so that the lifecycle draws stay as they were.
+        let mut who = rng(mix(key, 3));
+        let service_user =
+            matches!(origin, "api" | "automation").then(|| weighted(&mut who, SERVICE_USERS));
+        let playbook = weighted(&mut who, PLAYBOOKS);
+        let mut tags = Vec::new();
+        if origin == "automation" {
+            tags.push("scheduled");
+        }
+        for _ in 0..weighted(&mut who, &[(0, 40), (1, 40), (2, 20)]) {
+            let tag = weighted(&mut who, TAGS);
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
         SimSession {
             serial,
             id,
@@ -125,12 +177,15 @@ impl SimSession {
             updated_at: at,
             status: "new",
             detail: None,
-            origin: weighted(&mut r, ORIGINS),
+            origin,
             category: None,
             acus: 0.0,
             prs: Vec::new(),
             archived: false,
             user: r.random_range(1..60),
+            service_user,
+            playbook,
+            tags,
             category_at: classify.then(|| at + r.random_range(120..900)),
             category_pick: weighted(&mut r, CATEGORIES),
             next_event: at + r.random_range(5..30),

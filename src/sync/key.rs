@@ -2,7 +2,7 @@
 //! kept as text, so no id is ever confused with another.
 
 /// Key of a session in the store.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SessionKey {
     /// `devin-` followed by 32 lowercase hex digits, packed.
     Packed([u8; 16]),
@@ -16,6 +16,21 @@ impl SessionKey {
         match id.strip_prefix("devin-").and_then(pack_hex) {
             Some(bytes) => SessionKey::Packed(bytes),
             None => SessionKey::Text(id.into()),
+        }
+    }
+
+    /// The session id the key was made from.
+    pub fn id(&self) -> String {
+        match self {
+            SessionKey::Packed(bytes) => {
+                let mut id = String::with_capacity(38);
+                id.push_str("devin-");
+                for b in bytes {
+                    id.push_str(&format!("{b:02x}"));
+                }
+                id
+            }
+            SessionKey::Text(t) => t.to_string(),
         }
     }
 }
@@ -57,6 +72,8 @@ mod tests {
             "devin-0123456789abcdef0123456789abcdeg",
         ] {
             assert_eq!(SessionKey::new(other), SessionKey::Text(other.into()));
+            assert_eq!(SessionKey::new(other).id(), other);
         }
+        assert_eq!(SessionKey::new(id).id(), id);
     }
 }

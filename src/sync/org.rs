@@ -11,6 +11,7 @@ use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 
 use super::listing::{Listing, ListingKind, PageSummary};
+use super::spend::SpendSettings;
 use super::store::SessionStore;
 use crate::api::{ApiClient, ApiError, Organization, Session, SessionPage};
 use crate::metrics::ApiStats;
@@ -30,6 +31,8 @@ pub struct SyncSettings {
     pub window_concurrency: usize,
     /// Org collections allowed to run at once, across the process.
     pub collection_slots: Arc<tokio::sync::Semaphore>,
+    /// Spend breakdowns and top active sessions.
+    pub spend: SpendSettings,
 }
 
 /// Outcome of the org's collections, for `devin_up` and friends.
@@ -223,6 +226,7 @@ impl Org {
         let now = unix_now();
         let cutoff = settings.lookback.map(|l| now - l.as_secs() as i64);
         if !self.state().initial_complete {
+            self.state().store.set_spend_settings(settings.spend);
             self.start_listing(ListingKind::Initial, cutoff, now);
             if self
                 .drive_listing(client, settings, deadline, cutoff)
@@ -287,6 +291,7 @@ impl Org {
         st.last_full_listing_at = Some(listing.started_at);
         st.initial_complete = true;
         st.store.start_counters();
+        st.store.start_spend_counters();
         st.store.shrink_to_fit();
         tracing::info!(org_id = %self.id, sessions = st.store.len(), pages = listing.pages, "first listing complete");
     }

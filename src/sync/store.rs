@@ -7,6 +7,7 @@ use indexmap::IndexMap;
 
 use super::intern::{Interner, OVERFLOW_SYM, Sym};
 use super::key::SessionKey;
+use super::spend::{Attrs, Spend, SpendSettings};
 use crate::api::Session;
 use crate::api::enums;
 
@@ -42,6 +43,8 @@ struct Record {
     archived: bool,
     /// Counted in [`OVERFLOW_GROUP`] rather than its own labels' group.
     folded: bool,
+    /// User, playbook and tag set, for the spend breakdowns.
+    attrs: Attrs,
 }
 
 impl Record {
@@ -106,6 +109,8 @@ pub struct SessionStore {
     counters: Counters,
     /// Statuses whose sessions are over or parked; the rest count as waiting/in play.
     settled: [Sym; 3],
+    /// Spend breakdowns, ended-session histograms, top active sessions.
+    spend: Spend,
 }
 
 impl Default for SessionStore {
@@ -118,6 +123,7 @@ impl Default for SessionStore {
             aggregates: Aggregates::default(),
             counters: Counters::default(),
             settled,
+            spend: Spend::default(),
         }
     }
 }
@@ -234,6 +240,8 @@ impl SessionStore {
             .iter()
             .map(|p| interner.intern(p.pr_state.as_deref()))
             .collect();
+        let attrs = self.spend.attrs(s);
+        let url = s.url.as_deref();
         let mut incoming = Record {
             created_at: s.created_at,
             updated_at: s.updated_at,
@@ -243,6 +251,7 @@ impl SessionStore {
             seen_gen: generation,
             archived: s.is_archived.unwrap_or(false),
             folded: false,
+            attrs,
         };
         match self.records.get_mut(&key) {
             Some(stored) => {
@@ -262,6 +271,15 @@ impl SessionStore {
                 self.aggregates.remove(stored, &self.settled);
                 incoming.folded = self.aggregates.must_fold(&incoming.labels);
                 self.aggregates.add(&incoming, &self.settled);
+                spend_change(
+                    &mut self.spend,
+                    &self.settled,
+                    &key,
+                    Some(stored),
+                    &incoming,
+                    url,
+                    count_transitions,
+                );
                 self.counters.acus_micros = self
                     .counters
                     .acus_micros
@@ -278,6 +296,15 @@ impl SessionStore {
                 warn_bad_acus(s);
                 incoming.folded = self.aggregates.must_fold(&incoming.labels);
                 self.aggregates.add(&incoming, &self.settled);
+                spend_change(
+                    &mut self.spend,
+                    &self.settled,
+                    &key,
+                    None,
+                    &incoming,
+                    url,
+                    count_transitions,
+                );
                 self.counters.acus_micros = self
                     .counters
                     .acus_micros
@@ -298,10 +325,13 @@ impl SessionStore {
         let before = self.records.len();
         let aggregates = &mut self.aggregates;
         let settled = &self.settled;
-        self.records.retain(|_, r| {
+        let spend = &mut self.spend;
+        self.records.retain(|key, r| {
             let k = keep(r);
             if !k {
                 aggregates.remove(r, settled);
+                let active = !settled.contains(&r.labels[0]);
+                spend.remove(key, &r.attrs, r.labels[0], r.acus_micros, active);
             }
             k
         });
@@ -395,6 +425,24 @@ impl SessionStore {
         self.counters = counters;
     }
 
+    /// Applies the spend settings; only an empty store takes them (the aggregates of sessions
+    /// already held were kept under the old ones).
+    pub fn set_spend_settings(&mut self, settings: SpendSettings) {
+        if self.spend.settings() != settings && self.records.is_empty() {
+            self.spend = Spend::new(settings);
+        }
+    }
+
+    /// The spend breakdowns, ended-session histograms and top active sessions.
+    pub fn spend(&self) -> &Spend {
+        &self.spend
+    }
+
+    /// Starts the spend counters from zero, as [`SessionStore::start_counters`] does the others.
+    pub fn start_spend_counters(&mut self) {
+        self.spend.start_counters();
+    }
+
     /// Bytes held by the store's tables (records, index, heap parts), for the benchmarks.
     pub fn approx_heap_bytes(&self) -> usize {
         let entry = std::mem::size_of::<(u64, SessionKey, Record)>();
@@ -411,6 +459,44 @@ impl SessionStore {
             })
             .sum();
         self.records.capacity() * entry + index + heap
+    }
+}
+
+/// Keeps the spend aggregates in step with one session's change (`old` is `None` for a new
+/// session): breakdowns, counters, ended-session histograms, top active sessions.
+fn spend_change(
+    spend: &mut Spend,
+    settled: &[Sym; 3],
+    key: &SessionKey,
+    old: Option<&Record>,
+    new: &Record,
+    url: Option<&str>,
+    count_transitions: bool,
+) {
+    let active = |r: &Record| !settled.contains(&r.labels[0]);
+    if let Some(old) = old {
+        spend.remove(key, &old.attrs, old.labels[0], old.acus_micros, active(old));
+    }
+    spend.add(
+        key,
+        &new.attrs,
+        new.labels[0],
+        new.acus_micros,
+        active(new),
+        url,
+    );
+    // Same rule as the org's ACU counter: growth only, credited to the current values.
+    let grown = new
+        .acus_micros
+        .saturating_sub(old.map_or(0, |o| o.acus_micros));
+    spend.consumed(&new.attrs, grown);
+    // settled[..2] is exit and error: a session seen moving into one of them has ended.
+    let ends =
+        settled[..2].contains(&new.labels[0]) && old.is_none_or(|o| o.labels[0] != new.labels[0]);
+    if count_transitions && ends {
+        // API timestamps compared only with each other; a clock oddity counts as 0.
+        let duration = new.updated_at.saturating_sub(new.created_at).max(0) as u64;
+        spend.ended(new.labels[2], new.labels[0], duration, new.acus_micros);
     }
 }
 
