@@ -532,8 +532,8 @@ fn sessions_dropped_by_a_full_relisting_leave_the_breakdowns_and_the_top() {
 
 #[test]
 fn the_demo_shows_every_breakdown_and_the_top_sessions() {
-    // No token and no orgs: demo mode, against the built-in simulator.
-    let (mut exporter, url) = common::procs::start_exporter_process(&[]);
+    // Demo mode, against the built-in simulator.
+    let (mut exporter, url) = common::procs::start_exporter_process_with_args(&[], &["--demo"]);
     let mut m = Metrics::parse("");
     for _ in 0..5 {
         m = Metrics::parse(&common::procs::blocking_get(&format!("{url}/metrics")));

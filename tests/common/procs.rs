@@ -188,8 +188,14 @@ impl Sim {
 
 /// The exporter binary with the given environment; returns it and its base URL.
 pub fn start_exporter_process(env: &[(&str, &str)]) -> (Proc, String) {
+    start_exporter_process_with_args(env, &[])
+}
+
+/// The exporter binary with command-line `args` (e.g. `--demo`) as well as `env`.
+pub fn start_exporter_process_with_args(env: &[(&str, &str)], args: &[&str]) -> (Proc, String) {
     let mut cmd = Command::new(exporter_bin());
-    cmd.env_clear()
+    cmd.args(args)
+        .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DEVIN_LISTEN_ADDRESS", "127.0.0.1:0")
         .env("DEVIN_LOG_FORMAT", "json")
