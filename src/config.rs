@@ -101,6 +101,10 @@ pub struct Config {
     pub web_config_file: Option<PathBuf>,
     /// Org collections running at once (bounds `/probe` fan-out).
     pub max_concurrent_collections: usize,
+    /// How often an incremental listing re-reads the whole `sync_overlap`.
+    pub deep_recheck_interval: Duration,
+    /// Most sessions one org may have before its collection fails.
+    pub max_sessions_per_org: u64,
 }
 
 impl Config {
@@ -138,6 +142,8 @@ struct RawConfig {
     exclude_org_ids: Option<String>,
     web_config_file: Option<String>,
     max_concurrent_collections: Option<String>,
+    deep_recheck_interval: Option<String>,
+    max_sessions_per_org: Option<String>,
 }
 
 /// Reads and validates the configuration from the process environment.
@@ -360,6 +366,18 @@ impl RawConfig {
                 1,
                 10_000,
             )?,
+            deep_recheck_interval: duration(
+                "DEEP_RECHECK_INTERVAL",
+                self.deep_recheck_interval.as_deref(),
+                Duration::from_secs(300),
+            )?,
+            max_sessions_per_org: integer(
+                "MAX_SESSIONS_PER_ORG",
+                self.max_sessions_per_org.as_deref(),
+                5_000_000,
+                1,
+                1_000_000_000,
+            )?,
         })
     }
 }
@@ -400,6 +418,8 @@ mod tests {
         assert_eq!(c.sync_overlap, Duration::from_secs(120));
         assert_eq!(c.full_resync_interval, Duration::from_secs(3600));
         assert_eq!(c.lookback, None);
+        assert_eq!(c.deep_recheck_interval, Duration::from_secs(300));
+        assert_eq!(c.max_sessions_per_org, 5_000_000);
         assert_eq!(c.log_format, LogFormat::Text);
         assert!(!c.is_demo());
     }
@@ -447,6 +467,16 @@ mod tests {
                 "DEVIN_SYNC_OVERLAP",
                 "0s",
                 "DEVIN_SYNC_OVERLAP=0s: must be greater than zero",
+            ),
+            (
+                "DEVIN_DEEP_RECHECK_INTERVAL",
+                "often",
+                "DEVIN_DEEP_RECHECK_INTERVAL=often: expected a duration such as 30s, 2m or 1h",
+            ),
+            (
+                "DEVIN_MAX_SESSIONS_PER_ORG",
+                "0",
+                "DEVIN_MAX_SESSIONS_PER_ORG=0: must be between 1 and 1000000000",
             ),
         ];
         for (var, value, want) in cases {
