@@ -106,6 +106,8 @@ pub struct Listing {
     cursors: HashSet<(u32, String)>,
     /// A window's fair share of pages, once the first page told how many there are.
     share: Option<u64>,
+    /// Pages of the whole listing, if the first page told.
+    total_pages: Option<u64>,
 }
 
 impl Listing {
@@ -130,6 +132,7 @@ impl Listing {
             next_id: 1,
             cursors: HashSet::new(),
             share: None,
+            total_pages: None,
         }
     }
 
@@ -175,14 +178,19 @@ impl Listing {
         }
         if window.depth == 0 {
             // The first page of the whole listing: how many pages a window should hold.
-            self.share = estimate(&window, page).map(|n| {
-                n.div_ceil(u64::from(page_size.max(1)))
-                    .div_ceil(TARGET_WINDOWS)
-            });
+            self.total_pages =
+                estimate(&window, page).map(|n| n.div_ceil(u64::from(page_size.max(1))));
+            self.share = self.total_pages.map(|p| p.div_ceil(TARGET_WINDOWS));
         }
         let share = self.share.unwrap_or(0).max(PAGES_PER_WINDOW);
         if window.cursor.is_none() && window.depth < MAX_DEPTH {
-            if let Some(children) = split(&window, page, page_size, now, share) {
+            let plan = Plan {
+                page_size,
+                now,
+                share,
+                total_pages: self.total_pages,
+            };
+            if let Some(children) = split(&window, page, &plan) {
                 return Ok(children
                     .into_iter()
                     .map(|child| {
@@ -212,15 +220,25 @@ fn estimate(window: &Window, page: &PageSummary) -> Option<u64> {
     Some((page.items as f64 * (hi - lo) as f64 / covered).ceil() as u64)
 }
 
-/// Children to list instead of `window`, or `None` when following its cursor is as good.
-/// `share` is how many pages a window should hold (at least [`PAGES_PER_WINDOW`]).
-fn split(
-    window: &Window,
-    page: &PageSummary,
+/// What a split goes by.
+struct Plan {
     page_size: u32,
+    /// The server's time.
     now: i64,
+    /// Pages a window should hold (at least [`PAGES_PER_WINDOW`]).
     share: u64,
-) -> Option<Vec<Window>> {
+    /// Pages of the whole listing, if known: at most what an open-ended window holds.
+    total_pages: Option<u64>,
+}
+
+/// Children to list instead of `window`, or `None` when following its cursor is as good.
+fn split(window: &Window, page: &PageSummary, plan: &Plan) -> Option<Vec<Window>> {
+    let Plan {
+        page_size,
+        now,
+        share,
+        ..
+    } = *plan;
     let estimate = estimate(window, page);
     let pages = estimate.map(|n| n.div_ceil(u64::from(page_size.max(1))));
     // A window up to twice its share is cheaper to follow than to split: a split re-reads
@@ -249,12 +267,18 @@ fn split(
     match window.lo {
         // No lower bound, but a count and the page's time span: windows of one share each at
         // the page's density, back from `hi`, then an open bottom for whatever is older.
-        None if pages.is_some() && page.created_range.is_some_and(|(a, b)| b > a) => {
+        None if pages.or(plan.total_pages).is_some()
+            && page.created_range.is_some_and(|(a, b)| b > a) =>
+        {
             let (oldest, newest) = page.created_range.unwrap_or_default();
             let density = page.items.max(1) as f64 / (newest - oldest) as f64;
             let span = (share as f64 * f64::from(page_size) / density).ceil();
             let span = (span.min(100.0 * 365.0 * DAY as f64) as i64).max(1);
-            let parts = pages.unwrap_or(0).div_ceil(share).clamp(2, MAX_SPLIT) as i64;
+            let parts = pages
+                .or(plan.total_pages)
+                .unwrap_or(0)
+                .div_ceil(share)
+                .clamp(2, MAX_SPLIT) as i64;
             let mut upper = hi;
             for _ in 0..parts {
                 let lower = upper.saturating_sub(span);
@@ -304,6 +328,15 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_800_000_000;
+
+    fn plan(share: u64) -> Plan {
+        Plan {
+            page_size: 200,
+            now: NOW,
+            share,
+            total_pages: None,
+        }
+    }
 
     fn full_page(total: Option<u64>, range: Option<(i64, i64)>) -> PageSummary {
         PageSummary {
@@ -393,7 +426,7 @@ mod tests {
             cursor: None,
             depth: 1,
         };
-        assert!(split(&w, &full_page(Some(10_000), None), 200, NOW, 8).is_none());
+        assert!(split(&w, &full_page(Some(10_000), None), &plan(8)).is_none());
         let mut l = Listing::new(ListingKind::Initial, 1, Some(0));
         let mut frontier = l
             .advance(0, &full_page(Some(1_000_000), None), 200, NOW)
@@ -436,10 +469,10 @@ mod tests {
         let page = full_page(None, Some((9_500, 9_999)));
         assert_eq!(estimate(&w, &page), Some(4000));
         // 20 pages, more than twice a share of 8: three windows of at most 8 pages.
-        let children = split(&w, &page, 200, NOW, 8).unwrap();
+        let children = split(&w, &page, &plan(8)).unwrap();
         assert_eq!(children.len(), 3);
         // Up to twice its share, a window is followed, not split.
-        assert!(split(&w, &page, 200, NOW, 10).is_none());
+        assert!(split(&w, &page, &plan(10)).is_none());
     }
 
     #[test]
@@ -537,10 +570,21 @@ mod tests {
 
     #[test]
     fn cold_listing_costs_at_most_a_tenth_over_the_data_pages_and_misses_nothing() {
-        // Sessions spread evenly over 30 days, up to now, and a few years old ones.
-        for n in [20_000usize, 1_000_000] {
+        // Sessions spread over 30 days up to now, evenly or busier towards now (as the
+        // simulator makes them), and a few years old ones. Windows are sized from the
+        // density of the newest page, so a skewed spread of only 100 pages costs more
+        // (measured: 104 requests even, 116 skewed, 5,042 at a million skewed).
+        for (n, busier_now, most) in [
+            (20_000usize, false, 1.1),
+            (20_000, true, 1.2),
+            (1_000_000, true, 1.1),
+        ] {
             let created: Vec<i64> = (0..n)
-                .map(|i| NOW - (i as i64 * 30 * DAY) / n as i64)
+                .map(|i| {
+                    let u = i as f64 / n as f64;
+                    let u = if busier_now { u * u } else { u };
+                    NOW - (u * (30 * DAY) as f64) as i64
+                })
                 .chain([NOW - 900 * DAY, NOW - 2000 * DAY])
                 .collect();
             let pages = created.len().div_ceil(200) as f64;
@@ -551,8 +595,8 @@ mod tests {
                     "n={n} exclusive={exclusive}: a session was missed"
                 );
                 assert!(
-                    requests as f64 <= 1.1 * pages,
-                    "n={n} exclusive={exclusive}: {requests} requests for {pages} pages"
+                    requests as f64 <= most * pages,
+                    "n={n} busier_now={busier_now} exclusive={exclusive}: {requests} requests for {pages} pages"
                 );
             }
         }

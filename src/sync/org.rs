@@ -85,8 +85,17 @@ struct PassClock {
     /// The local wall clock at the start: stands in for the server's only when the API
     /// sends no `Date` header at all.
     started_wall: i64,
-    /// Server time at the start, from the first answer's `Date`, rounded towards the past.
-    start_bound: Option<i64>,
+    /// What the first answer told, if it had a `Date`: the server's time it was sent, the
+    /// server's time at the pass's start (rounded towards the past) and its newest update.
+    first: Option<FirstAnswer>,
+    answered: bool,
+    newest: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FirstAnswer {
+    date: i64,
+    start: i64,
     newest: Option<i64>,
 }
 
@@ -95,30 +104,39 @@ impl PassClock {
         PassClock {
             started: Instant::now(),
             started_wall: unix_now(),
-            start_bound: None,
+            first: None,
+            answered: false,
             newest: None,
         }
     }
 
     /// Notes an answer: its `Date` and the newest `updated_at` on it.
     fn observe(&mut self, server_time: Option<i64>, newest: Option<i64>) {
-        if self.start_bound.is_none() {
-            self.start_bound =
-                server_time.map(|date| server_time_at(date, Instant::now(), self.started));
+        if !std::mem::replace(&mut self.answered, true) {
+            self.first = server_time.map(|date| FirstAnswer {
+                date,
+                start: server_time_at(date, Instant::now(), self.started),
+                newest,
+            });
         }
         self.newest = self.newest.max(newest);
     }
 
-    /// The watermark the pass supports: the newest update it saw, but never later than the
-    /// server's time when the pass started. A change made while the pass ran is then newer
-    /// than the watermark even if the pass listed that session before it; and a session
-    /// dated in the future (milliseconds, a wrong clock) cannot move the watermark past
-    /// changes still to come. With nothing seen: the server's time, or no lower bound.
+    /// The watermark the pass supports: the newest update it saw, but no later than the
+    /// moment the first page was read (a change made after that may have been listed
+    /// before it changed), and so never later than the server's clock: a session dated in
+    /// the future (milliseconds, a wrong clock) cannot move the watermark past changes
+    /// still to come. That moment is at least the server's time at the pass's start, and
+    /// at least the newest update on the first page (when not itself in the future).
+    /// With nothing seen: the server's time at the start, or no lower bound.
     fn watermark(&self) -> Option<i64> {
-        let bound = self.start_bound.unwrap_or(self.started_wall);
+        let bound = match self.first {
+            Some(f) => f.start.max(f.newest.map_or(f.start, |n| n.min(f.date))),
+            None => self.started_wall,
+        };
         match self.newest {
             Some(n) => Some(n.min(bound)),
-            None => self.start_bound,
+            None => self.first.map(|f| f.start),
         }
     }
 }
