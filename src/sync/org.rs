@@ -600,3 +600,34 @@ fn too_many(max: u64) -> ApiError {
         "more than {max} sessions (DEVIN_MAX_SESSIONS_PER_ORG)"
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::model::MAX_UNIX;
+
+    #[test]
+    fn pass_watermark_never_passes_the_first_pages_moment() {
+        // One page: its newest update.
+        let mut p = PassClock::new();
+        p.observe(Some(1_000), Some(990));
+        assert_eq!(p.watermark(), Some(990));
+        // A session dated in the future: held at the server's clock.
+        let mut p = PassClock::new();
+        p.observe(Some(1_000), Some(MAX_UNIX));
+        assert_eq!(p.watermark(), Some(1_000));
+        // Later pages cannot lift it past the first page's moment.
+        let mut p = PassClock::new();
+        p.observe(Some(1_000), Some(990));
+        p.observe(Some(1_005), Some(1_004));
+        assert!(p.watermark().is_some_and(|w| (999..=1_000).contains(&w)));
+        // Nothing seen: the server's time at the start (rounded towards the past).
+        let mut p = PassClock::new();
+        p.observe(Some(1_000), None);
+        assert!(p.watermark().is_some_and(|w| (999..=1_000).contains(&w)));
+        // No `Date` and nothing seen: no lower bound.
+        let mut p = PassClock::new();
+        p.observe(None, None);
+        assert_eq!(p.watermark(), None);
+    }
+}
