@@ -5,9 +5,12 @@
 //! Scenario: 5 orgs x 20,000 sessions, 50 ms added to every API response.
 //!   cold       first collection of all orgs (default request budget and a raised one)
 //!   warm       60 simulated seconds and 1% of sessions changed between scrapes
-//!   warm-small 60 simulated seconds and 60 sessions per org changed between scrapes, so that
-//!              at most ~200 changed within the incremental window (interval + 2 min overlap)
+//!   warm-small 60 simulated seconds and 25 sessions per org changed between scrapes
+//!   churn      changes every 2 simulated seconds, a scrape every 15: 20 sessions per org
+//!              changed per 2 s, after a burst of 2,000 per org
 //!   naive      the list-everything strategy, same data, same client, in the same run
+//!   million    a second simulator with 5 orgs x 200,000 sessions: cold requests per page
+//!              of data and exporter RSS per session
 
 mod support;
 
@@ -178,6 +181,92 @@ async fn warm(sim: &Sim, exp: &Running, label: &str, per_org: usize) -> Duration
     p50
 }
 
+/// Changes every 2 simulated seconds, a scrape every 15, after a burst of churn: requests
+/// per warm scrape and latency.
+async fn churn(sim: &Sim, exp: &Running, per_step: usize) {
+    // A burst: thousands of changes within the overlap, which cheap passes need not re-read.
+    for org in &sim.orgs {
+        post(&format!("{}/sim/touch?org_id={org}&n=2000", sim.url));
+    }
+    post(&format!("{}/sim/advance?seconds=2", sim.url));
+    scrape(&exp.url).await;
+    let (_, body) = scrape(&exp.url).await;
+    let mut last = api_requests(&body);
+    let (mut latencies, mut requests) = (Vec::new(), Vec::new());
+    for _ in 0..WARM_SCRAPES {
+        for _ in 0..7 {
+            post(&format!("{}/sim/advance?seconds=2", sim.url));
+            for org in &sim.orgs {
+                post(&format!("{}/sim/touch?org_id={org}&n={per_step}", sim.url));
+            }
+        }
+        post(&format!("{}/sim/advance?seconds=1", sim.url));
+        let (took, body) = scrape(&exp.url).await;
+        latencies.push(took);
+        let now = api_requests(&body);
+        requests.push(now - last);
+        last = now;
+    }
+    let per_scrape = requests.iter().sum::<f64>() / requests.len() as f64;
+    let p50 = percentile(&latencies, 50.0);
+    println!(
+        "warm[changes every 2s, {} per org per scrape, after a burst of 2000 per org]: requests_per_scrape={per_scrape:.2} ({:.2} per org, max {}) p50={:.1}ms p99={:.1}ms p50_in_round_trips={:.2}",
+        per_step * 7,
+        per_scrape / ORGS as f64,
+        requests.iter().cloned().fold(0.0, f64::max),
+        ms(p50),
+        ms(percentile(&latencies, 99.0)),
+        ms(p50) / LATENCY_MS as f64,
+    );
+}
+
+/// A million sessions (5 orgs x 200,000), cold: requests per page of data, RSS per session.
+async fn million() {
+    const PER_ORG: usize = 200_000;
+    let sim = Sim::start(&[
+        "--speed",
+        "0",
+        "--seed",
+        "2",
+        "--orgs",
+        &ORGS.to_string(),
+        "--sessions-per-org",
+        &PER_ORG.to_string(),
+        "--latency",
+        &format!("{LATENCY_MS}ms"),
+        "--token",
+        "cog_bench",
+    ]);
+    let rss_before = rss_bytes();
+    let exp = start_exporter(
+        &sim,
+        &[
+            ("DEVIN_MAX_REQUESTS_PER_SECOND", "500"),
+            ("DEVIN_MAX_CONCURRENT_REQUESTS", "64"),
+        ],
+    )
+    .await;
+    let started = Instant::now();
+    let body = loop {
+        let (_, body) = scrape(&exp.url).await;
+        if all_complete(&body) {
+            break body;
+        }
+    };
+    let sessions = ORGS * PER_ORG;
+    let pages = sessions.div_ceil(200);
+    let requests = api_requests(&body);
+    let rss = rss_bytes().saturating_sub(rss_before);
+    println!(
+        "cold[1,000,000 sessions, 500 requests/s, 64 in flight]: time={:.1}s requests={requests} pages_of_data={pages} requests_per_page={:.3} rss_growth={}MiB ({:.0} bytes per session, whole process: parse buffers and allocator slack included)",
+        started.elapsed().as_secs_f64(),
+        requests / pages as f64,
+        rss >> 20,
+        rss as f64 / sessions as f64,
+    );
+    exp.server.abort();
+}
+
 struct NoStats;
 impl RequestObserver for NoStats {
     fn observe(&self, _: &str, _: Duration) {}
@@ -277,7 +366,7 @@ fn render_figures(exp: &Running) {
 
 fn main() {
     // `cargo bench` passes --bench; other arguments pick sections:
-    // cold, cold-default, warm, render, naive (all by default).
+    // cold, cold-default, warm, churn, render, naive, million (all by default).
     let wanted: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
@@ -312,6 +401,9 @@ fn main() {
             warm_p50 = Some(warm(&sim, &raised, "1% changed", SESSIONS / 100).await);
             warm(&sim, &raised, "25 per org changed", 25).await;
         }
+        if run("churn") {
+            churn(&sim, &raised, 20).await;
+        }
         if run("render") {
             render_figures(&raised);
         }
@@ -326,5 +418,8 @@ fn main() {
         }
         println!("peak_rss={}MiB", peak_rss_bytes() >> 20);
         raised.server.abort();
+        if run("million") {
+            million().await;
+        }
     });
 }

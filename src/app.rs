@@ -47,6 +47,8 @@ pub fn build(
     let settings = SyncSettings {
         page_size: config.page_size,
         overlap: config.sync_overlap,
+        deep_recheck_interval: config.deep_recheck_interval,
+        max_sessions: config.max_sessions_per_org,
         full_resync_interval: config.full_resync_interval,
         lookback: config.lookback,
         window_concurrency: WINDOW_CONCURRENCY,

@@ -134,6 +134,10 @@ pub struct Config {
     pub attribution_max_values: usize,
     /// Active sessions with the most ACUs shown per org (0: none).
     pub top_active_sessions: usize,
+    /// How often an incremental listing re-reads the whole `sync_overlap`.
+    pub deep_recheck_interval: Duration,
+    /// Most sessions one org may have before its collection fails.
+    pub max_sessions_per_org: u64,
 }
 
 impl Config {
@@ -176,6 +180,8 @@ struct RawConfig {
     attribution: Option<String>,
     attribution_max_values: Option<String>,
     top_active_sessions: Option<String>,
+    deep_recheck_interval: Option<String>,
+    max_sessions_per_org: Option<String>,
 }
 
 /// Reads and validates the configuration from the process environment.
@@ -493,6 +499,18 @@ impl RawConfig {
                 0,
                 100,
             )?,
+            deep_recheck_interval: duration(
+                "DEEP_RECHECK_INTERVAL",
+                self.deep_recheck_interval.as_deref(),
+                Duration::from_secs(300),
+            )?,
+            max_sessions_per_org: integer(
+                "MAX_SESSIONS_PER_ORG",
+                self.max_sessions_per_org.as_deref(),
+                5_000_000,
+                1,
+                1_000_000_000,
+            )?,
         })
     }
 }
@@ -533,6 +551,8 @@ mod tests {
         assert_eq!(c.sync_overlap, Duration::from_secs(120));
         assert_eq!(c.full_resync_interval, Duration::from_secs(3600));
         assert_eq!(c.lookback, None);
+        assert_eq!(c.deep_recheck_interval, Duration::from_secs(300));
+        assert_eq!(c.max_sessions_per_org, 5_000_000);
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.max_retry_after, Duration::from_secs(60));
         assert!(!c.is_demo());
@@ -586,6 +606,16 @@ mod tests {
                 "DEVIN_MAX_RETRY_AFTER",
                 "2d",
                 "DEVIN_MAX_RETRY_AFTER=2d: must be at most 24h",
+            ),
+            (
+                "DEVIN_DEEP_RECHECK_INTERVAL",
+                "often",
+                "DEVIN_DEEP_RECHECK_INTERVAL=often: expected a duration such as 30s, 2m or 1h",
+            ),
+            (
+                "DEVIN_MAX_SESSIONS_PER_ORG",
+                "0",
+                "DEVIN_MAX_SESSIONS_PER_ORG=0: must be between 1 and 1000000000",
             ),
         ];
         for (var, value, want) in cases {

@@ -263,3 +263,74 @@ async fn a_slow_full_relisting_neither_fails_the_org_nor_delays_the_scrape() {
         "nothing dropped on a half re-listing"
     );
 }
+
+fn updated_after(r: &Request) -> Option<i64> {
+    r.url
+        .query_pairs()
+        .find(|(k, _)| k == "updated_after")
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+#[tokio::test]
+async fn cheap_passes_start_a_second_back_and_a_deep_recheck_catches_late_indexing() {
+    let api = MockServer::start().await;
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 100;
+    let (mut a, mut b) = (S::new(1), S::new(2));
+    (a.updated, b.updated) = (base + 1, base + 2);
+    Mock::given(method("GET"))
+        .and(path(P))
+        .and(lacks("updated_after"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[a, b], None, Some(2))))
+        .expect(1)
+        .mount(&api)
+        .await;
+    // A session updated before the watermark but indexed late: only a deep re-check, the
+    // whole overlap back, asks far enough back to find it.
+    let mut late = S::new(3);
+    late.updated = base;
+    Mock::given(method("GET"))
+        .and(path(P))
+        .and(move |r: &Request| updated_after(r).is_some_and(|v| v <= base))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[late], None, None)))
+        .expect(1)
+        .mount(&api)
+        .await;
+    // Cheap passes: from a second before the watermark (first base + 2, then the server's
+    // time of the last pass that found nothing).
+    Mock::given(method("GET"))
+        .and(path(P))
+        .and(move |r: &Request| updated_after(r).is_some_and(|v| v > base))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[], None, None)))
+        .expect(2)
+        .mount(&api)
+        .await;
+    let exp = start_exporter(
+        &api.uri(),
+        &["org-a"],
+        &[
+            ("DEVIN_SYNC_OVERLAP", "300s"),
+            ("DEVIN_DEEP_RECHECK_INTERVAL", "1s"),
+        ],
+    )
+    .await;
+    let first = scrape(&exp.url, None).await;
+    assert_eq!(first.metrics.sum("devin_sessions", &[]), 2.0);
+    let cheap = scrape(&exp.url, None).await;
+    assert_eq!(cheap.metrics.sum("devin_sessions", &[]), 2.0);
+    let asked = updated_after(api.received_requests().await.unwrap().last().unwrap());
+    assert_eq!(asked, Some(base + 1), "a second before the watermark");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let deep = scrape(&exp.url, None).await;
+    assert_eq!(deep.metrics.sum("devin_sessions", &[]), 3.0);
+    // And back to cheap passes until the next interval.
+    let again = scrape(&exp.url, None).await;
+    assert_eq!(
+        again.metrics.get("devin_up", &[("org_id", "org-a")]),
+        Some(1.0)
+    );
+    api.verify().await;
+}

@@ -49,6 +49,9 @@ pub enum ApiError {
     /// The body was not the expected JSON.
     #[error("malformed response: {0}")]
     Decode(String),
+    /// The answers broke the API's contract (a cursor loop, too many sessions).
+    #[error("API protocol error: {0}")]
+    Protocol(String),
 }
 
 /// Records the outcome of each API request (for `devin_api_requests_total` and the latency
@@ -74,9 +77,28 @@ pub struct ListQuery {
 }
 
 /// A page body that has been received in full; parse it with [`PageBody::parse`].
-pub struct PageBody(Bytes, Secret);
+pub struct PageBody {
+    body: Bytes,
+    server_time: Option<i64>,
+    /// The token when the body arrived, to scrub it from parse errors.
+    token: Secret,
+}
 
 impl PageBody {
+    /// A body as if received with the given `Date` (benchmarks and tests build their own).
+    pub fn new(body: Bytes, server_time: Option<i64>) -> Self {
+        PageBody {
+            body,
+            server_time,
+            token: Secret::new(""),
+        }
+    }
+
+    /// The server's clock when it answered (its `Date` header, Unix seconds), if it sent one.
+    pub fn server_time(&self) -> Option<i64> {
+        self.server_time
+    }
+
     /// Parses a sessions page; strings borrow from the body.
     pub fn parse(&self) -> Result<SessionPage<'_>, ApiError> {
         self.parse_as()
@@ -85,8 +107,8 @@ impl PageBody {
     /// Parses the body as any page type.
     pub fn parse_as<'a, T: serde::Deserialize<'a>>(&'a self) -> Result<T, ApiError> {
         // serde's messages quote the offending value, which came from the network.
-        serde_json::from_slice(&self.0)
-            .map_err(|e| ApiError::Decode(redact(&e.to_string(), self.1.expose())))
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::Decode(redact(&e.to_string(), self.token.expose())))
     }
 }
 
@@ -99,11 +121,13 @@ pub struct ApiClient {
     max_body: usize,
     request_timeout: Duration,
     max_retry_after: Duration,
+    /// The server's clock from its last `Date` header, and when that answer arrived.
+    server_clock: std::sync::Mutex<Option<(i64, Instant)>>,
 }
 
 /// What one attempt came to.
 enum Attempt {
-    Done(Bytes),
+    Done(Bytes, Option<i64>),
     Retry {
         error: ApiError,
         wait: Option<Duration>,
@@ -136,6 +160,7 @@ impl ApiClient {
             max_body,
             request_timeout,
             max_retry_after: DEFAULT_MAX_RETRY_AFTER,
+            server_clock: std::sync::Mutex::new(None),
         })
     }
 
@@ -148,6 +173,13 @@ impl ApiClient {
     /// `text` from the network, scrubbed of the token and anything like it.
     fn scrub(&self, text: &str) -> String {
         redact(text, self.token.current().expose())
+    }
+
+    /// The server's clock now: its last `Date` header plus the local monotonic time elapsed
+    /// since; `None` until the API has sent one. The local wall clock never enters it.
+    pub fn server_now(&self) -> Option<i64> {
+        let clock = *self.server_clock.lock().unwrap_or_else(|e| e.into_inner());
+        clock.map(|(date, at)| server_time_at(date, at, Instant::now()))
     }
 
     fn url(&self, segments: &[&str], q: &ListQuery) -> Url {
@@ -229,7 +261,17 @@ impl ApiClient {
             let outcome = self.attempt(url, deadline, observer).await;
             drop(permit);
             let (error, wait) = match outcome {
-                Attempt::Done(body) => return Ok(PageBody(body, self.token.current())),
+                Attempt::Done(body, server_time) => {
+                    if let Some(date) = server_time {
+                        *self.server_clock.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some((date, Instant::now()));
+                    }
+                    return Ok(PageBody {
+                        body,
+                        server_time,
+                        token: self.token.current(),
+                    });
+                }
                 Attempt::Fail(e) => return Err(e),
                 Attempt::Retry { error, wait } => (error, wait),
             };
@@ -289,6 +331,11 @@ impl ApiClient {
             }
         };
         let status = response.status();
+        let server_time = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_date);
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -308,7 +355,7 @@ impl ApiClient {
             Err(error) => return Attempt::Retry { error, wait: None },
         };
         if status == StatusCode::OK {
-            return Attempt::Done(body);
+            return Attempt::Done(body, server_time);
         }
         let error = ApiError::Status {
             code: status.as_u16(),
@@ -326,6 +373,30 @@ impl ApiClient {
             Attempt::Fail(error)
         }
     }
+}
+
+/// Server time at local instant `at`, given that it was `date` at local instant `seen`.
+pub fn server_time_at(date: i64, seen: Instant, at: Instant) -> i64 {
+    // Rounded down either way: an estimate of "now" errs towards the past, where it can
+    // only cost a re-read, never a missed change.
+    let secs = |d: Duration, up: bool| {
+        let s = d
+            .as_secs()
+            .saturating_add(u64::from(up && d.subsec_nanos() > 0));
+        i64::try_from(s).unwrap_or(i64::MAX)
+    };
+    if at >= seen {
+        date.saturating_add(secs(at - seen, false))
+    } else {
+        date.saturating_sub(secs(seen - at, true))
+    }
+}
+
+/// An HTTP `Date` as Unix seconds, clamped like every timestamp from the API.
+fn parse_date(value: &str) -> Option<i64> {
+    let t = httpdate::parse_http_date(value.trim()).ok()?;
+    let secs = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    Some(super::model::clamp_unix(secs as f64))
 }
 
 /// Reads a body, refusing to hold more than `limit` bytes of it.

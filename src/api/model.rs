@@ -125,12 +125,28 @@ pub struct Principal {
     pub org_id: Option<String>,
 }
 
-/// Accepts integer timestamps and, defensively, fractional ones (truncated).
+/// Latest timestamp taken at face value: 9999-12-31T23:59:59Z. Anything later (milliseconds,
+/// `1e308`) is clamped to it, so that arithmetic on timestamps can never overflow.
+pub const MAX_UNIX: i64 = 253_402_300_799;
+
+/// Clamps a Unix time in seconds into `0..=MAX_UNIX` (fractions truncated, never wrapped).
+pub fn clamp_unix(secs: f64) -> i64 {
+    if secs.is_nan() {
+        0
+    } else {
+        secs.clamp(0.0, MAX_UNIX as f64) as i64
+    }
+}
+
+/// Accepts integer timestamps and, defensively, fractional ones (truncated); clamped into
+/// `0..=MAX_UNIX`.
 fn unix_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     let n = serde_json::Number::deserialize(d)?;
-    n.as_i64()
-        .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
-        .ok_or_else(|| serde::de::Error::custom("timestamp out of range"))
+    Ok(match n.as_i64() {
+        Some(i) => i.clamp(0, MAX_UNIX),
+        // u64 beyond i64 and floats: clamped as floats.
+        None => clamp_unix(n.as_f64().unwrap_or(f64::MAX)),
+    })
 }
 
 /// Reads `tags` leniently: null, a null entry or a non-string entry never fails the page.
@@ -244,6 +260,25 @@ mod tests {
         assert_eq!(b.user_id, None);
         assert_eq!(b.service_user_id.as_deref(), Some("svc"));
         assert!(b.tags.is_empty() && b.playbook_id.is_none());
+    }
+
+    #[test]
+    fn absurd_timestamps_are_clamped_not_wrapped() {
+        for (raw, want) in [
+            ("1700000000123", MAX_UNIX),
+            ("1e308", MAX_UNIX),
+            ("18446744073709551615", MAX_UNIX),
+            ("-5", 0),
+            ("-1e308", 0),
+            ("1700000000.9", 1_700_000_000),
+        ] {
+            let body = format!(
+                r#"{{"items":[{{"session_id":"d","status":"new","created_at":{raw},"updated_at":{raw},"acus_consumed":0}}]}}"#
+            );
+            let page: SessionPage = serde_json::from_str(&body).unwrap();
+            assert_eq!(page.items[0].updated_at, want, "{raw}");
+            assert_eq!(page.items[0].created_at, want, "{raw}");
+        }
     }
 
     #[test]

@@ -291,6 +291,7 @@ async fn list_sessions(
     );
     // Like the real API, `total` is optional: sent only for unfiltered first pages.
     let total = (after.is_none() && !filters.has_time_filter()).then(|| org.count(&filters));
+    let now = world.clock.now();
     let body = json!({
         "items": page.iter().map(|s| session_json(s, &org.id)).collect::<Vec<_>>(),
         "end_cursor": if more { page.last().map(|s| encode_cursor(s)) } else { None },
@@ -298,7 +299,16 @@ async fn list_sessions(
         "total": total,
     });
     drop(world);
-    axum::Json(body).into_response()
+    with_date(axum::Json(body).into_response(), now)
+}
+
+/// Sends the simulated clock as the `Date` header, as a real server sends its own.
+fn with_date(mut response: Response, now: i64) -> Response {
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(now).unwrap_or(0));
+    if let Ok(v) = httpdate::fmt_http_date(at).parse() {
+        response.headers_mut().insert(header::DATE, v);
+    }
+    response
 }
 
 async fn list_organizations(

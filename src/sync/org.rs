@@ -1,7 +1,7 @@
 //! One org's sync: the session store, the listing in progress, the watermark, and the health
 //! of its last collection.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::listing::{Listing, ListingKind, PageSummary};
 use super::spend::SpendSettings;
 use super::store::SessionStore;
+use crate::api::client::{PageBody, server_time_at};
 use crate::api::{ApiClient, ApiError, Organization, Session, SessionPage};
 use crate::metrics::ApiStats;
 
@@ -21,8 +22,13 @@ use crate::metrics::ApiStats;
 pub struct SyncSettings {
     /// `first` of every request.
     pub page_size: u32,
-    /// Incremental listings start this long before the watermark.
+    /// Deep re-checks start this long before the watermark (late indexing, clock skew).
     pub overlap: Duration,
+    /// How often an incremental listing is a deep re-check; the others start a second
+    /// before the watermark.
+    pub deep_recheck_interval: Duration,
+    /// Most sessions one org may have, or one pass may list, before the org fails.
+    pub max_sessions: u64,
     /// How often the org is listed in full again.
     pub full_resync_interval: Duration,
     /// Keep only sessions created within this window.
@@ -60,10 +66,82 @@ pub struct OrgState {
     /// Health of the collections.
     pub health: Health,
     listing: Option<Listing>,
-    /// Newest `updated_at` known to be fully synced (server time).
+    /// When the listing in progress started and what it has seen.
+    listing_clock: Option<PassClock>,
+    /// Newest `updated_at` known to be fully synced (server time); `None` lists from the start.
     watermark: Option<i64>,
-    last_full_listing_at: Option<i64>,
+    last_full_listing_at: Option<Instant>,
+    last_deep_recheck: Option<Instant>,
     generation: u32,
+}
+
+/// Pages an incremental pass holds back: they are applied only once the pass
+/// ends well (a cursor loop merges nothing); a longer pass (after an outage) applies as it
+/// goes, so that memory stays bounded.
+const HELD_PAGES: usize = 64;
+
+/// What a pass (an incremental listing, or a full listing over several collections) needs
+/// to set the watermark: when it started in server time, and the newest update it saw.
+#[derive(Debug, Clone, Copy)]
+struct PassClock {
+    started: Instant,
+    /// The local wall clock at the start: stands in for the server's only when the API
+    /// sends no `Date` header at all.
+    started_wall: i64,
+    /// What the first answer told, if it had a `Date`: the server's time it was sent, the
+    /// server's time at the pass's start (rounded towards the past) and its newest update.
+    first: Option<FirstAnswer>,
+    answered: bool,
+    newest: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FirstAnswer {
+    date: i64,
+    start: i64,
+    newest: Option<i64>,
+}
+
+impl PassClock {
+    fn new() -> Self {
+        PassClock {
+            started: Instant::now(),
+            started_wall: unix_now(),
+            first: None,
+            answered: false,
+            newest: None,
+        }
+    }
+
+    /// Notes an answer: its `Date` and the newest `updated_at` on it.
+    fn observe(&mut self, server_time: Option<i64>, newest: Option<i64>) {
+        if !std::mem::replace(&mut self.answered, true) {
+            self.first = server_time.map(|date| FirstAnswer {
+                date,
+                start: server_time_at(date, Instant::now(), self.started),
+                newest,
+            });
+        }
+        self.newest = self.newest.max(newest);
+    }
+
+    /// The watermark the pass supports: the newest update it saw, but no later than the
+    /// moment the first page was read (a change made after that may have been listed
+    /// before it changed), and so never later than the server's clock: a session dated in
+    /// the future (milliseconds, a wrong clock) cannot move the watermark past changes
+    /// still to come. That moment is at least the server's time at the pass's start, and
+    /// at least the newest update on the first page (when not itself in the future).
+    /// With nothing seen: the server's time at the start, or no lower bound.
+    fn watermark(&self) -> Option<i64> {
+        let bound = match self.first {
+            Some(f) => f.start.max(f.newest.map_or(f.start, |n| n.min(f.date))),
+            None => self.started_wall,
+        };
+        match self.newest {
+            Some(n) => Some(n.min(bound)),
+            None => self.first.map(|f| f.start),
+        }
+    }
 }
 
 impl OrgState {
@@ -223,11 +301,15 @@ impl Org {
         settings: &SyncSettings,
         deadline: Instant,
     ) -> Result<(), ApiError> {
-        let now = unix_now();
-        let cutoff = settings.lookback.map(|l| now - l.as_secs() as i64);
+        // The lookback is compared with the API's `created_at`: server time. Only before
+        // the API has ever sent a `Date` does the local clock stand in.
+        let now = client.server_now().unwrap_or_else(unix_now);
+        let cutoff = settings
+            .lookback
+            .map(|l| now.saturating_sub(i64::try_from(l.as_secs()).unwrap_or(i64::MAX)));
         if !self.state().initial_complete {
             self.state().store.set_spend_settings(settings.spend);
-            self.start_listing(ListingKind::Initial, cutoff, now);
+            self.start_listing(ListingKind::Initial, cutoff);
             if self
                 .drive_listing(client, settings, deadline, cutoff)
                 .await?
@@ -242,10 +324,10 @@ impl Org {
             st.listing.is_some()
                 || st
                     .last_full_listing_at
-                    .is_none_or(|t| now - t >= settings.full_resync_interval.as_secs() as i64)
+                    .is_none_or(|t| t.elapsed() >= settings.full_resync_interval)
         };
         if resync_due {
-            self.start_listing(ListingKind::Resync, cutoff, now);
+            self.start_listing(ListingKind::Resync, cutoff);
             match self.drive_listing(client, settings, deadline, cutoff).await {
                 Ok(true) => self.finish_resync(),
                 Ok(false) => {}
@@ -266,12 +348,13 @@ impl Org {
         Ok(())
     }
 
-    fn start_listing(&self, kind: ListingKind, cutoff: Option<i64>, now: i64) {
+    fn start_listing(&self, kind: ListingKind, cutoff: Option<i64>) {
         let mut st = self.state();
         if st.listing.is_none() {
-            st.generation += 1;
+            st.generation = st.generation.wrapping_add(1);
             let generation = st.generation;
-            st.listing = Some(Listing::new(kind, generation, cutoff, now));
+            st.listing = Some(Listing::new(kind, generation, cutoff));
+            st.listing_clock = Some(PassClock::new());
             tracing::info!(org_id = %self.id, ?kind, "full listing started");
         }
     }
@@ -281,14 +364,12 @@ impl Org {
         let Some(listing) = st.listing.take() else {
             return;
         };
+        let clock = st.listing_clock.take().unwrap_or_else(PassClock::new);
         // Sessions changed while a (possibly multi-scrape) listing ran may have been listed
-        // before the change: start incremental listings no later than the listing's start.
-        let watermark = st
-            .store
-            .newest_update()
-            .map_or(listing.started_at, |n| n.min(listing.started_at));
-        st.watermark = Some(watermark);
-        st.last_full_listing_at = Some(listing.started_at);
+        // before the change: the watermark is no later than the listing's start.
+        st.watermark = clock.watermark();
+        st.last_full_listing_at = Some(clock.started);
+        st.last_deep_recheck = Some(clock.started);
         st.initial_complete = true;
         st.store.start_counters();
         st.store.start_spend_counters();
@@ -302,24 +383,50 @@ impl Org {
             return;
         };
         let dropped = st.store.drop_unseen(listing.generation);
-        st.last_full_listing_at = Some(listing.started_at);
+        let clock = st.listing_clock.take().unwrap_or_else(PassClock::new);
+        // What this listing saw replaces the watermark, whatever moved it before.
+        st.watermark = clock.watermark();
+        st.last_full_listing_at = Some(clock.started);
+        st.last_deep_recheck = Some(clock.started);
         tracing::info!(org_id = %self.id, dropped, pages = listing.pages, "full re-listing complete");
     }
 
-    /// Applies listed sessions, skipping those older than the lookback window.
-    fn apply(&self, items: &[Session<'_>], cutoff: Option<i64>) -> Option<i64> {
+    /// Applies listed sessions, skipping those older than the lookback window. Fails when
+    /// the org holds more sessions than allowed.
+    fn apply(
+        &self,
+        items: &[Session<'_>],
+        cutoff: Option<i64>,
+        max_sessions: u64,
+    ) -> Result<(), ApiError> {
         let mut st = self.state();
         let generation = st.generation;
         let count_transitions = st.initial_complete;
-        let mut newest = None;
         for item in items {
             if cutoff.is_some_and(|c| item.created_at < c) {
                 continue;
             }
             st.store.upsert(item, generation, count_transitions);
-            newest = newest.max(Some(item.updated_at));
         }
-        newest
+        if st.store.len() as u64 > max_sessions {
+            return Err(too_many(max_sessions));
+        }
+        Ok(())
+    }
+
+    /// Drops the listing in progress after the API broke its contract: nothing more of it
+    /// is applied, and a first listing starts over.
+    fn abandon_listing(&self, error: ApiError) -> ApiError {
+        let mut st = self.state();
+        if st
+            .listing
+            .take()
+            .is_some_and(|l| l.kind == ListingKind::Initial)
+        {
+            st.store = SessionStore::default();
+        }
+        st.listing_clock = None;
+        error
     }
 
     /// Lists the windows of the listing in progress until it completes (`Ok(true)`) or the
@@ -360,18 +467,42 @@ impl Org {
                 Err(e) => return Err(e),
             };
             let page = body.parse()?;
-            self.apply(&page.items, cutoff);
             pages += 1;
             let summary = summarize(&page);
-            let mut st = self.state();
-            if let Some(listing) = st.listing.as_mut() {
-                queue.extend(listing.advance(id, &summary, settings.page_size, unix_now()));
-            }
+            let now = client.server_now().unwrap_or_else(unix_now);
+            let advanced = {
+                let mut st = self.state();
+                if let Some(clock) = st.listing_clock.as_mut() {
+                    clock.observe(
+                        body.server_time(),
+                        page.items.iter().map(|s| s.updated_at).max(),
+                    );
+                }
+                match st.listing.as_mut() {
+                    Some(listing) => listing
+                        .advance(id, &summary, settings.page_size, now)
+                        .map_err(|e| ApiError::Protocol(e.to_string()))
+                        .and_then(|next| {
+                            if listing.items > settings.max_sessions {
+                                Err(too_many(settings.max_sessions))
+                            } else {
+                                Ok(next)
+                            }
+                        }),
+                    None => Ok(Vec::new()),
+                }
+            };
+            // A page that breaks the contract is not applied, and nor is the rest.
+            let next = advanced.map_err(|e| self.abandon_listing(e))?;
+            self.apply(&page.items, cutoff, settings.max_sessions)
+                .map_err(|e| self.abandon_listing(e))?;
+            queue.extend(next);
         }
         Ok(self.state().listing.as_ref().is_none_or(Listing::is_done))
     }
 
-    /// Lists the sessions updated since the watermark (minus the overlap), all pages.
+    /// Lists the sessions updated since a second before the watermark, all pages; every
+    /// `deep_recheck_interval`, since the full overlap before it instead (late indexing).
     async fn incremental(
         &self,
         client: &ApiClient,
@@ -379,31 +510,138 @@ impl Org {
         deadline: Instant,
         cutoff: Option<i64>,
     ) -> Result<(), ApiError> {
-        let watermark = self.state().watermark.unwrap_or(0);
+        let (watermark, deep) = {
+            let st = self.state();
+            let deep = st
+                .last_deep_recheck
+                .is_none_or(|t| t.elapsed() >= settings.deep_recheck_interval);
+            (st.watermark, deep)
+        };
+        // One second back covers both bound semantics: a strict `updated_after` still
+        // returns a session changed again within the watermark's second.
+        let back = if deep {
+            i64::try_from(settings.overlap.as_secs())
+                .unwrap_or(i64::MAX)
+                .max(1)
+        } else {
+            1
+        };
         let mut query = crate::api::ListQuery {
             first: settings.page_size,
-            updated_after: Some(watermark - settings.overlap.as_secs() as i64),
+            updated_after: watermark.map(|w| w.saturating_sub(back)),
             ..Default::default()
         };
-        let mut newest = None;
+        let mut pass = PassClock::new();
+        let mut cursors = HashSet::new();
+        let mut items = 0u64;
+        // Pages held until the pass ends; `None` once the pass is too long to hold.
+        let mut held: Option<Vec<PageBody>> = Some(Vec::new());
         loop {
             let body = client
                 .list_sessions(&self.id, &query, deadline, &self.api_stats)
                 .await?;
-            let page = body.parse()?;
-            // Watermark from every item, also those outside the lookback window.
-            newest = newest.max(page.items.iter().map(|s| s.updated_at).max());
-            self.apply(&page.items, cutoff);
-            match page.end_cursor {
-                Some(cursor) if page.has_next_page => query.after = Some(cursor),
-                _ => break,
+            let next = {
+                let page = body.parse()?;
+                // Watermark from every item, also those outside the lookback window.
+                pass.observe(
+                    body.server_time(),
+                    page.items.iter().map(|s| s.updated_at).max(),
+                );
+                items = items.saturating_add(page.items.len() as u64);
+                if items > settings.max_sessions {
+                    return Err(too_many(settings.max_sessions));
+                }
+                next_cursor(&page, &mut cursors)?
+            };
+            match held.as_mut() {
+                Some(pages) if pages.len() < HELD_PAGES => pages.push(body),
+                Some(_) => {
+                    for page in held.take().into_iter().flatten().chain([body]) {
+                        self.apply(&page.parse()?.items, cutoff, settings.max_sessions)?;
+                    }
+                }
+                None => self.apply(&body.parse()?.items, cutoff, settings.max_sessions)?,
+            }
+            match next {
+                Some(cursor) => query.after = Some(cursor),
+                None => break,
             }
         }
+        for page in held.into_iter().flatten() {
+            self.apply(&page.parse()?.items, cutoff, settings.max_sessions)?;
+        }
         // Only a complete pass may move the watermark: an interrupted one is redone.
-        if let Some(newest) = newest {
-            let mut st = self.state();
-            st.watermark = Some(st.watermark.map_or(newest, |w| w.max(newest)));
+        let mut st = self.state();
+        if let Some(seen) = pass.watermark() {
+            let mut watermark = st.watermark.map_or(seen, |w| w.max(seen));
+            // Nor may it stay beyond the server's clock (should that clock be set back).
+            if let Some(now) = client.server_now() {
+                watermark = watermark.min(now);
+            }
+            st.watermark = Some(watermark);
+        }
+        if deep {
+            st.last_deep_recheck = Some(pass.started);
         }
         Ok(())
+    }
+}
+
+/// The cursor of the page after `page`, if any. A page that promises more without a cursor,
+/// or a cursor this pass has been sent before, is an API error: following it would loop.
+fn next_cursor(
+    page: &SessionPage<'_>,
+    seen: &mut HashSet<String>,
+) -> Result<Option<String>, ApiError> {
+    if !page.has_next_page {
+        return Ok(None);
+    }
+    let Some(cursor) = page.end_cursor.clone() else {
+        return Err(ApiError::Protocol(
+            "has_next_page is true but end_cursor is null".into(),
+        ));
+    };
+    if !seen.insert(cursor.clone()) {
+        return Err(ApiError::Protocol(format!(
+            "end_cursor {cursor:?} repeated: the API's pagination loops"
+        )));
+    }
+    Ok(Some(cursor))
+}
+
+fn too_many(max: u64) -> ApiError {
+    ApiError::Protocol(format!(
+        "more than {max} sessions (DEVIN_MAX_SESSIONS_PER_ORG)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::model::MAX_UNIX;
+
+    #[test]
+    fn pass_watermark_never_passes_the_first_pages_moment() {
+        // One page: its newest update.
+        let mut p = PassClock::new();
+        p.observe(Some(1_000), Some(990));
+        assert_eq!(p.watermark(), Some(990));
+        // A session dated in the future: held at the server's clock.
+        let mut p = PassClock::new();
+        p.observe(Some(1_000), Some(MAX_UNIX));
+        assert_eq!(p.watermark(), Some(1_000));
+        // Later pages cannot lift it past the first page's moment.
+        let mut p = PassClock::new();
+        p.observe(Some(1_000), Some(990));
+        p.observe(Some(1_005), Some(1_004));
+        assert!(p.watermark().is_some_and(|w| (999..=1_000).contains(&w)));
+        // Nothing seen: the server's time at the start (rounded towards the past).
+        let mut p = PassClock::new();
+        p.observe(Some(1_000), None);
+        assert!(p.watermark().is_some_and(|w| (999..=1_000).contains(&w)));
+        // No `Date` and nothing seen: no lower bound.
+        let mut p = PassClock::new();
+        p.observe(None, None);
+        assert_eq!(p.watermark(), None);
     }
 }
