@@ -14,6 +14,10 @@ pub struct RequestBudget {
     limiter: DefaultDirectRateLimiter,
     in_flight: Semaphore,
     paused_until: Mutex<Option<Instant>>,
+    /// Requests wait for the rate limiter one at a time, in arrival order: the limiter alone
+    /// lets a newcomer take the token a longer waiter was sleeping for, which starves some
+    /// collections while the budget is saturated.
+    turn: tokio::sync::Mutex<()>,
 }
 
 impl RequestBudget {
@@ -30,6 +34,7 @@ impl RequestBudget {
             limiter: RateLimiter::direct(quota),
             in_flight: Semaphore::new(max_in_flight.max(1)),
             paused_until: Mutex::new(None),
+            turn: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -47,9 +52,13 @@ impl RequestBudget {
             .await
             .ok()?
             .ok()?;
+        let turn = tokio::time::timeout_at(deadline, self.turn.lock())
+            .await
+            .ok()?;
         tokio::time::timeout_at(deadline, self.limiter.until_ready())
             .await
             .ok()?;
+        drop(turn);
         Some(permit)
     }
 
