@@ -99,8 +99,6 @@ pub struct Config {
     pub exclude_org_ids: Vec<String>,
     /// Web config file (TLS, basic auth), if any.
     pub web_config_file: Option<PathBuf>,
-    /// Org collections running at once (bounds `/probe` fan-out).
-    pub max_concurrent_collections: usize,
 }
 
 impl Config {
@@ -137,7 +135,6 @@ struct RawConfig {
     discovery_interval: Option<String>,
     exclude_org_ids: Option<String>,
     web_config_file: Option<String>,
-    max_concurrent_collections: Option<String>,
 }
 
 /// Reads and validates the configuration from the process environment.
@@ -353,13 +350,6 @@ impl RawConfig {
             )?,
             exclude_org_ids,
             web_config_file: self.web_config_file.map(PathBuf::from),
-            max_concurrent_collections: integer(
-                "MAX_CONCURRENT_COLLECTIONS",
-                self.max_concurrent_collections.as_deref(),
-                32,
-                1,
-                10_000,
-            )?,
         })
     }
 }
