@@ -52,9 +52,10 @@ pub fn build(
         full_resync_interval: config.full_resync_interval,
         lookback: config.lookback,
         window_concurrency: WINDOW_CONCURRENCY,
-        collection_slots: Arc::new(tokio::sync::Semaphore::new(
-            config.max_concurrent_collections,
-        )),
+        // Each collection has at least one request in flight while it runs: more would only
+        // wait for the request budget.
+        collection_limit: config.max_concurrent_requests,
+        collection_floor: config.scrape_timeout,
         spend: SpendSettings {
             attribution: config.attribution,
             max_values: config.attribution_max_values,

@@ -124,8 +124,6 @@ pub struct Config {
     pub exclude_org_ids: Vec<String>,
     /// Web config file (TLS, basic auth), if any.
     pub web_config_file: Option<PathBuf>,
-    /// Org collections running at once (bounds `/probe` fan-out).
-    pub max_concurrent_collections: usize,
     /// Longest an API `Retry-After` may hold the token's requests back.
     pub max_retry_after: Duration,
     /// Spend breakdowns exported.
@@ -175,7 +173,6 @@ struct RawConfig {
     discovery_interval: Option<String>,
     exclude_org_ids: Option<String>,
     web_config_file: Option<String>,
-    max_concurrent_collections: Option<String>,
     max_retry_after: Option<String>,
     attribution: Option<String>,
     attribution_max_values: Option<String>,
@@ -476,13 +473,6 @@ impl RawConfig {
             )?,
             exclude_org_ids,
             web_config_file: self.web_config_file.map(PathBuf::from),
-            max_concurrent_collections: integer(
-                "MAX_CONCURRENT_COLLECTIONS",
-                self.max_concurrent_collections.as_deref(),
-                32,
-                1,
-                10_000,
-            )?,
             max_retry_after,
             attribution: attribution(self.attribution.as_deref())?,
             attribution_max_values: integer(

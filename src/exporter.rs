@@ -4,16 +4,13 @@
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
-use futures::stream::{self, StreamExt};
 use indexmap::IndexMap;
 use tokio::time::Instant;
 
 use crate::api::{ApiClient, Organization};
 use crate::discovery::Discovery;
+use crate::sync::schedule::Scheduler;
 use crate::sync::{Org, SyncSettings};
-
-/// Orgs collected at once; requests are capped separately by the request budget.
-const ORG_CONCURRENCY: usize = 16;
 
 /// Orgs, client and discovery.
 pub struct Exporter {
@@ -21,7 +18,7 @@ pub struct Exporter {
     exclude: HashSet<String>,
     orgs: RwLock<IndexMap<String, Arc<Org>>>,
     client: Arc<ApiClient>,
-    settings: Arc<SyncSettings>,
+    scheduler: Scheduler,
     discovery: Option<Discovery>,
     refreshing: tokio::sync::Mutex<()>,
 }
@@ -41,12 +38,13 @@ impl Exporter {
             .filter(|id| !exclude.contains(*id))
             .map(|id| (id.clone(), Arc::new(Org::new(id.clone()))))
             .collect();
+        let client = Arc::new(client);
         Exporter {
             configured: org_ids.to_vec(),
             exclude,
             orgs: RwLock::new(orgs),
-            client: Arc::new(client),
-            settings: Arc::new(settings),
+            scheduler: Scheduler::new(Arc::clone(&client), Arc::new(settings)),
+            client,
             discovery,
             refreshing: tokio::sync::Mutex::new(()),
         }
@@ -111,31 +109,38 @@ impl Exporter {
         *orgs = next;
     }
 
-    /// Collects every org within `deadline`. Each org runs in its own task, which concurrent
-    /// scrapes share: an HA pair of Prometheus servers does not double the API load, and a
-    /// scrape that gives up does not cancel the collection.
+    /// Asks for a collection of every org and waits for them until `deadline`. Collections
+    /// run in their own tasks, which concurrent scrapes share (an HA pair of Prometheus
+    /// servers does not double the API load) and which go on past the deadline with their own
+    /// budget (see [`Scheduler`]); the orgs keep the result of their last finished one.
     pub async fn collect(&self, deadline: Instant) {
-        self.refresh_orgs(deadline).await;
+        self.refresh_orgs_until(deadline).await;
         let orgs = self.orgs();
-        stream::iter(orgs.iter())
-            .for_each_concurrent(ORG_CONCURRENCY, |org| {
-                org.collect_shared(&self.client, &self.settings, deadline)
-            })
+        futures::future::join_all(orgs.iter().map(|org| self.scheduler.collect(org, deadline)))
             .await;
+        for org in &orgs {
+            org.note_not_collected_yet();
+        }
+    }
+
+    /// Refreshes the discovered orgs, waiting for a refresh another scrape started only
+    /// until `deadline`.
+    async fn refresh_orgs_until(&self, deadline: Instant) {
+        let _ = tokio::time::timeout_at(deadline, self.refresh_orgs(deadline)).await;
     }
 
     /// Collects one org (the multi-target `/probe` pattern); `None` if it is not one of the
     /// configured or discovered orgs.
     pub async fn probe(&self, org_id: &str, deadline: Instant) -> Option<Arc<Org>> {
-        self.refresh_orgs(deadline).await;
+        self.refresh_orgs_until(deadline).await;
         let org = self
             .orgs
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(org_id)
             .cloned()?;
-        org.collect_shared(&self.client, &self.settings, deadline)
-            .await;
+        self.scheduler.collect(&org, deadline).await;
+        org.note_not_collected_yet();
         Some(org)
     }
 

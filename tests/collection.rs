@@ -295,8 +295,9 @@ async fn slow_api_does_not_make_the_scrape_late() {
         .await;
     mount_single_page(&api, "org-fast", &[S::new(2)]).await;
     let exp = start_exporter(&api.uri(), &["org-slow", "org-fast"], &[]).await;
+    let client = reqwest::Client::new();
     let started = Instant::now();
-    let s = scrape(&exp.url, Some("2")).await;
+    let s = common::scrape_with(&client, &exp.url, Some("2")).await;
     let took = started.elapsed();
     assert!(took < Duration::from_secs(2), "scrape took {took:?}");
     assert_eq!(

@@ -198,8 +198,14 @@ async fn interrupted_first_listing_resumes_without_double_counting() {
         .respond_with(ResponseTemplate::new(200).set_body_json(page(&[], None, None)))
         .mount(&api)
         .await;
-    let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_PAGE_SIZE", "2")]).await;
-    let first = scrape(&exp.url, Some("1")).await;
+    // A collection's own budget (DEVIN_SCRAPE_TIMEOUT) ends before the slow page does.
+    let exp = start_exporter(
+        &api.uri(),
+        &["org-a"],
+        &[("DEVIN_PAGE_SIZE", "2"), ("DEVIN_SCRAPE_TIMEOUT", "1s")],
+    )
+    .await;
+    let first = scrape(&exp.url, Some("2")).await;
     assert_eq!(
         first
             .metrics
@@ -245,8 +251,9 @@ async fn a_slow_full_relisting_neither_fails_the_org_nor_delays_the_scrape() {
         .set_body_json(page(&all[..2], None, Some(2)))
         .set_delay(Duration::from_secs(5));
     let (_api, exp, _) = relisting(&all, slow).await;
+    let client = reqwest::Client::new();
     let started = std::time::Instant::now();
-    let s = scrape(&exp.url, Some("2")).await;
+    let s = common::scrape_with(&client, &exp.url, Some("2")).await;
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{:?}",

@@ -87,7 +87,7 @@ async fn concurrent_collections_are_capped() {
     let exp = start_exporter(
         &api.uri(),
         &["org-a", "org-b", "org-c"],
-        &[("DEVIN_MAX_CONCURRENT_COLLECTIONS", "1")],
+        &[("DEVIN_MAX_CONCURRENT_REQUESTS", "1")],
     )
     .await;
     let started = Instant::now();

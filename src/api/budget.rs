@@ -14,6 +14,10 @@ pub struct RequestBudget {
     limiter: DefaultDirectRateLimiter,
     in_flight: Semaphore,
     paused_until: Mutex<Option<Pause>>,
+    /// Requests wait for the rate limiter one at a time, in arrival order: the limiter alone
+    /// lets a newcomer take the token a longer waiter was sleeping for, which starves some
+    /// collections while the budget is saturated.
+    turn: tokio::sync::Mutex<()>,
 }
 
 /// A rate-limit pause: when it ends, on the runtime's clock and on the wall clock (for the
@@ -47,6 +51,7 @@ impl RequestBudget {
             limiter: RateLimiter::direct(quota),
             in_flight: Semaphore::new(max_in_flight.max(1)),
             paused_until: Mutex::new(None),
+            turn: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -64,9 +69,13 @@ impl RequestBudget {
             .await
             .ok()?
             .ok()?;
+        let turn = tokio::time::timeout_at(deadline, self.turn.lock())
+            .await
+            .ok()?;
         tokio::time::timeout_at(deadline, self.limiter.until_ready())
             .await
             .ok()?;
+        drop(turn);
         Some(permit)
     }
 

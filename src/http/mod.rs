@@ -84,15 +84,16 @@ impl AppState {
 /// The collection budget of a scrape: Prometheus' timeout less a margin for rendering and
 /// the network, else the configured default.
 pub fn scrape_budget(headers: &HeaderMap, default: Duration) -> Duration {
+    // However long a client is willing to wait, one collection gets at most this long.
+    let longest = Duration::from_secs(600);
+    // Clamped while still a float: `Duration::from_secs_f64` panics on values such as 1e20.
     let from_header = headers
         .get(SCRAPE_TIMEOUT_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
-        .map(Duration::from_secs_f64);
-    // However long a client is willing to wait, one collection gets at most this long.
-    let longest = Duration::from_secs(600);
-    match from_header.map(|t| t.min(longest)) {
+        .map(|s| Duration::from_secs_f64(s.min(longest.as_secs_f64())));
+    match from_header {
         Some(timeout) => {
             let margin = (timeout / 10).clamp(Duration::from_millis(250), Duration::from_secs(2));
             timeout

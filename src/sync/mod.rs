@@ -6,6 +6,7 @@ pub mod intern;
 pub mod key;
 pub mod listing;
 pub mod org;
+pub mod schedule;
 pub mod spend;
 pub mod store;
 

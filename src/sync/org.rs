@@ -2,15 +2,15 @@
 //! of its last collection.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 
 use super::listing::{Listing, ListingKind, PageSummary};
+use super::schedule::RunSlot;
 use super::spend::SpendSettings;
 use super::store::SessionStore;
 use crate::api::client::{PageBody, server_time_at};
@@ -36,7 +36,9 @@ pub struct SyncSettings {
     /// Windows of one listing fetched at once.
     pub window_concurrency: usize,
     /// Org collections allowed to run at once, across the process.
-    pub collection_slots: Arc<tokio::sync::Semaphore>,
+    pub collection_limit: usize,
+    /// Shortest budget of a collection, however little time the scrape that asked for it has.
+    pub collection_floor: Duration,
     /// Spend breakdowns and top active sessions.
     pub spend: SpendSettings,
 }
@@ -172,7 +174,8 @@ pub struct Org {
     pub api_stats: ApiStats,
     state: Mutex<OrgState>,
     info: Mutex<Option<Organization>>,
-    inflight: tokio::sync::Mutex<Option<Shared<BoxFuture<'static, ()>>>>,
+    pub(super) run: Mutex<RunSlot>,
+    panic_next: std::sync::atomic::AtomicBool,
 }
 
 fn unix_now() -> i64 {
@@ -207,7 +210,8 @@ impl Org {
             id,
             state: Mutex::new(OrgState::default()),
             info: Mutex::new(None),
-            inflight: tokio::sync::Mutex::new(None),
+            run: Mutex::new(RunSlot::default()),
+            panic_next: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -221,37 +225,30 @@ impl Org {
         *self.info.lock().unwrap_or_else(|e| e.into_inner()) = Some(info);
     }
 
-    /// Runs a collection in its own task, or joins the one already running for this org.
-    pub async fn collect_shared(
-        self: &Arc<Self>,
-        client: &Arc<ApiClient>,
-        settings: &Arc<SyncSettings>,
-        deadline: Instant,
-    ) {
-        let shared = {
-            let mut slot = self.inflight.lock().await;
-            match slot.as_ref() {
-                Some(running) => running.clone(),
-                None => {
-                    let (org, client, settings) =
-                        (Arc::clone(self), Arc::clone(client), Arc::clone(settings));
-                    let task = tokio::spawn(async move {
-                        org.collect(&client, &settings, deadline).await;
-                        *org.inflight.lock().await = None;
-                    });
-                    let shared = async move {
-                        if let Err(e) = task.await {
-                            tracing::error!(error = %e, "collection task failed");
-                        }
-                    }
-                    .boxed()
-                    .shared();
-                    *slot = Some(shared.clone());
-                    shared
-                }
-            }
-        };
-        shared.await;
+    /// Records a collection that ended without finishing (it panicked): the org is down.
+    pub(super) fn record_abort(&self, reason: &str) {
+        tracing::error!(org_id = %self.id, reason, "collection of org failed");
+        let mut st = self.state();
+        st.health.up = Some(false);
+        st.health.last_error = Some(reason.to_string());
+    }
+
+    /// Marks an org none of whose collections has finished yet as down, so that it shows up
+    /// as such rather than not at all; its first finished collection replaces this.
+    pub fn note_not_collected_yet(&self) {
+        let mut st = self.state();
+        if st.health.up.is_none() {
+            st.health.up = Some(false);
+            st.health.last_error = Some("first collection not finished yet".to_string());
+        }
+    }
+
+    /// Makes the org's next collection panic. A fault-injection seam: tests use it to prove
+    /// that a collection that dies, however it dies, leaves the org down and collectable.
+    #[doc(hidden)]
+    pub fn panic_next_collection(&self) {
+        self.panic_next
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The org's state. Held only for short, non-async sections.
@@ -261,23 +258,22 @@ impl Org {
 
     /// Brings the org's state up to date within `deadline` and records how that went.
     pub async fn collect(&self, client: &ApiClient, settings: &SyncSettings, deadline: Instant) {
+        if self
+            .panic_next
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            panic!("injected fault in the collection of {}", self.id);
+        }
         let started = Instant::now();
         let started_wall = SystemTime::now();
-        // Waiting for a slot counts against the deadline like any other wait.
-        let slot = tokio::time::timeout_at(deadline, settings.collection_slots.acquire()).await;
-        let result = match slot {
-            Ok(Ok(_slot)) => {
-                // Every wait inside honours the deadline itself (and says which one ran out);
-                // this is only a backstop, a little later, for anything that would not.
-                let backstop = deadline + Duration::from_millis(200);
-                match tokio::time::timeout_at(backstop, self.sync(client, settings, deadline)).await
-                {
-                    Ok(r) => r,
-                    Err(_) => Err(ApiError::Deadline),
-                }
-            }
-            _ => Err(ApiError::Deadline),
-        };
+        // Every wait inside honours the deadline itself (and says which one ran out); this is
+        // only a backstop, a little later, for anything that would not.
+        let backstop = deadline + Duration::from_millis(200);
+        let result =
+            match tokio::time::timeout_at(backstop, self.sync(client, settings, deadline)).await {
+                Ok(r) => r,
+                Err(_) => Err(ApiError::Deadline),
+            };
         let mut st = self.state();
         st.health.last_attempt = Some(started_wall);
         st.health.last_duration = Some(started.elapsed());

@@ -84,7 +84,16 @@ pub struct Scraped {
 
 /// GETs /metrics, optionally with Prometheus' scrape timeout header.
 pub async fn scrape(base: &str, timeout_header: Option<&str>) -> Scraped {
-    let client = reqwest::Client::new();
+    scrape_with(&reqwest::Client::new(), base, timeout_header).await
+}
+
+/// [`scrape`] with a client made beforehand: making one costs real time on a busy machine,
+/// which tests that time the exporter leave out.
+pub async fn scrape_with(
+    client: &reqwest::Client,
+    base: &str,
+    timeout_header: Option<&str>,
+) -> Scraped {
     let mut req = client
         .get(format!("{base}/metrics"))
         .timeout(Duration::from_secs(60));
