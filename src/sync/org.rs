@@ -328,8 +328,9 @@ impl Org {
                 Ok(true) => self.finish_resync(),
                 Ok(false) => {}
                 // The data is current (the incremental pass succeeded); a re-listing that
-                // ran out of time simply goes on at the next collection.
-                Err(ApiError::Deadline) => {
+                // ran out of time, or met a rate-limit pause, simply goes on at the next
+                // collection.
+                Err(ApiError::Deadline | ApiError::RateLimited { .. }) => {
                     tracing::debug!(org_id = %self.id, "full re-listing continues next collection")
                 }
                 Err(e) => return Err(e),
