@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use devin_exporter::api::enums::ORIGINS;
+
 /// Counts live heap bytes, so that state size is measured, not estimated.
 pub struct CountingAlloc;
 
@@ -96,19 +98,6 @@ const STATUSES: &[(&str, &str)] = &[
     ("suspended", "\"out_of_credits\""),
     ("error", "null"),
     ("new", "null"),
-];
-const ORIGINS: &[&str] = &[
-    "webapp",
-    "slack",
-    "teams",
-    "api",
-    "linear",
-    "jira",
-    "automation",
-    "cli",
-    "desktop",
-    "code_scan",
-    "other",
 ];
 const CATEGORIES: &[&str] = &[
     "bug_fixing",
