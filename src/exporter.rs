@@ -60,6 +60,12 @@ impl Exporter {
             .collect()
     }
 
+    /// When the API's rate-limit pause on the token ends, if one is in force: collections
+    /// wait for it.
+    pub fn rate_limited_until(&self) -> Option<std::time::SystemTime> {
+        self.client.rate_limited_until()
+    }
+
     /// The org discovery, if enabled.
     pub fn discovery(&self) -> Option<&Discovery> {
         self.discovery.as_ref()

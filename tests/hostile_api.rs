@@ -143,10 +143,11 @@ async fn one_orgs_long_rate_limit_pauses_the_token_only_up_to_the_cap() {
     let exp = start_exporter(
         &api.uri(),
         &["org-a", "org-b"],
-        &[("DEVIN_MAX_RETRY_AFTER", "2s")],
+        &[("DEVIN_MAX_RETRY_AFTER", "3s")],
     )
     .await;
-    // The pause (2 s) outlasts this scrape (0.75 s): org-a cannot be collected.
+    // The pause (3 s) outlasts this scrape (0.75 s): org-a cannot be collected. (Its
+    // collection goes on in the background and waits the pause out.)
     let s = scrape(&exp.url, Some("1")).await;
     assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(0.0));
     let landing = reqwest::get(&exp.url).await.unwrap().text().await.unwrap();
@@ -157,7 +158,7 @@ async fn one_orgs_long_rate_limit_pauses_the_token_only_up_to_the_cap() {
     // More scrapes while the pause lasts add no request and no second "rate limited" line.
     let requests = api.received_requests().await.unwrap().len();
     for _ in 0..3 {
-        let s = scrape(&exp.url, Some("1")).await;
+        let s = scrape(&exp.url, Some("0.3")).await;
         assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(0.0));
     }
     assert_eq!(api.received_requests().await.unwrap().len(), requests);
@@ -174,7 +175,7 @@ async fn one_orgs_long_rate_limit_pauses_the_token_only_up_to_the_cap() {
 
     // The pause ends within the cap (real time: the API is a real server), not in a day:
     // org-b, which never saw a 429, is collected again.
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     let body = reqwest::Client::new()
         .get(format!("{}/probe?org_id=org-b", exp.url))
         .header("X-Prometheus-Scrape-Timeout-Seconds", "1")

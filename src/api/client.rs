@@ -175,6 +175,11 @@ impl ApiClient {
         redact(text, self.token.current().expose())
     }
 
+    /// When the rate-limit pause in force ends (wall clock), if one is in force.
+    pub fn rate_limited_until(&self) -> Option<SystemTime> {
+        self.budget.paused_past(Instant::now())
+    }
+
     /// The server's clock now: its last `Date` header plus the local monotonic time elapsed
     /// since; `None` until the API has sent one. The local wall clock never enters it.
     pub fn server_now(&self) -> Option<i64> {

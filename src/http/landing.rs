@@ -8,6 +8,7 @@ use std::fmt::Write;
 use std::time::{Duration, SystemTime};
 
 use super::AppState;
+use crate::api::budget::clock_utc;
 use crate::api::explain::{self, Scope};
 use crate::api::redact::redact_url;
 use crate::discovery::DiscoveryStatus;
@@ -168,6 +169,14 @@ pub fn page(state: &AppState, discovery: Option<&DiscoveryStatus>) -> String {
     } else {
         ""
     };
+    // Collections waiting out a pause have not finished, so no org row says it yet.
+    let paused = match state.exporter.rate_limited_until() {
+        Some(until) => format!(
+            "<p><strong>Rate limited:</strong> the API answered 429; every request of the token waits: rate limited until {}.</p>\n",
+            escape(&clock_utc(until))
+        ),
+        None => String::new(),
+    };
     let discovery = match discovery {
         None => String::new(),
         Some(d) => {
@@ -190,7 +199,7 @@ pub fn page(state: &AppState, discovery: Option<&DiscoveryStatus>) -> String {
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}}</style>
 </head><body>
 <h1>Devin Exporter</h1>
-{demo}<p>Version {version} (revision {revision})</p>
+{demo}{paused}<p>Version {version} (revision {revision})</p>
 <p><a href="/metrics">Metrics</a> | <a href="/sd">Service discovery</a> | <a href="/healthz">Health</a> | <a href="/readyz">Readiness</a></p>
 <h2>Organizations</h2>
 {discovery}<table>
