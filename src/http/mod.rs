@@ -45,24 +45,6 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Shared state for the handlers.
-    pub fn new(
-        exporter: Arc<Exporter>,
-        default_timeout: Duration,
-        api_url: String,
-        demo: bool,
-    ) -> Arc<Self> {
-        Arc::new(AppState {
-            exporter,
-            default_timeout,
-            api_url,
-            demo,
-            config: None,
-            process: ProcessCollector::for_self(),
-            renderer: Renderer::default(),
-        })
-    }
-
     /// Shared state for the handlers of a server run with `config`.
     pub fn for_config(
         exporter: Arc<Exporter>,

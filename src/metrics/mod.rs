@@ -6,7 +6,7 @@ mod spend;
 mod text;
 
 pub use api_stats::ApiStats;
-pub use render::{CONTENT_TYPE, Renderer, Scope, render};
+pub use render::{CONTENT_TYPE, Renderer, Scope};
 
 /// Version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

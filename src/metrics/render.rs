@@ -131,11 +131,6 @@ impl Renderer {
     }
 }
 
-/// Renders a scope once (benchmarks, tests).
-pub fn render(scope: &Scope<'_>) -> prometheus::Result<String> {
-    render_sized(scope, 0, false)
-}
-
 /// `devin_sessions` and `devin_sessions_acus_consumed`, written as text (see [`text`]) while
 /// each org is locked once: the first family straight into the body, the second into a
 /// buffer appended after it.
