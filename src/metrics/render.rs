@@ -1,72 +1,23 @@
 //! The `/metrics` body, built fresh for every scrape from the orgs' state: a label set that no
-//! longer has sessions simply is not there. The two session families, one series per label
-//! combination of each org, are written as text directly; the other families are assembled
-//! as the prometheus crate's protobuf model (no registry lookups per series) and written by
-//! its text encoder.
+//! longer has sessions simply is not there. Every family of our own is written as text
+//! directly (see [`text`]); only the process collector's few series go through the
+//! prometheus crate's encoder.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::UNIX_EPOCH;
 
-use prometheus::core::Collector;
-use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::core::{Collector, Metric};
 use prometheus::{Encoder, TextEncoder};
 
 use super::spend::SpendFamilies;
-use super::{ApiStats, REVISION, VERSION, text};
+use super::text::{self, Bound, Family};
+use super::{ApiStats, REVISION, VERSION};
 use crate::discovery::DiscoveryStatus;
 use crate::sync::{Org, SessionStore};
 
 /// Content type of the text exposition format; Prometheus 3 refuses a scrape without it.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// One metric family under construction.
-struct Family(MetricFamily);
-
-impl Family {
-    fn new(name: &str, help: &str, kind: MetricType) -> Self {
-        let mut mf = MetricFamily::default();
-        mf.set_name(name.to_string());
-        mf.set_help(help.to_string());
-        mf.set_field_type(kind);
-        Family(mf)
-    }
-
-    fn gauge(name: &str, help: &str) -> Self {
-        Family::new(name, help, MetricType::GAUGE)
-    }
-
-    fn counter(name: &str, help: &str) -> Self {
-        Family::new(name, help, MetricType::COUNTER)
-    }
-
-    fn push(&mut self, labels: &[(&str, &str)], value: f64) {
-        let mut m = Metric::from_label(label_pairs(labels));
-        if self.0.get_field_type() == MetricType::COUNTER {
-            let mut c = Counter::default();
-            c.set_value(value);
-            m.set_counter(c);
-        } else {
-            let mut g = Gauge::default();
-            g.set_value(value);
-            m.set_gauge(g);
-        }
-        self.0.mut_metric().push(m);
-    }
-}
-
-/// Label pairs of one series.
-pub(super) fn label_pairs(labels: &[(&str, &str)]) -> Vec<LabelPair> {
-    labels
-        .iter()
-        .map(|(k, v)| {
-            let mut p = LabelPair::default();
-            p.set_name((*k).to_string());
-            p.set_value((*v).to_string());
-            p
-        })
-        .collect()
-}
 
 fn seconds(t: std::time::SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
@@ -84,21 +35,20 @@ pub struct Scope<'a> {
     pub discovery: Option<(DiscoveryStatus, &'a ApiStats)>,
 }
 
-fn push_requests(
-    family: &mut Family,
-    latency: &mut Option<MetricFamily>,
-    org_id: &str,
-    stats: &ApiStats,
-) {
+fn push_requests(requests: &mut Family, latency: &mut Family, org_id: &str, stats: &ApiStats) {
     for (code, n) in stats.requests() {
-        family.push(&[("org_id", org_id), ("code", &code)], n as f64);
+        requests.count(&[("org_id", org_id), ("code", &code)], n);
     }
-    for mut mf in stats.latency().collect() {
-        match latency.as_mut() {
-            Some(all) => all.mut_metric().extend(mf.take_metric()),
-            None => *latency = Some(mf),
-        }
-    }
+    let m = stats.latency().metric();
+    let h = m.get_histogram();
+    latency.histogram_series(
+        &[("org_id", org_id)],
+        h.get_bucket()
+            .iter()
+            .map(|b| (Bound::Float(b.upper_bound()), b.cumulative_count())),
+        Bound::Float(h.get_sample_sum()),
+        h.get_sample_count(),
+    );
 }
 
 /// Renders scopes; remembers the last body's size to allocate the next one in one go.
@@ -226,20 +176,23 @@ fn render_sized(scope: &Scope<'_>, capacity: usize, demo: bool) -> prometheus::R
         "devin_api_requests_total",
         "Devin API requests by HTTP status code (error: no response).",
     );
-    let mut latency: Option<MetricFamily> = None;
+    let mut latency = Family::histogram(
+        "devin_api_request_duration_seconds",
+        "Latency of Devin API requests, retries counted one by one.",
+    );
     let mut spend = SpendFamilies::default();
     let mut build = Family::gauge(
         "devin_exporter_build_info",
         "Build identity of the exporter; always 1.",
     );
-    build.push(&[("version", VERSION), ("revision", REVISION)], 1.0);
+    build.count(&[("version", VERSION), ("revision", REVISION)], 1);
     // Simulated data must not pass for real: say so in the body itself.
     let mut demo_mode = Family::gauge(
         "devin_exporter_demo_mode",
         "1 when the exporter serves simulated data (demo mode); absent otherwise.",
     );
     if demo {
-        demo_mode.push(&[], 1.0);
+        demo_mode.count(&[], 1);
     }
 
     let mut org_info = Family::gauge(
@@ -264,9 +217,9 @@ fn render_sized(scope: &Scope<'_>, capacity: usize, demo: bool) -> prometheus::R
     );
     if let Some((status, stats)) = &scope.discovery {
         if let Some(ok) = status.up {
-            discovery_up.push(&[], if ok { 1.0 } else { 0.0 });
+            discovery_up.count(&[], u64::from(ok));
         }
-        discovered.push(&[], status.found as f64);
+        discovered.count(&[], status.found as u64);
         push_requests(&mut requests, &mut latency, "", stats);
     }
 
@@ -275,62 +228,56 @@ fn render_sized(scope: &Scope<'_>, capacity: usize, demo: bool) -> prometheus::R
         let org_label = [("org_id", id)];
         push_requests(&mut requests, &mut latency, id, &org.api_stats);
         if let Some(info) = org.info() {
-            org_info.push(
+            org_info.count(
                 &[("org_id", id), ("name", info.name.as_deref().unwrap_or(""))],
-                1.0,
+                1,
             );
             if let Some(limit) = info.max_cycle_acu_limit {
-                cycle_limit.push(&org_label, limit);
+                cycle_limit.value(&org_label, limit);
             }
             if let Some(limit) = info.max_session_acu_limit {
-                session_limit.push(&org_label, limit);
+                session_limit.value(&org_label, limit);
             }
         }
 
         let st = org.state();
         if let Some(ok) = st.health.up {
-            up.push(&org_label, if ok { 1.0 } else { 0.0 });
+            up.count(&org_label, u64::from(ok));
         }
         if let Some(d) = st.health.last_duration {
-            duration.push(&org_label, d.as_secs_f64());
+            duration.value(&org_label, d.as_secs_f64());
         }
         if let Some(t) = st.health.last_success {
-            last_success.push(&org_label, seconds(t));
+            last_success.value(&org_label, seconds(t));
         }
-        initial.push(&org_label, if st.initial_complete { 1.0 } else { 0.0 });
+        initial.count(&org_label, u64::from(st.initial_complete));
         if !st.initial_complete {
             continue; // Never half-counted gauges.
         }
         let store = &st.store;
         session_families.push_org(&mut out, id, store);
         let counters = store.counters();
-        acus_total.push(&org_label, counters.acus_micros as f64 / 1e6);
+        acus_total.millionths(&org_label, counters.acus_micros);
         for (origin, n) in &counters.created {
-            created.push(
-                &[("org_id", id), ("origin", store.label(*origin))],
-                *n as f64,
-            );
+            created.count(&[("org_id", id), ("origin", store.label(*origin))], *n);
         }
         for ((status, detail), n) in &counters.entered_status {
-            entered.push(
+            entered.count(
                 &[
                     ("org_id", id),
                     ("status", store.label(*status)),
                     ("status_detail", store.label(*detail)),
                 ],
-                *n as f64,
+                *n,
             );
         }
         for (state, n) in store.pull_requests() {
-            prs.push(
-                &[("org_id", id), ("pr_state", store.label(state))],
-                n as f64,
-            );
+            prs.count(&[("org_id", id), ("pr_state", store.label(state))], n);
         }
-        archived.push(&org_label, store.archived() as f64);
+        archived.count(&org_label, store.archived());
         spend.push_org(id, store);
         for ((status, detail), t) in store.oldest_updates() {
-            oldest.push(
+            oldest.value(
                 &[
                     ("org_id", id),
                     ("status", store.label(status)),
@@ -341,7 +288,9 @@ fn render_sized(scope: &Scope<'_>, capacity: usize, demo: bool) -> prometheus::R
         }
     }
 
-    let mut families: Vec<MetricFamily> = [
+    out.extend_from_slice(&session_families.acus);
+    drop(session_families);
+    for family in [
         acus_total,
         created,
         entered,
@@ -360,19 +309,16 @@ fn render_sized(scope: &Scope<'_>, capacity: usize, demo: bool) -> prometheus::R
         discovered,
         build,
         demo_mode,
-    ]
-    .into_iter()
-    .map(|f| f.0)
-    .chain(spend.into_families())
-    .chain(latency)
-    .collect();
-    if let Some(p) = scope.process {
-        families.extend(p.collect());
+    ] {
+        family.write_to(&mut out);
     }
-    // A family without series would be a HELP/TYPE pair with nothing under it.
-    families.retain(|f| !f.get_metric().is_empty());
-    out.extend_from_slice(&session_families.acus);
-    drop(session_families);
-    TextEncoder::new().encode(&families, &mut out)?;
+    spend.write_to(&mut out);
+    latency.write_to(&mut out);
+    if let Some(p) = scope.process {
+        let mut families = p.collect();
+        // A family without series would be a HELP/TYPE pair with nothing under it.
+        families.retain(|f| !f.get_metric().is_empty());
+        TextEncoder::new().encode(&families, &mut out)?;
+    }
     String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
 }

@@ -2,69 +2,42 @@
 //! sessions seen ending, and the top active sessions. Read from aggregates the store keeps
 //! on write; nothing here walks the sessions.
 
-use prometheus::proto::{Bucket, Counter, Gauge, Histogram, Metric, MetricFamily, MetricType};
-
-use super::render::label_pairs;
+use super::text::{Bound, Family};
 use crate::sync::SessionStore;
-use crate::sync::spend::{Dimension, Ended};
+use crate::sync::spend::{Dimension, Ended, Histogram};
 
-fn family(name: &str, help: &str, kind: MetricType) -> MetricFamily {
-    let mut mf = MetricFamily::default();
-    mf.set_name(name.to_string());
-    mf.set_help(help.to_string());
-    mf.set_field_type(kind);
-    mf
-}
-
-fn gauge(labels: &[(&str, &str)], value: f64) -> Metric {
-    let mut m = Metric::from_label(label_pairs(labels));
-    let mut g = Gauge::default();
-    g.set_value(value);
-    m.set_gauge(g);
-    m
-}
-
-fn counter(labels: &[(&str, &str)], value: f64) -> Metric {
-    let mut m = Metric::from_label(label_pairs(labels));
-    let mut c = Counter::default();
-    c.set_value(value);
-    m.set_counter(c);
-    m
-}
-
-fn histogram(labels: &[(&str, &str)], h: &crate::sync::spend::Histogram, scale: f64) -> Metric {
-    let mut p = Histogram::default();
-    p.set_sample_count(h.count());
-    p.set_sample_sum(h.sum as f64 / scale);
-    p.set_bucket(
-        h.cumulative()
-            .map(|(bound, n)| {
-                let mut b = Bucket::default();
-                b.set_upper_bound(bound as f64 / scale);
-                b.set_cumulative_count(n);
-                b
-            })
-            .collect(),
+/// The buckets, sum and count of a histogram kept in whole units: seconds as they are, or
+/// millionths of an ACU written as ACUs, exactly.
+fn histogram(family: &mut Family, labels: &[(&str, &str)], h: &Histogram, millionths: bool) {
+    let bound = |v: u64| {
+        if millionths {
+            Bound::Millionths(v)
+        } else {
+            Bound::Float(v as f64)
+        }
+    };
+    family.histogram_series(
+        labels,
+        h.cumulative().map(|(b, n)| (bound(b), n)),
+        bound(h.sum),
+        h.count(),
     );
-    let mut m = Metric::from_label(label_pairs(labels));
-    m.set_histogram(p);
-    m
 }
 
 /// Families per breakdown: sessions, ACUs (gauge), ACUs consumed (counter).
 struct BreakdownFamilies {
     dimension: Dimension,
-    sessions: MetricFamily,
-    acus: MetricFamily,
-    consumed: MetricFamily,
+    sessions: Family,
+    acus: Family,
+    consumed: Family,
 }
 
 /// The spend families under construction.
 pub struct SpendFamilies {
     breakdowns: Vec<BreakdownFamilies>,
-    duration: MetricFamily,
-    ended_acus: MetricFamily,
-    top: MetricFamily,
+    duration: Family,
+    ended_acus: Family,
+    top: Family,
 }
 
 impl Default for SpendFamilies {
@@ -75,40 +48,34 @@ impl Default for SpendFamilies {
                 let (prefix, label) = dimension.names();
                 BreakdownFamilies {
                     dimension,
-                    sessions: family(
-                        &format!("devin_{prefix}_sessions"),
-                        &format!("Sessions in this state now, by {label} (at most DEVIN_ATTRIBUTION_MAX_VALUES values, then overflow)."),
-                        MetricType::GAUGE,
+                    sessions: Family::gauge(
+                        format!("devin_{prefix}_sessions"),
+                        format!("Sessions in this state now, by {label} (at most DEVIN_ATTRIBUTION_MAX_VALUES values, then overflow)."),
                     ),
-                    acus: family(
-                        &format!("devin_{prefix}_acus_consumed"),
-                        &format!("Sum of acus_consumed of the sessions held now, by {label}."),
-                        MetricType::GAUGE,
+                    acus: Family::gauge(
+                        format!("devin_{prefix}_acus_consumed"),
+                        format!("Sum of acus_consumed of the sessions held now, by {label}."),
                     ),
-                    consumed: family(
-                        &format!("devin_{prefix}_acus_consumed_total"),
-                        &format!("ACUs consumed since this process finished its first listing of the org, by {label}."),
-                        MetricType::COUNTER,
+                    consumed: Family::counter(
+                        format!("devin_{prefix}_acus_consumed_total"),
+                        format!("ACUs consumed since this process finished its first listing of the org, by {label}."),
                     ),
                 }
             })
             .collect();
         SpendFamilies {
             breakdowns,
-            duration: family(
+            duration: Family::histogram(
                 "devin_ended_session_duration_seconds",
                 "updated_at - created_at of the sessions seen moving into exit or error after the org's first listing.",
-                MetricType::HISTOGRAM,
             ),
-            ended_acus: family(
+            ended_acus: Family::histogram(
                 "devin_ended_session_acus",
                 "acus_consumed of the sessions seen moving into exit or error after the org's first listing.",
-                MetricType::HISTOGRAM,
             ),
-            top: family(
+            top: Family::gauge(
                 "devin_active_session_acus_consumed",
                 "ACUs of the DEVIN_TOP_ACTIVE_SESSIONS sessions not in exit, error or suspended with the most ACUs.",
-                MetricType::GAUGE,
             ),
         }
     }
@@ -124,26 +91,26 @@ impl SpendFamilies {
             };
             let label = d.names().1;
             for ((value, status), n) in spend.sessions(d) {
-                f.sessions.mut_metric().push(gauge(
+                f.sessions.count(
                     &[
                         ("org_id", org_id),
                         (label, spend.label(d, value)),
                         ("status", store.label(status)),
                     ],
-                    n as f64,
-                ));
+                    n,
+                );
             }
             for (value, micros) in spend.acus(d) {
-                f.acus.mut_metric().push(gauge(
+                f.acus.millionths(
                     &[("org_id", org_id), (label, spend.label(d, value))],
-                    micros as f64 / 1e6,
-                ));
+                    micros,
+                );
             }
             for (value, micros) in spend.consumed_totals(d) {
-                f.consumed.mut_metric().push(counter(
+                f.consumed.millionths(
                     &[("org_id", org_id), (label, spend.label(d, value))],
-                    micros as f64 / 1e6,
-                ));
+                    micros,
+                );
             }
         }
         for ((origin, status), Ended { duration, acus }) in spend.ended_sessions() {
@@ -152,30 +119,30 @@ impl SpendFamilies {
                 ("origin", store.label(origin)),
                 ("status", store.label(status)),
             ];
-            self.duration
-                .mut_metric()
-                .push(histogram(&labels, duration, 1.0));
-            self.ended_acus
-                .mut_metric()
-                .push(histogram(&labels, acus, 1e6));
+            histogram(&mut self.duration, &labels, duration, false);
+            histogram(&mut self.ended_acus, &labels, acus, true);
         }
         for (session_id, url, micros) in spend.top_active() {
-            self.top.mut_metric().push(gauge(
+            self.top.millionths(
                 &[
                     ("org_id", org_id),
                     ("session_id", &session_id),
                     ("url", &url),
                 ],
-                micros as f64 / 1e6,
-            ));
+                micros,
+            );
         }
     }
 
-    /// The families, empty ones included (the caller drops those).
-    pub fn into_families(self) -> impl Iterator<Item = MetricFamily> {
-        self.breakdowns
-            .into_iter()
-            .flat_map(|b| [b.sessions, b.acus, b.consumed])
-            .chain([self.duration, self.ended_acus, self.top])
+    /// Appends the families that have series to the body.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        for b in &self.breakdowns {
+            for family in [&b.sessions, &b.acus, &b.consumed] {
+                family.write_to(out);
+            }
+        }
+        for family in [&self.duration, &self.ended_acus, &self.top] {
+            family.write_to(out);
+        }
     }
 }
