@@ -10,41 +10,9 @@ use devin_exporter::simulator::cli::SimulateArgs;
 use devin_exporter::simulator::{SimConfig, Simulator};
 use devin_exporter::{app, config, logging};
 
-const CONFIG_HELP: &str = "\
-Configuration (environment):
-  DEVIN_API_TOKEN                service-user token (cog_...), or:
-  DEVIN_API_TOKEN_FILE           file holding the token (re-read when it changes)
-  DEVIN_ORG_IDS                  comma-separated org ids to collect
-  DEVIN_API_URL                  API base URL [default: https://api.devin.ai]
-  DEVIN_LISTEN_ADDRESS           address to serve on [default: 0.0.0.0:10164]
-  DEVIN_PAGE_SIZE                sessions per request, 1..200 [default: 200]
-  DEVIN_SCRAPE_TIMEOUT           collection budget without a Prometheus timeout header [default: 25s]
-  DEVIN_SYNC_OVERLAP             deep re-checks re-read this much before the watermark [default: 2m]
-  DEVIN_DEEP_RECHECK_INTERVAL    how often an incremental listing is a deep re-check [default: 5m]
-  DEVIN_MAX_SESSIONS_PER_ORG     an org with more sessions fails its collection [default: 5000000]
-  DEVIN_FULL_RESYNC_INTERVAL     full re-listing period, drops deleted sessions [default: 1h]
-  DEVIN_LOOKBACK                 only sessions created within this window, e.g. 30d [default: all]
-  DEVIN_ATTRIBUTION              spend breakdowns: comma list of user, playbook, tag [default: none]
-  DEVIN_ATTRIBUTION_MAX_VALUES   values per breakdown and org, the rest count as overflow [default: 500]
-  DEVIN_TOP_ACTIVE_SESSIONS      active sessions with the most ACUs shown per org, 0 for none [default: 5]
-  DEVIN_MAX_REQUESTS_PER_SECOND  client-side request budget of the token [default: 20]
-  DEVIN_MAX_CONCURRENT_REQUESTS  API requests in flight at once, also org collections at once [default: 16]
-  DEVIN_MAX_RESPONSE_BYTES       largest API response accepted [default: 33554432]
-  DEVIN_REQUEST_TIMEOUT          timeout of one API request [default: 30s]
-  DEVIN_MAX_RETRY_AFTER          longest a 429's Retry-After holds requests back [default: 60s]
-  DEVIN_DISCOVER_ORGS            also collect the enterprise's orgs [default: false]
-  DEVIN_DISCOVERY_INTERVAL       how often discovery refreshes [default: 10m]
-  DEVIN_EXCLUDE_ORG_IDS          orgs never collected
-  DEVIN_WEB_CONFIG_FILE          TLS and basic auth (Prometheus web config format)
-  DEVIN_LOG_FORMAT               text or json; levels via RUST_LOG [default: text]
-  DEVIN_HEALTHCHECK_CLIENT_CERT  client certificate of `healthcheck` under mutual TLS
-  DEVIN_HEALTHCHECK_CLIENT_KEY   its private key
-Without any DEVIN_ variable (or with --demo), it runs in demo mode against a built-in
-simulated API; a variable set but empty is an error.";
-
 /// Prometheus exporter for Devin sessions.
 #[derive(Parser, Debug)]
-#[command(name = "devin-exporter", version, about, after_help = CONFIG_HELP)]
+#[command(name = "devin-exporter", version, about, after_help = config::help())]
 struct Cli {
     /// Collect from the built-in simulated Devin API (also the default without any DEVIN_
     /// variable).
