@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use devin_exporter::config::{Config, LogFormat, Secret, TokenSource};
+use devin_exporter::app::StartupError;
+use devin_exporter::config::{Config, ConfigError, LogFormat, Secret, TokenSource};
 use devin_exporter::http::web_config::WebConfig;
 use devin_exporter::simulator::cli::SimulateArgs;
 use devin_exporter::simulator::{SimConfig, Simulator};
@@ -44,8 +45,13 @@ enum Command {
     },
 }
 
-/// Exit code of a configuration error.
-const EXIT_CONFIG: u8 = 2;
+/// Reports `error` on one line and exits with its code: 2 for bad configuration, 1 for a
+/// failure at run time.
+fn fail(error: impl Into<StartupError>) -> ExitCode {
+    let error = error.into();
+    eprintln!("error: {error}");
+    ExitCode::from(error.exit_code())
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -67,10 +73,7 @@ fn main() -> ExitCode {
         }) => {
             let identity = match client_identity(client_cert.as_deref(), client_key.as_deref()) {
                 Ok(i) => i,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
+                Err(e) => return fail(e),
             };
             let url = url.unwrap_or_else(own_health_url);
             return runtime.block_on(healthcheck(&url, identity));
@@ -95,10 +98,7 @@ fn main() -> ExitCode {
     };
     let config = match config {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(e) => return fail(e),
     };
     logging::init(config.log_format);
     let result = runtime.block_on(async {
@@ -110,17 +110,13 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        // One line, whatever the log format: these are start-up errors (token file, address,
-        // web config) that name their variable.
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_CONFIG)
-        }
+        // One line, whatever the log format, naming the variable at fault if there is one.
+        Err(e) => fail(e),
     }
 }
 
 /// Demo mode: the simulator in-process on a loopback port, the exporter pointed at it.
-async fn demo(mut config: Config) -> Result<(), String> {
+async fn demo(mut config: Config) -> Result<(), StartupError> {
     // The simulated clock runs at wall-clock speed (so that timestamps and ages are real);
     // a busy arrival rate keeps sessions visibly moving between scrapes.
     let sim = Simulator::new(SimConfig {
@@ -131,7 +127,7 @@ async fn demo(mut config: Config) -> Result<(), String> {
     let addr = sim
         .spawn(([127, 0, 0, 1], 0).into())
         .await
-        .map_err(|e| format!("demo simulator: {e}"))?;
+        .map_err(StartupError::Simulator)?;
     config.api_url = format!("http://{addr}");
     config.org_ids = sim.org_ids();
     config.discover_orgs = false;
@@ -157,18 +153,12 @@ async fn demo(mut config: Config) -> Result<(), String> {
 async fn check() -> ExitCode {
     let config = match config::from_env() {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(e) => return fail(e),
     };
     match devin_exporter::check::run(&config, &mut std::io::stdout()).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_CONFIG)
-        }
+        Err(e) => fail(e),
     }
 }
 
@@ -191,9 +181,10 @@ fn own_health_url() -> String {
 fn client_identity(
     cert: Option<&std::path::Path>,
     key: Option<&std::path::Path>,
-) -> Result<Option<reqwest::Identity>, String> {
+) -> Result<Option<reqwest::Identity>, ConfigError> {
     let read = |var: &str, path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| format!("{var}={}: cannot read ({e})", path.display()))
+        std::fs::read(path)
+            .map_err(|e| ConfigError(format!("{var}={}: cannot read ({e})", path.display())))
     };
     match (cert, key) {
         (None, None) => Ok(None),
@@ -202,20 +193,18 @@ fn client_identity(
             pem.push(b'\n');
             pem.extend(read("DEVIN_HEALTHCHECK_CLIENT_KEY", key)?);
             reqwest::Identity::from_pem(&pem).map(Some).map_err(|e| {
-                format!(
+                ConfigError(format!(
                     "DEVIN_HEALTHCHECK_CLIENT_CERT={}: not a PEM certificate and key ({e})",
                     cert.display()
-                )
+                ))
             })
         }
-        (Some(_), None) => Err(
-            "DEVIN_HEALTHCHECK_CLIENT_KEY is not set: the client certificate needs its key"
-                .to_string(),
-        ),
-        (None, Some(_)) => Err(
-            "DEVIN_HEALTHCHECK_CLIENT_CERT is not set: the key needs its client certificate"
-                .to_string(),
-        ),
+        (Some(_), None) => Err(ConfigError(
+            "DEVIN_HEALTHCHECK_CLIENT_KEY is not set: the client certificate needs its key".into(),
+        )),
+        (None, Some(_)) => Err(ConfigError(
+            "DEVIN_HEALTHCHECK_CLIENT_CERT is not set: the key needs its client certificate".into(),
+        )),
     }
 }
 

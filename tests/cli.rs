@@ -129,6 +129,12 @@ fn bad_configuration_stops_with_one_line_and_exit_code_2() {
             "/nonexistent/token",
             "error: DEVIN_API_TOKEN and DEVIN_API_TOKEN_FILE are both set: set only one",
         ),
+        // Credentials in a malformed URL are not echoed.
+        (
+            "DEVIN_API_URL",
+            "https://proxyuser:hunter2@api.example:port",
+            "error: DEVIN_API_URL=https://<redacted>@api.example:port: not a URL (invalid port number)",
+        ),
     ] {
         let mut env = base.to_vec();
         env.push((var, value));
@@ -149,6 +155,26 @@ fn bad_configuration_stops_with_one_line_and_exit_code_2() {
             .starts_with("error: DEVIN_API_TOKEN_FILE=/nonexistent/token: cannot read"),
         "{err}"
     );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn an_address_in_use_stops_with_one_line_and_exit_code_1() {
+    // Not a configuration error: the same configuration starts once the port is free.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, _, err) = run(
+        &[
+            ("DEVIN_API_TOKEN", "cog_x"),
+            ("DEVIN_ORG_IDS", "org-a"),
+            ("DEVIN_API_URL", "http://127.0.0.1:9"),
+            ("DEVIN_LISTEN_ADDRESS", &addr),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    let want = format!("error: DEVIN_LISTEN_ADDRESS={addr}: cannot bind (");
+    assert!(err.trim().starts_with(&want), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
