@@ -188,7 +188,7 @@ pub struct ConfigError(pub String);
 pub struct Setting {
     /// The variable, e.g. `DEVIN_PAGE_SIZE`.
     pub name: &'static str,
-    /// The type its value is deserialised into.
+    /// The Rust type its value is deserialised into (bounds included, e.g. `Bounded<1, 200>`).
     pub ty: &'static str,
     /// What applies when it is not set.
     pub default: Fallback,
@@ -201,7 +201,7 @@ pub struct Setting {
 pub enum Fallback {
     /// This value, read exactly as if it had been given.
     Value(&'static str),
-    /// No value; the text says what that means.
+    /// No value (only an `Option` field takes one); the text says what that means.
     Unset(&'static str),
 }
 
@@ -255,6 +255,8 @@ macro_rules! settings {
             help: $help,
         },)*];
 
+        // Written out rather than derived so that a bad value is reported with the variable
+        // it came from: the derived impl's errors do not say which field failed.
         impl<'de> Deserialize<'de> for RawConfig {
             fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 struct Fields;
