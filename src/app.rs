@@ -1,5 +1,6 @@
 //! Wiring: from a validated configuration to a running server.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -8,7 +9,7 @@ use crate::api::ApiClient;
 use crate::api::budget::RequestBudget;
 use crate::api::redact::redact_url;
 use crate::api::token::TokenProvider;
-use crate::config::{Config, TokenSource};
+use crate::config::{Config, ConfigError, TokenSource};
 use crate::discovery::Discovery;
 use crate::exporter::Exporter;
 use crate::http::auth::BasicAuth;
@@ -17,21 +18,64 @@ use crate::http::{self, AppState};
 use crate::sync::SyncSettings;
 use crate::sync::spend::SpendSettings;
 
+/// Why the exporter (or `check`) could not start, or why its server stopped: one line that
+/// names the variable at fault where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A bad variable, a token file that cannot be read included.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A bad web config file (`DEVIN_WEB_CONFIG_FILE`), its TLS files included.
+    #[error("{0}")]
+    WebConfig(String),
+    /// The HTTP client for the API could not be built.
+    #[error("{0}")]
+    Client(String),
+    /// The listen address cannot be bound (in use, not local, not permitted).
+    #[error("DEVIN_LISTEN_ADDRESS={addr}: cannot bind ({source})")]
+    Bind {
+        /// `DEVIN_LISTEN_ADDRESS`.
+        addr: SocketAddr,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("server error: {0}")]
+    Serve(#[source] std::io::Error),
+    /// Demo mode's simulator could not start.
+    #[error("demo simulator: {0}")]
+    Simulator(#[source] std::io::Error),
+    /// `check` could not write its report.
+    #[error("cannot write the report: {0}")]
+    Report(#[source] std::io::Error),
+}
+
+impl StartupError {
+    /// Exit code 2 for a configuration error (bad variables, a bad web config file), 1 for
+    /// a failure at run time (an address in use, a server error).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartupError::Config(_) | StartupError::WebConfig(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
 /// Windows of one org's listing fetched at once.
 const WINDOW_CONCURRENCY: usize = 8;
 
 /// Builds the exporter and its router. `token` overrides the configured token source (demo
-/// mode supplies the simulator's). Errors are one line naming the variable at fault.
+/// mode supplies the simulator's).
 pub fn build(
     config: &Config,
     token: Option<TokenSource>,
     demo: bool,
     web: &WebConfig,
-) -> Result<(Arc<Exporter>, Router), String> {
+) -> Result<(Arc<Exporter>, Router), StartupError> {
     let source = token
         .or_else(|| config.token.clone())
-        .ok_or_else(|| "DEVIN_API_TOKEN is not set".to_string())?;
-    let token = Arc::new(TokenProvider::new(&source)?);
+        .ok_or_else(|| ConfigError("DEVIN_API_TOKEN is not set".to_string()))?;
+    let token = Arc::new(TokenProvider::new(&source).map_err(ConfigError)?);
     let budget = Arc::new(RequestBudget::new(
         config.max_requests_per_second,
         config.max_concurrent_requests,
@@ -42,7 +86,8 @@ pub fn build(
         budget,
         config.max_response_bytes,
         config.request_timeout,
-    )?
+    )
+    .map_err(StartupError::Client)?
     .with_max_retry_after(config.max_retry_after);
     let settings = SyncSettings {
         page_size: config.page_size,
@@ -84,17 +129,21 @@ pub fn build(
 }
 
 /// Runs the server until SIGTERM/SIGINT.
-pub async fn run(config: &Config, token: Option<TokenSource>, demo: bool) -> Result<(), String> {
+pub async fn run(
+    config: &Config,
+    token: Option<TokenSource>,
+    demo: bool,
+) -> Result<(), StartupError> {
     let web = match &config.web_config_file {
-        Some(path) => WebConfig::load(path)?,
+        Some(path) => WebConfig::load(path).map_err(StartupError::WebConfig)?,
         None => WebConfig::default(),
     };
     let (_, router) = build(config, token, demo, &web)?;
-    let listener = std::net::TcpListener::bind(config.listen_address).map_err(|e| {
-        format!(
-            "DEVIN_LISTEN_ADDRESS={}: cannot bind ({e})",
-            config.listen_address
-        )
+    let listener = std::net::TcpListener::bind(config.listen_address).map_err(|source| {
+        StartupError::Bind {
+            addr: config.listen_address,
+            source,
+        }
     })?;
     tracing::info!(
         orgs = config.org_ids.len(),
@@ -112,5 +161,5 @@ pub async fn run(config: &Config, token: Option<TokenSource>, demo: bool) -> Res
         web.http_server_config.http2,
     )
     .await
-    .map_err(|e| format!("server error: {e}"))
+    .map_err(StartupError::Serve)
 }

@@ -15,7 +15,8 @@ use crate::api::model::Principal;
 use crate::api::redact::{redact, redact_url};
 use crate::api::token::TokenProvider;
 use crate::api::{ApiClient, ApiError, ListQuery, Organization, RequestObserver};
-use crate::config::Config;
+use crate::app::StartupError;
+use crate::config::{Config, ConfigError};
 use crate::http::web_config::WebConfig;
 
 /// Longest text from the network put on one line.
@@ -114,13 +115,13 @@ fn print(out: &mut dyn Write, label: &str, width: usize, o: &Outcome) -> std::io
 }
 
 /// Runs the check, writing its report to `out`. `Ok(true)` when every org is readable,
-/// `Ok(false)` when one is not, `Err` (one line naming the variable) on bad configuration.
-pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, String> {
-    let source = config
-        .token
-        .clone()
-        .ok_or_else(|| "DEVIN_API_TOKEN is not set: check needs a token".to_string())?;
-    let provider = Arc::new(TokenProvider::new(&source)?);
+/// `Ok(false)` when one is not, `Err` (one line naming the variable) on bad configuration
+/// or when the report cannot be written.
+pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupError> {
+    let source = config.token.clone().ok_or_else(|| {
+        ConfigError("DEVIN_API_TOKEN is not set: check needs a token".to_string())
+    })?;
+    let provider = Arc::new(TokenProvider::new(&source).map_err(ConfigError)?);
     let token = provider.current().expose().to_string();
     let budget = Arc::new(RequestBudget::new(
         config.max_requests_per_second,
@@ -132,13 +133,14 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, String> {
         budget,
         config.max_response_bytes,
         config.request_timeout,
-    )?;
+    )
+    .map_err(StartupError::Client)?;
     let deadline = || Instant::now() + config.request_timeout;
-    let io = |e: std::io::Error| format!("cannot write the report: {e}");
+    let io = StartupError::Report;
 
     // The server would refuse to start on a bad web config: say so now, not at deploy time.
     if let Some(path) = &config.web_config_file {
-        let web = WebConfig::load(path)?;
+        let web = WebConfig::load(path).map_err(StartupError::WebConfig)?;
         let tls = match &web.tls_server_config {
             Some(t) => format!(
                 "TLS (client certificates: {})",

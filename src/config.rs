@@ -1,14 +1,17 @@
 //! Configuration from the environment (`DEVIN_*` variables), validated up front.
 //!
-//! Every variable is read as a string by envy and then parsed here, so that an error can
-//! name the variable, its value and what is wrong in one line.
+//! One table, [`SETTINGS`], names every variable with its type, default and meaning. The
+//! same table declares [`RawConfig`], which envy deserialises into typed fields (a default
+//! is parsed exactly like a given value), prints `--help`'s configuration text ([`help`]),
+//! and a test holds the README's configuration table to it. A bad value stops start-up
+//! with one line naming the variable, its value and what is wrong.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, Deserialize, DeserializeOwned};
 
 /// Port the exporter listens on by default. 9100-9999 (Prometheus' exporter range) is fully
 /// allocated, so this sits just above it.
@@ -40,6 +43,36 @@ impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
     }
+}
+
+/// What credentials are replaced with when text is shown.
+pub const REDACTED: &str = "<redacted>";
+
+/// `text` with the userinfo (`user:password`) of every `scheme://userinfo@host` in it
+/// replaced by [`REDACTED`].
+pub fn redact_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(found) = text[from..].find("://") {
+        let start = from + found + 3;
+        let authority_len = text.as_bytes()[start..]
+            .iter()
+            .take_while(|b| {
+                !b.is_ascii_whitespace()
+                    && !matches!(b, b'/' | b'?' | b'#' | b'"' | b'\'' | b')' | b'>')
+            })
+            .count();
+        let authority = &text[start..start + authority_len];
+        if let Some(at) = authority.rfind('@') {
+            out.push_str(&text[copied..start]);
+            out.push_str(REDACTED);
+            copied = start + at;
+        }
+        from = start + authority_len;
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
 /// Where the API token comes from.
@@ -84,7 +117,6 @@ impl Attribution {
         *self == Attribution::default()
     }
 }
-
 /// The validated configuration of a running exporter.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -151,35 +183,452 @@ impl Config {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-/// The variables as strings, straight from the environment.
-#[derive(Debug, Default, Deserialize, Serialize)]
-struct RawConfig {
-    api_token: Option<String>,
-    api_token_file: Option<String>,
-    org_ids: Option<String>,
-    api_url: Option<String>,
-    listen_address: Option<String>,
-    page_size: Option<String>,
-    scrape_timeout: Option<String>,
-    log_format: Option<String>,
-    sync_overlap: Option<String>,
-    full_resync_interval: Option<String>,
-    lookback: Option<String>,
-    max_requests_per_second: Option<String>,
-    max_concurrent_requests: Option<String>,
-    max_response_bytes: Option<String>,
-    request_timeout: Option<String>,
-    discover_orgs: Option<String>,
-    discovery_interval: Option<String>,
-    exclude_org_ids: Option<String>,
-    web_config_file: Option<String>,
-    max_retry_after: Option<String>,
-    attribution: Option<String>,
-    attribution_max_values: Option<String>,
-    top_active_sessions: Option<String>,
-    deep_recheck_interval: Option<String>,
-    max_sessions_per_org: Option<String>,
+/// One `DEVIN_*` variable: its name, the type it is read into, its default and its meaning.
+#[derive(Clone, Copy, Debug)]
+pub struct Setting {
+    /// The variable, e.g. `DEVIN_PAGE_SIZE`.
+    pub name: &'static str,
+    /// The Rust type its value is deserialised into (bounds included, e.g. `Bounded<1, 200>`).
+    pub ty: &'static str,
+    /// What applies when it is not set.
+    pub default: Fallback,
+    /// What it means, as the README's table shows it.
+    pub help: &'static str,
 }
+
+/// What applies when a variable is not set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fallback {
+    /// This value, read exactly as if it had been given.
+    Value(&'static str),
+    /// No value (only an `Option` field takes one); the text says what that means.
+    Unset(&'static str),
+}
+
+impl Fallback {
+    /// As the README's table shows it: a value in backticks, else the text.
+    pub fn markdown(&self) -> String {
+        match self {
+            Fallback::Value(v) => format!("`{v}`"),
+            Fallback::Unset(text) => text.to_string(),
+        }
+    }
+}
+
+/// True when `field` is `name` in lower case (as envy hands the variables over).
+const fn same_name(field: &str, name: &str) -> bool {
+    let (field, name) = (field.as_bytes(), name.as_bytes());
+    if field.len() != name.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < field.len() {
+        if field[i] != name[i].to_ascii_lowercase() {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Declares [`RawConfig`] (one typed field per variable, deserialised by envy) and
+/// [`SETTINGS`] (the same variables as a table) from one list.
+macro_rules! settings {
+    ($($field:ident $name:ident: $ty:ty = $default:expr, $help:literal;)*) => {
+        /// The variables, typed: each field is the variable named in [`SETTINGS`], or its
+        /// default parsed the same way.
+        #[derive(Debug)]
+        struct RawConfig {
+            $($field: $ty,)*
+        }
+
+        $(const _: () = assert!(
+            same_name(stringify!($field), stringify!($name)),
+            "a field is named after its variable"
+        );)*
+
+        /// Every variable the server reads, in the order `--help` and the README list them.
+        pub const SETTINGS: &[Setting] = &[$(Setting {
+            name: concat!("DEVIN_", stringify!($name)),
+            ty: stringify!($ty),
+            default: $default,
+            help: $help,
+        },)*];
+
+        // Written out rather than derived so that a bad value is reported with the variable
+        // it came from: the derived impl's errors do not say which field failed.
+        impl<'de> Deserialize<'de> for RawConfig {
+            fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Fields;
+                impl<'de> de::Visitor<'de> for Fields {
+                    type Value = RawConfig;
+
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str("DEVIN_ variables")
+                    }
+
+                    fn visit_map<A: de::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<RawConfig, A::Error> {
+                        $(let mut $field: Option<$ty> = None;)*
+                        while let Some(key) = map.next_key::<String>()? {
+                            match key.as_str() {
+                                $(stringify!($field) => {
+                                    $field = Some(map.next_value().map_err(|e| {
+                                        named(stringify!($name), e)
+                                    })?);
+                                })*
+                                _ => {
+                                    map.next_value::<de::IgnoredAny>()?;
+                                }
+                            }
+                        }
+                        Ok(RawConfig {
+                            $($field: match $field {
+                                Some(value) => value,
+                                None => fallback($default)
+                                    .map_err(|e: A::Error| named(stringify!($name), e))?,
+                            },)*
+                        })
+                    }
+                }
+                deserializer.deserialize_map(Fields)
+            }
+        }
+    };
+}
+
+settings! {
+    api_token API_TOKEN: Option<String> = Fallback::Unset("required, unless `DEVIN_API_TOKEN_FILE`"),
+        "service-user token (`cog_...`)";
+    api_token_file API_TOKEN_FILE: Option<PathBuf> = Fallback::Unset("unset"),
+        "file holding the token (Kubernetes/Docker secrets); whitespace trimmed; re-read when it changes";
+    org_ids ORG_IDS: Option<OrgIds> = Fallback::Unset("required, unless `DEVIN_DISCOVER_ORGS=true`"),
+        "comma-separated org ids, spaces tolerated";
+    api_url API_URL: ApiUrl = Fallback::Value("https://api.devin.ai"),
+        "API base URL";
+    listen_address LISTEN_ADDRESS: Listen = Fallback::Value("0.0.0.0:10164"),
+        "address the HTTP server binds";
+    page_size PAGE_SIZE: Bounded<1, 200> = Fallback::Value("200"),
+        "`first` per request, 1..=200";
+    scrape_timeout SCRAPE_TIMEOUT: Interval = Fallback::Value("25s"),
+        "how long a scrape without an `X-Prometheus-Scrape-Timeout-Seconds` header waits, and the shortest budget of any org's collection, however little time a scrape gives (`30s`, `2m`)";
+    log_format LOG_FORMAT: LogFormat = Fallback::Value("text"),
+        "`text` or `json`; levels via `RUST_LOG` (e.g. `RUST_LOG=debug`)";
+    sync_overlap SYNC_OVERLAP: Interval = Fallback::Value("2m"),
+        "deep re-checks ask for `updated_after = watermark - overlap` (late indexing); other incremental listings start one second before the watermark";
+    deep_recheck_interval DEEP_RECHECK_INTERVAL: Interval = Fallback::Value("5m"),
+        "how often an org's incremental listing is a deep re-check over the whole overlap";
+    max_sessions_per_org MAX_SESSIONS_PER_ORG: Bounded<1, 1_000_000_000> = Fallback::Value("5000000"),
+        "an org with more sessions, or a listing that returns more, fails its collection (bounds memory against an API that pages forever)";
+    full_resync_interval FULL_RESYNC_INTERVAL: Interval = Fallback::Value("1h"),
+        "how often each org is listed in full again, dropping sessions that no longer exist";
+    lookback LOOKBACK: Option<Interval> = Fallback::Unset("all sessions"),
+        "keep only sessions created within this window (`30d`)";
+    attribution ATTRIBUTION: Option<Attribution> = Fallback::Unset("none"),
+        "spend breakdowns, a comma list of `user`, `playbook`, `tag` (the demo turns all three on)";
+    attribution_max_values ATTRIBUTION_MAX_VALUES: Bounded<1, 10_000> = Fallback::Value("500"),
+        "values kept per breakdown and org, 1..=10000; later values count as `overflow`";
+    top_active_sessions TOP_ACTIVE_SESSIONS: Bounded<0, 100> = Fallback::Value("5"),
+        "active sessions per org with the most ACUs in `devin_active_session_acus_consumed`, 0..=100 (0: none)";
+    max_requests_per_second MAX_REQUESTS_PER_SECOND: Rate = Fallback::Value("20"),
+        "client-side request budget of the token (bursts of one second's worth)";
+    max_concurrent_requests MAX_CONCURRENT_REQUESTS: Bounded<1, 256> = Fallback::Value("16"),
+        "API requests in flight at once, and org collections running at once (each has at least one request in flight)";
+    request_timeout REQUEST_TIMEOUT: Interval = Fallback::Value("30s"),
+        "timeout of one API request (also cut at the scrape deadline)";
+    max_retry_after MAX_RETRY_AFTER: RetryCap = Fallback::Value("60s"),
+        "longest a 429's `Retry-After` holds the token's requests back (larger values, `1e20` included, are cut to this), at most `24h`";
+    max_response_bytes MAX_RESPONSE_BYTES: Bounded<1024, { 1 << 30 }> = Fallback::Value("33554432"),
+        "largest API response body accepted, in bytes (32 MiB)";
+    discover_orgs DISCOVER_ORGS: Flag = Fallback::Value("false"),
+        "list the enterprise's orgs (`GET /v3/enterprise/organizations`, needs `ManageOrganizations`) and collect them too";
+    discovery_interval DISCOVERY_INTERVAL: Interval = Fallback::Value("10m"),
+        "how often discovery refreshes";
+    exclude_org_ids EXCLUDE_ORG_IDS: Option<OrgIds> = Fallback::Unset("none"),
+        "orgs never collected, even when configured or discovered";
+    web_config_file WEB_CONFIG_FILE: Option<PathBuf> = Fallback::Unset("unset"),
+        "TLS and basic auth (the web config format of Prometheus' exporters)";
+}
+
+/// Variables read by the `healthcheck` command line rather than by the server.
+pub const HEALTHCHECK_SETTINGS: &[Setting] = &[
+    Setting {
+        name: "DEVIN_HEALTHCHECK_CLIENT_CERT",
+        ty: "Option<PathBuf>",
+        default: Fallback::Unset("unset"),
+        help: "client certificate (PEM) that `devin-exporter healthcheck` presents under mutual TLS",
+    },
+    Setting {
+        name: "DEVIN_HEALTHCHECK_CLIENT_KEY",
+        ty: "Option<PathBuf>",
+        default: Fallback::Unset("unset"),
+        help: "its private key (PEM)",
+    },
+];
+
+/// Every `DEVIN_*` variable: the server's, then the healthcheck's.
+pub fn all_settings() -> impl Iterator<Item = &'static Setting> {
+    SETTINGS.iter().chain(HEALTHCHECK_SETTINGS)
+}
+
+/// Width `--help` wraps its configuration text to.
+const HELP_WIDTH: usize = 100;
+
+/// The configuration part of `--help`, from [`SETTINGS`] and [`HEALTHCHECK_SETTINGS`].
+pub fn help() -> String {
+    let indent = all_settings().map(|s| s.name.len()).max().unwrap_or(0) + 4;
+    let mut out = String::from("Configuration (environment):\n");
+    for s in all_settings() {
+        // The default stays on one line with its bracket.
+        let default = match s.default {
+            Fallback::Value(v) => Some(format!("[default: {v}]")),
+            Fallback::Unset("unset") => None,
+            Fallback::Unset(what) => Some(format!("[{what}]")),
+        };
+        out.push_str(&format!("  {:<width$}", s.name, width = indent - 2));
+        let mut column = indent;
+        let words = s.help.split(' ').map(str::to_string).chain(default);
+        for (i, word) in words.enumerate() {
+            let len = word.chars().count();
+            if i > 0 && column + 1 + len > HELP_WIDTH {
+                out.push('\n');
+                out.push_str(&" ".repeat(indent));
+                column = indent;
+            } else if i > 0 {
+                out.push(' ');
+                column += 1;
+            }
+            out.push_str(&word);
+            column += len;
+        }
+        out.push('\n');
+    }
+    out.push_str(
+        "Without any DEVIN_ variable (or with --demo), it runs in demo mode against a built-in\n\
+         simulated API; a variable set but empty is an error.",
+    );
+    out
+}
+
+/// `error` (whose text is `value: why`) as the error of variable `DEVIN_{name}`.
+fn named<E: de::Error>(name: &str, error: impl fmt::Display) -> E {
+    E::custom(format_args!("DEVIN_{name}={error}"))
+}
+
+/// A variable's default: its value read as if given, or nothing.
+fn fallback<T: DeserializeOwned, E: de::Error>(default: Fallback) -> Result<T, E> {
+    match default {
+        Fallback::Value(v) => T::deserialize(de::value::StrDeserializer::<E>::new(v)),
+        Fallback::Unset(_) => T::deserialize(de::value::UnitDeserializer::<E>::new()),
+    }
+}
+
+/// A variable's type, read from its text.
+trait FromVar: Sized {
+    /// The value of `text`, or why it is not one.
+    fn from_var(text: &str) -> Result<Self, String>;
+
+    /// `text` as an error may show it.
+    fn shown(text: &str) -> String {
+        text.to_string()
+    }
+}
+
+/// Deserialises each type from the variable's text, with errors reading `value: why`.
+macro_rules! deserialize_from_var {
+    ($($ty:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                <$ty as FromVar>::from_var(&text).map_err(|why| {
+                    de::Error::custom(format_args!("{}: {why}", <$ty as FromVar>::shown(&text)))
+                })
+            }
+        }
+    )*};
+}
+
+/// A duration greater than zero, such as `30s`.
+#[derive(Clone, Copy, Debug)]
+struct Interval(Duration);
+
+impl FromVar for Interval {
+    fn from_var(text: &str) -> Result<Self, String> {
+        let d = humantime::parse_duration(text.trim())
+            .map_err(|_| "expected a duration such as 30s, 2m or 1h".to_string())?;
+        if d.is_zero() {
+            return Err("must be greater than zero".into());
+        }
+        Ok(Interval(d))
+    }
+}
+
+/// The longest a `Retry-After` may hold requests back: an [`Interval`] of at most a day.
+#[derive(Clone, Copy, Debug)]
+struct RetryCap(Duration);
+
+impl FromVar for RetryCap {
+    fn from_var(text: &str) -> Result<Self, String> {
+        let Interval(d) = Interval::from_var(text)?;
+        if d > Duration::from_secs(86_400) {
+            return Err("must be at most 24h".into());
+        }
+        Ok(RetryCap(d))
+    }
+}
+
+/// A whole number from `MIN` to `MAX`.
+#[derive(Clone, Copy, Debug)]
+struct Bounded<const MIN: u64, const MAX: u64>(u64);
+
+impl<const MIN: u64, const MAX: u64> FromVar for Bounded<MIN, MAX> {
+    fn from_var(text: &str) -> Result<Self, String> {
+        let n: u64 = text
+            .trim()
+            .parse()
+            .map_err(|_| "expected a whole number".to_string())?;
+        if !(MIN..=MAX).contains(&n) {
+            return Err(format!("must be between {MIN} and {MAX}"));
+        }
+        Ok(Bounded(n))
+    }
+}
+
+impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for Bounded<MIN, MAX> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::from_var(&text).map_err(|why| de::Error::custom(format_args!("{text}: {why}")))
+    }
+}
+
+/// Requests per second: greater than 0, at most 10000.
+#[derive(Clone, Copy, Debug)]
+struct Rate(f64);
+
+impl FromVar for Rate {
+    fn from_var(text: &str) -> Result<Self, String> {
+        match text.trim().parse::<f64>() {
+            Ok(n) if n.is_finite() && n > 0.0 && n <= 10_000.0 => Ok(Rate(n)),
+            _ => Err("must be a number greater than 0 and at most 10000".into()),
+        }
+    }
+}
+
+/// `true` or `false` (also `1`/`0`, `yes`/`no`).
+#[derive(Clone, Copy, Debug)]
+struct Flag(bool);
+
+impl FromVar for Flag {
+    fn from_var(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(Flag(true)),
+            "false" | "0" | "no" => Ok(Flag(false)),
+            _ => Err("must be true or false".into()),
+        }
+    }
+}
+
+/// A comma-separated list of org ids: trimmed, deduplicated, order kept.
+#[derive(Clone, Debug, Default)]
+struct OrgIds(Vec<String>);
+
+impl FromVar for OrgIds {
+    fn from_var(text: &str) -> Result<Self, String> {
+        let mut ids: Vec<String> = Vec::new();
+        for id in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if id
+                .chars()
+                .any(|c| c.is_whitespace() || c == '/' || c == '?' || c == '#')
+            {
+                return Err(format!("invalid org id {id:?}"));
+            }
+            if !ids.iter().any(|o| o == id) {
+                ids.push(id.to_string());
+            }
+        }
+        if ids.is_empty() {
+            return Err("no org id given".into());
+        }
+        Ok(OrgIds(ids))
+    }
+}
+
+/// An http or https URL, kept without a trailing slash.
+#[derive(Clone, Debug)]
+struct ApiUrl(String);
+
+impl FromVar for ApiUrl {
+    fn from_var(text: &str) -> Result<Self, String> {
+        let parsed = reqwest::Url::parse(text.trim())
+            .map_err(|e| format!("not a URL ({})", redact_userinfo(&e.to_string())))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+            return Err("must be an http or https URL".into());
+        }
+        Ok(ApiUrl(text.trim().trim_end_matches('/').to_string()))
+    }
+
+    /// Without its `user:password@`: a start-up error must not print credentials.
+    fn shown(text: &str) -> String {
+        redact_userinfo(text)
+    }
+}
+
+/// The address the server binds, `host:port`.
+#[derive(Clone, Copy, Debug)]
+struct Listen(SocketAddr);
+
+impl FromVar for Listen {
+    fn from_var(text: &str) -> Result<Self, String> {
+        text.trim()
+            .parse()
+            .map(Listen)
+            .map_err(|_| format!("expected host:port, e.g. 0.0.0.0:{DEFAULT_PORT}"))
+    }
+}
+
+impl FromVar for LogFormat {
+    fn from_var(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("must be text or json".into()),
+        }
+    }
+}
+
+/// `DEVIN_ATTRIBUTION`: a comma list of user, playbook, tag.
+impl FromVar for Attribution {
+    fn from_var(text: &str) -> Result<Self, String> {
+        let mut a = Attribution::default();
+        for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match item.to_ascii_lowercase().as_str() {
+                "user" => a.user = true,
+                "playbook" => a.playbook = true,
+                "tag" => a.tag = true,
+                _ => {
+                    return Err(format!(
+                        "unknown breakdown {item:?}: use user, playbook, tag"
+                    ));
+                }
+            }
+        }
+        Ok(a)
+    }
+}
+
+deserialize_from_var!(
+    Interval,
+    RetryCap,
+    Rate,
+    Flag,
+    OrgIds,
+    ApiUrl,
+    Listen,
+    LogFormat,
+    Attribution
+);
 
 /// Reads and validates the configuration from the process environment.
 pub fn from_env() -> Result<Config, ConfigError> {
@@ -206,144 +655,74 @@ fn parse<I>(vars: I, demo: bool) -> Result<Config, ConfigError>
 where
     I: IntoIterator<Item = (String, String)>,
 {
+    let vars: Vec<(String, String)> = vars.into_iter().collect();
+    // As envy reads them: after the prefix, in any case.
+    let value = |setting: &Setting| {
+        let field = &setting.name["DEVIN_".len()..];
+        vars.iter()
+            .find(|(name, _)| {
+                name.strip_prefix("DEVIN_")
+                    .is_some_and(|n| n.eq_ignore_ascii_case(field))
+            })
+            .map(|(_, value)| value)
+    };
+    // An empty variable (an empty Kubernetes secret, a template that rendered nothing) is a
+    // mistake to report, not a default to take.
+    if let Some(empty) = SETTINGS
+        .iter()
+        .find(|s| value(s).is_some_and(|v| v.trim().is_empty()))
+    {
+        return Err(ConfigError(format!(
+            "{} is set but empty: give a value or unset it",
+            empty.name
+        )));
+    }
+    let nothing_given = SETTINGS.iter().all(|s| value(s).is_none());
     let raw: RawConfig = envy::prefixed("DEVIN_")
         .from_iter(vars)
-        .map_err(|e| ConfigError(format!("configuration: {e}")))?;
-    // Every variable that was given, by name: an empty one (an empty Kubernetes secret, a
-    // template that rendered nothing) is a mistake to report, not a default to take.
-    let given = match serde_json::to_value(&raw) {
-        Ok(serde_json::Value::Object(fields)) => fields,
-        _ => serde_json::Map::new(),
-    };
-    for (field, value) in &given {
-        if value.as_str().is_some_and(|v| v.trim().is_empty()) {
-            return Err(ConfigError(format!(
-                "DEVIN_{} is set but empty: give a value or unset it",
-                field.to_ascii_uppercase()
-            )));
-        }
-    }
-    let nothing_given = given.values().all(serde_json::Value::is_null);
+        .map_err(|e| ConfigError(e.to_string()))?;
     raw.validate(demo || nothing_given)
-}
-
-fn invalid(var: &str, value: &str, why: impl fmt::Display) -> ConfigError {
-    ConfigError(format!("DEVIN_{var}={value}: {why}"))
-}
-
-fn duration(var: &str, value: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(v) => {
-            let d = humantime::parse_duration(v.trim())
-                .map_err(|_| invalid(var, v, "expected a duration such as 30s, 2m or 1h"))?;
-            if d.is_zero() {
-                return Err(invalid(var, v, "must be greater than zero"));
-            }
-            Ok(d)
-        }
-    }
-}
-
-fn integer<T>(var: &str, value: Option<&str>, default: T, min: T, max: T) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
-{
-    match value {
-        None => Ok(default),
-        Some(v) => {
-            let n: T = v
-                .trim()
-                .parse()
-                .map_err(|_| invalid(var, v, "expected a whole number"))?;
-            if n < min || n > max {
-                return Err(invalid(var, v, format!("must be between {min} and {max}")));
-            }
-            Ok(n)
-        }
-    }
-}
-
-/// A comma-separated list of org ids: trimmed, deduplicated, order kept.
-fn org_list(var: &str, value: Option<&str>) -> Result<Vec<String>, ConfigError> {
-    let mut ids: Vec<String> = Vec::new();
-    let Some(list) = value else { return Ok(ids) };
-    for id in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        if id
-            .chars()
-            .any(|c| c.is_whitespace() || c == '/' || c == '?' || c == '#')
-        {
-            return Err(invalid(var, list, format!("invalid org id {id:?}")));
-        }
-        if !ids.iter().any(|o| o == id) {
-            ids.push(id.to_string());
-        }
-    }
-    if ids.is_empty() {
-        return Err(invalid(var, list, "no org id given"));
-    }
-    Ok(ids)
 }
 
 /// Why a token file cannot serve, if it cannot (named before anything else is missing: it
 /// is what the operator meant to give).
-fn token_file_problem(path: &str) -> Option<ConfigError> {
-    std::fs::File::open(path)
-        .err()
-        .map(|e| invalid("API_TOKEN_FILE", path, format!("cannot read ({e})")))
+fn token_file_problem(path: &std::path::Path) -> Option<ConfigError> {
+    std::fs::File::open(path).err().map(|e| {
+        ConfigError(format!(
+            "DEVIN_API_TOKEN_FILE={}: cannot read ({e})",
+            path.display()
+        ))
+    })
 }
 
-/// `DEVIN_ATTRIBUTION`: a comma list of user, playbook, tag.
-fn attribution(value: Option<&str>) -> Result<Attribution, ConfigError> {
-    let mut a = Attribution::default();
-    let Some(list) = value else { return Ok(a) };
-    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        match item.to_ascii_lowercase().as_str() {
-            "user" => a.user = true,
-            "playbook" => a.playbook = true,
-            "tag" => a.tag = true,
-            _ => {
-                return Err(invalid(
-                    "ATTRIBUTION",
-                    list,
-                    format!("unknown breakdown {item:?}: use user, playbook, tag"),
-                ));
-            }
-        }
+impl<const MIN: u64, const MAX: u64> Bounded<MIN, MAX> {
+    /// The number as the type of its field, which holds every value from `MIN` to `MAX`.
+    fn get<T: TryFrom<u64>>(self) -> T {
+        T::try_from(self.0).unwrap_or_else(|_| unreachable!("{} is out of range", self.0))
     }
-    Ok(a)
 }
 
 impl RawConfig {
     /// With `demo`, a missing token and org list mean demo mode rather than an error.
     fn validate(self, demo: bool) -> Result<Config, ConfigError> {
-        let token = match (&self.api_token, &self.api_token_file) {
+        let token = match (self.api_token, self.api_token_file) {
             (Some(_), Some(_)) => {
                 return Err(ConfigError(
                     "DEVIN_API_TOKEN and DEVIN_API_TOKEN_FILE are both set: set only one".into(),
                 ));
             }
             (Some(t), None) => Some(TokenSource::Value(Secret::new(t.trim()))),
-            (None, Some(path)) => Some(TokenSource::File(PathBuf::from(path))),
+            (None, Some(path)) => Some(TokenSource::File(path)),
             (None, None) => None,
         };
-
-        let org_ids = org_list("ORG_IDS", self.org_ids.as_deref())?;
-        let exclude_org_ids = org_list("EXCLUDE_ORG_IDS", self.exclude_org_ids.as_deref())?;
-        let discover_orgs = match self.discover_orgs.as_deref() {
-            None => false,
-            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" => true,
-                "false" | "0" | "no" => false,
-                _ => return Err(invalid("DISCOVER_ORGS", v, "must be true or false")),
-            },
-        };
+        let org_ids = self.org_ids.unwrap_or_default().0;
+        let Flag(discover_orgs) = self.discover_orgs;
         let wants_orgs = !org_ids.is_empty() || discover_orgs;
         match (&token, wants_orgs) {
             (Some(_), false) if demo => {}
             (Some(source), false) => {
                 let file_problem = match source {
-                    TokenSource::File(path) => token_file_problem(&path.to_string_lossy()),
+                    TokenSource::File(path) => token_file_problem(path),
                     TokenSource::Value(_) => None,
                 };
                 return Err(file_problem.unwrap_or_else(|| ConfigError(
@@ -363,148 +742,34 @@ impl RawConfig {
             }
             _ => {}
         }
-
-        let api_url = match &self.api_url {
-            None => "https://api.devin.ai".to_string(),
-            Some(u) => {
-                let parsed = reqwest::Url::parse(u.trim())
-                    .map_err(|e| invalid("API_URL", u, format!("not a URL ({e})")))?;
-                if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-                    return Err(invalid("API_URL", u, "must be an http or https URL"));
-                }
-                u.trim().trim_end_matches('/').to_string()
-            }
-        };
-
-        let listen_address = match &self.listen_address {
-            None => SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
-            Some(a) => a.trim().parse().map_err(|_| {
-                invalid(
-                    "LISTEN_ADDRESS",
-                    a,
-                    "expected host:port, e.g. 0.0.0.0:10164",
-                )
-            })?,
-        };
-
-        let log_format = match self.log_format.as_deref().map(str::trim) {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => return Err(invalid("LOG_FORMAT", other, "must be text or json")),
-        };
-
-        let max_requests_per_second = match &self.max_requests_per_second {
-            None => 20.0,
-            Some(v) => match v.trim().parse::<f64>() {
-                Ok(n) if n.is_finite() && n > 0.0 && n <= 10_000.0 => n,
-                _ => {
-                    return Err(invalid(
-                        "MAX_REQUESTS_PER_SECOND",
-                        v,
-                        "must be a number greater than 0 and at most 10000",
-                    ));
-                }
-            },
-        };
-
-        let max_retry_after = duration(
-            "MAX_RETRY_AFTER",
-            self.max_retry_after.as_deref(),
-            Duration::from_secs(60),
-        )?;
-        if max_retry_after > Duration::from_secs(86_400) {
-            let v = self.max_retry_after.as_deref().unwrap_or_default();
-            return Err(invalid("MAX_RETRY_AFTER", v, "must be at most 24h"));
-        }
-
-        let lookback = match &self.lookback {
-            None => None,
-            Some(v) => Some(duration("LOOKBACK", Some(v), Duration::ZERO)?),
-        };
-
         Ok(Config {
             token,
             org_ids,
-            api_url,
-            listen_address,
-            page_size: integer("PAGE_SIZE", self.page_size.as_deref(), 200, 1, 200)?,
-            scrape_timeout: duration(
-                "SCRAPE_TIMEOUT",
-                self.scrape_timeout.as_deref(),
-                Duration::from_secs(25),
-            )?,
-            log_format,
-            sync_overlap: duration(
-                "SYNC_OVERLAP",
-                self.sync_overlap.as_deref(),
-                Duration::from_secs(120),
-            )?,
-            full_resync_interval: duration(
-                "FULL_RESYNC_INTERVAL",
-                self.full_resync_interval.as_deref(),
-                Duration::from_secs(3600),
-            )?,
-            lookback,
-            max_requests_per_second,
-            max_concurrent_requests: integer(
-                "MAX_CONCURRENT_REQUESTS",
-                self.max_concurrent_requests.as_deref(),
-                16,
-                1,
-                256,
-            )?,
-            max_response_bytes: integer(
-                "MAX_RESPONSE_BYTES",
-                self.max_response_bytes.as_deref(),
-                32 << 20,
-                1024,
-                1 << 30,
-            )?,
-            request_timeout: duration(
-                "REQUEST_TIMEOUT",
-                self.request_timeout.as_deref(),
-                Duration::from_secs(30),
-            )?,
+            api_url: self.api_url.0,
+            listen_address: self.listen_address.0,
+            page_size: self.page_size.get(),
+            scrape_timeout: self.scrape_timeout.0,
+            log_format: self.log_format,
+            sync_overlap: self.sync_overlap.0,
+            full_resync_interval: self.full_resync_interval.0,
+            lookback: self.lookback.map(|Interval(d)| d),
+            max_requests_per_second: self.max_requests_per_second.0,
+            max_concurrent_requests: self.max_concurrent_requests.get(),
+            max_response_bytes: self.max_response_bytes.get(),
+            request_timeout: self.request_timeout.0,
             discover_orgs,
-            discovery_interval: duration(
-                "DISCOVERY_INTERVAL",
-                self.discovery_interval.as_deref(),
-                Duration::from_secs(600),
-            )?,
-            exclude_org_ids,
-            web_config_file: self.web_config_file.map(PathBuf::from),
-            max_retry_after,
-            attribution: attribution(self.attribution.as_deref())?,
-            attribution_max_values: integer(
-                "ATTRIBUTION_MAX_VALUES",
-                self.attribution_max_values.as_deref(),
-                500,
-                1,
-                10_000,
-            )?,
-            top_active_sessions: integer(
-                "TOP_ACTIVE_SESSIONS",
-                self.top_active_sessions.as_deref(),
-                5,
-                0,
-                100,
-            )?,
-            deep_recheck_interval: duration(
-                "DEEP_RECHECK_INTERVAL",
-                self.deep_recheck_interval.as_deref(),
-                Duration::from_secs(300),
-            )?,
-            max_sessions_per_org: integer(
-                "MAX_SESSIONS_PER_ORG",
-                self.max_sessions_per_org.as_deref(),
-                5_000_000,
-                1,
-                1_000_000_000,
-            )?,
+            discovery_interval: self.discovery_interval.0,
+            exclude_org_ids: self.exclude_org_ids.unwrap_or_default().0,
+            web_config_file: self.web_config_file,
+            max_retry_after: self.max_retry_after.0,
+            attribution: self.attribution.unwrap_or_default(),
+            attribution_max_values: self.attribution_max_values.get(),
+            top_active_sessions: self.top_active_sessions.get(),
+            deep_recheck_interval: self.deep_recheck_interval.0,
+            max_sessions_per_org: self.max_sessions_per_org.get(),
         })
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,6 +811,55 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.max_retry_after, Duration::from_secs(60));
         assert!(!c.is_demo());
+    }
+
+    #[test]
+    fn defaults_are_the_tables() {
+        let defaults = format!("{:?}", with(&[]).unwrap());
+        for s in SETTINGS {
+            if let Fallback::Value(v) = s.default {
+                let given = with(&[(s.name, v)]).unwrap_or_else(|e| panic!("{}: {e}", s.name));
+                assert_eq!(format!("{given:?}"), defaults, "{}={v}", s.name);
+            }
+        }
+        assert_eq!(
+            with(&[]).unwrap().listen_address.port(),
+            DEFAULT_PORT,
+            "DEVIN_LISTEN_ADDRESS's default port"
+        );
+    }
+
+    #[test]
+    fn help_lists_every_variable_with_its_default() {
+        let help = help();
+        for s in all_settings() {
+            assert!(help.contains(&format!("  {} ", s.name)), "{}", s.name);
+        }
+        assert!(help.contains("[default: 25s]"), "{help}");
+        assert!(
+            help.lines().all(|l| l.chars().count() <= HELP_WIDTH),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn credentials_in_a_bad_api_url_are_not_shown() {
+        for (url, why) in [
+            (
+                "https://user:hunter2@api.example:port",
+                "not a URL (invalid port number)",
+            ),
+            (
+                "ftp://user:hunter2@api.example",
+                "must be an http or https URL",
+            ),
+        ] {
+            let err = with(&[("DEVIN_API_URL", url)]).unwrap_err().to_string();
+            assert!(!err.contains("hunter2") && !err.contains("user:"), "{err}");
+            assert!(err.starts_with("DEVIN_API_URL="), "{err}");
+            assert!(err.contains("<redacted>@api.example"), "{err}");
+            assert!(err.ends_with(why), "{err}");
+        }
     }
 
     #[test]

@@ -4,47 +4,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use devin_exporter::config::{Config, LogFormat, Secret, TokenSource};
+use devin_exporter::app::StartupError;
+use devin_exporter::config::{Config, ConfigError, LogFormat, Secret, TokenSource};
 use devin_exporter::http::web_config::WebConfig;
 use devin_exporter::simulator::cli::SimulateArgs;
 use devin_exporter::simulator::{SimConfig, Simulator};
 use devin_exporter::{app, config, logging};
 
-const CONFIG_HELP: &str = "\
-Configuration (environment):
-  DEVIN_API_TOKEN                service-user token (cog_...), or:
-  DEVIN_API_TOKEN_FILE           file holding the token (re-read when it changes)
-  DEVIN_ORG_IDS                  comma-separated org ids to collect
-  DEVIN_API_URL                  API base URL [default: https://api.devin.ai]
-  DEVIN_LISTEN_ADDRESS           address to serve on [default: 0.0.0.0:10164]
-  DEVIN_PAGE_SIZE                sessions per request, 1..200 [default: 200]
-  DEVIN_SCRAPE_TIMEOUT           collection budget without a Prometheus timeout header [default: 25s]
-  DEVIN_SYNC_OVERLAP             deep re-checks re-read this much before the watermark [default: 2m]
-  DEVIN_DEEP_RECHECK_INTERVAL    how often an incremental listing is a deep re-check [default: 5m]
-  DEVIN_MAX_SESSIONS_PER_ORG     an org with more sessions fails its collection [default: 5000000]
-  DEVIN_FULL_RESYNC_INTERVAL     full re-listing period, drops deleted sessions [default: 1h]
-  DEVIN_LOOKBACK                 only sessions created within this window, e.g. 30d [default: all]
-  DEVIN_ATTRIBUTION              spend breakdowns: comma list of user, playbook, tag [default: none]
-  DEVIN_ATTRIBUTION_MAX_VALUES   values per breakdown and org, the rest count as overflow [default: 500]
-  DEVIN_TOP_ACTIVE_SESSIONS      active sessions with the most ACUs shown per org, 0 for none [default: 5]
-  DEVIN_MAX_REQUESTS_PER_SECOND  client-side request budget of the token [default: 20]
-  DEVIN_MAX_CONCURRENT_REQUESTS  API requests in flight at once, also org collections at once [default: 16]
-  DEVIN_MAX_RESPONSE_BYTES       largest API response accepted [default: 33554432]
-  DEVIN_REQUEST_TIMEOUT          timeout of one API request [default: 30s]
-  DEVIN_MAX_RETRY_AFTER          longest a 429's Retry-After holds requests back [default: 60s]
-  DEVIN_DISCOVER_ORGS            also collect the enterprise's orgs [default: false]
-  DEVIN_DISCOVERY_INTERVAL       how often discovery refreshes [default: 10m]
-  DEVIN_EXCLUDE_ORG_IDS          orgs never collected
-  DEVIN_WEB_CONFIG_FILE          TLS and basic auth (Prometheus web config format)
-  DEVIN_LOG_FORMAT               text or json; levels via RUST_LOG [default: text]
-  DEVIN_HEALTHCHECK_CLIENT_CERT  client certificate of `healthcheck` under mutual TLS
-  DEVIN_HEALTHCHECK_CLIENT_KEY   its private key
-Without any DEVIN_ variable (or with --demo), it runs in demo mode against a built-in
-simulated API; a variable set but empty is an error.";
-
 /// Prometheus exporter for Devin sessions.
 #[derive(Parser, Debug)]
-#[command(name = "devin-exporter", version, about, after_help = CONFIG_HELP)]
+#[command(name = "devin-exporter", version, about, after_help = config::help())]
 struct Cli {
     /// Collect from the built-in simulated Devin API (also the default without any DEVIN_
     /// variable).
@@ -76,8 +45,13 @@ enum Command {
     },
 }
 
-/// Exit code of a configuration error.
-const EXIT_CONFIG: u8 = 2;
+/// Reports `error` on one line and exits with its code: 2 for bad configuration, 1 for a
+/// failure at run time.
+fn fail(error: impl Into<StartupError>) -> ExitCode {
+    let error = error.into();
+    eprintln!("error: {error}");
+    ExitCode::from(error.exit_code())
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -99,10 +73,7 @@ fn main() -> ExitCode {
         }) => {
             let identity = match client_identity(client_cert.as_deref(), client_key.as_deref()) {
                 Ok(i) => i,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
+                Err(e) => return fail(e),
             };
             let url = url.unwrap_or_else(own_health_url);
             return runtime.block_on(healthcheck(&url, identity));
@@ -127,10 +98,7 @@ fn main() -> ExitCode {
     };
     let config = match config {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(e) => return fail(e),
     };
     logging::init(config.log_format);
     let result = runtime.block_on(async {
@@ -142,17 +110,13 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        // One line, whatever the log format: these are start-up errors (token file, address,
-        // web config) that name their variable.
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_CONFIG)
-        }
+        // One line, whatever the log format, naming the variable at fault if there is one.
+        Err(e) => fail(e),
     }
 }
 
 /// Demo mode: the simulator in-process on a loopback port, the exporter pointed at it.
-async fn demo(mut config: Config) -> Result<(), String> {
+async fn demo(mut config: Config) -> Result<(), StartupError> {
     // The simulated clock runs at wall-clock speed (so that timestamps and ages are real);
     // a busy arrival rate keeps sessions visibly moving between scrapes.
     let sim = Simulator::new(SimConfig {
@@ -163,7 +127,7 @@ async fn demo(mut config: Config) -> Result<(), String> {
     let addr = sim
         .spawn(([127, 0, 0, 1], 0).into())
         .await
-        .map_err(|e| format!("demo simulator: {e}"))?;
+        .map_err(StartupError::Simulator)?;
     config.api_url = format!("http://{addr}");
     config.org_ids = sim.org_ids();
     config.discover_orgs = false;
@@ -189,18 +153,12 @@ async fn demo(mut config: Config) -> Result<(), String> {
 async fn check() -> ExitCode {
     let config = match config::from_env() {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(e) => return fail(e),
     };
     match devin_exporter::check::run(&config, &mut std::io::stdout()).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_CONFIG)
-        }
+        Err(e) => fail(e),
     }
 }
 
@@ -223,9 +181,10 @@ fn own_health_url() -> String {
 fn client_identity(
     cert: Option<&std::path::Path>,
     key: Option<&std::path::Path>,
-) -> Result<Option<reqwest::Identity>, String> {
+) -> Result<Option<reqwest::Identity>, ConfigError> {
     let read = |var: &str, path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| format!("{var}={}: cannot read ({e})", path.display()))
+        std::fs::read(path)
+            .map_err(|e| ConfigError(format!("{var}={}: cannot read ({e})", path.display())))
     };
     match (cert, key) {
         (None, None) => Ok(None),
@@ -234,20 +193,18 @@ fn client_identity(
             pem.push(b'\n');
             pem.extend(read("DEVIN_HEALTHCHECK_CLIENT_KEY", key)?);
             reqwest::Identity::from_pem(&pem).map(Some).map_err(|e| {
-                format!(
+                ConfigError(format!(
                     "DEVIN_HEALTHCHECK_CLIENT_CERT={}: not a PEM certificate and key ({e})",
                     cert.display()
-                )
+                ))
             })
         }
-        (Some(_), None) => Err(
-            "DEVIN_HEALTHCHECK_CLIENT_KEY is not set: the client certificate needs its key"
-                .to_string(),
-        ),
-        (None, Some(_)) => Err(
-            "DEVIN_HEALTHCHECK_CLIENT_CERT is not set: the key needs its client certificate"
-                .to_string(),
-        ),
+        (Some(_), None) => Err(ConfigError(
+            "DEVIN_HEALTHCHECK_CLIENT_KEY is not set: the client certificate needs its key".into(),
+        )),
+        (None, Some(_)) => Err(ConfigError(
+            "DEVIN_HEALTHCHECK_CLIENT_CERT is not set: the key needs its client certificate".into(),
+        )),
     }
 }
 

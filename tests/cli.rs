@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::procs::{blocking_get, exporter_bin, start_simulator};
+use devin_exporter::config;
 
 fn run(env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
     let out = Command::new(exporter_bin())
@@ -66,20 +67,47 @@ fn help_and_version() {
     for needle in ["--demo", "simulate", "healthcheck"] {
         assert!(out.contains(needle), "--help mentions {needle}");
     }
-    // Every variable of the README's configuration table is in --help too.
+    // The configuration text comes from the settings table, whole.
+    assert!(out.contains(&config::help()), "{out}");
+}
+
+/// The rows of the README's configuration table: variable, meaning, default.
+fn readme_settings() -> Vec<(String, String, String)> {
     let readme = std::fs::read_to_string("README.md").unwrap();
-    let variables: Vec<&str> = readme
+    let section = readme
+        .split("\n## Configuration\n")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("README has a Configuration section");
+    section
         .lines()
-        .filter_map(|l| l.strip_prefix("| `DEVIN_"))
-        .filter_map(|l| l.split('`').next())
+        .filter(|l| l.starts_with("| `DEVIN_"))
+        .map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').split(" | ").map(str::trim).collect();
+            assert_eq!(cells.len(), 3, "{l}");
+            (
+                cells[0].trim_matches('`').to_string(),
+                cells[1].to_string(),
+                cells[2].to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_readme_table_is_the_settings_table() {
+    let readme = readme_settings();
+    let table: Vec<(String, String, String)> = config::all_settings()
+        .map(|s| (s.name.to_string(), s.help.to_string(), s.default.markdown()))
         .collect();
-    assert!(variables.len() >= 19, "{variables:?}");
-    for v in variables {
-        assert!(
-            out.contains(&format!("DEVIN_{v} ")),
-            "--help lists DEVIN_{v}"
+    for (row, want) in readme.iter().zip(&table) {
+        assert_eq!(
+            row, want,
+            "README row, want | `{}` | {} | {} |",
+            want.0, want.1, want.2
         );
     }
+    assert_eq!(readme.len(), table.len(), "{readme:?}");
 }
 
 #[test]
@@ -101,6 +129,12 @@ fn bad_configuration_stops_with_one_line_and_exit_code_2() {
             "/nonexistent/token",
             "error: DEVIN_API_TOKEN and DEVIN_API_TOKEN_FILE are both set: set only one",
         ),
+        // Credentials in a malformed URL are not echoed.
+        (
+            "DEVIN_API_URL",
+            "https://proxyuser:hunter2@api.example:port",
+            "error: DEVIN_API_URL=https://<redacted>@api.example:port: not a URL (invalid port number)",
+        ),
     ] {
         let mut env = base.to_vec();
         env.push((var, value));
@@ -121,6 +155,26 @@ fn bad_configuration_stops_with_one_line_and_exit_code_2() {
             .starts_with("error: DEVIN_API_TOKEN_FILE=/nonexistent/token: cannot read"),
         "{err}"
     );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn an_address_in_use_stops_with_one_line_and_exit_code_1() {
+    // Not a configuration error: the same configuration starts once the port is free.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, _, err) = run(
+        &[
+            ("DEVIN_API_TOKEN", "cog_x"),
+            ("DEVIN_ORG_IDS", "org-a"),
+            ("DEVIN_API_URL", "http://127.0.0.1:9"),
+            ("DEVIN_LISTEN_ADDRESS", &addr),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    let want = format!("error: DEVIN_LISTEN_ADDRESS={addr}: cannot bind (");
+    assert!(err.trim().starts_with(&want), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 

@@ -2,8 +2,8 @@
 //! or from the configuration (`DEVIN_API_URL`), before it is logged, shown or exposed: an API
 //! or proxy that echoes the `Authorization` header must not put the token in a log line.
 
-/// What a secret is replaced with.
-pub const REDACTED: &str = "<redacted>";
+pub use crate::config::REDACTED;
+use crate::config::redact_userinfo;
 
 /// `text` without `token`, without anything that looks like a Devin token (`cog_...`) or a
 /// bearer or basic credential, and without the `user:password@` part of URLs.
@@ -50,32 +50,6 @@ fn redact_after(text: &str, prefix: &str) -> String {
             copied = end;
         }
         from = end;
-    }
-    out.push_str(&text[copied..]);
-    out
-}
-
-/// Replaces the userinfo (`user:password`) of every `scheme://userinfo@host` in `text`.
-fn redact_userinfo(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut copied = 0;
-    let mut from = 0;
-    while let Some(found) = text[from..].find("://") {
-        let start = from + found + 3;
-        let authority_len = text.as_bytes()[start..]
-            .iter()
-            .take_while(|b| {
-                !b.is_ascii_whitespace()
-                    && !matches!(b, b'/' | b'?' | b'#' | b'"' | b'\'' | b')' | b'>')
-            })
-            .count();
-        let authority = &text[start..start + authority_len];
-        if let Some(at) = authority.rfind('@') {
-            out.push_str(&text[copied..start]);
-            out.push_str(REDACTED);
-            copied = start + at;
-        }
-        from = start + authority_len;
     }
     out.push_str(&text[copied..]);
     out
