@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use devin_exporter::config;
 use devin_exporter::exporter::Exporter;
+use devin_exporter::http::ServerTimeouts;
 use devin_exporter::http::web_config::WebConfig;
 use serde_json::{Value, json};
 
@@ -29,6 +30,16 @@ impl Drop for TestExporter {
 
 /// Starts an exporter for `orgs` against `api_url`; `extra` adds or overrides variables.
 pub async fn start_exporter(api_url: &str, orgs: &[&str], extra: &[(&str, &str)]) -> TestExporter {
+    start_exporter_with_timeouts(api_url, orgs, extra, ServerTimeouts::default()).await
+}
+
+/// [`start_exporter`] whose server has the given connection timeouts.
+pub async fn start_exporter_with_timeouts(
+    api_url: &str,
+    orgs: &[&str],
+    extra: &[(&str, &str)],
+    timeouts: ServerTimeouts,
+) -> TestExporter {
     let mut vars: BTreeMap<String, String> = [
         ("DEVIN_API_TOKEN", "cog_test_token"),
         ("DEVIN_API_URL", api_url),
@@ -59,7 +70,8 @@ pub async fn start_exporter(api_url: &str, orgs: &[&str], extra: &[(&str, &str)]
     let url = format!("{scheme}://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
         let tls = web.tls_server_config.as_ref();
-        devin_exporter::http::serve_with(listener, router, tls, web.http_server_config.http2)
+        let http2 = web.http_server_config.http2;
+        devin_exporter::http::serve_with_timeouts(listener, router, tls, http2, timeouts)
             .await
             .unwrap();
     });
