@@ -82,6 +82,16 @@ pub async fn start_exporter_with_timeouts(
     }
 }
 
+/// Moves the runtime's clock `by` ahead at once, as if that much time had passed, and lets it
+/// run on from there: the exporter's intervals and deadlines read this clock, while sockets
+/// (and the mock API's own runtime) go on in real time. Needs the current-thread runtime of
+/// `#[tokio::test]`.
+pub async fn skip_time(by: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    tokio::time::resume();
+}
+
 /// A scrape's response.
 pub struct Scraped {
     /// HTTP status.
