@@ -3,8 +3,8 @@
 
 mod common;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use common::procs::{blocking_get, exporter_bin, start_simulator};
@@ -24,34 +24,57 @@ fn run(env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// The exporter binary on a free port with `token` against `sim`, its whole log captured;
-/// returns once /healthz answers.
-fn spawn_exporter(
-    sim: &common::procs::Sim,
-    token: &str,
-    rust_log: &str,
-) -> (std::process::Child, String) {
-    let listen = format!("127.0.0.1:{}", common::procs::free_port());
-    let child = Command::new(exporter_bin())
-        .env_clear()
-        .env("DEVIN_API_TOKEN", token)
-        .env("DEVIN_ORG_IDS", sim.orgs.join(","))
-        .env("DEVIN_API_URL", &sim.url)
-        .env("DEVIN_LISTEN_ADDRESS", &listen)
-        .env("RUST_LOG", rust_log)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let ready = (0..100).any(|_| {
-        let up = common::procs::try_get(&format!("http://{listen}/healthz")).is_some();
-        if !up {
-            std::thread::sleep(Duration::from_millis(100));
+/// The exporter binary on port 0 with `token` against `sim`; returns it, the address it
+/// reports having bound, and its log (read on when the process has ended).
+fn spawn_exporter(sim: &common::procs::Sim, token: &str, rust_log: &str) -> (Child, String, Log) {
+    let orgs = sim.orgs.join(",");
+    let (child, rx) = spawn_with_log(
+        &[
+            ("DEVIN_API_TOKEN", token),
+            ("DEVIN_ORG_IDS", &orgs),
+            ("DEVIN_API_URL", &sim.url),
+            ("DEVIN_LISTEN_ADDRESS", "127.0.0.1:0"),
+            ("RUST_LOG", rust_log),
+        ],
+        &[],
+    );
+    let (listen, log) = listening(rx);
+    (child, listen, log)
+}
+
+/// Log lines of a process: those read so far, and the rest to come.
+struct Log {
+    seen: Vec<String>,
+    rx: Receiver<String>,
+}
+
+impl Log {
+    /// The whole log, once the process has ended.
+    fn finish(self) -> String {
+        self.seen
+            .into_iter()
+            .chain(self.rx)
+            .map(|l| l + "\n")
+            .collect()
+    }
+}
+
+/// Reads the (text) log up to the line that says which address the server bound.
+fn listening(rx: Receiver<String>) -> (String, Log) {
+    let mut seen = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the exporter logs the address it listens on");
+        let addr = line
+            .split_once(" listening addr=")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .map(String::from);
+        seen.push(line);
+        if let Some(addr) = addr {
+            return (addr, Log { seen, rx });
         }
-        up
-    });
-    assert!(ready, "exporter up");
-    (child, listen)
+    }
 }
 
 #[test]
@@ -183,7 +206,7 @@ fn the_token_never_reaches_a_log_line() {
     // The simulator rejects this token, so every request fails with 401 and gets logged.
     let sim = start_simulator(&["--orgs", "2", "--sessions-per-org", "10"]);
     let token = "cog_super_secret_value_0123456789";
-    let (mut child, listen) = spawn_exporter(&sim, token, "trace");
+    let (mut child, listen, log) = spawn_exporter(&sim, token, "trace");
     let body = blocking_get(&format!("http://{listen}/metrics"));
     assert!(
         body.contains("devin_up{org_id=\"") && body.contains("} 0"),
@@ -192,13 +215,7 @@ fn the_token_never_reaches_a_log_line() {
     let landing = blocking_get(&format!("http://{listen}/"));
     let _ = child.kill();
     let _ = child.wait();
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = log.finish();
     assert!(
         logs.contains("HTTP 401"),
         "the failure is logged with its status"
@@ -213,7 +230,7 @@ fn the_token_never_reaches_a_log_line() {
 #[test]
 fn sigterm_shuts_down_gracefully() {
     let sim = start_simulator(&["--orgs", "1", "--sessions-per-org", "10"]);
-    let (mut child, listen) = spawn_exporter(&sim, &sim.token, "info");
+    let (mut child, listen, log) = spawn_exporter(&sim, &sim.token, "info");
     blocking_get(&format!("http://{listen}/metrics"));
     // SAFETY: signalling our own child process by its pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
@@ -229,13 +246,7 @@ fn sigterm_shuts_down_gracefully() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "exit status {status:?}");
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = log.finish();
     assert!(logs.contains("shutting down"), "{logs}");
 }
 
@@ -259,42 +270,27 @@ impl wiremock::Respond for EchoAuthorization {
 /// The exporter binary against `api_url` with `token` and orgs `org-401,org-500`: its whole
 /// log at trace level, one `/metrics` body and the landing page.
 async fn run_against(api_url: &str, token: &str) -> (String, String, String) {
-    let listen = format!("127.0.0.1:{}", common::procs::free_port());
-    let mut child = Command::new(exporter_bin())
-        .env_clear()
-        .env("DEVIN_API_TOKEN", token)
-        .env("DEVIN_ORG_IDS", "org-401,org-500")
-        .env("DEVIN_API_URL", api_url)
-        .env("DEVIN_LISTEN_ADDRESS", &listen)
-        .env("DEVIN_SCRAPE_TIMEOUT", "2s")
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (body, landing) = tokio::task::spawn_blocking(move || {
-        let up = (0..100).any(|_| {
-            let ok = common::procs::try_get(&format!("http://{listen}/healthz")).is_some();
-            if !ok {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            ok
-        });
-        assert!(up, "exporter up");
+    let (mut child, rx) = spawn_with_log(
+        &[
+            ("DEVIN_API_TOKEN", token),
+            ("DEVIN_ORG_IDS", "org-401,org-500"),
+            ("DEVIN_API_URL", api_url),
+            ("DEVIN_LISTEN_ADDRESS", "127.0.0.1:0"),
+            ("DEVIN_SCRAPE_TIMEOUT", "2s"),
+            ("RUST_LOG", "trace"),
+        ],
+        &[],
+    );
+    let (body, landing, log) = tokio::task::spawn_blocking(move || {
+        let (listen, log) = listening(rx);
         let body = blocking_get(&format!("http://{listen}/metrics"));
-        (body, blocking_get(&format!("http://{listen}/")))
+        (body, blocking_get(&format!("http://{listen}/")), log)
     })
     .await
     .unwrap();
     let _ = child.kill();
     let _ = child.wait();
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = log.finish();
     (logs, body, landing)
 }
 
@@ -391,10 +387,7 @@ fn an_empty_or_incomplete_configuration_is_not_demo_mode() {
 }
 
 /// Starts the binary with `env` and `args`; returns it and a channel of its stderr lines.
-fn spawn_with_log(
-    env: &[(&str, &str)],
-    args: &[&str],
-) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+fn spawn_with_log(env: &[(&str, &str)], args: &[&str]) -> (Child, Receiver<String>) {
     let mut child = Command::new(exporter_bin())
         .env_clear()
         .envs(env.iter().copied())
@@ -420,7 +413,7 @@ fn spawn_with_log(
 }
 
 /// The first line from `rx` that contains `needle`.
-fn line_with(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+fn line_with(rx: &Receiver<String>, needle: &str) -> String {
     loop {
         let line = rx
             .recv_timeout(Duration::from_secs(60))
@@ -473,7 +466,9 @@ fn demo_mode_says_so_in_the_log_and_on_metrics() {
 #[test]
 fn real_configuration_has_no_demo_marker() {
     let sim = start_simulator(&["--orgs", "1", "--sessions-per-org", "10"]);
-    let (mut child, listen) = spawn_exporter(&sim, &sim.token, "warn");
+    // The address it listens on is logged at info.
+    let (mut child, listen, _log) =
+        spawn_exporter(&sim, &sim.token, "warn,devin_exporter::http=info");
     let body = blocking_get(&format!("http://{listen}/metrics"));
     let _ = child.kill();
     let _ = child.wait();

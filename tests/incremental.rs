@@ -20,8 +20,8 @@ fn lacks(param: &'static str) -> impl Fn(&Request) -> bool + Send + Sync {
 }
 
 /// An org whose first full listing has `first`, whose later full listings answer with
-/// `later`, and whose incremental listings see no change; its exporter re-lists every second.
-/// Returns after the first scrape, once the next one is due to re-list.
+/// `later`, and whose incremental listings see no change; its exporter re-lists every hour.
+/// Returns after the first scrape, with the clock moved on so that the next one re-lists.
 async fn relisting(first: &[S], later: ResponseTemplate) -> (MockServer, TestExporter, Scraped) {
     let api = MockServer::start().await;
     Mock::given(method("GET"))
@@ -50,11 +50,11 @@ async fn relisting(first: &[S], later: ResponseTemplate) -> (MockServer, TestExp
     let exp = start_exporter(
         &api.uri(),
         &["org-a"],
-        &[("DEVIN_FULL_RESYNC_INTERVAL", "1s")],
+        &[("DEVIN_FULL_RESYNC_INTERVAL", "1h")],
     )
     .await;
     let scraped = scrape(&exp.url, None).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    common::skip_time(Duration::from_secs(3600)).await;
     (api, exp, scraped)
 }
 
@@ -320,7 +320,7 @@ async fn cheap_passes_start_a_second_back_and_a_deep_recheck_catches_late_indexi
         &["org-a"],
         &[
             ("DEVIN_SYNC_OVERLAP", "300s"),
-            ("DEVIN_DEEP_RECHECK_INTERVAL", "1s"),
+            ("DEVIN_DEEP_RECHECK_INTERVAL", "60s"),
         ],
     )
     .await;
@@ -330,7 +330,7 @@ async fn cheap_passes_start_a_second_back_and_a_deep_recheck_catches_late_indexi
     assert_eq!(cheap.metrics.sum("devin_sessions", &[]), 2.0);
     let asked = updated_after(api.received_requests().await.unwrap().last().unwrap());
     assert_eq!(asked, Some(base + 1), "a second before the watermark");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    common::skip_time(Duration::from_secs(60)).await;
     let deep = scrape(&exp.url, None).await;
     assert_eq!(deep.metrics.sum("devin_sessions", &[]), 3.0);
     // And back to cheap passes until the next interval.

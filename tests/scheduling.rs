@@ -83,7 +83,10 @@ async fn a_scrape_joining_a_longer_collection_answers_by_its_own_deadline() {
     let exp = start_exporter(&api.uri(), &["org-a"], &[]).await;
     let url = exp.url.clone();
     let long = tokio::spawn(async move { scrape(&url, Some("60")).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The long scrape's collection has asked the API.
+    while api.received_requests().await.unwrap().is_empty() {
+        tokio::task::yield_now().await;
+    }
 
     let (took, short) = timed_scrape(&reqwest::Client::new(), &exp.url, "1").await;
     assert!(took < Duration::from_secs(1), "1 s scrape took {took:?}");

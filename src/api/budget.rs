@@ -5,13 +5,35 @@ use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
+/// The runtime's clock, as the rate limiter reads it: time since the budget was made. Waits
+/// then follow the same clock as every deadline, also when a test pauses and advances it.
+#[derive(Debug, Clone, Copy)]
+struct RuntimeClock {
+    origin: Instant,
+}
+
+impl Clock for RuntimeClock {
+    type Instant = Nanos;
+
+    fn now(&self) -> Nanos {
+        Nanos::from(self.origin.elapsed())
+    }
+}
+
+type Limiter = RateLimiter<NotKeyed, InMemoryState, RuntimeClock, NoOpMiddleware<Nanos>>;
+
 /// Rate limit, concurrency cap and rate-limit pause for one token.
 pub struct RequestBudget {
-    limiter: DefaultDirectRateLimiter,
+    limiter: Limiter,
+    clock: RuntimeClock,
     in_flight: Semaphore,
     paused_until: Mutex<Option<Pause>>,
     /// Requests wait for the rate limiter one at a time, in arrival order: the limiter alone
@@ -47,8 +69,12 @@ impl RequestBudget {
         let quota = Quota::with_period(period)
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
             .allow_burst(burst);
+        let clock = RuntimeClock {
+            origin: Instant::now(),
+        };
         RequestBudget {
-            limiter: RateLimiter::direct(quota),
+            limiter: RateLimiter::direct_with_clock(quota, clock),
+            clock,
             in_flight: Semaphore::new(max_in_flight.max(1)),
             paused_until: Mutex::new(None),
             turn: tokio::sync::Mutex::new(()),
@@ -72,11 +98,18 @@ impl RequestBudget {
         let turn = tokio::time::timeout_at(deadline, self.turn.lock())
             .await
             .ok()?;
-        tokio::time::timeout_at(deadline, self.limiter.until_ready())
+        tokio::time::timeout_at(deadline, self.limiter_ready())
             .await
             .ok()?;
         drop(turn);
         Some(permit)
+    }
+
+    /// Waits, on the runtime's clock, until the rate limiter lets one request through.
+    async fn limiter_ready(&self) {
+        while let Err(not_until) = self.limiter.check() {
+            tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
+        }
     }
 
     /// Holds back every request of this token for `wait` (after a 429). Returns when the pause
@@ -111,7 +144,7 @@ impl RequestBudget {
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn pause_past_deadline_refuses() {
         let budget = RequestBudget::new(100.0, 4);
         let wall = budget.pause_for(Duration::from_secs(60)).unwrap();
@@ -122,7 +155,21 @@ mod tests {
         assert_eq!(budget.pause_for(Duration::from_secs(1)), Some(wall));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_ends_on_the_runtime_clock() {
+        let budget = RequestBudget::new(100.0, 4);
+        budget.pause_for(Duration::from_secs(1)).unwrap();
+        let start = Instant::now();
+        assert!(
+            budget
+                .acquire(start + Duration::from_secs(5))
+                .await
+                .is_some()
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_pause_that_does_not_fit_the_clock_is_refused() {
         let budget = RequestBudget::new(100.0, 4);
         assert_eq!(budget.pause_for(Duration::MAX), None);
@@ -138,20 +185,21 @@ mod tests {
         assert_eq!(clock_utc(t), "22:13:27 UTC");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn rate_limit_spaces_requests() {
-        // 20/s with a burst of 20: the 21st..40th requests need about another second.
+        // 20/s with a burst of 20: the first 20 go at once, the 21st..30th one period (50 ms)
+        // apart, on the runtime's clock.
         let budget = RequestBudget::new(20.0, 64);
         let deadline = Instant::now() + Duration::from_secs(10);
-        let start = std::time::Instant::now();
+        let start = Instant::now();
         for _ in 0..30 {
             drop(budget.acquire(deadline).await.expect("within deadline"));
         }
         let elapsed = start.elapsed();
-        assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
+        assert_eq!(elapsed, Duration::from_millis(500));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn concurrency_cap_holds() {
         let budget = RequestBudget::new(1000.0, 2);
         let deadline = Instant::now() + Duration::from_millis(100);

@@ -205,14 +205,30 @@ async fn readyz() -> &'static str {
     "ready\n"
 }
 
-/// Longest a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest a new connection may stay silent before its first request.
-const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest a TLS handshake may take.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time given to requests in flight at shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// The server's connection timeouts; 10 s each by default.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerTimeouts {
+    /// Longest a client may take to send a request's headers.
+    pub header_read: Duration,
+    /// Longest a new connection may stay silent before its first request.
+    pub first_request: Duration,
+    /// Longest a TLS handshake may take.
+    pub tls_handshake: Duration,
+    /// Time given to requests in flight at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerTimeouts {
+    fn default() -> Self {
+        let ten = Duration::from_secs(10);
+        ServerTimeouts {
+            header_read: ten,
+            first_request: ten,
+            tls_handshake: ten,
+            shutdown_grace: ten,
+        }
+    }
+}
 
 /// The router with every endpoint, behind basic auth when users are configured.
 pub fn router(state: Arc<AppState>, auth: Option<Arc<auth::BasicAuth>>) -> Router {
@@ -248,6 +264,17 @@ pub async fn serve_with(
     tls: Option<&web_config::TlsServerConfig>,
     http2: bool,
 ) -> std::io::Result<()> {
+    serve_with_timeouts(listener, router, tls, http2, ServerTimeouts::default()).await
+}
+
+/// [`serve_with`], with the given connection timeouts.
+pub async fn serve_with_timeouts(
+    listener: std::net::TcpListener,
+    router: Router,
+    tls: Option<&web_config::TlsServerConfig>,
+    http2: bool,
+    timeouts: ServerTimeouts,
+) -> std::io::Result<()> {
     // Built before anything is bound to the signal, so that a bad file fails start-up.
     let rustls = match tls {
         Some(tls) => Some(tls::server_config(tls, http2).map_err(std::io::Error::other)?),
@@ -259,25 +286,25 @@ pub async fn serve_with(
     let on_signal = handle.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
-        on_signal.graceful_shutdown(Some(SHUTDOWN_GRACE));
+        on_signal.graceful_shutdown(Some(timeouts.shutdown_grace));
     });
     let service = router.into_make_service();
     let mut server = axum_server::from_tcp(listener)?
         .handle(handle)
-        .first_request_timeout(FIRST_REQUEST_TIMEOUT);
+        .first_request_timeout(timeouts.first_request);
     if !http2 {
         server = server.http1_only();
     }
     server
         .http_builder()
         .http1()
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(timeouts.header_read);
     tracing::info!(%addr, tls = tls.is_some(), http2, "listening");
     match rustls {
         Some(config) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
             let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
-                .handshake_timeout(TLS_HANDSHAKE_TIMEOUT);
+                .handshake_timeout(timeouts.tls_handshake);
             server.acceptor(acceptor).serve(service).await
         }
         None => server.serve(service).await,

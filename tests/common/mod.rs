@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use devin_exporter::config;
 use devin_exporter::exporter::Exporter;
+use devin_exporter::http::ServerTimeouts;
 use devin_exporter::http::web_config::WebConfig;
 use serde_json::{Value, json};
 
@@ -29,6 +30,16 @@ impl Drop for TestExporter {
 
 /// Starts an exporter for `orgs` against `api_url`; `extra` adds or overrides variables.
 pub async fn start_exporter(api_url: &str, orgs: &[&str], extra: &[(&str, &str)]) -> TestExporter {
+    start_exporter_with_timeouts(api_url, orgs, extra, ServerTimeouts::default()).await
+}
+
+/// [`start_exporter`] whose server has the given connection timeouts.
+pub async fn start_exporter_with_timeouts(
+    api_url: &str,
+    orgs: &[&str],
+    extra: &[(&str, &str)],
+    timeouts: ServerTimeouts,
+) -> TestExporter {
     let mut vars: BTreeMap<String, String> = [
         ("DEVIN_API_TOKEN", "cog_test_token"),
         ("DEVIN_API_URL", api_url),
@@ -59,7 +70,8 @@ pub async fn start_exporter(api_url: &str, orgs: &[&str], extra: &[(&str, &str)]
     let url = format!("{scheme}://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
         let tls = web.tls_server_config.as_ref();
-        devin_exporter::http::serve_with(listener, router, tls, web.http_server_config.http2)
+        let http2 = web.http_server_config.http2;
+        devin_exporter::http::serve_with_timeouts(listener, router, tls, http2, timeouts)
             .await
             .unwrap();
     });
@@ -68,6 +80,16 @@ pub async fn start_exporter(api_url: &str, orgs: &[&str], extra: &[(&str, &str)]
         exporter,
         server,
     }
+}
+
+/// Moves the runtime's clock `by` ahead at once, as if that much time had passed, and lets it
+/// run on from there: the exporter's intervals and deadlines read this clock, while sockets
+/// (and the mock API's own runtime) go on in real time. Needs the current-thread runtime of
+/// `#[tokio::test]`.
+pub async fn skip_time(by: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    tokio::time::resume();
 }
 
 /// A scrape's response.

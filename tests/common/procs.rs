@@ -59,15 +59,6 @@ pub fn require_tool(tool: &str) -> bool {
     false
 }
 
-/// A free loopback port (for programs that cannot report the port they bound).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Reads lines of a child's stream on a thread until `want` returns a value.
 fn wait_for_line<R: std::io::Read + Send + 'static, T: Send + 'static>(
     stream: R,
@@ -242,7 +233,6 @@ pub fn start_prometheus(targets: &[String], rule_files: &[&Path]) -> Prometheus 
 /// `rule_files`; scrapes and rule evaluation every second.
 pub fn start_prometheus_with(scrape_configs: &str, rule_files: &[&Path]) -> Prometheus {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let rules: Vec<String> = rule_files
         .iter()
         .map(|p| format!("  - {}\n", std::fs::canonicalize(p).unwrap().display()))
@@ -257,22 +247,28 @@ pub fn start_prometheus_with(scrape_configs: &str, rule_files: &[&Path]) -> Prom
     );
     let config_path = dir.path().join("prometheus.yml");
     std::fs::write(&config_path, config).unwrap();
-    let child = Command::new("prometheus")
+    let mut child = Command::new("prometheus")
         .arg(format!("--config.file={}", config_path.display()))
         .arg(format!(
             "--storage.tsdb.path={}",
             dir.path().join("data").display()
         ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--web.listen-address=127.0.0.1:0")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("prometheus starts");
+    let stderr = child.stderr.take().unwrap();
     let mut proc = Proc {
         child,
         name: "prometheus",
     };
-    let url = format!("http://127.0.0.1:{port}");
+    // It logs the address it bound: `msg="Listening on" address=127.0.0.1:41234`.
+    let addr = wait_for_line(stderr, Duration::from_secs(60), |line| {
+        let (_, rest) = line.split_once("msg=\"Listening on\" address=")?;
+        rest.split_whitespace().next().map(String::from)
+    });
+    let url = format!("http://{addr}");
     let started = Instant::now();
     loop {
         proc.assert_running();
