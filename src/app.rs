@@ -103,7 +103,7 @@ pub async fn run(config: &Config, token: Option<TokenSource>, demo: bool) -> Res
         page_size = config.page_size,
         max_requests_per_second = config.max_requests_per_second,
         "devin-exporter {} starting",
-        crate::metrics::VERSION
+        crate::VERSION
     );
     http::serve_with(
         listener,

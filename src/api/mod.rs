@@ -1,4 +1,5 @@
-//! The Devin API v3 client: wire types, the request budget, retries and the token.
+//! The Devin API v3 client: wire types, the request budget, retries, the token, and the
+//! request statistics the client reports to.
 
 pub mod budget;
 pub mod client;
@@ -7,7 +8,9 @@ pub mod explain;
 pub mod model;
 pub mod redact;
 pub mod retry;
+pub mod stats;
 pub mod token;
 
 pub use client::{ApiClient, ApiError, ListQuery, RequestObserver};
+pub use stats::ApiStats;
 pub use model::{Organization, OrganizationPage, PullRequest, Session, SessionPage};

@@ -12,7 +12,7 @@ use crate::api::budget::clock_utc;
 use crate::api::explain::{self, Scope};
 use crate::api::redact::redact_url;
 use crate::discovery::DiscoveryStatus;
-use crate::metrics::{REVISION, VERSION};
+use crate::{REVISION, VERSION};
 use crate::sync::OrgState;
 use crate::sync::listing::ListingKind;
 

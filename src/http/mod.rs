@@ -23,7 +23,8 @@ use serde::Deserialize;
 
 use crate::discovery::DiscoveryStatus;
 use crate::exporter::Exporter;
-use crate::metrics::{ApiStats, CONTENT_TYPE, Renderer, Scope};
+use crate::api::ApiStats;
+use crate::metrics::{CONTENT_TYPE, Renderer, Scope};
 
 /// Header in which Prometheus sends its scrape timeout.
 pub const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
@@ -258,7 +259,7 @@ pub async fn serve_with(
     let handle = axum_server::Handle::new();
     let on_signal = handle.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        crate::shutdown_signal().await;
         on_signal.graceful_shutdown(Some(SHUTDOWN_GRACE));
     });
     let service = router.into_make_service();
@@ -282,29 +283,6 @@ pub async fn serve_with(
         }
         None => server.serve(service).await,
     }
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down");
 }
 
 #[cfg(test)]

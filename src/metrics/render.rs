@@ -13,7 +13,9 @@ use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricT
 use prometheus::{Encoder, TextEncoder};
 
 use super::spend::SpendFamilies;
-use super::{ApiStats, REVISION, VERSION, text};
+use super::text;
+use crate::api::ApiStats;
+use crate::{REVISION, VERSION};
 use crate::discovery::DiscoveryStatus;
 use crate::sync::{Org, SessionStore};
 

@@ -14,8 +14,7 @@ use super::schedule::RunSlot;
 use super::spend::SpendSettings;
 use super::store::SessionStore;
 use crate::api::client::{PageBody, server_time_at};
-use crate::api::{ApiClient, ApiError, Organization, Session, SessionPage};
-use crate::metrics::ApiStats;
+use crate::api::{ApiClient, ApiError, ApiStats, Organization, Session, SessionPage};
 
 /// Knobs of the sync, from the configuration.
 #[derive(Debug, Clone)]
