@@ -11,7 +11,7 @@ use super::AppState;
 use crate::api::budget::clock_utc;
 use crate::api::explain::{self, Scope};
 use crate::api::redact::redact_url;
-use crate::discovery::DiscoveryStatus;
+use crate::exporter::Snapshot;
 use crate::{REVISION, VERSION};
 use crate::sync::OrgState;
 use crate::sync::listing::ListingKind;
@@ -147,9 +147,9 @@ fn settings(state: &AppState) -> String {
 }
 
 /// Renders the page.
-pub fn page(state: &AppState, discovery: Option<&DiscoveryStatus>) -> String {
+pub fn page(state: &AppState, snapshot: &Snapshot<'_>) -> String {
     let mut rows = String::new();
-    for org in state.exporter.orgs() {
+    for org in &snapshot.orgs {
         let name = org.info().and_then(|i| i.name);
         let st = org.state();
         let _ = writeln!(
@@ -170,16 +170,16 @@ pub fn page(state: &AppState, discovery: Option<&DiscoveryStatus>) -> String {
         ""
     };
     // Collections waiting out a pause have not finished, so no org row says it yet.
-    let paused = match state.exporter.rate_limited_until() {
+    let paused = match snapshot.rate_limited_until {
         Some(until) => format!(
             "<p><strong>Rate limited:</strong> the API answered 429; every request of the token waits: rate limited until {}.</p>\n",
             escape(&clock_utc(until))
         ),
         None => String::new(),
     };
-    let discovery = match discovery {
+    let discovery = match &snapshot.discovery {
         None => String::new(),
-        Some(d) => {
+        Some((d, _)) => {
             let words = match (d.up, &d.last_error) {
                 (None, _) => "not run yet".to_string(),
                 (Some(true), _) => format!("ok, {} orgs found", d.found),

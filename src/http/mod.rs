@@ -21,9 +21,7 @@ use tower_http::compression::CompressionLayer;
 
 use serde::Deserialize;
 
-use crate::discovery::DiscoveryStatus;
 use crate::exporter::Exporter;
-use crate::api::ApiStats;
 use crate::metrics::{CONTENT_TYPE, Renderer, Scope};
 
 /// Header in which Prometheus sends its scrape timeout.
@@ -118,21 +116,14 @@ fn exposition(result: prometheus::Result<String>, request: &HeaderMap) -> Respon
     }
 }
 
-async fn discovery_scope(exporter: &Exporter) -> Option<(DiscoveryStatus, &ApiStats)> {
-    match exporter.discovery() {
-        Some(d) => Some((d.status().await, &d.api_stats)),
-        None => None,
-    }
-}
-
 async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let deadline = Instant::now() + scrape_budget(&headers, state.default_timeout);
     state.exporter.collect(deadline).await;
-    let orgs = state.exporter.orgs();
+    let snapshot = state.exporter.snapshot().await;
     let scope = Scope {
-        orgs: &orgs,
+        orgs: &snapshot.orgs,
         process: Some(&state.process),
-        discovery: discovery_scope(&state.exporter).await,
+        discovery: snapshot.discovery,
     };
     exposition(state.renderer.render(&scope), &headers)
 }
@@ -191,11 +182,7 @@ async fn service_discovery(State(state): State<Arc<AppState>>) -> Json<serde_jso
 }
 
 async fn landing(State(state): State<Arc<AppState>>) -> Html<String> {
-    let discovery = match state.exporter.discovery() {
-        Some(d) => Some(d.status().await),
-        None => None,
-    };
-    Html(landing::page(&state, discovery.as_ref()))
+    Html(landing::page(&state, &state.exporter.snapshot().await))
 }
 
 async fn healthz() -> &'static str {
