@@ -12,5 +12,5 @@ pub mod stats;
 pub mod token;
 
 pub use client::{ApiClient, ApiError, ListQuery, RequestObserver};
-pub use stats::ApiStats;
 pub use model::{Organization, OrganizationPage, PullRequest, Session, SessionPage};
+pub use stats::ApiStats;

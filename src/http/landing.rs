@@ -12,9 +12,9 @@ use crate::api::budget::clock_utc;
 use crate::api::explain::{self, Scope};
 use crate::api::redact::redact_url;
 use crate::exporter::Snapshot;
-use crate::{REVISION, VERSION};
 use crate::sync::OrgState;
 use crate::sync::listing::ListingKind;
+use crate::{REVISION, VERSION};
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -97,7 +97,7 @@ fn by_status(st: &OrgState) -> String {
     }
     let mut counts: HashMap<&str, u64> = HashMap::new();
     for (key, totals) in st.store.groups() {
-        *counts.entry(st.store.label(key[0])).or_default() += totals.sessions;
+        *counts.entry(st.store.label(key.status)).or_default() += totals.sessions;
     }
     let mut counts: Vec<(&str, u64)> = counts.into_iter().collect();
     counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));

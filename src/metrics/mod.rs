@@ -5,4 +5,3 @@ mod spend;
 mod text;
 
 pub use render::{CONTENT_TYPE, Renderer, Scope};
-

@@ -15,9 +15,9 @@ use prometheus::{Encoder, TextEncoder};
 use super::spend::SpendFamilies;
 use super::text;
 use crate::api::ApiStats;
-use crate::{REVISION, VERSION};
 use crate::discovery::DiscoveryStatus;
 use crate::sync::{Org, SessionStore};
+use crate::{REVISION, VERSION};
 
 /// Content type of the text exposition format; Prometheus 3 refuses a scrape without it.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -173,10 +173,10 @@ impl SessionFamilies {
             self.series += 1;
             let labels = [
                 ("org_id", org_id),
-                ("status", store.label(key[0])),
-                ("status_detail", store.label(key[1])),
-                ("origin", store.label(key[2])),
-                ("category", store.label(key[3])),
+                ("status", store.label(key.status)),
+                ("status_detail", store.label(key.status_detail)),
+                ("origin", store.label(key.origin)),
+                ("category", store.label(key.category)),
             ];
             text::series(out, Self::SESSIONS, &labels);
             text::count(out, totals.sessions);

@@ -6,16 +6,13 @@ use std::collections::{BTreeMap, HashMap};
 use indexmap::IndexMap;
 
 use super::intern::{Interner, OVERFLOW_SYM, Sym};
-use super::key::SessionKey;
+use super::key::{GroupKey, SessionKey};
 use super::spend::{Attrs, Spend, SpendSettings};
 use crate::api::Session;
 use crate::api::enums;
 
 /// ACUs are summed as integer millionths so that adding and removing never drifts.
 const MICROS: f64 = 1_000_000.0;
-
-/// Labels of the session gauges: status, status_detail, origin, category.
-pub type GroupKey = [Sym; 4];
 
 /// Most ACUs one session is taken to have. More is a broken upstream (`1e308`): clamped
 /// before any arithmetic, so that sums neither wrap nor drown every other session.
@@ -28,7 +25,7 @@ pub const MAX_SESSION_ACUS: f64 = 1e9;
 pub const MAX_GROUPS: usize = 2000;
 
 /// The group of sessions folded past [`MAX_GROUPS`].
-const OVERFLOW_GROUP: GroupKey = [OVERFLOW_SYM; 4];
+const OVERFLOW_GROUP: GroupKey = GroupKey::all(OVERFLOW_SYM);
 
 /// One session, without strings.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,8 +155,8 @@ impl Aggregates {
             *self.pr_states.entry(*s).or_default() += 1;
         }
         self.archived += u64::from(r.archived);
-        if !settled.contains(&r.labels[0]) {
-            let times = self.waiting.entry((r.labels[0], r.labels[1])).or_default();
+        if !settled.contains(&r.labels.status) {
+            let times = self.waiting.entry(r.labels.status_pair()).or_default();
             *times.entry(r.updated_at).or_default() += 1;
         }
     }
@@ -182,8 +179,8 @@ impl Aggregates {
             }
         }
         self.archived -= u64::from(r.archived);
-        if !settled.contains(&r.labels[0]) {
-            let key = (r.labels[0], r.labels[1]);
+        if !settled.contains(&r.labels.status) {
+            let key = r.labels.status_pair();
             if let Some(times) = self.waiting.get_mut(&key) {
                 if let Some(n) = times.get_mut(&r.updated_at) {
                     *n -= 1;
@@ -229,12 +226,12 @@ impl SessionStore {
     pub fn upsert(&mut self, s: &Session<'_>, generation: u32, count_transitions: bool) -> Upsert {
         let key = SessionKey::new(&s.session_id);
         let interner = &mut self.interner;
-        let labels = [
-            interner.intern(Some(&s.status)),
-            interner.intern(s.status_detail.as_deref()),
-            interner.intern(s.origin.as_deref()),
-            interner.intern(s.category.as_deref()),
-        ];
+        let labels = GroupKey {
+            status: interner.intern(Some(&s.status)),
+            status_detail: interner.intern(s.status_detail.as_deref()),
+            origin: interner.intern(s.origin.as_deref()),
+            category: interner.intern(s.category.as_deref()),
+        };
         let pr_states: Box<[Sym]> = s
             .pull_requests
             .iter()
@@ -285,8 +282,8 @@ impl SessionStore {
                     .acus_micros
                     .saturating_add(incoming.acus_micros.saturating_sub(stored.acus_micros));
                 // A new detail within a status counts too: a suspension's reason can change.
-                let entered = (incoming.labels[0], incoming.labels[1]);
-                if count_transitions && entered != (stored.labels[0], stored.labels[1]) {
+                let entered = incoming.labels.status_pair();
+                if count_transitions && entered != stored.labels.status_pair() {
                     *self.counters.entered_status.entry(entered).or_default() += 1;
                 }
                 *stored = incoming;
@@ -309,9 +306,13 @@ impl SessionStore {
                     .counters
                     .acus_micros
                     .saturating_add(incoming.acus_micros);
-                *self.counters.created.entry(incoming.labels[2]).or_default() += 1;
+                *self
+                    .counters
+                    .created
+                    .entry(incoming.labels.origin)
+                    .or_default() += 1;
                 if count_transitions {
-                    let entered = (incoming.labels[0], incoming.labels[1]);
+                    let entered = incoming.labels.status_pair();
                     *self.counters.entered_status.entry(entered).or_default() += 1;
                 }
                 self.records.insert(key, incoming);
@@ -330,8 +331,8 @@ impl SessionStore {
             let k = keep(r);
             if !k {
                 aggregates.remove(r, settled);
-                let active = !settled.contains(&r.labels[0]);
-                spend.remove(key, &r.attrs, r.labels[0], r.acus_micros, active);
+                let active = !settled.contains(&r.labels.status);
+                spend.remove(key, &r.attrs, r.labels.status, r.acus_micros, active);
             }
             k
         });
@@ -419,8 +420,8 @@ impl SessionStore {
             }
         }
         for key in self.aggregates.groups.keys() {
-            counters.created.insert(key[2], 0);
-            counters.entered_status.insert((key[0], key[1]), 0);
+            counters.created.insert(key.origin, 0);
+            counters.entered_status.insert(key.status_pair(), 0);
         }
         self.counters = counters;
     }
@@ -473,14 +474,20 @@ fn spend_change(
     url: Option<&str>,
     count_transitions: bool,
 ) {
-    let active = |r: &Record| !settled.contains(&r.labels[0]);
+    let active = |r: &Record| !settled.contains(&r.labels.status);
     if let Some(old) = old {
-        spend.remove(key, &old.attrs, old.labels[0], old.acus_micros, active(old));
+        spend.remove(
+            key,
+            &old.attrs,
+            old.labels.status,
+            old.acus_micros,
+            active(old),
+        );
     }
     spend.add(
         key,
         &new.attrs,
-        new.labels[0],
+        new.labels.status,
         new.acus_micros,
         active(new),
         url,
@@ -491,12 +498,17 @@ fn spend_change(
         .saturating_sub(old.map_or(0, |o| o.acus_micros));
     spend.consumed(&new.attrs, grown);
     // settled[..2] is exit and error: a session seen moving into one of them has ended.
-    let ends =
-        settled[..2].contains(&new.labels[0]) && old.is_none_or(|o| o.labels[0] != new.labels[0]);
+    let ends = settled[..2].contains(&new.labels.status)
+        && old.is_none_or(|o| o.labels.status != new.labels.status);
     if count_transitions && ends {
         // API timestamps compared only with each other; a clock oddity counts as 0.
         let duration = new.updated_at.saturating_sub(new.created_at).max(0) as u64;
-        spend.ended(new.labels[2], new.labels[0], duration, new.acus_micros);
+        spend.ended(
+            new.labels.origin,
+            new.labels.status,
+            duration,
+            new.acus_micros,
+        );
     }
 }
 
@@ -527,7 +539,7 @@ mod tests {
     fn group(store: &SessionStore, status: &str) -> Option<GroupTotals> {
         store
             .groups()
-            .find(|(k, _)| store.label(k[0]) == status)
+            .find(|(k, _)| store.label(k.status) == status)
             .map(|(_, g)| *g)
     }
 
