@@ -80,8 +80,13 @@ async fn start_exporter(sim: &Sim, extra: &[(&str, &str)]) -> Running {
     ];
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = config::from_vars(vars).unwrap();
-    let (exporter, router) =
-        devin_exporter::app::build(&config, None, false, &WebConfig::default()).unwrap();
+    let (exporter, router) = devin_exporter::app::build(
+        &config,
+        None,
+        devin_exporter::DataSource::Api,
+        &WebConfig::default(),
+    )
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/metrics", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::Router;
 
+use crate::DataSource;
 use crate::api::ApiClient;
 use crate::api::budget::RequestBudget;
 use crate::api::redact::redact_url;
@@ -25,7 +26,7 @@ const WINDOW_CONCURRENCY: usize = 8;
 pub fn build(
     config: &Config,
     token: Option<TokenSource>,
-    demo: bool,
+    data: DataSource,
     web: &WebConfig,
 ) -> Result<(Arc<Exporter>, Router), String> {
     let source = token
@@ -72,7 +73,7 @@ pub fn build(
         settings,
         discovery,
     ));
-    let state = AppState::for_config(Arc::clone(&exporter), config, demo);
+    let state = AppState::for_config(Arc::clone(&exporter), config, data);
     let auth =
         (!web.basic_auth_users.is_empty()).then(|| BasicAuth::new(web.basic_auth_users.clone()));
     let mut router = http::router(state, auth);
@@ -84,12 +85,16 @@ pub fn build(
 }
 
 /// Runs the server until SIGTERM/SIGINT.
-pub async fn run(config: &Config, token: Option<TokenSource>, demo: bool) -> Result<(), String> {
+pub async fn run(
+    config: &Config,
+    token: Option<TokenSource>,
+    data: DataSource,
+) -> Result<(), String> {
     let web = match &config.web_config_file {
         Some(path) => WebConfig::load(path)?,
         None => WebConfig::default(),
     };
-    let (_, router) = build(config, token, demo, &web)?;
+    let (_, router) = build(config, token, data, &web)?;
     let listener = std::net::TcpListener::bind(config.listen_address).map_err(|e| {
         format!(
             "DEVIN_LISTEN_ADDRESS={}: cannot bind ({e})",

@@ -23,6 +23,16 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Source revision of this build (`unknown` when built outside a git checkout).
 pub const REVISION: &str = env!("DEVIN_EXPORTER_REVISION");
 
+/// Where the sessions the exporter serves come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DataSource {
+    /// The Devin API.
+    #[default]
+    Api,
+    /// The built-in simulated API (demo mode): the landing page and `/metrics` say so.
+    Simulated,
+}
+
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

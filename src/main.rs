@@ -8,7 +8,7 @@ use devin_exporter::config::{Config, LogFormat, Secret, TokenSource};
 use devin_exporter::http::web_config::WebConfig;
 use devin_exporter::simulator::cli::SimulateArgs;
 use devin_exporter::simulator::{SimConfig, Simulator};
-use devin_exporter::{app, config, logging};
+use devin_exporter::{DataSource, app, config, logging};
 
 const CONFIG_HELP: &str = "\
 Configuration (environment):
@@ -137,7 +137,7 @@ fn main() -> ExitCode {
         if cli.demo || config.is_demo() {
             demo(config).await
         } else {
-            app::run(&config, None, false).await
+            app::run(&config, None, DataSource::Api).await
         }
     });
     match result {
@@ -180,7 +180,7 @@ async fn demo(mut config: Config) -> Result<(), String> {
     app::run(
         &config,
         Some(TokenSource::Value(Secret::new(sim.token()))),
-        true,
+        DataSource::Simulated,
     )
     .await
 }

@@ -8,6 +8,7 @@ use std::fmt::Write;
 use std::time::{Duration, SystemTime};
 
 use super::AppState;
+use crate::DataSource;
 use crate::api::budget::clock_utc;
 use crate::api::explain::{self, Scope};
 use crate::api::redact::redact_url;
@@ -113,34 +114,30 @@ fn by_status(st: &OrgState) -> String {
 
 fn settings(state: &AppState) -> String {
     let mut rows: Vec<(&str, String)> = vec![("API", redact_url(&state.api_url))];
-    match &state.config {
-        Some(c) => {
-            rows.push((
-                "request budget",
-                format!(
-                    "{} requests/s, {} in flight",
-                    c.max_requests_per_second, c.max_concurrent_requests
-                ),
-            ));
-            rows.push(("page size", c.page_size.to_string()));
-            rows.push(("incremental overlap", span(c.sync_overlap)));
-            rows.push(("scrape timeout without header", span(c.scrape_timeout)));
-            rows.push(("full re-listing every", span(c.full_resync_interval)));
-            rows.push((
-                "lookback",
-                c.lookback.map_or("all sessions".to_string(), span),
-            ));
-            rows.push((
-                "org discovery",
-                if c.discover_orgs {
-                    format!("on, every {}", span(c.discovery_interval))
-                } else {
-                    "off".to_string()
-                },
-            ));
-        }
-        None => rows.push(("scrape timeout without header", span(state.default_timeout))),
-    }
+    let c = &state.config;
+    rows.push((
+        "request budget",
+        format!(
+            "{} requests/s, {} in flight",
+            c.max_requests_per_second, c.max_concurrent_requests
+        ),
+    ));
+    rows.push(("page size", c.page_size.to_string()));
+    rows.push(("incremental overlap", span(c.sync_overlap)));
+    rows.push(("scrape timeout without header", span(c.scrape_timeout)));
+    rows.push(("full re-listing every", span(c.full_resync_interval)));
+    rows.push((
+        "lookback",
+        c.lookback.map_or("all sessions".to_string(), span),
+    ));
+    rows.push((
+        "org discovery",
+        if c.discover_orgs {
+            format!("on, every {}", span(c.discovery_interval))
+        } else {
+            "off".to_string()
+        },
+    ));
     rows.iter()
         .map(|(k, v)| format!("<tr><th>{}</th><td>{}</td></tr>\n", escape(k), escape(v)))
         .collect()
@@ -163,7 +160,7 @@ pub fn page(state: &AppState, snapshot: &Snapshot<'_>) -> String {
             escape(&query_value(&org.id)),
         );
     }
-    let demo = if state.demo {
+    let demo = if state.source == DataSource::Simulated {
         "<p><strong>DEMO MODE:</strong> these numbers come from the built-in simulated Devin API, \
          not from Devin. Set DEVIN_API_TOKEN and DEVIN_ORG_IDS to collect real sessions.</p>\n"
     } else {

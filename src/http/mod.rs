@@ -21,6 +21,7 @@ use tower_http::compression::CompressionLayer;
 
 use serde::Deserialize;
 
+use crate::DataSource;
 use crate::exporter::Exporter;
 use crate::metrics::{CONTENT_TYPE, Renderer, Scope};
 
@@ -35,10 +36,10 @@ pub struct AppState {
     pub default_timeout: Duration,
     /// Shown on the landing page.
     pub api_url: String,
-    /// True in demo mode (landing page says so).
-    pub demo: bool,
+    /// Simulated in demo mode (the landing page says so).
+    pub source: DataSource,
     /// The configuration, for the settings the landing page shows.
-    pub config: Option<crate::config::Config>,
+    pub config: crate::config::Config,
     process: ProcessCollector,
     renderer: Renderer,
 }
@@ -48,16 +49,16 @@ impl AppState {
     pub fn for_config(
         exporter: Arc<Exporter>,
         config: &crate::config::Config,
-        demo: bool,
+        source: DataSource,
     ) -> Arc<Self> {
         Arc::new(AppState {
             exporter,
             default_timeout: config.scrape_timeout,
             api_url: crate::api::redact::redact_url(&config.api_url),
-            demo,
-            config: Some(config.clone()),
+            source,
+            config: config.clone(),
             process: ProcessCollector::for_self(),
-            renderer: Renderer::new(demo),
+            renderer: Renderer::new(source),
         })
     }
 }

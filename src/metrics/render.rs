@@ -17,7 +17,7 @@ use super::text;
 use crate::api::ApiStats;
 use crate::discovery::DiscoveryStatus;
 use crate::sync::{Org, SessionStore};
-use crate::{REVISION, VERSION};
+use crate::{DataSource, REVISION, VERSION};
 
 /// Content type of the text exposition format; Prometheus 3 refuses a scrape without it.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -107,14 +107,14 @@ fn push_requests(
 #[derive(Default)]
 pub struct Renderer {
     last_len: AtomicUsize,
-    demo: bool,
+    source: DataSource,
 }
 
 impl Renderer {
     /// A renderer whose bodies say whether the data is simulated (demo mode).
-    pub fn new(demo: bool) -> Self {
+    pub fn new(source: DataSource) -> Self {
         Renderer {
-            demo,
+            source,
             ..Renderer::default()
         }
     }
@@ -122,14 +122,14 @@ impl Renderer {
     /// Renders the metrics of a scope (plus build info) as text.
     pub fn render(&self, scope: &Scope<'_>) -> prometheus::Result<String> {
         let hint = self.last_len.load(Ordering::Relaxed);
-        let body = render_sized(scope, hint + hint / 8, self.demo)?;
+        let body = render_sized(scope, hint + hint / 8, self.source)?;
         self.last_len.store(body.len(), Ordering::Relaxed);
         Ok(body)
     }
 
     /// Renders a one-org scope (`/probe`): too small to use or change the size hint.
     pub fn render_probe(&self, scope: &Scope<'_>) -> prometheus::Result<String> {
-        render_sized(scope, 0, self.demo)
+        render_sized(scope, 0, self.source)
     }
 }
 
@@ -186,7 +186,11 @@ impl SessionFamilies {
     }
 }
 
-fn render_sized(scope: &Scope<'_>, capacity: usize, demo: bool) -> prometheus::Result<String> {
+fn render_sized(
+    scope: &Scope<'_>,
+    capacity: usize,
+    source: DataSource,
+) -> prometheus::Result<String> {
     // The session families are most of a large body, split about evenly between the two.
     let mut out = Vec::with_capacity(capacity.max(64 * 1024));
     let mut session_families = SessionFamilies::new(capacity / 2);
@@ -240,7 +244,7 @@ fn render_sized(scope: &Scope<'_>, capacity: usize, demo: bool) -> prometheus::R
         "devin_exporter_demo_mode",
         "1 when the exporter serves simulated data (demo mode); absent otherwise.",
     );
-    if demo {
+    if source == DataSource::Simulated {
         demo_mode.push(&[], 1.0);
     }
 
