@@ -15,6 +15,7 @@ pub mod exporter;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+#[cfg(feature = "simulator")]
 pub mod simulator;
 pub mod sync;
 

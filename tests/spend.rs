@@ -2,6 +2,7 @@
 //! equal what a full listing of the API says (and what a fresh exporter says) after changes,
 //! their counters never go down (also when values fold into `overflow`), the ended-session
 //! histograms observe each ending once, and the runaway gauge shows the true top sessions.
+#![cfg(feature = "simulator")]
 
 mod common;
 
