@@ -10,7 +10,7 @@ pub mod api;
 pub mod app;
 pub mod check;
 pub mod config;
-pub mod discovery;
+pub(crate) mod discovery;
 pub mod exporter;
 pub mod http;
 pub mod logging;

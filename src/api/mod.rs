@@ -2,13 +2,13 @@
 //! request statistics the client reports to.
 
 pub mod budget;
-pub mod client;
+pub(crate) mod client;
 pub mod enums;
-pub mod explain;
-pub mod model;
-pub mod redact;
-pub mod retry;
-pub mod stats;
+pub(crate) mod explain;
+pub(crate) mod model;
+pub(crate) mod redact;
+pub(crate) mod retry;
+pub(crate) mod stats;
 pub mod token;
 
 pub use client::{ApiClient, ApiError, ListQuery, RequestObserver};

@@ -39,12 +39,6 @@ impl ApiStats {
         map.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
-    /// Total requests so far.
-    pub fn total_requests(&self) -> u64 {
-        let map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        map.values().sum()
-    }
-
     /// The latency histogram (a collector that can join any registry).
     pub fn latency(&self) -> &Histogram {
         &self.latency

@@ -1,6 +1,6 @@
 //! The HTTP server: `/metrics`, `/probe`, `/sd`, the landing page, health and readiness.
 
-pub mod auth;
+pub(crate) mod auth;
 pub mod compress;
 mod landing;
 mod tls;

@@ -443,24 +443,6 @@ impl SessionStore {
     pub fn start_spend_counters(&mut self) {
         self.spend.start_counters();
     }
-
-    /// Bytes held by the store's tables (records, index, heap parts), for the benchmarks.
-    pub fn approx_heap_bytes(&self) -> usize {
-        let entry = std::mem::size_of::<(u64, SessionKey, Record)>();
-        let index = self.records.capacity() * (std::mem::size_of::<usize>() + 1) * 8 / 7;
-        let heap: usize = self
-            .records
-            .iter()
-            .map(|(k, r)| {
-                let key = match k {
-                    SessionKey::Text(t) => t.len(),
-                    SessionKey::Packed(_) => 0,
-                };
-                key + r.pr_states.len() * std::mem::size_of::<Sym>()
-            })
-            .sum();
-        self.records.capacity() * entry + index + heap
-    }
 }
 
 /// Keeps the spend aggregates in step with one session's change (`old` is `None` for a new
