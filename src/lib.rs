@@ -1,10 +1,11 @@
 #![warn(missing_docs)]
 //! devin-exporter: a Prometheus exporter for the sessions of Devin organizations.
 //!
-//! Layout: [`config`] reads the environment; [`api`] talks to the Devin API; [`sync`] keeps
-//! each org's sessions current; [`metrics`] renders them; [`http`] serves them; [`exporter`]
-//! ties orgs to scrapes; [`discovery`] finds an enterprise's orgs; [`app`] wires it all
-//! together.
+//! Layers, each importing only those before it: [`config`] reads the environment; [`api`]
+//! talks to the Devin API; [`sync`] keeps each org's sessions current and `discovery` finds
+//! an enterprise's orgs; [`metrics`] renders them; [`exporter`] ties orgs to scrapes; [`http`]
+//! serves them; [`app`] wires it all together. The simulated Devin API stands beside them
+//! (feature `simulator`). The README's "Code layout" section draws the graph.
 
 pub mod api;
 pub mod app;
