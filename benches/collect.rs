@@ -24,7 +24,7 @@ use devin_exporter::config::{self, Secret, TokenSource};
 use devin_exporter::exporter::Exporter;
 use devin_exporter::http::web_config::WebConfig;
 use devin_exporter::metrics::{Renderer, Scope};
-use devin_exporter::sync::SessionStore;
+use devin_exporter::sync::{SessionStore, Transitions};
 use support::{Sim, cpu_time, ms, peak_rss_bytes, percentile, rss_bytes};
 
 const ORGS: usize = 5;
@@ -316,7 +316,7 @@ async fn naive(sim: &Sim) -> Duration {
                         n += 1;
                         let page = body.parse().unwrap();
                         for s in &page.items {
-                            store.upsert(s, 1, false);
+                            store.upsert(s, 1, Transitions::Ignored);
                         }
                         match page.end_cursor {
                             Some(c) if page.has_next_page => q.after = Some(c),

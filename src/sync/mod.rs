@@ -11,4 +11,4 @@ pub mod spend;
 pub(crate) mod store;
 
 pub use org::{Health, Org, OrgState, SyncSettings};
-pub use store::SessionStore;
+pub use store::{SessionStore, Transitions};

@@ -86,6 +86,17 @@ pub struct Counters {
     pub entered_status: HashMap<(Sym, Sym), u64>,
 }
 
+/// Whether an upsert counts what it sees happen (a session entering a status, one ending).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transitions {
+    /// Counted: the org's first listing is complete, changes happen while this process
+    /// watches.
+    Counted,
+    /// Not counted: during an org's first listing, whose sessions did not "enter" their
+    /// status while this process watched.
+    Ignored,
+}
+
 /// How an upsert changed the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upsert {
@@ -221,9 +232,9 @@ impl SessionStore {
     }
 
     /// Adds or updates one session as listed by the API. `generation` marks it seen by the current
-    /// listing; `count_transitions` is off during an org's first listing, whose sessions did
-    /// not "enter" their status while we watched.
-    pub fn upsert(&mut self, s: &Session<'_>, generation: u32, count_transitions: bool) -> Upsert {
+    /// listing; `transitions` says whether its changes count (see [`Transitions`]).
+    pub fn upsert(&mut self, s: &Session<'_>, generation: u32, transitions: Transitions) -> Upsert {
+        let count_transitions = transitions == Transitions::Counted;
         let key = SessionKey::new(&s.session_id);
         let interner = &mut self.interner;
         let labels = GroupKey {
@@ -512,7 +523,12 @@ mod tests {
         )
     }
 
-    fn upsert(store: &mut SessionStore, json: &str, generation: u32, transitions: bool) -> Upsert {
+    fn upsert(
+        store: &mut SessionStore,
+        json: &str,
+        generation: u32,
+        transitions: Transitions,
+    ) -> Upsert {
         let body = format!(r#"{{"items":[{json}]}}"#);
         let p = page(&body);
         store.upsert(&p.items[0], generation, transitions)
@@ -533,7 +549,7 @@ mod tests {
                 &mut s,
                 &item("a", "running", r#""working""#, 1.25, 10),
                 1,
-                false
+                Transitions::Ignored
             ),
             Upsert::Inserted
         );
@@ -542,7 +558,7 @@ mod tests {
                 &mut s,
                 &item("b", "running", r#""working""#, 2.0, 10),
                 1,
-                false
+                Transitions::Ignored
             ),
             Upsert::Inserted
         );
@@ -561,13 +577,18 @@ mod tests {
                 &mut s,
                 &item("a", "running", r#""working""#, 1.25, 10),
                 1,
-                true
+                Transitions::Counted
             ),
             Upsert::Unchanged
         );
         // a moves to error and burns more ACUs.
         assert_eq!(
-            upsert(&mut s, &item("a", "error", "null", 3.0, 20), 1, true),
+            upsert(
+                &mut s,
+                &item("a", "error", "null", 3.0, 20),
+                1,
+                Transitions::Counted
+            ),
             Upsert::Updated
         );
         assert_eq!(
@@ -594,13 +615,18 @@ mod tests {
                 &mut s,
                 &item("a", "running", r#""working""#, 1.25, 10),
                 1,
-                true
+                Transitions::Counted
             ),
             Upsert::Unchanged
         );
         assert_eq!(group(&s, "error").unwrap().sessions, 1);
         // ACUs reported lower (a correction) never make the counter go down.
-        upsert(&mut s, &item("a", "error", "null", 0.5, 30), 1, true);
+        upsert(
+            &mut s,
+            &item("a", "error", "null", 0.5, 30),
+            1,
+            Transitions::Counted,
+        );
         assert_eq!(s.counters().acus_micros, 5_000_000);
         let pr = s.pull_requests().map(|(_, n)| n).sum::<u64>();
         assert_eq!(pr, 2);
@@ -613,10 +639,20 @@ mod tests {
             &mut s,
             &item("a", "running", r#""waiting_for_user""#, 1.0, 10),
             1,
-            false,
+            Transitions::Ignored,
         );
-        upsert(&mut s, &item("b", "exit", "null", 1.0, 10), 1, false);
-        upsert(&mut s, &item("b", "exit", "null", 1.0, 10), 2, true);
+        upsert(
+            &mut s,
+            &item("b", "exit", "null", 1.0, 10),
+            1,
+            Transitions::Ignored,
+        );
+        upsert(
+            &mut s,
+            &item("b", "exit", "null", 1.0, 10),
+            2,
+            Transitions::Counted,
+        );
         assert_eq!(s.oldest_updates().count(), 1);
         assert_eq!(s.drop_unseen(2), 1);
         assert_eq!(s.len(), 1);
@@ -639,7 +675,7 @@ mod tests {
                 r#""category":null"#,
                 &format!(r#""category":"c{}""#, i / 60),
             );
-            upsert(&mut s, &json, 1, false);
+            upsert(&mut s, &json, 1, Transitions::Ignored);
         }
         let groups: Vec<_> = s.groups().map(|(k, g)| (*k, *g)).collect();
         assert_eq!(groups.len(), MAX_GROUPS + 1);
@@ -660,7 +696,7 @@ mod tests {
                 r#""acus_consumed":0"#,
                 &format!(r#""acus_consumed":{acus}"#),
             );
-            upsert(&mut s, &json, 1, false);
+            upsert(&mut s, &json, 1, Transitions::Ignored);
         }
         let g = group(&s, "running").unwrap();
         assert_eq!(g.sessions, 4);
@@ -675,19 +711,19 @@ mod tests {
             &mut s,
             &item("a", "running", r#""waiting_for_user""#, 0.0, 50),
             1,
-            false,
+            Transitions::Ignored,
         );
         upsert(
             &mut s,
             &item("b", "running", r#""waiting_for_user""#, 0.0, 40),
             1,
-            false,
+            Transitions::Ignored,
         );
         upsert(
             &mut s,
             &item("c", "suspended", r#""inactivity""#, 0.0, 10),
             1,
-            false,
+            Transitions::Ignored,
         );
         let oldest: Vec<_> = s
             .oldest_updates()
@@ -701,7 +737,7 @@ mod tests {
             &mut s,
             &item("b", "running", r#""working""#, 0.0, 60),
             1,
-            true,
+            Transitions::Counted,
         );
         let oldest: BTreeMap<_, _> = s
             .oldest_updates()
@@ -726,13 +762,13 @@ mod tests {
             &mut s,
             &item("a", "running", r#""working""#, 0.0, 10),
             1,
-            false,
+            Transitions::Ignored,
         );
         upsert(
             &mut s,
             &item("b", "blocked", r#""by_cosmic_rays""#, 0.0, 10),
             1,
-            false,
+            Transitions::Ignored,
         );
         s.start_counters();
         let zero = entered(&s);
@@ -763,22 +799,27 @@ mod tests {
             &mut s,
             &item("a", "suspended", r#""inactivity""#, 0.0, 20),
             1,
-            true,
+            Transitions::Counted,
         );
         upsert(
             &mut s,
             &item("a", "suspended", r#""out_of_credits""#, 0.0, 30),
             1,
-            true,
+            Transitions::Counted,
         );
         upsert(
             &mut s,
             &item("a", "suspended", r#""out_of_credits""#, 0.0, 30),
             1,
-            true,
+            Transitions::Counted,
         );
         // A value no one documented gets its series when first seen.
-        upsert(&mut s, &item("c", "scheduled", "null", 0.0, 30), 1, true);
+        upsert(
+            &mut s,
+            &item("c", "scheduled", "null", 0.0, 30),
+            1,
+            Transitions::Counted,
+        );
         let after = entered(&s);
         let get = |st: &str, d: &str| after.get(&(st.into(), d.into())).copied();
         assert_eq!(get("suspended", "inactivity"), Some(1));
