@@ -24,7 +24,7 @@ use devin_exporter::config::{self, Secret, TokenSource};
 use devin_exporter::exporter::Exporter;
 use devin_exporter::http::web_config::WebConfig;
 use devin_exporter::metrics::{Renderer, Scope};
-use devin_exporter::sync::SessionStore;
+use devin_exporter::sync::{SessionStore, Transitions};
 use support::{Sim, cpu_time, ms, peak_rss_bytes, percentile, rss_bytes};
 
 const ORGS: usize = 5;
@@ -80,8 +80,13 @@ async fn start_exporter(sim: &Sim, extra: &[(&str, &str)]) -> Running {
     ];
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = config::from_vars(vars).unwrap();
-    let (exporter, router) =
-        devin_exporter::app::build(&config, None, false, &WebConfig::default()).unwrap();
+    let (exporter, router) = devin_exporter::app::build(
+        &config,
+        None,
+        devin_exporter::DataSource::Api,
+        &WebConfig::default(),
+    )
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/metrics", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
@@ -311,7 +316,7 @@ async fn naive(sim: &Sim) -> Duration {
                         n += 1;
                         let page = body.parse().unwrap();
                         for s in &page.items {
-                            store.upsert(s, 1, false);
+                            store.upsert(s, 1, Transitions::Ignored);
                         }
                         match page.end_cursor {
                             Some(c) if page.has_next_page => q.after = Some(c),

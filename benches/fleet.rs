@@ -13,6 +13,7 @@ mod support;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use devin_exporter::DataSource;
 use devin_exporter::config;
 use devin_exporter::http::web_config::WebConfig;
 use support::{Sim, ms};
@@ -63,7 +64,8 @@ fn main() {
         .map(|(k, v)| (k.to_string(), v));
         let config = config::from_vars(vars).unwrap();
         let (_exporter, router) =
-            devin_exporter::app::build(&config, None, false, &WebConfig::default()).unwrap();
+            devin_exporter::app::build(&config, None, DataSource::Api, &WebConfig::default())
+                .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/metrics", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {

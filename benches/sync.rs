@@ -15,7 +15,7 @@ use devin_exporter::api::SessionPage;
 use devin_exporter::config::Attribution;
 use devin_exporter::metrics::{Renderer, Scope};
 use devin_exporter::sync::spend::SpendSettings;
-use devin_exporter::sync::{Org, SessionStore};
+use devin_exporter::sync::{Org, SessionStore, Transitions};
 use support::{CountingAlloc, live_bytes, ms, percentile, synthetic_page};
 
 #[global_allocator]
@@ -28,7 +28,7 @@ fn fill(store: &mut SessionStore, sessions: u64) {
         let body = synthetic_page(start, n);
         let page: SessionPage = serde_json::from_str(&body).expect("synthetic page parses");
         for s in &page.items {
-            store.upsert(s, 1, false);
+            store.upsert(s, 1, Transitions::Ignored);
         }
         start += n;
     }
@@ -121,7 +121,7 @@ fn series_bench() {
                 let body = synthetic_page(i * 150, 150);
                 let page: SessionPage = serde_json::from_str(&body).expect("synthetic page parses");
                 for s in &page.items {
-                    st.store.upsert(s, 1, false);
+                    st.store.upsert(s, 1, Transitions::Ignored);
                 }
                 st.initial_complete = true;
             }

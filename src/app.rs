@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 
+use crate::DataSource;
 use crate::api::ApiClient;
 use crate::api::budget::RequestBudget;
 use crate::api::redact::redact_url;
@@ -69,7 +70,7 @@ const WINDOW_CONCURRENCY: usize = 8;
 pub fn build(
     config: &Config,
     token: Option<TokenSource>,
-    demo: bool,
+    data: DataSource,
     web: &WebConfig,
 ) -> Result<(Arc<Exporter>, Router), StartupError> {
     let source = token
@@ -117,7 +118,7 @@ pub fn build(
         settings,
         discovery,
     ));
-    let state = AppState::for_config(Arc::clone(&exporter), config, demo);
+    let state = AppState::for_config(Arc::clone(&exporter), config, data);
     let auth =
         (!web.basic_auth_users.is_empty()).then(|| BasicAuth::new(web.basic_auth_users.clone()));
     let mut router = http::router(state, auth);
@@ -132,13 +133,13 @@ pub fn build(
 pub async fn run(
     config: &Config,
     token: Option<TokenSource>,
-    demo: bool,
+    data: DataSource,
 ) -> Result<(), StartupError> {
     let web = match &config.web_config_file {
         Some(path) => WebConfig::load(path).map_err(StartupError::WebConfig)?,
         None => WebConfig::default(),
     };
-    let (_, router) = build(config, token, demo, &web)?;
+    let (_, router) = build(config, token, data, &web)?;
     let listener = std::net::TcpListener::bind(config.listen_address).map_err(|source| {
         StartupError::Bind {
             addr: config.listen_address,
@@ -152,7 +153,7 @@ pub async fn run(
         page_size = config.page_size,
         max_requests_per_second = config.max_requests_per_second,
         "devin-exporter {} starting",
-        crate::metrics::VERSION
+        crate::VERSION
     );
     http::serve_with(
         listener,

@@ -7,8 +7,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::api::{ApiClient, ApiError, ListQuery, Organization, OrganizationPage};
-use crate::metrics::ApiStats;
+use crate::api::{ApiClient, ApiError, ApiStats, ListQuery, Organization, OrganizationPage};
 
 /// What the last discovery found and how it went.
 #[derive(Debug, Clone, Default)]

@@ -3,14 +3,26 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
 
 use indexmap::IndexMap;
 use tokio::time::Instant;
 
-use crate::api::{ApiClient, Organization};
-use crate::discovery::Discovery;
+use crate::api::{ApiClient, ApiStats, Organization};
+use crate::discovery::{Discovery, DiscoveryStatus};
 use crate::sync::schedule::Scheduler;
 use crate::sync::{Org, SyncSettings};
+
+/// What a response shows of the exporter at one moment.
+pub struct Snapshot<'a> {
+    /// The orgs collected now, configured ones first.
+    pub orgs: Vec<Arc<Org>>,
+    /// Org discovery status and its request statistics, when discovery is on.
+    pub discovery: Option<(DiscoveryStatus, &'a ApiStats)>,
+    /// When the API's rate-limit pause on the token ends, if one is in force: collections
+    /// wait for it.
+    pub rate_limited_until: Option<SystemTime>,
+}
 
 /// Orgs, client and discovery.
 pub struct Exporter {
@@ -60,10 +72,18 @@ impl Exporter {
             .collect()
     }
 
-    /// When the API's rate-limit pause on the token ends, if one is in force: collections
-    /// wait for it.
-    pub fn rate_limited_until(&self) -> Option<std::time::SystemTime> {
-        self.client.rate_limited_until()
+    /// The orgs, the discovery's state and any rate-limit pause, as a response shows them.
+    pub async fn snapshot(&self) -> Snapshot<'_> {
+        let orgs = self.orgs();
+        let discovery = match &self.discovery {
+            Some(d) => Some((d.status().await, &d.api_stats)),
+            None => None,
+        };
+        Snapshot {
+            orgs,
+            discovery,
+            rate_limited_until: self.client.rate_limited_until(),
+        }
     }
 
     /// The org discovery, if enabled.

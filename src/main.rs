@@ -5,11 +5,15 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use devin_exporter::app::StartupError;
-use devin_exporter::config::{Config, ConfigError, LogFormat, Secret, TokenSource};
+use devin_exporter::config::ConfigError;
+#[cfg(feature = "simulator")]
+use devin_exporter::config::{Config, LogFormat, Secret, TokenSource};
 use devin_exporter::http::web_config::WebConfig;
+#[cfg(feature = "simulator")]
 use devin_exporter::simulator::cli::SimulateArgs;
+#[cfg(feature = "simulator")]
 use devin_exporter::simulator::{SimConfig, Simulator};
-use devin_exporter::{app, config, logging};
+use devin_exporter::{DataSource, app, config, logging};
 
 /// Prometheus exporter for Devin sessions.
 #[derive(Parser, Debug)]
@@ -26,7 +30,14 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve the simulated Devin API on its own (for developing dashboards and tests).
+    #[cfg(feature = "simulator")]
     Simulate(SimulateArgs),
+    /// Serve the simulated Devin API on its own: not in this build (no `simulator` feature).
+    #[cfg(not(feature = "simulator"))]
+    Simulate {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
     /// Check the token and every org without starting the server: exit 0 when every org is
     /// readable, 1 when one is not, 2 on bad configuration.
     Check,
@@ -78,6 +89,11 @@ fn main() -> ExitCode {
             let url = url.unwrap_or_else(own_health_url);
             return runtime.block_on(healthcheck(&url, identity));
         }
+        #[cfg(not(feature = "simulator"))]
+        Some(Command::Simulate { .. }) => {
+            return fail(ConfigError(without_simulator("the simulate subcommand")));
+        }
+        #[cfg(feature = "simulator")]
         Some(Command::Simulate(args)) => {
             logging::init(LogFormat::Text);
             return match runtime.block_on(devin_exporter::simulator::cli::run(args)) {
@@ -100,13 +116,20 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    #[cfg(not(feature = "simulator"))]
+    if cli.demo || config.is_demo() {
+        return fail(ConfigError(format!(
+            "{}; set DEVIN_API_TOKEN and DEVIN_ORG_IDS to collect real sessions",
+            without_simulator("demo mode")
+        )));
+    }
     logging::init(config.log_format);
     let result = runtime.block_on(async {
+        #[cfg(feature = "simulator")]
         if cli.demo || config.is_demo() {
-            demo(config).await
-        } else {
-            app::run(&config, None, false).await
+            return demo(config).await;
         }
+        app::run(&config, None, DataSource::Api).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -115,7 +138,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// The error of a feature that needs the simulator, in a build without it.
+#[cfg(not(feature = "simulator"))]
+fn without_simulator(what: &str) -> String {
+    format!(
+        "{what} needs the simulated Devin API, which this build leaves out (build with the default feature `simulator`)"
+    )
+}
+
 /// Demo mode: the simulator in-process on a loopback port, the exporter pointed at it.
+#[cfg(feature = "simulator")]
 async fn demo(mut config: Config) -> Result<(), StartupError> {
     // The simulated clock runs at wall-clock speed (so that timestamps and ages are real);
     // a busy arrival rate keeps sessions visibly moving between scrapes.
@@ -144,7 +176,7 @@ async fn demo(mut config: Config) -> Result<(), StartupError> {
     app::run(
         &config,
         Some(TokenSource::Value(Secret::new(sim.token()))),
-        true,
+        DataSource::Simulated,
     )
     .await
 }

@@ -160,7 +160,9 @@ async fn demo_mode_has_a_banner() {
     )
     .unwrap();
     let web = devin_exporter::http::web_config::WebConfig::default();
-    let (_, router) = devin_exporter::app::build(&config, None, true, &web).unwrap();
+    let (_, router) =
+        devin_exporter::app::build(&config, None, devin_exporter::DataSource::Simulated, &web)
+            .unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(devin_exporter::http::serve(listener, router, None));

@@ -2,7 +2,7 @@
 //! an error, never a panic, and a well-formed page always parses.
 
 use devin_exporter::api::{OrganizationPage, SessionPage};
-use devin_exporter::sync::SessionStore;
+use devin_exporter::sync::{SessionStore, Transitions};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -51,7 +51,7 @@ fn parse_and_apply(bytes: &[u8]) {
     if let Ok(page) = serde_json::from_slice::<SessionPage>(bytes) {
         let mut store = SessionStore::default();
         for s in &page.items {
-            store.upsert(s, 1, true);
+            store.upsert(s, 1, Transitions::Counted);
         }
     }
     let _ = serde_json::from_slice::<OrganizationPage>(bytes);
@@ -90,7 +90,7 @@ proptest! {
         // Either it is a value of the right type, or the page is rejected.
         if let Ok(page) = serde_json::from_str::<SessionPage>(&body) {
             let mut store = SessionStore::default();
-            store.upsert(&page.items[0], 1, true);
+            store.upsert(&page.items[0], 1, Transitions::Counted);
             prop_assert_eq!(store.len(), 1);
         }
     }

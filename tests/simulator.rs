@@ -1,5 +1,6 @@
 //! The simulated Devin API over real HTTP: the documented contract (auth, 404, 422, cursors,
 //! filters, optional `total`), determinism, the lifecycle over simulated time, and faults.
+#![cfg(feature = "simulator")]
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

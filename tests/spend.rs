@@ -2,6 +2,7 @@
 //! equal what a full listing of the API says (and what a fresh exporter says) after changes,
 //! their counters never go down (also when values fold into `overflow`), the ended-session
 //! histograms observe each ending once, and the runaway gauge shows the true top sessions.
+#![cfg(feature = "simulator")]
 
 mod common;
 
@@ -12,8 +13,8 @@ use common::{Metrics, scrape, start_exporter};
 use devin_exporter::api::SessionPage;
 use devin_exporter::config::Attribution;
 use devin_exporter::simulator::{SimConfig, Simulator};
-use devin_exporter::sync::SessionStore;
 use devin_exporter::sync::spend::{Dimension, SpendSettings};
+use devin_exporter::sync::{SessionStore, Transitions};
 use serde_json::Value;
 
 const ALL: (&str, &str) = ("DEVIN_ATTRIBUTION", "user,playbook,tag");
@@ -450,7 +451,7 @@ fn page(items: &[(u32, &str, f64, &str, &[&str])]) -> String {
 fn apply(store: &mut SessionStore, body: &str, generation: u32) {
     let page: SessionPage = serde_json::from_str(body).unwrap();
     for s in &page.items {
-        store.upsert(s, generation, true);
+        store.upsert(s, generation, Transitions::Counted);
     }
 }
 

@@ -1,5 +1,6 @@
 //! The incremental sync against the simulator: after any changes, a warm exporter exposes
 //! exactly what a fresh full listing would, and steady state costs one request per org.
+#![cfg(feature = "simulator")]
 
 mod common;
 

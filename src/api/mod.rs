@@ -1,13 +1,16 @@
-//! The Devin API v3 client: wire types, the request budget, retries and the token.
+//! The Devin API v3 client: wire types, the request budget, retries, the token, and the
+//! request statistics the client reports to.
 
 pub mod budget;
-pub mod client;
+pub(crate) mod client;
 pub mod enums;
-pub mod explain;
-pub mod model;
-pub mod redact;
-pub mod retry;
+pub(crate) mod explain;
+pub(crate) mod model;
+pub(crate) mod redact;
+pub(crate) mod retry;
+pub(crate) mod stats;
 pub mod token;
 
 pub use client::{ApiClient, ApiError, ListQuery, RequestObserver};
 pub use model::{Organization, OrganizationPage, PullRequest, Session, SessionPage};
+pub use stats::ApiStats;

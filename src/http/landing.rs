@@ -8,13 +8,14 @@ use std::fmt::Write;
 use std::time::{Duration, SystemTime};
 
 use super::AppState;
+use crate::DataSource;
 use crate::api::budget::clock_utc;
 use crate::api::explain::{self, Scope};
 use crate::api::redact::redact_url;
-use crate::discovery::DiscoveryStatus;
-use crate::metrics::{REVISION, VERSION};
+use crate::exporter::Snapshot;
 use crate::sync::OrgState;
 use crate::sync::listing::ListingKind;
+use crate::{REVISION, VERSION};
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -97,7 +98,7 @@ fn by_status(st: &OrgState) -> String {
     }
     let mut counts: HashMap<&str, u64> = HashMap::new();
     for (key, totals) in st.store.groups() {
-        *counts.entry(st.store.label(key[0])).or_default() += totals.sessions;
+        *counts.entry(st.store.label(key.status)).or_default() += totals.sessions;
     }
     let mut counts: Vec<(&str, u64)> = counts.into_iter().collect();
     counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
@@ -113,43 +114,39 @@ fn by_status(st: &OrgState) -> String {
 
 fn settings(state: &AppState) -> String {
     let mut rows: Vec<(&str, String)> = vec![("API", redact_url(&state.api_url))];
-    match &state.config {
-        Some(c) => {
-            rows.push((
-                "request budget",
-                format!(
-                    "{} requests/s, {} in flight",
-                    c.max_requests_per_second, c.max_concurrent_requests
-                ),
-            ));
-            rows.push(("page size", c.page_size.to_string()));
-            rows.push(("incremental overlap", span(c.sync_overlap)));
-            rows.push(("scrape timeout without header", span(c.scrape_timeout)));
-            rows.push(("full re-listing every", span(c.full_resync_interval)));
-            rows.push((
-                "lookback",
-                c.lookback.map_or("all sessions".to_string(), span),
-            ));
-            rows.push((
-                "org discovery",
-                if c.discover_orgs {
-                    format!("on, every {}", span(c.discovery_interval))
-                } else {
-                    "off".to_string()
-                },
-            ));
-        }
-        None => rows.push(("scrape timeout without header", span(state.default_timeout))),
-    }
+    let c = &state.config;
+    rows.push((
+        "request budget",
+        format!(
+            "{} requests/s, {} in flight",
+            c.max_requests_per_second, c.max_concurrent_requests
+        ),
+    ));
+    rows.push(("page size", c.page_size.to_string()));
+    rows.push(("incremental overlap", span(c.sync_overlap)));
+    rows.push(("scrape timeout without header", span(c.scrape_timeout)));
+    rows.push(("full re-listing every", span(c.full_resync_interval)));
+    rows.push((
+        "lookback",
+        c.lookback.map_or("all sessions".to_string(), span),
+    ));
+    rows.push((
+        "org discovery",
+        if c.discover_orgs {
+            format!("on, every {}", span(c.discovery_interval))
+        } else {
+            "off".to_string()
+        },
+    ));
     rows.iter()
         .map(|(k, v)| format!("<tr><th>{}</th><td>{}</td></tr>\n", escape(k), escape(v)))
         .collect()
 }
 
 /// Renders the page.
-pub fn page(state: &AppState, discovery: Option<&DiscoveryStatus>) -> String {
+pub fn page(state: &AppState, snapshot: &Snapshot<'_>) -> String {
     let mut rows = String::new();
-    for org in state.exporter.orgs() {
+    for org in &snapshot.orgs {
         let name = org.info().and_then(|i| i.name);
         let st = org.state();
         let _ = writeln!(
@@ -163,23 +160,23 @@ pub fn page(state: &AppState, discovery: Option<&DiscoveryStatus>) -> String {
             escape(&query_value(&org.id)),
         );
     }
-    let demo = if state.demo {
+    let demo = if state.source == DataSource::Simulated {
         "<p><strong>DEMO MODE:</strong> these numbers come from the built-in simulated Devin API, \
          not from Devin. Set DEVIN_API_TOKEN and DEVIN_ORG_IDS to collect real sessions.</p>\n"
     } else {
         ""
     };
     // Collections waiting out a pause have not finished, so no org row says it yet.
-    let paused = match state.exporter.rate_limited_until() {
+    let paused = match snapshot.rate_limited_until {
         Some(until) => format!(
             "<p><strong>Rate limited:</strong> the API answered 429; every request of the token waits: rate limited until {}.</p>\n",
             escape(&clock_utc(until))
         ),
         None => String::new(),
     };
-    let discovery = match discovery {
+    let discovery = match &snapshot.discovery {
         None => String::new(),
-        Some(d) => {
+        Some((d, _)) => {
             let words = match (d.up, &d.last_error) {
                 (None, _) => "not run yet".to_string(),
                 (Some(true), _) => format!("ok, {} orgs found", d.found),

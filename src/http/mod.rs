@@ -1,6 +1,6 @@
 //! The HTTP server: `/metrics`, `/probe`, `/sd`, the landing page, health and readiness.
 
-pub mod auth;
+pub(crate) mod auth;
 pub mod compress;
 mod landing;
 mod tls;
@@ -21,9 +21,9 @@ use tower_http::compression::CompressionLayer;
 
 use serde::Deserialize;
 
-use crate::discovery::DiscoveryStatus;
+use crate::DataSource;
 use crate::exporter::Exporter;
-use crate::metrics::{ApiStats, CONTENT_TYPE, Renderer, Scope};
+use crate::metrics::{CONTENT_TYPE, Renderer, Scope};
 
 /// Header in which Prometheus sends its scrape timeout.
 pub const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
@@ -36,10 +36,10 @@ pub struct AppState {
     pub default_timeout: Duration,
     /// Shown on the landing page.
     pub api_url: String,
-    /// True in demo mode (landing page says so).
-    pub demo: bool,
+    /// Simulated in demo mode (the landing page says so).
+    pub source: DataSource,
     /// The configuration, for the settings the landing page shows.
-    pub config: Option<crate::config::Config>,
+    pub config: crate::config::Config,
     process: ProcessCollector,
     renderer: Renderer,
 }
@@ -49,16 +49,16 @@ impl AppState {
     pub fn for_config(
         exporter: Arc<Exporter>,
         config: &crate::config::Config,
-        demo: bool,
+        source: DataSource,
     ) -> Arc<Self> {
         Arc::new(AppState {
             exporter,
             default_timeout: config.scrape_timeout,
             api_url: crate::api::redact::redact_url(&config.api_url),
-            demo,
-            config: Some(config.clone()),
+            source,
+            config: config.clone(),
             process: ProcessCollector::for_self(),
-            renderer: Renderer::new(demo),
+            renderer: Renderer::new(source),
         })
     }
 }
@@ -117,21 +117,14 @@ fn exposition(result: prometheus::Result<String>, request: &HeaderMap) -> Respon
     }
 }
 
-async fn discovery_scope(exporter: &Exporter) -> Option<(DiscoveryStatus, &ApiStats)> {
-    match exporter.discovery() {
-        Some(d) => Some((d.status().await, &d.api_stats)),
-        None => None,
-    }
-}
-
 async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let deadline = Instant::now() + scrape_budget(&headers, state.default_timeout);
     state.exporter.collect(deadline).await;
-    let orgs = state.exporter.orgs();
+    let snapshot = state.exporter.snapshot().await;
     let scope = Scope {
-        orgs: &orgs,
+        orgs: &snapshot.orgs,
         process: Some(&state.process),
-        discovery: discovery_scope(&state.exporter).await,
+        discovery: snapshot.discovery,
     };
     exposition(state.renderer.render(&scope), &headers)
 }
@@ -190,11 +183,7 @@ async fn service_discovery(State(state): State<Arc<AppState>>) -> Json<serde_jso
 }
 
 async fn landing(State(state): State<Arc<AppState>>) -> Html<String> {
-    let discovery = match state.exporter.discovery() {
-        Some(d) => Some(d.status().await),
-        None => None,
-    };
-    Html(landing::page(&state, discovery.as_ref()))
+    Html(landing::page(&state, &state.exporter.snapshot().await))
 }
 
 async fn healthz() -> &'static str {
@@ -285,7 +274,7 @@ pub async fn serve_with_timeouts(
     let handle = axum_server::Handle::new();
     let on_signal = handle.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        crate::shutdown_signal().await;
         on_signal.graceful_shutdown(Some(timeouts.shutdown_grace));
     });
     let service = router.into_make_service();
@@ -309,29 +298,6 @@ pub async fn serve_with_timeouts(
         }
         None => server.serve(service).await,
     }
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down");
 }
 
 #[cfg(test)]

@@ -12,9 +12,10 @@ use prometheus::{Encoder, TextEncoder};
 
 use super::spend::SpendFamilies;
 use super::text::{self, Bound, Family};
-use super::{ApiStats, REVISION, VERSION};
+use crate::api::ApiStats;
 use crate::discovery::DiscoveryStatus;
 use crate::sync::{Org, SessionStore};
+use crate::{DataSource, REVISION, VERSION};
 
 /// Content type of the text exposition format; Prometheus 3 refuses a scrape without it.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -55,14 +56,14 @@ fn push_requests(requests: &mut Family, latency: &mut Family, org_id: &str, stat
 #[derive(Default)]
 pub struct Renderer {
     last_len: AtomicUsize,
-    demo: bool,
+    source: DataSource,
 }
 
 impl Renderer {
     /// A renderer whose bodies say whether the data is simulated (demo mode).
-    pub fn new(demo: bool) -> Self {
+    pub fn new(source: DataSource) -> Self {
         Renderer {
-            demo,
+            source,
             ..Renderer::default()
         }
     }
@@ -70,14 +71,14 @@ impl Renderer {
     /// Renders the metrics of a scope (plus build info) as text.
     pub fn render(&self, scope: &Scope<'_>) -> prometheus::Result<String> {
         let hint = self.last_len.load(Ordering::Relaxed);
-        let body = render_sized(scope, hint + hint / 8, self.demo)?;
+        let body = render_sized(scope, hint + hint / 8, self.source)?;
         self.last_len.store(body.len(), Ordering::Relaxed);
         Ok(body)
     }
 
     /// Renders a one-org scope (`/probe`): too small to use or change the size hint.
     pub fn render_probe(&self, scope: &Scope<'_>) -> prometheus::Result<String> {
-        render_sized(scope, 0, self.demo)
+        render_sized(scope, 0, self.source)
     }
 }
 
@@ -121,10 +122,10 @@ impl SessionFamilies {
             self.series += 1;
             let labels = [
                 ("org_id", org_id),
-                ("status", store.label(key[0])),
-                ("status_detail", store.label(key[1])),
-                ("origin", store.label(key[2])),
-                ("category", store.label(key[3])),
+                ("status", store.label(key.status)),
+                ("status_detail", store.label(key.status_detail)),
+                ("origin", store.label(key.origin)),
+                ("category", store.label(key.category)),
             ];
             text::series(out, Self::SESSIONS, &labels);
             text::count(out, totals.sessions);
@@ -134,7 +135,11 @@ impl SessionFamilies {
     }
 }
 
-fn render_sized(scope: &Scope<'_>, capacity: usize, demo: bool) -> prometheus::Result<String> {
+fn render_sized(
+    scope: &Scope<'_>,
+    capacity: usize,
+    source: DataSource,
+) -> prometheus::Result<String> {
     // The session families are most of a large body, split about evenly between the two.
     let mut out = Vec::with_capacity(capacity.max(64 * 1024));
     let mut session_families = SessionFamilies::new(capacity / 2);
@@ -191,7 +196,7 @@ fn render_sized(scope: &Scope<'_>, capacity: usize, demo: bool) -> prometheus::R
         "devin_exporter_demo_mode",
         "1 when the exporter serves simulated data (demo mode); absent otherwise.",
     );
-    if demo {
+    if source == DataSource::Simulated {
         demo_mode.count(&[], 1);
     }
 

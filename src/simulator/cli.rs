@@ -76,6 +76,6 @@ pub async fn run(args: SimulateArgs) -> std::io::Result<()> {
         sim.token()
     )?;
     out.flush()?;
-    crate::http::shutdown_signal().await;
+    crate::shutdown_signal().await;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! simulated clock. Every random draw comes from an RNG seeded by (seed, session, step), so
 //! the world at a simulated time does not depend on how often anyone looked at it.
 
-use rand::rngs::SmallRng;
+use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 
 /// Mixes numbers into one seed (splitmix64's finalizer).
@@ -13,13 +13,14 @@ pub fn mix(a: u64, b: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A deterministic RNG for one decision.
-pub fn rng(key: u64) -> SmallRng {
-    SmallRng::seed_from_u64(key)
+/// A deterministic RNG for one decision. ChaCha8 is a specified algorithm, so one seed gives
+/// the same world on every platform and after an upgrade of `rand`.
+pub fn rng(key: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(key)
 }
 
 /// Picks from weighted choices.
-pub fn weighted<T: Copy>(r: &mut SmallRng, choices: &[(T, u32)]) -> T {
+pub fn weighted<T: Copy>(r: &mut ChaCha8Rng, choices: &[(T, u32)]) -> T {
     let total: u32 = choices.iter().map(|(_, w)| w).sum();
     let mut pick = r.random_range(0..total);
     for (value, w) in choices {
@@ -216,7 +217,7 @@ impl SimSession {
         }
     }
 
-    fn draw(&mut self, seed: u64, org: u64) -> SmallRng {
+    fn draw(&mut self, seed: u64, org: u64) -> ChaCha8Rng {
         self.step += 1;
         rng(mix(mix(mix(seed, org), self.serial), 1000 + self.step))
     }

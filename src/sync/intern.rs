@@ -56,6 +56,7 @@ impl Interner {
     }
 
     /// The symbol of `value` if it was ever interned.
+    #[cfg(test)]
     pub fn lookup(&self, value: &str) -> Option<Sym> {
         self.values.get_index_of(value).map(|i| i as Sym)
     }

@@ -1,5 +1,8 @@
-//! Compact session keys: the usual `devin-<32 hex>` id packs into 16 bytes, anything else is
-//! kept as text, so no id is ever confused with another.
+//! Compact keys: of a session, where the usual `devin-<32 hex>` id packs into 16 bytes and
+//! anything else is kept as text, so no id is ever confused with another; and of a group of
+//! sessions sharing the labels of the session gauges.
+
+use super::intern::Sym;
 
 /// Key of a session in the store.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -32,6 +35,37 @@ impl SessionKey {
             }
             SessionKey::Text(t) => t.to_string(),
         }
+    }
+}
+
+/// Labels of the session gauges (`devin_sessions`, `devin_sessions_acus_consumed`), as
+/// interned symbols.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GroupKey {
+    /// `status`.
+    pub status: Sym,
+    /// `status_detail`.
+    pub status_detail: Sym,
+    /// `origin`.
+    pub origin: Sym,
+    /// `category`.
+    pub category: Sym,
+}
+
+impl GroupKey {
+    /// The key whose four labels are all `sym`.
+    pub const fn all(sym: Sym) -> Self {
+        GroupKey {
+            status: sym,
+            status_detail: sym,
+            origin: sym,
+            category: sym,
+        }
+    }
+
+    /// `(status, status_detail)`.
+    pub fn status_pair(&self) -> (Sym, Sym) {
+        (self.status, self.status_detail)
     }
 }
 

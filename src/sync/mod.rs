@@ -2,13 +2,13 @@
 //! with as few API requests as possible (first a windowed full listing, then incremental
 //! listings by `updated_after`, and a periodic full re-listing).
 
-pub mod intern;
-pub mod key;
-pub mod listing;
-pub mod org;
-pub mod schedule;
+pub(crate) mod intern;
+pub(crate) mod key;
+pub(crate) mod listing;
+pub(crate) mod org;
+pub(crate) mod schedule;
 pub mod spend;
-pub mod store;
+pub(crate) mod store;
 
 pub use org::{Health, Org, OrgState, SyncSettings};
-pub use store::SessionStore;
+pub use store::{SessionStore, Transitions};

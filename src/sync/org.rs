@@ -12,10 +12,9 @@ use tokio::time::Instant;
 use super::listing::{Listing, ListingKind, PageSummary};
 use super::schedule::RunSlot;
 use super::spend::SpendSettings;
-use super::store::SessionStore;
+use super::store::{SessionStore, Transitions};
 use crate::api::client::{PageBody, server_time_at};
-use crate::api::{ApiClient, ApiError, Organization, Session, SessionPage};
-use crate::metrics::ApiStats;
+use crate::api::{ApiClient, ApiError, ApiStats, Organization, Session, SessionPage};
 
 /// Knobs of the sync, from the configuration.
 #[derive(Debug, Clone)]
@@ -398,12 +397,16 @@ impl Org {
     ) -> Result<(), ApiError> {
         let mut st = self.state();
         let generation = st.generation;
-        let count_transitions = st.initial_complete;
+        let transitions = if st.initial_complete {
+            Transitions::Counted
+        } else {
+            Transitions::Ignored
+        };
         for item in items {
             if cutoff.is_some_and(|c| item.created_at < c) {
                 continue;
             }
-            st.store.upsert(item, generation, count_transitions);
+            st.store.upsert(item, generation, transitions);
         }
         if st.store.len() as u64 > max_sessions {
             return Err(too_many(max_sessions));

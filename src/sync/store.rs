@@ -6,16 +6,13 @@ use std::collections::{BTreeMap, HashMap};
 use indexmap::IndexMap;
 
 use super::intern::{Interner, OVERFLOW_SYM, Sym};
-use super::key::SessionKey;
+use super::key::{GroupKey, SessionKey};
 use super::spend::{Attrs, Spend, SpendSettings};
 use crate::api::Session;
 use crate::api::enums;
 
 /// ACUs are summed as integer millionths so that adding and removing never drifts.
 const MICROS: f64 = 1_000_000.0;
-
-/// Labels of the session gauges: status, status_detail, origin, category.
-pub type GroupKey = [Sym; 4];
 
 /// Most ACUs one session is taken to have. More is a broken upstream (`1e308`): clamped
 /// before any arithmetic, so that sums neither wrap nor drown every other session.
@@ -28,7 +25,7 @@ pub const MAX_SESSION_ACUS: f64 = 1e9;
 pub const MAX_GROUPS: usize = 2000;
 
 /// The group of sessions folded past [`MAX_GROUPS`].
-const OVERFLOW_GROUP: GroupKey = [OVERFLOW_SYM; 4];
+const OVERFLOW_GROUP: GroupKey = GroupKey::all(OVERFLOW_SYM);
 
 /// One session, without strings.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +84,17 @@ pub struct Counters {
     pub created: HashMap<Sym, u64>,
     /// Sessions seen moving into a (status, status_detail), by that pair.
     pub entered_status: HashMap<(Sym, Sym), u64>,
+}
+
+/// Whether an upsert counts what it sees happen (a session entering a status, one ending).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transitions {
+    /// Counted: the org's first listing is complete, changes happen while this process
+    /// watches.
+    Counted,
+    /// Not counted: during an org's first listing, whose sessions did not "enter" their
+    /// status while this process watched.
+    Ignored,
 }
 
 /// How an upsert changed the store.
@@ -158,8 +166,8 @@ impl Aggregates {
             *self.pr_states.entry(*s).or_default() += 1;
         }
         self.archived += u64::from(r.archived);
-        if !settled.contains(&r.labels[0]) {
-            let times = self.waiting.entry((r.labels[0], r.labels[1])).or_default();
+        if !settled.contains(&r.labels.status) {
+            let times = self.waiting.entry(r.labels.status_pair()).or_default();
             *times.entry(r.updated_at).or_default() += 1;
         }
     }
@@ -182,8 +190,8 @@ impl Aggregates {
             }
         }
         self.archived -= u64::from(r.archived);
-        if !settled.contains(&r.labels[0]) {
-            let key = (r.labels[0], r.labels[1]);
+        if !settled.contains(&r.labels.status) {
+            let key = r.labels.status_pair();
             if let Some(times) = self.waiting.get_mut(&key) {
                 if let Some(n) = times.get_mut(&r.updated_at) {
                     *n -= 1;
@@ -224,17 +232,17 @@ impl SessionStore {
     }
 
     /// Adds or updates one session as listed by the API. `generation` marks it seen by the current
-    /// listing; `count_transitions` is off during an org's first listing, whose sessions did
-    /// not "enter" their status while we watched.
-    pub fn upsert(&mut self, s: &Session<'_>, generation: u32, count_transitions: bool) -> Upsert {
+    /// listing; `transitions` says whether its changes count (see [`Transitions`]).
+    pub fn upsert(&mut self, s: &Session<'_>, generation: u32, transitions: Transitions) -> Upsert {
+        let count_transitions = transitions == Transitions::Counted;
         let key = SessionKey::new(&s.session_id);
         let interner = &mut self.interner;
-        let labels = [
-            interner.intern(Some(&s.status)),
-            interner.intern(s.status_detail.as_deref()),
-            interner.intern(s.origin.as_deref()),
-            interner.intern(s.category.as_deref()),
-        ];
+        let labels = GroupKey {
+            status: interner.intern(Some(&s.status)),
+            status_detail: interner.intern(s.status_detail.as_deref()),
+            origin: interner.intern(s.origin.as_deref()),
+            category: interner.intern(s.category.as_deref()),
+        };
         let pr_states: Box<[Sym]> = s
             .pull_requests
             .iter()
@@ -285,8 +293,8 @@ impl SessionStore {
                     .acus_micros
                     .saturating_add(incoming.acus_micros.saturating_sub(stored.acus_micros));
                 // A new detail within a status counts too: a suspension's reason can change.
-                let entered = (incoming.labels[0], incoming.labels[1]);
-                if count_transitions && entered != (stored.labels[0], stored.labels[1]) {
+                let entered = incoming.labels.status_pair();
+                if count_transitions && entered != stored.labels.status_pair() {
                     *self.counters.entered_status.entry(entered).or_default() += 1;
                 }
                 *stored = incoming;
@@ -309,9 +317,13 @@ impl SessionStore {
                     .counters
                     .acus_micros
                     .saturating_add(incoming.acus_micros);
-                *self.counters.created.entry(incoming.labels[2]).or_default() += 1;
+                *self
+                    .counters
+                    .created
+                    .entry(incoming.labels.origin)
+                    .or_default() += 1;
                 if count_transitions {
-                    let entered = (incoming.labels[0], incoming.labels[1]);
+                    let entered = incoming.labels.status_pair();
                     *self.counters.entered_status.entry(entered).or_default() += 1;
                 }
                 self.records.insert(key, incoming);
@@ -330,8 +342,8 @@ impl SessionStore {
             let k = keep(r);
             if !k {
                 aggregates.remove(r, settled);
-                let active = !settled.contains(&r.labels[0]);
-                spend.remove(key, &r.attrs, r.labels[0], r.acus_micros, active);
+                let active = !settled.contains(&r.labels.status);
+                spend.remove(key, &r.attrs, r.labels.status, r.acus_micros, active);
             }
             k
         });
@@ -419,8 +431,8 @@ impl SessionStore {
             }
         }
         for key in self.aggregates.groups.keys() {
-            counters.created.insert(key[2], 0);
-            counters.entered_status.insert((key[0], key[1]), 0);
+            counters.created.insert(key.origin, 0);
+            counters.entered_status.insert(key.status_pair(), 0);
         }
         self.counters = counters;
     }
@@ -442,24 +454,6 @@ impl SessionStore {
     pub fn start_spend_counters(&mut self) {
         self.spend.start_counters();
     }
-
-    /// Bytes held by the store's tables (records, index, heap parts), for the benchmarks.
-    pub fn approx_heap_bytes(&self) -> usize {
-        let entry = std::mem::size_of::<(u64, SessionKey, Record)>();
-        let index = self.records.capacity() * (std::mem::size_of::<usize>() + 1) * 8 / 7;
-        let heap: usize = self
-            .records
-            .iter()
-            .map(|(k, r)| {
-                let key = match k {
-                    SessionKey::Text(t) => t.len(),
-                    SessionKey::Packed(_) => 0,
-                };
-                key + r.pr_states.len() * std::mem::size_of::<Sym>()
-            })
-            .sum();
-        self.records.capacity() * entry + index + heap
-    }
 }
 
 /// Keeps the spend aggregates in step with one session's change (`old` is `None` for a new
@@ -473,14 +467,20 @@ fn spend_change(
     url: Option<&str>,
     count_transitions: bool,
 ) {
-    let active = |r: &Record| !settled.contains(&r.labels[0]);
+    let active = |r: &Record| !settled.contains(&r.labels.status);
     if let Some(old) = old {
-        spend.remove(key, &old.attrs, old.labels[0], old.acus_micros, active(old));
+        spend.remove(
+            key,
+            &old.attrs,
+            old.labels.status,
+            old.acus_micros,
+            active(old),
+        );
     }
     spend.add(
         key,
         &new.attrs,
-        new.labels[0],
+        new.labels.status,
         new.acus_micros,
         active(new),
         url,
@@ -491,12 +491,17 @@ fn spend_change(
         .saturating_sub(old.map_or(0, |o| o.acus_micros));
     spend.consumed(&new.attrs, grown);
     // settled[..2] is exit and error: a session seen moving into one of them has ended.
-    let ends =
-        settled[..2].contains(&new.labels[0]) && old.is_none_or(|o| o.labels[0] != new.labels[0]);
+    let ends = settled[..2].contains(&new.labels.status)
+        && old.is_none_or(|o| o.labels.status != new.labels.status);
     if count_transitions && ends {
         // API timestamps compared only with each other; a clock oddity counts as 0.
         let duration = new.updated_at.saturating_sub(new.created_at).max(0) as u64;
-        spend.ended(new.labels[2], new.labels[0], duration, new.acus_micros);
+        spend.ended(
+            new.labels.origin,
+            new.labels.status,
+            duration,
+            new.acus_micros,
+        );
     }
 }
 
@@ -518,7 +523,12 @@ mod tests {
         )
     }
 
-    fn upsert(store: &mut SessionStore, json: &str, generation: u32, transitions: bool) -> Upsert {
+    fn upsert(
+        store: &mut SessionStore,
+        json: &str,
+        generation: u32,
+        transitions: Transitions,
+    ) -> Upsert {
         let body = format!(r#"{{"items":[{json}]}}"#);
         let p = page(&body);
         store.upsert(&p.items[0], generation, transitions)
@@ -527,7 +537,7 @@ mod tests {
     fn group(store: &SessionStore, status: &str) -> Option<GroupTotals> {
         store
             .groups()
-            .find(|(k, _)| store.label(k[0]) == status)
+            .find(|(k, _)| store.label(k.status) == status)
             .map(|(_, g)| *g)
     }
 
@@ -539,7 +549,7 @@ mod tests {
                 &mut s,
                 &item("a", "running", r#""working""#, 1.25, 10),
                 1,
-                false
+                Transitions::Ignored
             ),
             Upsert::Inserted
         );
@@ -548,7 +558,7 @@ mod tests {
                 &mut s,
                 &item("b", "running", r#""working""#, 2.0, 10),
                 1,
-                false
+                Transitions::Ignored
             ),
             Upsert::Inserted
         );
@@ -567,13 +577,18 @@ mod tests {
                 &mut s,
                 &item("a", "running", r#""working""#, 1.25, 10),
                 1,
-                true
+                Transitions::Counted
             ),
             Upsert::Unchanged
         );
         // a moves to error and burns more ACUs.
         assert_eq!(
-            upsert(&mut s, &item("a", "error", "null", 3.0, 20), 1, true),
+            upsert(
+                &mut s,
+                &item("a", "error", "null", 3.0, 20),
+                1,
+                Transitions::Counted
+            ),
             Upsert::Updated
         );
         assert_eq!(
@@ -600,13 +615,18 @@ mod tests {
                 &mut s,
                 &item("a", "running", r#""working""#, 1.25, 10),
                 1,
-                true
+                Transitions::Counted
             ),
             Upsert::Unchanged
         );
         assert_eq!(group(&s, "error").unwrap().sessions, 1);
         // ACUs reported lower (a correction) never make the counter go down.
-        upsert(&mut s, &item("a", "error", "null", 0.5, 30), 1, true);
+        upsert(
+            &mut s,
+            &item("a", "error", "null", 0.5, 30),
+            1,
+            Transitions::Counted,
+        );
         assert_eq!(s.counters().acus_micros, 5_000_000);
         let pr = s.pull_requests().map(|(_, n)| n).sum::<u64>();
         assert_eq!(pr, 2);
@@ -619,10 +639,20 @@ mod tests {
             &mut s,
             &item("a", "running", r#""waiting_for_user""#, 1.0, 10),
             1,
-            false,
+            Transitions::Ignored,
         );
-        upsert(&mut s, &item("b", "exit", "null", 1.0, 10), 1, false);
-        upsert(&mut s, &item("b", "exit", "null", 1.0, 10), 2, true);
+        upsert(
+            &mut s,
+            &item("b", "exit", "null", 1.0, 10),
+            1,
+            Transitions::Ignored,
+        );
+        upsert(
+            &mut s,
+            &item("b", "exit", "null", 1.0, 10),
+            2,
+            Transitions::Counted,
+        );
         assert_eq!(s.oldest_updates().count(), 1);
         assert_eq!(s.drop_unseen(2), 1);
         assert_eq!(s.len(), 1);
@@ -645,7 +675,7 @@ mod tests {
                 r#""category":null"#,
                 &format!(r#""category":"c{}""#, i / 60),
             );
-            upsert(&mut s, &json, 1, false);
+            upsert(&mut s, &json, 1, Transitions::Ignored);
         }
         let groups: Vec<_> = s.groups().map(|(k, g)| (*k, *g)).collect();
         assert_eq!(groups.len(), MAX_GROUPS + 1);
@@ -666,7 +696,7 @@ mod tests {
                 r#""acus_consumed":0"#,
                 &format!(r#""acus_consumed":{acus}"#),
             );
-            upsert(&mut s, &json, 1, false);
+            upsert(&mut s, &json, 1, Transitions::Ignored);
         }
         let g = group(&s, "running").unwrap();
         assert_eq!(g.sessions, 4);
@@ -681,19 +711,19 @@ mod tests {
             &mut s,
             &item("a", "running", r#""waiting_for_user""#, 0.0, 50),
             1,
-            false,
+            Transitions::Ignored,
         );
         upsert(
             &mut s,
             &item("b", "running", r#""waiting_for_user""#, 0.0, 40),
             1,
-            false,
+            Transitions::Ignored,
         );
         upsert(
             &mut s,
             &item("c", "suspended", r#""inactivity""#, 0.0, 10),
             1,
-            false,
+            Transitions::Ignored,
         );
         let oldest: Vec<_> = s
             .oldest_updates()
@@ -707,7 +737,7 @@ mod tests {
             &mut s,
             &item("b", "running", r#""working""#, 0.0, 60),
             1,
-            true,
+            Transitions::Counted,
         );
         let oldest: BTreeMap<_, _> = s
             .oldest_updates()
@@ -732,13 +762,13 @@ mod tests {
             &mut s,
             &item("a", "running", r#""working""#, 0.0, 10),
             1,
-            false,
+            Transitions::Ignored,
         );
         upsert(
             &mut s,
             &item("b", "blocked", r#""by_cosmic_rays""#, 0.0, 10),
             1,
-            false,
+            Transitions::Ignored,
         );
         s.start_counters();
         let zero = entered(&s);
@@ -769,22 +799,27 @@ mod tests {
             &mut s,
             &item("a", "suspended", r#""inactivity""#, 0.0, 20),
             1,
-            true,
+            Transitions::Counted,
         );
         upsert(
             &mut s,
             &item("a", "suspended", r#""out_of_credits""#, 0.0, 30),
             1,
-            true,
+            Transitions::Counted,
         );
         upsert(
             &mut s,
             &item("a", "suspended", r#""out_of_credits""#, 0.0, 30),
             1,
-            true,
+            Transitions::Counted,
         );
         // A value no one documented gets its series when first seen.
-        upsert(&mut s, &item("c", "scheduled", "null", 0.0, 30), 1, true);
+        upsert(
+            &mut s,
+            &item("c", "scheduled", "null", 0.0, 30),
+            1,
+            Transitions::Counted,
+        );
         let after = entered(&s);
         let get = |st: &str, d: &str| after.get(&(st.into(), d.into())).copied();
         assert_eq!(get("suspended", "inactivity"), Some(1));

@@ -60,7 +60,8 @@ pub async fn start_exporter_with_timeouts(
         None => WebConfig::default(),
     };
     let (exporter, router) =
-        devin_exporter::app::build(&config, None, false, &web).expect("exporter builds");
+        devin_exporter::app::build(&config, None, devin_exporter::DataSource::Api, &web)
+            .expect("exporter builds");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let scheme = if web.tls_server_config.is_some() {
         "https"

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use prometheus::{Histogram, HistogramOpts};
 
-use crate::api::RequestObserver;
+use super::RequestObserver;
 
 /// Latency buckets in seconds: API round trips run from tens of milliseconds to the timeout.
 const LATENCY_BUCKETS: &[f64] = &[0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -37,12 +37,6 @@ impl ApiStats {
     pub fn requests(&self) -> Vec<(String, u64)> {
         let map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         map.iter().map(|(k, v)| (k.clone(), *v)).collect()
-    }
-
-    /// Total requests so far.
-    pub fn total_requests(&self) -> u64 {
-        let map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        map.values().sum()
     }
 
     /// The latency histogram (a collector that can join any registry).
