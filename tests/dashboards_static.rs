@@ -431,12 +431,30 @@ fn the_overview_keeps_its_uid_rows_and_filters() {
     for name in ["datasource", "org_id", "origin", "category"] {
         assert!(names.contains(&name), "variable {name} missing: {names:?}");
     }
-    // Every panel honours the org filter.
+    // Every panel honours the org filter: each selector of a per-org metric matches
+    // org_id against the variable.
+    let mut values = default_values(&dashboard);
+    values.insert("org_id".into(), "ORG_FILTER".into());
+    let known = Known::with_recording_rules();
     for (title, expr) in raw_queries(&dashboard) {
-        if title.starts_with("variable ") || expr.contains("job=~\"$job\"") {
+        if title.starts_with("variable ") {
             continue;
         }
-        assert!(expr.contains("org_id=~\"$org_id\""), "{title}: {expr}");
+        let parsed = parse(&substitute(&expr, &values)).unwrap();
+        for selector in selectors(&parsed) {
+            let metric = selector.metric.unwrap_or_default();
+            if known
+                .labels_of(&metric)
+                .is_some_and(|l| l.contains("org_id"))
+            {
+                assert!(
+                    selector
+                        .matchers
+                        .contains(&r#"org_id=~"ORG_FILTER""#.to_string()),
+                    "{title}: {metric} without org_id=~\"$org_id\" in {expr}"
+                );
+            }
+        }
     }
 }
 

@@ -200,6 +200,8 @@ pub fn dashboard_queries_with(
 pub struct Selector {
     pub metric: Option<String>,
     pub labels: Vec<String>,
+    /// The matchers as written, e.g. `org_id=~"a|b"`.
+    pub matchers: Vec<String>,
 }
 
 /// Parses a PromQL expression.
@@ -233,6 +235,7 @@ pub fn selectors(expr: &Expr) -> Vec<Selector> {
             _ => None,
         })
         .map(|vs| Selector {
+            matchers: vs.matchers.matchers.iter().map(|m| m.to_string()).collect(),
             metric: vs.name.clone().or_else(|| {
                 vs.matchers
                     .matchers
