@@ -5,9 +5,11 @@
 //! `promtool test rules`, plus every dashboard expression evaluated by promtool on
 //! synthetic series.
 //!
-//! The promtool tests print a notice and pass when promtool is not installed
-//! (`apt-get install prometheus`), unless `DEVIN_E2E_REQUIRED=1`, where they fail.
+//! Rule files, unit tests, Compose and provisioning files are read with serde, PromQL with
+//! `promql-parser`. The promtool tests print a notice and pass when promtool is not
+//! installed, unless `DEVIN_E2E_REQUIRED=1`, where they fail.
 
+mod common;
 #[path = "common/dashboards.rs"]
 mod dashboards;
 
@@ -15,96 +17,55 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use tempfile::TempDir;
 
+use common::procs::require_tool;
 use dashboards::{
-    all_panels, dashboard_queries, default_values, load, metric_names, raw_queries, selectors,
-    substitute, variable_expr, variables,
+    all_panels, dashboard_queries, default_values, grouping_labels, load, metric_names, parse,
+    raw_queries, selectors, substitute, variable_expr, variables,
 };
 
-/// The exporter's metrics and their labels (target labels `job` and `instance` come on top).
-const CONTRACT: &[(&str, &[&str])] = &[
-    (
-        "devin_sessions",
-        &["org_id", "status", "status_detail", "origin", "category"],
-    ),
-    (
-        "devin_sessions_acus_consumed",
-        &["org_id", "status", "status_detail", "origin", "category"],
-    ),
-    ("devin_acus_consumed_total", &["org_id"]),
-    ("devin_sessions_created_total", &["org_id", "origin"]),
-    (
-        "devin_sessions_entered_status_total",
-        &["org_id", "status", "status_detail"],
-    ),
-    ("devin_session_pull_requests", &["org_id", "pr_state"]),
-    ("devin_sessions_archived", &["org_id"]),
-    (
-        "devin_sessions_oldest_update_timestamp_seconds",
-        &["org_id", "status", "status_detail"],
-    ),
-    ("devin_up", &["org_id"]),
-    ("devin_initial_sync_complete", &["org_id"]),
-    ("devin_scrape_duration_seconds", &["org_id"]),
-    (
-        "devin_last_successful_scrape_timestamp_seconds",
-        &["org_id"],
-    ),
-    ("devin_api_requests_total", &["org_id", "code"]),
-    (
-        "devin_api_request_duration_seconds_bucket",
-        &["org_id", "le"],
-    ),
-    ("devin_api_request_duration_seconds_sum", &["org_id"]),
-    ("devin_api_request_duration_seconds_count", &["org_id"]),
-    ("devin_exporter_build_info", &["version", "revision"]),
-    ("devin_user_sessions", &["org_id", "user_id", "status"]),
-    ("devin_user_acus_consumed", &["org_id", "user_id"]),
-    ("devin_user_acus_consumed_total", &["org_id", "user_id"]),
-    (
-        "devin_playbook_sessions",
-        &["org_id", "playbook_id", "status"],
-    ),
-    ("devin_playbook_acus_consumed", &["org_id", "playbook_id"]),
-    (
-        "devin_playbook_acus_consumed_total",
-        &["org_id", "playbook_id"],
-    ),
-    ("devin_tag_sessions", &["org_id", "tag", "status"]),
-    ("devin_tag_acus_consumed", &["org_id", "tag"]),
-    ("devin_tag_acus_consumed_total", &["org_id", "tag"]),
-    (
-        "devin_ended_session_duration_seconds_bucket",
-        &["org_id", "origin", "status", "le"],
-    ),
-    (
-        "devin_ended_session_duration_seconds_sum",
-        &["org_id", "origin", "status"],
-    ),
-    (
-        "devin_ended_session_duration_seconds_count",
-        &["org_id", "origin", "status"],
-    ),
-    (
-        "devin_ended_session_acus_bucket",
-        &["org_id", "origin", "status", "le"],
-    ),
-    (
-        "devin_ended_session_acus_sum",
-        &["org_id", "origin", "status"],
-    ),
-    (
-        "devin_ended_session_acus_count",
-        &["org_id", "origin", "status"],
-    ),
-    (
-        "devin_active_session_acus_consumed",
-        &["org_id", "session_id", "url"],
-    ),
-    // Prometheus' own per-target metric.
-    ("up", &[]),
-];
+/// The exporter's metrics, each followed by its labels (target labels `job` and `instance`
+/// come on top), and Prometheus' own per-target `up`.
+const CONTRACT: &str = "
+devin_sessions org_id status status_detail origin category
+devin_sessions_acus_consumed org_id status status_detail origin category
+devin_acus_consumed_total org_id
+devin_sessions_created_total org_id origin
+devin_sessions_entered_status_total org_id status status_detail
+devin_session_pull_requests org_id pr_state
+devin_sessions_archived org_id
+devin_sessions_oldest_update_timestamp_seconds org_id status status_detail
+devin_up org_id
+devin_initial_sync_complete org_id
+devin_scrape_duration_seconds org_id
+devin_last_successful_scrape_timestamp_seconds org_id
+devin_api_requests_total org_id code
+devin_api_request_duration_seconds_bucket org_id le
+devin_api_request_duration_seconds_sum org_id
+devin_api_request_duration_seconds_count org_id
+devin_exporter_build_info version revision
+devin_user_sessions org_id user_id status
+devin_user_acus_consumed org_id user_id
+devin_user_acus_consumed_total org_id user_id
+devin_playbook_sessions org_id playbook_id status
+devin_playbook_acus_consumed org_id playbook_id
+devin_playbook_acus_consumed_total org_id playbook_id
+devin_tag_sessions org_id tag status
+devin_tag_acus_consumed org_id tag
+devin_tag_acus_consumed_total org_id tag
+devin_ended_session_duration_seconds_bucket org_id origin status le
+devin_ended_session_duration_seconds_sum org_id origin status
+devin_ended_session_duration_seconds_count org_id origin status
+devin_ended_session_acus_bucket org_id origin status le
+devin_ended_session_acus_sum org_id origin status
+devin_ended_session_acus_count org_id origin status
+devin_active_session_acus_consumed org_id session_id url
+up
+";
 
 /// Labels every series has from its scrape target.
 const TARGET_LABELS: &[&str] = &["job", "instance", "__name__"];
@@ -145,97 +106,58 @@ fn rule_test_files() -> Vec<PathBuf> {
     files
 }
 
-// ---------------------------------------------------------------------------------------
-// Rule files, read as text (no YAML parser here): the entries that start with
-// `- record:` or `- alert:`, each with the lines indented below it.
+fn yaml<T: DeserializeOwned>(path: &Path) -> T {
+    serde_yaml_ng::from_str(&read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
 
-#[derive(Debug)]
-struct RuleEntry {
+/// A Prometheus rule file.
+#[derive(Deserialize)]
+struct RuleFile {
+    groups: Vec<RuleGroup>,
+}
+
+#[derive(Deserialize)]
+struct RuleGroup {
+    rules: Vec<Rule>,
+}
+
+/// A recording rule (its `record` is the name) or an alert (its `alert`).
+#[derive(Debug, Deserialize)]
+struct Rule {
+    #[serde(alias = "record", alias = "alert")]
     name: String,
     expr: String,
-    block: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
 }
 
-fn rule_entries(text: &str, key: &str) -> Vec<RuleEntry> {
-    let marker = format!("- {key}:");
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < lines.len() {
-        let line = lines[i];
-        let trimmed = line.trim_start();
-        if !trimmed.starts_with(&marker) {
-            i += 1;
-            continue;
-        }
-        let indent = line.len() - trimmed.len();
-        let name = unquote(trimmed[marker.len()..].trim());
-        let mut block = vec![line];
-        i += 1;
-        while i < lines.len() {
-            let l = lines[i];
-            let t = l.trim_start();
-            if !t.is_empty() && !t.starts_with('#') && l.len() - t.len() <= indent {
-                break;
-            }
-            block.push(l);
-            i += 1;
-        }
-        let expr = yaml_value(&block, "expr").unwrap_or_default();
-        out.push(RuleEntry {
-            name,
-            expr,
-            block: block.join("\n"),
-        });
+impl Rule {
+    fn label(&self, key: &str) -> &str {
+        self.labels.get(key).map_or("", String::as_str)
     }
-    out
-}
 
-/// The value of `key:` within the block: inline, or a `|` / `>` block scalar.
-fn yaml_value(block: &[&str], key: &str) -> Option<String> {
-    let prefix = format!("{key}:");
-    for (n, line) in block.iter().enumerate() {
-        let trimmed = line.trim_start();
-        let keyed = trimmed.strip_prefix("- ").unwrap_or(trimmed);
-        let Some(rest) = keyed.strip_prefix(&prefix) else {
-            continue;
-        };
-        let rest = rest.trim();
-        if rest.starts_with('|') || rest.starts_with('>') {
-            let indent = line.len() - trimmed.len();
-            let body: Vec<&str> = block[n + 1..]
-                .iter()
-                .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent)
-                .map(|l| l.trim())
-                .collect();
-            return Some(
-                body.join(if rest.starts_with('|') { "\n" } else { " " })
-                    .trim()
-                    .to_string(),
-            );
-        }
-        return Some(unquote(rest));
+    fn annotation(&self, key: &str) -> &str {
+        self.annotations.get(key).map_or("", String::as_str)
     }
-    None
-}
 
-fn unquote(s: &str) -> String {
-    let s = s.trim();
-    if s.len() >= 2
-        && (s.starts_with('"') && s.ends_with('"') || s.starts_with('\'') && s.ends_with('\''))
-    {
-        s[1..s.len() - 1].to_string()
-    } else {
-        s.to_string()
+    fn parsed(&self) -> promql_parser::parser::Expr {
+        parse(&self.expr).unwrap_or_else(|e| panic!("{}: {e}", self.name))
     }
 }
 
-fn recording_rules() -> Vec<RuleEntry> {
-    rule_entries(&read(&rules_dir().join("recording.yml")), "record")
+fn rules(file: &str) -> Vec<Rule> {
+    let file: RuleFile = yaml(&rules_dir().join(file));
+    file.groups.into_iter().flat_map(|g| g.rules).collect()
 }
 
-fn alert_rules() -> Vec<RuleEntry> {
-    rule_entries(&read(&rules_dir().join("alerts.yml")), "alert")
+fn recording_rules() -> Vec<Rule> {
+    rules("recording.yml")
+}
+
+fn alert_rules() -> Vec<Rule> {
+    rules("alerts.yml")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -248,8 +170,11 @@ struct Known {
 impl Known {
     fn contract() -> Known {
         let labels = CONTRACT
-            .iter()
-            .map(|(m, ls)| (m.to_string(), ls.iter().map(|l| l.to_string()).collect()))
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace().map(String::from);
+                Some((words.next()?, words.collect()))
+            })
             .collect();
         Known { labels }
     }
@@ -265,14 +190,15 @@ impl Known {
                 "recording rule {}: {problems:?}",
                 rule.name
             );
-            let labels: BTreeSet<String> = match grouping_labels(&rule.expr) {
+            let expr = rule.parsed();
+            let labels: BTreeSet<String> = match grouping_labels(&expr) {
                 Some(labels) => labels,
-                None => metric_names(&rule.expr)
+                None => metric_names(&expr)
                     .iter()
                     .flat_map(|m| known.labels_of(m).unwrap())
                     .collect(),
             };
-            known.labels.insert(rule.name.clone(), labels);
+            known.labels.insert(rule.name, labels);
         }
         known
     }
@@ -284,14 +210,21 @@ impl Known {
         self.labels.get(metric).cloned()
     }
 
-    /// Problems of an expression: unknown metrics, label matchers on labels the metric
-    /// does not have, variables left unsubstituted.
+    /// Problems of an expression: variables left unsubstituted, PromQL that does not parse,
+    /// unknown metrics, label matchers on labels the metric does not have.
     fn check_expr(&self, expr: &str) -> Vec<String> {
         let mut problems = Vec::new();
         if let Some(i) = expr.find('$') {
             problems.push(format!("unsubstituted variable at {:?}", &expr[i..]));
         }
-        for selector in selectors(expr) {
+        let expr = match parse(expr) {
+            Ok(expr) => expr,
+            Err(e) => {
+                problems.push(format!("does not parse: {e}"));
+                return problems;
+            }
+        };
+        for selector in selectors(&expr) {
             let Some(metric) = selector.metric else {
                 continue;
             };
@@ -307,19 +240,6 @@ impl Known {
         }
         problems
     }
-}
-
-/// The labels of the first `by (...)` of an expression.
-fn grouping_labels(expr: &str) -> Option<BTreeSet<String>> {
-    let start = expr.find("by (")? + 4;
-    let end = start + expr[start..].find(')')?;
-    Some(
-        expr[start..end]
-            .split(',')
-            .map(|l| l.trim().to_string())
-            .filter(|l| !l.is_empty())
-            .collect(),
-    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -511,12 +431,30 @@ fn the_overview_keeps_its_uid_rows_and_filters() {
     for name in ["datasource", "org_id", "origin", "category"] {
         assert!(names.contains(&name), "variable {name} missing: {names:?}");
     }
-    // Every panel honours the org filter.
+    // Every panel honours the org filter: each selector of a per-org metric matches
+    // org_id against the variable.
+    let mut values = default_values(&dashboard);
+    values.insert("org_id".into(), "ORG_FILTER".into());
+    let known = Known::with_recording_rules();
     for (title, expr) in raw_queries(&dashboard) {
-        if title.starts_with("variable ") || expr.contains("job=~\"$job\"") {
+        if title.starts_with("variable ") {
             continue;
         }
-        assert!(expr.contains("org_id=~\"$org_id\""), "{title}: {expr}");
+        let parsed = parse(&substitute(&expr, &values)).unwrap();
+        for selector in selectors(&parsed) {
+            let metric = selector.metric.unwrap_or_default();
+            if known
+                .labels_of(&metric)
+                .is_some_and(|l| l.contains("org_id"))
+            {
+                assert!(
+                    selector
+                        .matchers
+                        .contains(&r#"org_id=~"ORG_FILTER""#.to_string()),
+                    "{title}: {metric} without org_id=~\"$org_id\" in {expr}"
+                );
+            }
+        }
     }
 }
 
@@ -682,7 +620,7 @@ fn selectors_read_metric_names_and_matcher_labels() {
     let expr = r#"histogram_quantile(0.99, sum by (le, org_id) (rate(devin_api_request_duration_seconds_bucket{org_id=~"a|b", code!="by (x)"}[5m] offset 1h)))
         / on (org_id) group_left (name) devin_org_info
         and ignoring(x) org_id:devin_acus_consumed:rate5m > bool 1e3 unless time() - process_start_time_seconds < inf"#;
-    let found: Vec<(Option<String>, Vec<String>)> = selectors(expr)
+    let found: Vec<(Option<String>, Vec<String>)> = selectors(&parse(expr).unwrap())
         .into_iter()
         .map(|s| (s.metric, s.labels))
         .collect();
@@ -740,7 +678,8 @@ fn recording_rules_follow_the_naming_convention_and_read_the_contract() {
         );
         assert!(!rule.expr.is_empty(), "{}: no expr", rule.name);
         // A rule reads the contract or a rule recorded above it.
-        for metric in metric_names(&rule.expr) {
+        let expr = rule.parsed();
+        for metric in metric_names(&expr) {
             assert!(
                 contract.labels_of(&metric).is_some() || seen.contains(&metric),
                 "{}: reads {metric}",
@@ -748,7 +687,7 @@ fn recording_rules_follow_the_naming_convention_and_read_the_contract() {
             );
         }
         // The level names the labels kept.
-        if let Some(labels) = grouping_labels(&rule.expr) {
+        if let Some(labels) = grouping_labels(&expr) {
             let level: Vec<&str> = labels
                 .iter()
                 .map(String::as_str)
@@ -791,15 +730,13 @@ fn alerts_read_the_contract_and_carry_severity_and_runbook_annotations() {
             alert.name,
             contract.check_expr(&alert.expr)
         );
-        let block: Vec<&str> = alert.block.lines().collect();
-        let severity = yaml_value(&block, "severity").unwrap_or_default();
+        let severity = alert.label("severity");
         assert!(
-            ["critical", "warning", "info"].contains(&severity.as_str()),
+            ["critical", "warning", "info"].contains(&severity),
             "{}: severity {severity:?}",
             alert.name
         );
-        let summary = yaml_value(&block, "summary").unwrap_or_default();
-        let description = yaml_value(&block, "description").unwrap_or_default();
+        let (summary, description) = (alert.annotation("summary"), alert.annotation("description"));
         assert!(summary.len() >= 20, "{}: summary {summary:?}", alert.name);
         // Plain enough to adapt: a few lines, no look-back comparisons.
         assert!(
@@ -815,14 +752,8 @@ fn alerts_read_the_contract_and_carry_severity_and_runbook_annotations() {
         );
     }
     // The severities used, and the alerts the org's blocking reasons depend on.
-    let severities: BTreeSet<String> = alerts
-        .iter()
-        .map(|a| yaml_value(&a.block.lines().collect::<Vec<_>>(), "severity").unwrap())
-        .collect();
-    assert_eq!(
-        severities,
-        BTreeSet::from(["critical".into(), "warning".into(), "info".into()])
-    );
+    let severities: BTreeSet<&str> = alerts.iter().map(|a| a.label("severity")).collect();
+    assert_eq!(severities, BTreeSet::from(["critical", "warning", "info"]));
     let credits = alerts
         .iter()
         .find(|a| a.name == "DevinSessionsSuspendedForCreditsOrLimits")
@@ -836,7 +767,7 @@ fn alerts_read_the_contract_and_carry_severity_and_runbook_annotations() {
     ] {
         assert!(credits.expr.contains(reason), "{reason}");
     }
-    assert!(credits.block.contains("severity: critical"));
+    assert_eq!(credits.label("severity"), "critical");
 }
 
 /// Where the alerts' `runbook_url`s point until the user replaces it (docs/runbook.md says how).
@@ -845,23 +776,11 @@ const RUNBOOK_BASE: &str = "https://runbooks.example.com/devin-exporter/";
 /// The sections of docs/runbook.md: `## Heading` and the text below it.
 fn runbook_sections() -> BTreeMap<String, String> {
     let text = read(&root().join("docs/runbook.md"));
-    let mut sections = BTreeMap::new();
-    let mut current: Option<(String, String)> = None;
-    for line in text.lines() {
-        if let Some(heading) = line.strip_prefix("## ") {
-            if let Some((h, body)) = current.take() {
-                sections.insert(h, body);
-            }
-            current = Some((heading.trim().to_string(), String::new()));
-        } else if let Some((_, body)) = current.as_mut() {
-            body.push_str(line);
-            body.push('\n');
-        }
-    }
-    if let Some((h, body)) = current {
-        sections.insert(h, body);
-    }
-    sections
+    text.split("\n## ")
+        .skip(1)
+        .map(|section| section.split_once('\n').unwrap_or((section, "")))
+        .map(|(heading, body)| (heading.trim().to_string(), body.to_string()))
+        .collect()
 }
 
 /// The ```promql blocks of a text.
@@ -878,8 +797,7 @@ fn every_alert_links_its_runbook_section_which_says_what_how_and_what_to_do() {
     let contract = Known::contract();
     let mut queries = Vec::new();
     for alert in alert_rules() {
-        let block: Vec<&str> = alert.block.lines().collect();
-        let url = yaml_value(&block, "runbook_url").unwrap_or_default();
+        let url = alert.annotation("runbook_url");
         let anchor = alert.name.to_lowercase();
         assert_eq!(
             url,
@@ -910,46 +828,51 @@ fn every_alert_links_its_runbook_section_which_says_what_how_and_what_to_do() {
     // The runbook says how to replace the base.
     assert!(read(&root().join("docs/runbook.md")).contains(&format!("s#{RUNBOOK_BASE}#")));
     // Every query parses: promtool checks them as recording rules.
-    if !have_promtool() {
+    if !require_tool("promtool") {
         return;
     }
-    let mut rules = String::from("groups:\n  - name: runbook\n    rules:\n");
-    for (i, (_, query)) in queries.iter().enumerate() {
-        rules += &format!(
-            "      - record: runbook_query_{i}\n        expr: {}\n",
-            yaml_str(query)
-        );
-    }
-    let scratch = Scratch::new("runbook");
-    let file = scratch.write("runbook_rules.yml", &rules);
+    let rules: Vec<Value> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, (_, query))| json!({"record": format!("runbook_query_{i}"), "expr": query}))
+        .collect();
+    let scratch = TempDir::new().unwrap();
+    let file = write_yaml(
+        &scratch,
+        "runbook_rules.yml",
+        &json!({"groups": [{"name": "runbook", "rules": rules}]}),
+    );
     let (ok, text) = promtool(&["check", "rules"], &[file]);
     assert!(ok, "a runbook query does not parse:\n{text}\n{queries:?}");
 }
 
-/// For each `alertname:` line of the unit tests: whether the case expects alerts.
+/// A promtool rule unit test file: its alert test cases.
+#[derive(Deserialize)]
+struct RuleTestFile {
+    tests: Vec<RuleTest>,
+}
+
+#[derive(Deserialize)]
+struct RuleTest {
+    #[serde(default)]
+    alert_rule_test: Vec<AlertTestCase>,
+}
+
+#[derive(Deserialize)]
+struct AlertTestCase {
+    alertname: String,
+    #[serde(default)]
+    exp_alerts: Vec<serde_yaml_ng::Value>,
+}
+
+/// For each alert test case of the unit tests: the alert, and whether it expects alerts.
 fn alert_test_cases() -> Vec<(String, bool)> {
-    let mut cases = Vec::new();
-    for file in rule_test_files() {
-        let text = read(&file);
-        let lines: Vec<&str> = text.lines().map(str::trim).collect();
-        for (i, line) in lines.iter().enumerate() {
-            let Some(name) = line.strip_prefix("alertname:") else {
-                continue;
-            };
-            let next = lines[i + 1..]
-                .iter()
-                .find(|l| !l.is_empty() && !l.starts_with('#'))
-                .copied()
-                .unwrap_or("");
-            let fires = match next {
-                "exp_alerts: []" => false,
-                "exp_alerts:" => true,
-                other => panic!("{}: alertname {name} followed by {other:?}", file.display()),
-            };
-            cases.push((name.trim().to_string(), fires));
-        }
-    }
-    cases
+    rule_test_files()
+        .iter()
+        .flat_map(|file| yaml::<RuleTestFile>(file).tests)
+        .flat_map(|test| test.alert_rule_test)
+        .map(|case| (case.alertname, !case.exp_alerts.is_empty()))
+        .collect()
 }
 
 #[test]
@@ -981,24 +904,6 @@ fn every_alert_has_a_firing_and_a_quiet_unit_test() {
 // ---------------------------------------------------------------------------------------
 // promtool.
 
-fn have_promtool() -> bool {
-    let ok = Command::new("promtool")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if ok {
-        return true;
-    }
-    if std::env::var("DEVIN_E2E_REQUIRED").as_deref() == Ok("1") {
-        panic!("promtool is required (DEVIN_E2E_REQUIRED=1) but not installed");
-    }
-    eprintln!(
-        "SKIPPED: promtool is not installed (apt-get install prometheus); set DEVIN_E2E_REQUIRED=1 to fail instead"
-    );
-    false
-}
-
 /// Runs promtool; (success, stdout and stderr).
 fn promtool(args: &[&str], files: &[PathBuf]) -> (bool, String) {
     let out = Command::new("promtool")
@@ -1014,39 +919,16 @@ fn promtool(args: &[&str], files: &[PathBuf]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// A scratch directory, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir =
-            std::env::temp_dir().join(format!("devin-dashboards-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A YAML double-quoted scalar (JSON strings are valid YAML).
-fn yaml_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap()
+/// Writes `value` as YAML into `dir`.
+fn write_yaml(dir: &TempDir, name: &str, value: &Value) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, serde_yaml_ng::to_string(value).unwrap()).unwrap();
+    path
 }
 
 #[test]
 fn promtool_accepts_the_rule_files_and_rejects_a_broken_one() {
-    if !have_promtool() {
+    if !require_tool("promtool") {
         return;
     }
     let files = [
@@ -1057,225 +939,131 @@ fn promtool_accepts_the_rule_files_and_rejects_a_broken_one() {
     assert!(ok, "promtool check rules:\n{text}");
     assert!(text.contains("SUCCESS"), "{text}");
 
-    let scratch = Scratch::new("check");
-    let broken = scratch.write(
-        "broken.yml",
-        "groups:\n  - name: broken\n    rules:\n      - alert: Broken\n        expr: sum by (org_id (devin_up)\n",
-    );
+    let scratch = TempDir::new().unwrap();
+    let broken = json!({"groups": [{"name": "broken", "rules": [
+        {"alert": "Broken", "expr": "sum by (org_id (devin_up)"}
+    ]}]});
+    let broken = write_yaml(&scratch, "broken.yml", &broken);
     let (ok, text) = promtool(&["check", "rules"], &[broken]);
     assert!(!ok, "promtool accepted a broken rule:\n{text}");
 }
 
 #[test]
 fn promtool_rule_unit_tests_pass_and_a_wrong_expectation_fails() {
-    if !have_promtool() {
+    if !require_tool("promtool") {
         return;
     }
     let (ok, text) = promtool(&["test", "rules"], &rule_test_files());
     assert!(ok, "promtool test rules:\n{text}");
 
     // The same machinery catches a wrong expectation: DevinExporterDown for a target up.
-    let scratch = Scratch::new("wrong");
-    let alerts = rules_dir().join("alerts.yml");
-    let wrong = scratch.write(
-        "wrong_test.yml",
-        &format!(
-            "rule_files:\n  - {}\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n      - series: 'up{{job=\"devin\", instance=\"x:10164\"}}'\n        values: '1x20'\n    alert_rule_test:\n      - eval_time: 10m\n        alertname: DevinExporterDown\n        exp_alerts:\n          - exp_labels:\n              severity: critical\n              job: devin\n              instance: x:10164\n",
-            yaml_str(&alerts.to_string_lossy())
-        ),
-    );
+    let scratch = TempDir::new().unwrap();
+    let wrong = json!({
+        "rule_files": [rules_dir().join("alerts.yml")],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [{"series": r#"up{job="devin", instance="x:10164"}"#, "values": "1x20"}],
+            "alert_rule_test": [{
+                "eval_time": "10m",
+                "alertname": "DevinExporterDown",
+                "exp_alerts": [{"exp_labels": {"severity": "critical", "job": "devin", "instance": "x:10164"}}]
+            }]
+        }]
+    });
+    let wrong = write_yaml(&scratch, "wrong_test.yml", &wrong);
     let (ok, text) = promtool(&["test", "rules"], &[wrong]);
     assert!(!ok, "promtool passed a wrong expectation:\n{text}");
     assert!(text.contains("FAILED"), "{text}");
 }
 
 /// Synthetic series for every metric of the contract, one org, two hours at 1m: what a
-/// healthy exporter shows, with every label value the dashboard selects on.
-const SYNTHETIC_SERIES: &[(&str, &str)] = &[
-    (r#"up{job="devin", instance="exporter:10164"}"#, "1x150"),
-    (
-        r#"devin_user_acus_consumed_total{job="devin", instance="exporter:10164", org_id="org-a", user_id="user-1"}"#,
-        "0+0.5x150",
-    ),
-    (
-        r#"devin_user_sessions{job="devin", instance="exporter:10164", org_id="org-a", user_id="user-1", status="error"}"#,
-        "1x150",
-    ),
-    (
-        r#"devin_playbook_acus_consumed_total{job="devin", instance="exporter:10164", org_id="org-a", playbook_id="none"}"#,
-        "0+0.5x150",
-    ),
-    (
-        r#"devin_tag_acus_consumed_total{job="devin", instance="exporter:10164", org_id="org-a", tag="team-a"}"#,
-        "0+0.5x150",
-    ),
-    (
-        r#"devin_ended_session_duration_seconds_bucket{job="devin", instance="exporter:10164", org_id="org-a", origin="webapp", status="exit", le="600"}"#,
-        "0+1x150",
-    ),
-    (
-        r#"devin_ended_session_duration_seconds_bucket{job="devin", instance="exporter:10164", org_id="org-a", origin="webapp", status="exit", le="+Inf"}"#,
-        "0+2x150",
-    ),
-    (
-        r#"devin_ended_session_acus_bucket{job="devin", instance="exporter:10164", org_id="org-a", origin="webapp", status="exit", le="1"}"#,
-        "0+1x150",
-    ),
-    (
-        r#"devin_ended_session_acus_bucket{job="devin", instance="exporter:10164", org_id="org-a", origin="webapp", status="exit", le="+Inf"}"#,
-        "0+2x150",
-    ),
-    (
-        r#"devin_active_session_acus_consumed{job="devin", instance="exporter:10164", org_id="org-a", session_id="devin-0123456789abcdef0123456789abcdef", url="https://app.devin.ai/sessions/0123456789abcdef0123456789abcdef"}"#,
-        "0+0.5x150",
-    ),
-    (
-        r#"process_resident_memory_bytes{job="devin", instance="exporter:10164"}"#,
-        "30000000x150",
-    ),
-    (
-        r#"devin_exporter_build_info{job="devin", instance="exporter:10164", version="0.1.0", revision="abc"}"#,
-        "1x150",
-    ),
-    (
-        r#"devin_up{job="devin", instance="exporter:10164", org_id="org-a"}"#,
-        "1x150",
-    ),
-    (
-        r#"devin_initial_sync_complete{job="devin", instance="exporter:10164", org_id="org-a"}"#,
-        "1x150",
-    ),
-    (
-        r#"devin_last_successful_scrape_timestamp_seconds{job="devin", instance="exporter:10164", org_id="org-a"}"#,
-        "0+60x150",
-    ),
-    (
-        r#"devin_scrape_duration_seconds{job="devin", instance="exporter:10164", org_id="org-a"}"#,
-        "1.5x150",
-    ),
-    (
-        r#"devin_sessions{job="devin", instance="exporter:10164", org_id="org-a", status="running", status_detail="working", origin="webapp", category="bug_fixing"}"#,
-        "3x150",
-    ),
-    (
-        r#"devin_sessions{job="devin", instance="exporter:10164", org_id="org-a", status="running", status_detail="waiting_for_user", origin="slack", category="feature_development"}"#,
-        "2x150",
-    ),
-    (
-        r#"devin_sessions{job="devin", instance="exporter:10164", org_id="org-a", status="error", status_detail="none", origin="api", category="none"}"#,
-        "1x150",
-    ),
-    (
-        r#"devin_sessions{job="devin", instance="exporter:10164", org_id="org-a", status="suspended", status_detail="out_of_credits", origin="webapp", category="bug_fixing"}"#,
-        "1x150",
-    ),
-    (
-        r#"devin_sessions{job="devin", instance="exporter:10164", org_id="org-a", status="exit", status_detail="none", origin="webapp", category="bug_fixing"}"#,
-        "0+1x150",
-    ),
-    (
-        r#"devin_sessions_acus_consumed{job="devin", instance="exporter:10164", org_id="org-a", status="running", status_detail="working", origin="webapp", category="bug_fixing"}"#,
-        "0+0.5x150",
-    ),
-    (
-        r#"devin_sessions_acus_consumed{job="devin", instance="exporter:10164", org_id="org-a", status="running", status_detail="waiting_for_user", origin="slack", category="feature_development"}"#,
-        "0+0.25x150",
-    ),
-    (
-        r#"devin_acus_consumed_total{job="devin", instance="exporter:10164", org_id="org-a"}"#,
-        "0+0.75x150",
-    ),
-    (
-        r#"devin_sessions_created_total{job="devin", instance="exporter:10164", org_id="org-a", origin="webapp"}"#,
-        "0+1x150",
-    ),
-    (
-        r#"devin_sessions_entered_status_total{job="devin", instance="exporter:10164", org_id="org-a", status="error", status_detail="none"}"#,
-        "0+1x150",
-    ),
-    (
-        r#"devin_sessions_entered_status_total{job="devin", instance="exporter:10164", org_id="org-a", status="suspended", status_detail="out_of_credits"}"#,
-        "0+1x150",
-    ),
-    (
-        r#"devin_session_pull_requests{job="devin", instance="exporter:10164", org_id="org-a", pr_state="merged"}"#,
-        "4x150",
-    ),
-    (
-        r#"devin_session_pull_requests{job="devin", instance="exporter:10164", org_id="org-a", pr_state="closed"}"#,
-        "1x150",
-    ),
-    (
-        r#"devin_session_pull_requests{job="devin", instance="exporter:10164", org_id="org-a", pr_state="open"}"#,
-        "2x150",
-    ),
-    (
-        r#"devin_sessions_archived{job="devin", instance="exporter:10164", org_id="org-a"}"#,
-        "5x150",
-    ),
-    (
-        r#"devin_sessions_oldest_update_timestamp_seconds{job="devin", instance="exporter:10164", org_id="org-a", status="running", status_detail="waiting_for_user"}"#,
-        "0x150",
-    ),
-    (
-        r#"devin_api_requests_total{job="devin", instance="exporter:10164", org_id="org-a", code="200"}"#,
-        "0+60x150",
-    ),
-    (
-        r#"devin_api_requests_total{job="devin", instance="exporter:10164", org_id="org-a", code="429"}"#,
-        "0+1x150",
-    ),
-    (
-        r#"devin_api_request_duration_seconds_bucket{job="devin", instance="exporter:10164", org_id="org-a", le="0.1"}"#,
-        "0+40x150",
-    ),
-    (
-        r#"devin_api_request_duration_seconds_bucket{job="devin", instance="exporter:10164", org_id="org-a", le="1"}"#,
-        "0+60x150",
-    ),
-    (
-        r#"devin_api_request_duration_seconds_bucket{job="devin", instance="exporter:10164", org_id="org-a", le="+Inf"}"#,
-        "0+61x150",
-    ),
-    (
-        r#"devin_api_request_duration_seconds_sum{job="devin", instance="exporter:10164", org_id="org-a"}"#,
-        "0+9x150",
-    ),
-    (
-        r#"devin_api_request_duration_seconds_count{job="devin", instance="exporter:10164", org_id="org-a"}"#,
-        "0+61x150",
-    ),
-];
+/// healthy exporter shows, with every label value the dashboard selects on. Each line is a
+/// series (its target labels added) and its values in promtool's notation.
+const SYNTHETIC_SERIES: &str = r#"
+up 1x150
+devin_user_acus_consumed_total{org_id="org-a", user_id="user-1"} 0+0.5x150
+devin_user_sessions{org_id="org-a", user_id="user-1", status="error"} 1x150
+devin_playbook_acus_consumed_total{org_id="org-a", playbook_id="none"} 0+0.5x150
+devin_tag_acus_consumed_total{org_id="org-a", tag="team-a"} 0+0.5x150
+devin_ended_session_duration_seconds_bucket{org_id="org-a", origin="webapp", status="exit", le="600"} 0+1x150
+devin_ended_session_duration_seconds_bucket{org_id="org-a", origin="webapp", status="exit", le="+Inf"} 0+2x150
+devin_ended_session_acus_bucket{org_id="org-a", origin="webapp", status="exit", le="1"} 0+1x150
+devin_ended_session_acus_bucket{org_id="org-a", origin="webapp", status="exit", le="+Inf"} 0+2x150
+devin_active_session_acus_consumed{org_id="org-a", session_id="devin-0123456789abcdef0123456789abcdef", url="https://app.devin.ai/sessions/0123456789abcdef0123456789abcdef"} 0+0.5x150
+process_resident_memory_bytes 30000000x150
+devin_exporter_build_info{version="0.1.0", revision="abc"} 1x150
+devin_up{org_id="org-a"} 1x150
+devin_initial_sync_complete{org_id="org-a"} 1x150
+devin_last_successful_scrape_timestamp_seconds{org_id="org-a"} 0+60x150
+devin_scrape_duration_seconds{org_id="org-a"} 1.5x150
+devin_sessions{org_id="org-a", status="running", status_detail="working", origin="webapp", category="bug_fixing"} 3x150
+devin_sessions{org_id="org-a", status="running", status_detail="waiting_for_user", origin="slack", category="feature_development"} 2x150
+devin_sessions{org_id="org-a", status="error", status_detail="none", origin="api", category="none"} 1x150
+devin_sessions{org_id="org-a", status="suspended", status_detail="out_of_credits", origin="webapp", category="bug_fixing"} 1x150
+devin_sessions{org_id="org-a", status="exit", status_detail="none", origin="webapp", category="bug_fixing"} 0+1x150
+devin_sessions_acus_consumed{org_id="org-a", status="running", status_detail="working", origin="webapp", category="bug_fixing"} 0+0.5x150
+devin_sessions_acus_consumed{org_id="org-a", status="running", status_detail="waiting_for_user", origin="slack", category="feature_development"} 0+0.25x150
+devin_acus_consumed_total{org_id="org-a"} 0+0.75x150
+devin_sessions_created_total{org_id="org-a", origin="webapp"} 0+1x150
+devin_sessions_entered_status_total{org_id="org-a", status="error", status_detail="none"} 0+1x150
+devin_sessions_entered_status_total{org_id="org-a", status="suspended", status_detail="out_of_credits"} 0+1x150
+devin_session_pull_requests{org_id="org-a", pr_state="merged"} 4x150
+devin_session_pull_requests{org_id="org-a", pr_state="closed"} 1x150
+devin_session_pull_requests{org_id="org-a", pr_state="open"} 2x150
+devin_sessions_archived{org_id="org-a"} 5x150
+devin_sessions_oldest_update_timestamp_seconds{org_id="org-a", status="running", status_detail="waiting_for_user"} 0x150
+devin_api_requests_total{org_id="org-a", code="200"} 0+60x150
+devin_api_requests_total{org_id="org-a", code="429"} 0+1x150
+devin_api_request_duration_seconds_bucket{org_id="org-a", le="0.1"} 0+40x150
+devin_api_request_duration_seconds_bucket{org_id="org-a", le="1"} 0+60x150
+devin_api_request_duration_seconds_bucket{org_id="org-a", le="+Inf"} 0+61x150
+devin_api_request_duration_seconds_sum{org_id="org-a"} 0+9x150
+devin_api_request_duration_seconds_count{org_id="org-a"} 0+61x150
+"#;
+
+/// [`SYNTHETIC_SERIES`] as promtool `input_series`.
+fn synthetic_series() -> Vec<Value> {
+    const TARGET: &str = r#"job="devin", instance="exporter:10164""#;
+    SYNTHETIC_SERIES
+        .lines()
+        .filter_map(|line| line.rsplit_once(' '))
+        .map(|(series, values)| {
+            let series = match series.split_once('{') {
+                Some((name, labels)) => format!("{name}{{{TARGET}, {labels}"),
+                None => format!("{series}{{{TARGET}}}"),
+            };
+            json!({"series": series, "values": values})
+        })
+        .collect()
+}
 
 #[test]
 fn every_dashboard_query_parses_and_returns_data_on_synthetic_metrics() {
-    if !have_promtool() {
+    if !require_tool("promtool") {
         return;
     }
-    let scratch = Scratch::new("synthetic");
-    let recording = rules_dir().join("recording.yml");
+    let scratch = TempDir::new().unwrap();
+    let input_series = synthetic_series();
     for path in dashboard_files() {
         let queries = dashboard_queries(&path);
-        let mut test = format!(
-            "rule_files:\n  - {}\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n",
-            yaml_str(&recording.to_string_lossy())
-        );
-        for (series, values) in SYNTHETIC_SERIES {
-            test += &format!(
-                "      - series: {}\n        values: {}\n",
-                yaml_str(series),
-                yaml_str(values)
-            );
-        }
-        test += "    promql_expr_test:\n";
         // Each query answers: `count(q) > bool 0` is 1 when q has series, nothing when not.
-        for (_, expr) in &queries {
-            test += &format!(
-                "      - expr: {}\n        eval_time: 2h\n        exp_samples:\n          - labels: '{{}}'\n            value: 1\n",
-                yaml_str(&format!("count({expr}) > bool 0"))
-            );
-        }
-        let file = scratch.write(&format!("{}_test.yml", stem(&path)), &test);
+        let expr_tests: Vec<Value> = queries
+            .iter()
+            .map(|(_, expr)| {
+                json!({
+                    "expr": format!("count({expr}) > bool 0"),
+                    "eval_time": "2h",
+                    "exp_samples": [{"labels": "{}", "value": 1}]
+                })
+            })
+            .collect();
+        let test = json!({
+            "rule_files": [rules_dir().join("recording.yml")],
+            "evaluation_interval": "1m",
+            "tests": [{"interval": "1m", "input_series": input_series, "promql_expr_test": expr_tests}]
+        });
+        let file = write_yaml(&scratch, &format!("{}_test.yml", stem(&path)), &test);
         let (ok, text) = promtool(&["test", "rules"], &[file]);
         let listing: Vec<String> = queries.iter().map(|(t, e)| format!("{t}: {e}")).collect();
         assert!(
@@ -1289,15 +1077,24 @@ fn every_dashboard_query_parses_and_returns_data_on_synthetic_metrics() {
 
 #[test]
 fn promtool_rejects_a_dashboard_query_that_returns_nothing() {
-    if !have_promtool() {
+    if !require_tool("promtool") {
         return;
     }
     // The check above would notice a query reading a series that does not exist.
-    let scratch = Scratch::new("empty");
-    let file = scratch.write(
-        "empty_test.yml",
-        "evaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n      - series: 'devin_up{org_id=\"org-a\"}'\n        values: '1x10'\n    promql_expr_test:\n      - expr: 'count(devin_up{org_id=\"org-b\"}) > bool 0'\n        eval_time: 5m\n        exp_samples:\n          - labels: '{}'\n            value: 1\n",
-    );
+    let scratch = TempDir::new().unwrap();
+    let test = json!({
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [{"series": r#"devin_up{org_id="org-a"}"#, "values": "1x10"}],
+            "promql_expr_test": [{
+                "expr": r#"count(devin_up{org_id="org-b"}) > bool 0"#,
+                "eval_time": "5m",
+                "exp_samples": [{"labels": "{}", "value": 1}]
+            }]
+        }]
+    });
+    let file = write_yaml(&scratch, "empty_test.yml", &test);
     let (ok, text) = promtool(&["test", "rules"], &[file]);
     assert!(!ok, "{text}");
 }
@@ -1305,45 +1102,111 @@ fn promtool_rejects_a_dashboard_query_that_returns_nothing() {
 // ---------------------------------------------------------------------------------------
 // Provisioning, the Compose example and the README.
 
-/// Volume mounts `source:target[:mode]` of a Compose file, read as text.
-fn compose_mounts(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .map(str::trim)
-        .filter_map(|l| l.strip_prefix("- "))
-        .filter(|l| l.starts_with("./") || l.starts_with("../"))
-        .map(|l| {
-            let mut parts = l.split(':');
-            (
-                parts.next().unwrap().to_string(),
-                parts.next().unwrap_or("").to_string(),
-            )
+#[derive(Deserialize)]
+struct Compose {
+    services: BTreeMap<String, ComposeService>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ComposeService {
+    build: Option<ComposeBuild>,
+    command: Vec<String>,
+    environment: BTreeMap<String, String>,
+    ports: Vec<String>,
+    volumes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct ComposeBuild {
+    context: String,
+    dockerfile: String,
+}
+
+#[derive(Deserialize)]
+struct PrometheusConfig {
+    rule_files: Vec<String>,
+    scrape_configs: Vec<ScrapeConfig>,
+}
+
+#[derive(Deserialize)]
+struct ScrapeConfig {
+    job_name: String,
+    static_configs: Vec<StaticConfig>,
+}
+
+#[derive(Deserialize)]
+struct StaticConfig {
+    targets: Vec<String>,
+}
+
+/// Grafana provisioning: dashboard providers or data sources.
+#[derive(Deserialize)]
+struct Provisioning {
+    #[serde(default)]
+    providers: Vec<Value>,
+    #[serde(default)]
+    datasources: Vec<Value>,
+}
+
+fn compose_dir() -> PathBuf {
+    root().join("examples/compose")
+}
+
+fn compose() -> Compose {
+    yaml(&compose_dir().join("docker-compose.yml"))
+}
+
+/// Bind mounts `(source, target)` of every service, sources relative to the Compose file.
+fn compose_mounts(compose: &Compose) -> Vec<(String, String)> {
+    compose
+        .services
+        .values()
+        .flat_map(|s| &s.volumes)
+        .filter(|v| v.starts_with("./") || v.starts_with("../"))
+        .map(|v| {
+            let mut parts = v.split(':');
+            let source = parts.next().unwrap().to_string();
+            (source, parts.next().unwrap_or("").to_string())
         })
         .collect()
 }
 
+fn mount_target(compose: &Compose, source: &str) -> String {
+    compose_mounts(compose)
+        .into_iter()
+        .find(|(s, _)| s == source)
+        .map(|(_, t)| t)
+        .unwrap_or_else(|| panic!("{source} not mounted"))
+}
+
 #[test]
 fn compose_example_mounts_what_exists_where_the_configs_expect_it() {
-    let dir = root().join("examples/compose");
-    let compose = read(&dir.join("docker-compose.yml"));
+    let dir = compose_dir();
+    let compose = compose();
     let mounts = compose_mounts(&compose);
-    assert!(mounts.len() >= 5, "{mounts:?}");
+    assert!(mounts.len() >= 5, "{:?}", mounts);
     for (source, target) in &mounts {
         assert!(dir.join(source).exists(), "mount source {source} missing");
         assert!(target.starts_with('/'), "{source}: target {target:?}");
     }
-    let target_of = |source: &str| {
-        mounts
-            .iter()
-            .find(|(s, _)| s == source)
-            .map(|(_, t)| t.clone())
-            .unwrap_or_else(|| panic!("{source} not mounted"))
+    let target_of = |source: &str| mount_target(&compose, source);
+    let service = |name: &str| {
+        compose
+            .services
+            .get(name)
+            .unwrap_or_else(|| panic!("no service {name}"))
     };
     // Grafana reads the dashboards where the provider looks for them.
-    let provider = read(&root().join("dashboards/grafana/provisioning/dashboards/devin.yaml"));
-    let provider_path = yaml_value(&provider.lines().collect::<Vec<_>>(), "path").unwrap();
+    let grafana = root().join("dashboards/grafana/provisioning");
+    let provider: Provisioning = yaml(&grafana.join("dashboards/devin.yaml"));
+    let provider_path = provider.providers[0]["options"]["path"].as_str().unwrap();
     assert_eq!(target_of("../../dashboards/grafana"), provider_path);
     // And the home dashboard is one of them.
-    assert!(compose.contains(&format!("{provider_path}/devin-overview.json")));
+    assert_eq!(
+        service("grafana").environment["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"],
+        format!("{provider_path}/devin-overview.json")
+    );
     assert_eq!(
         target_of("../../dashboards/grafana/provisioning/datasources"),
         "/etc/grafana/provisioning/datasources"
@@ -1353,22 +1216,45 @@ fn compose_example_mounts_what_exists_where_the_configs_expect_it() {
         "/etc/grafana/provisioning/dashboards"
     );
     // The data source points at the Compose Prometheus service.
-    let datasource =
-        read(&root().join("dashboards/grafana/provisioning/datasources/prometheus.yaml"));
-    assert!(datasource.contains("url: http://prometheus:9090"));
-    assert!(compose.contains("\n  prometheus:\n"));
+    let datasources: Provisioning = yaml(&grafana.join("datasources/prometheus.yaml"));
+    assert!(
+        datasources
+            .datasources
+            .iter()
+            .any(|d| d["url"] == "http://prometheus:9090")
+    );
+    service("prometheus");
     // The exporter: demo mode from the repository's Dockerfile on 10164, scraped there.
-    assert!(compose.contains("context: ../..") && compose.contains("dockerfile: Dockerfile"));
-    assert!(compose.contains(r#"command: ["--demo"]"#));
-    assert!(compose.contains("10164:10164"));
-    let prometheus = read(&dir.join("prometheus.yml"));
-    assert!(prometheus.contains("job_name: devin"));
-    assert!(prometheus.contains("exporter:10164"));
+    let exporter = service("exporter");
+    let build = exporter.build.as_ref().expect("the exporter is built");
+    assert_eq!(
+        (build.context.as_str(), build.dockerfile.as_str()),
+        ("../..", "Dockerfile")
+    );
+    assert_eq!(exporter.command, ["--demo"]);
+    assert!(
+        exporter.ports.iter().any(|p| p.ends_with("10164:10164")),
+        "{:?}",
+        exporter.ports
+    );
+    let prometheus: PrometheusConfig = yaml(&dir.join("prometheus.yml"));
+    let job = prometheus
+        .scrape_configs
+        .iter()
+        .find(|j| j.job_name == "devin")
+        .expect("job devin");
+    assert!(
+        job.static_configs
+            .iter()
+            .any(|s| s.targets == ["exporter:10164"])
+    );
     // Prometheus loads the rules from where they are mounted.
     let rules_target = target_of("../../dashboards/prometheus");
     for rules in ["alerts.yml", "recording.yml"] {
         assert!(
-            prometheus.contains(&format!("{rules_target}/{rules}")),
+            prometheus
+                .rule_files
+                .contains(&format!("{rules_target}/{rules}")),
             "prometheus.yml does not load {rules_target}/{rules}"
         );
     }
@@ -1376,22 +1262,18 @@ fn compose_example_mounts_what_exists_where_the_configs_expect_it() {
 
 #[test]
 fn promtool_accepts_the_compose_prometheus_config() {
-    if !have_promtool() {
+    if !require_tool("promtool") {
         return;
     }
     // The rule files are at their container path there: point at the repository's.
-    let compose = read(&root().join("examples/compose/docker-compose.yml"));
-    let rules_target = compose_mounts(&compose)
-        .into_iter()
-        .find(|(s, _)| s == "../../dashboards/prometheus")
-        .unwrap()
-        .1;
-    let config = read(&root().join("examples/compose/prometheus.yml")).replace(
+    let rules_target = mount_target(&compose(), "../../dashboards/prometheus");
+    let config = read(&compose_dir().join("prometheus.yml")).replace(
         &format!("{rules_target}/"),
         &format!("{}/", rules_dir().to_string_lossy()),
     );
-    let scratch = Scratch::new("compose");
-    let file = scratch.write("prometheus.yml", &config);
+    let scratch = TempDir::new().unwrap();
+    let file = scratch.path().join("prometheus.yml");
+    std::fs::write(&file, config).unwrap();
     let (ok, text) = promtool(&["check", "config"], &[file]);
     assert!(ok, "promtool check config:\n{text}");
     assert!(text.contains("2 rule files found"), "{text}");

@@ -3,14 +3,19 @@
 //!
 //! The YAML is parsed and checked for what a deployment depends on (probes, ports, labels,
 //! the token's path, the scrape timing); the Prometheus config goes through `promtool`, the
-//! kustomization through `kubectl kustomize` when it is installed. No container engine is
-//! assumed, so the Dockerfile is linted as text.
+//! kustomization through `kubectl kustomize`. No container engine is assumed: hadolint lints
+//! the Dockerfile, and its instructions are read with `dockerfile-parser`.
 
-use std::collections::BTreeSet;
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::procs::require_tool;
+use dockerfile_parser::{Dockerfile, Instruction, ShellOrExecExpr, Stage};
+use globset::{GlobBuilder, GlobMatcher};
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
@@ -71,62 +76,13 @@ fn seq_of<'a>(value: &'a Value, what: &str) -> &'a [Value] {
 
 /// A Prometheus duration such as `30s`, `1m30s` or `2h`.
 fn duration(text: &str) -> Duration {
-    let mut total = 0u64;
-    let mut number = String::new();
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let unit = if c == 'm' && chars.peek() == Some(&'s') {
-            chars.next();
-            "ms"
-        } else {
-            match c {
-                's' => "s",
-                'm' => "m",
-                'h' => "h",
-                'd' => "d",
-                _ => panic!("{text}: unknown duration unit {c}"),
-            }
-        };
-        let n: u64 = number
-            .parse()
-            .unwrap_or_else(|_| panic!("{text}: not a duration"));
-        number.clear();
-        total += match unit {
-            "ms" => n,
-            "s" => n * 1_000,
-            "m" => n * 60_000,
-            "h" => n * 3_600_000,
-            _ => n * 86_400_000,
-        };
-    }
-    assert!(number.is_empty(), "{text}: a duration needs a unit");
-    Duration::from_millis(total)
+    promql_parser::util::parse_duration(text).unwrap_or_else(|e| panic!("{text}: {e}"))
 }
 
 /// `true` when `labels` (a mapping) holds every pair of `selector` (a mapping).
 fn selects(selector: &Value, labels: &Value) -> bool {
     let selector = selector.as_mapping().expect("selector is a mapping");
     !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-}
-
-/// Whether a tool is on PATH (`tool version_args...` succeeds). Without it the caller skips
-/// with a notice, unless `DEVIN_E2E_REQUIRED=1` (CI) and `required_in_ci`.
-fn have_tool(tool: &str, version_args: &[&str], required_in_ci: bool) -> bool {
-    let found = Command::new(tool)
-        .args(version_args)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        if required_in_ci && std::env::var("DEVIN_E2E_REQUIRED").as_deref() == Ok("1") {
-            panic!("{tool} is required (DEVIN_E2E_REQUIRED=1) but not on PATH");
-        }
-        eprintln!("notice: {tool} is not on PATH, skipping this check");
-    }
-    found
 }
 
 // ---------------------------------------------------------------------------------------
@@ -453,8 +409,7 @@ fn service_and_service_monitor_match_the_deployment() {
 
 #[test]
 fn kustomize_renders_the_kubernetes_example() {
-    // kubectl is not a CI requirement: skip without it, even in CI.
-    if !have_tool("kubectl", &["version", "--client"], false) {
+    if !require_tool("kubectl") {
         return;
     }
     let out = Command::new("kubectl")
@@ -520,28 +475,27 @@ fn prometheus_config_scrapes_the_exporter_once_a_minute() {
     );
 }
 
-fn promtool_check_config(path: &Path) -> String {
-    let out = Command::new("promtool")
-        .args(["check", "config"])
-        .arg(path)
+/// Runs a command: whether it succeeded, and its stdout and stderr.
+fn run(command: &mut Command) -> (bool, String) {
+    let out = command
         .output()
-        .expect("promtool");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (
         out.status.success(),
-        "promtool check config {}:\n{text}",
-        path.display()
-    );
+        text + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn promtool_check_config(path: &Path) -> String {
+    let (ok, text) = run(Command::new("promtool").args(["check", "config"]).arg(path));
+    assert!(ok, "promtool check config {}:\n{text}", path.display());
     text
 }
 
 #[test]
 fn promtool_accepts_the_prometheus_config() {
-    if !have_tool("promtool", &["--version"], true) {
+    if !require_tool("promtool") {
         return;
     }
     let original = root().join(PROMETHEUS_CONFIG);
@@ -572,123 +526,89 @@ fn promtool_accepts_the_prometheus_config() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Dockerfile
+// Dockerfile: linted by hadolint, read with dockerfile-parser for what the build and the
+// image depend on.
 
-/// One Dockerfile instruction, continuation lines joined.
-#[derive(Debug)]
-struct Instruction {
-    /// 0 before the first FROM, then 1, 2, ... for each stage.
-    stage: usize,
-    keyword: String,
-    args: String,
-}
-
-fn dockerfile() -> Vec<Instruction> {
-    let mut out = Vec::new();
-    let mut stage = 0;
-    let mut current = String::new();
-    for line in read("Dockerfile").lines() {
-        let trimmed = line.trim();
-        // Comment lines (also inside continuations) and blank lines between instructions.
-        if trimmed.starts_with('#') || (current.is_empty() && trimmed.is_empty()) {
-            continue;
-        }
-        if let Some(body) = trimmed.strip_suffix('\\') {
-            current.push_str(body.trim_end());
-            current.push(' ');
-            continue;
-        }
-        current.push_str(trimmed);
-        let (keyword, args) = current
-            .split_once(char::is_whitespace)
-            .unwrap_or((&current, ""));
-        let keyword = keyword.to_ascii_uppercase();
-        if keyword == "FROM" {
-            stage += 1;
-        }
-        out.push(Instruction {
-            stage,
-            keyword,
-            args: args.trim().to_string(),
-        });
-        current.clear();
+#[test]
+fn hadolint_accepts_the_dockerfile_and_rejects_a_careless_one() {
+    if !require_tool("hadolint") {
+        return;
     }
-    assert!(current.is_empty(), "Dockerfile ends inside a continuation");
-    out
+    // hadolint reads its configuration, if any, from the working directory.
+    let hadolint =
+        |dir: &Path, file: &Path| run(Command::new("hadolint").arg(file).current_dir(dir));
+    let (ok, text) = hadolint(&root(), Path::new("Dockerfile"));
+    assert!(ok, "hadolint Dockerfile:\n{text}");
+
+    // Unpinned packages, root at run time, a shell-form entrypoint: each is reported.
+    let dir = tempfile::tempdir().unwrap();
+    let careless = dir.path().join("Dockerfile");
+    std::fs::write(
+        &careless,
+        "FROM debian:bookworm\nRUN apt-get update && apt-get install -y curl\nUSER root\nENTRYPOINT /usr/local/bin/devin-exporter\n",
+    )
+    .unwrap();
+    let (ok, text) = hadolint(dir.path(), &careless);
+    assert!(!ok, "{text}");
+    for rule in ["DL3008", "DL3002", "DL3025"] {
+        assert!(text.contains(rule), "{rule} not reported:\n{text}");
+    }
 }
 
-/// `ARG NAME=default` before the first stage.
-fn global_arg_default(instructions: &[Instruction], name: &str) -> Option<String> {
+fn dockerfile() -> Dockerfile {
+    Dockerfile::parse(&read("Dockerfile")).unwrap_or_else(|e| panic!("Dockerfile: {e}"))
+}
+
+/// An instruction's keyword, upper case.
+fn keyword(i: &Instruction) -> String {
+    match i {
+        Instruction::From(_) => "FROM".into(),
+        Instruction::Arg(_) => "ARG".into(),
+        Instruction::Label(_) => "LABEL".into(),
+        Instruction::Run(_) => "RUN".into(),
+        Instruction::Entrypoint(_) => "ENTRYPOINT".into(),
+        Instruction::Cmd(_) => "CMD".into(),
+        Instruction::Copy(_) => "COPY".into(),
+        Instruction::Env(_) => "ENV".into(),
+        Instruction::Misc(m) => m.instruction.content.to_ascii_uppercase(),
+    }
+}
+
+/// The shell command of a `RUN`, continuations joined ("" for anything else).
+fn run_command(i: &Instruction) -> String {
+    match i.as_run().map(|r| &r.expr) {
+        Some(ShellOrExecExpr::Shell(shell)) => shell.to_string(),
+        Some(ShellOrExecExpr::Exec(exec)) => exec.as_str_vec().join(" "),
+        None => String::new(),
+    }
+}
+
+fn copy_sources(i: &Instruction) -> Vec<&str> {
+    i.as_copy()
+        .map(|c| c.sources.iter().map(|s| s.content.as_str()).collect())
+        .unwrap_or_default()
+}
+
+fn position(instructions: &[&Instruction], what: &str, f: impl Fn(&Instruction) -> bool) -> usize {
     instructions
         .iter()
-        .filter(|i| i.stage == 0 && i.keyword == "ARG")
-        .find_map(|i| {
-            let (n, v) = i.args.split_once('=')?;
-            (n == name).then(|| v.trim_matches('"').to_string())
-        })
+        .position(|i| f(i))
+        .unwrap_or_else(|| panic!("Dockerfile: no {what}"))
 }
 
-/// Words of an instruction's arguments, quotes removed (no escapes needed here).
-fn words(args: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut word = String::new();
-    let mut quoted = false;
-    let mut in_word = false;
-    for c in args.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                in_word = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if in_word {
-                    out.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            c => {
-                word.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if in_word {
-        out.push(word);
-    }
-    out
-}
-
-/// A glob as Docker reads them in COPY sources and `.dockerignore`: `*` and `?` within one
-/// path segment, `[...]` classes, and `**` for any number of segments.
-fn glob(pattern: &str, path: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match p {
-            [] => n.is_empty(),
-            ['*', '*', '/', rest @ ..] => {
-                go(rest, n) || (0..n.len()).any(|i| n[i] == '/' && go(rest, &n[i + 1..]))
-            }
-            ['*', '*', rest @ ..] => (0..=n.len()).any(|i| go(rest, &n[i..])),
-            ['*', rest @ ..] => (0..=n.len())
-                .take_while(|&i| i == 0 || n[i - 1] != '/')
-                .any(|i| go(rest, &n[i..])),
-            ['?', rest @ ..] => n.first().is_some_and(|&c| c != '/') && go(rest, &n[1..]),
-            ['[', rest @ ..] => match rest.iter().position(|&c| c == ']') {
-                Some(end) => {
-                    n.first().is_some_and(|c| rest[..end].contains(c))
-                        && go(&rest[end + 1..], &n[1..])
-                }
-                None => n.first() == Some(&'[') && go(rest, &n[1..]),
-            },
-            [c, rest @ ..] => n.first() == Some(c) && go(rest, &n[1..]),
-        }
-    }
-    let p: Vec<char> = pattern.trim_start_matches("./").chars().collect();
-    let n: Vec<char> = path.chars().collect();
-    go(&p, &n)
+/// A pattern as Docker matches COPY sources and `.dockerignore` lines: `*`, `?` and `[...]`
+/// within one path segment, `**` across segments.
+fn docker_glob(pattern: &str) -> GlobMatcher {
+    GlobBuilder::new(pattern.trim_start_matches("./"))
+        .literal_separator(true)
+        .build()
+        .unwrap_or_else(|e| panic!("{pattern}: {e}"))
+        .compile_matcher()
 }
 
 #[test]
-fn glob_follows_docker_semantics() {
+fn docker_glob_follows_docker_semantics() {
+    let glob = |pattern: &str, path: &str| docker_glob(pattern).is_match(path);
     assert!(glob("build.r[s]", "build.rs"));
     assert!(!glob("build.r[s]", "build.rx"));
     assert!(glob("bench[e]s", "benches"));
@@ -701,96 +621,91 @@ fn glob_follows_docker_semantics() {
     assert!(glob("./src", "src"));
 }
 
-/// Sources of a COPY instruction (flags and destination left out).
-fn copy_sources(args: &str) -> Vec<String> {
-    let mut w: Vec<String> = words(args)
-        .into_iter()
-        .filter(|w| !w.starts_with("--"))
-        .collect();
-    w.pop();
-    w
-}
-
-/// Destination of a COPY instruction.
-fn copy_destination(args: &str) -> String {
-    words(args).pop().expect("COPY destination")
-}
-
-fn position(instructions: &[Instruction], what: &str, f: impl Fn(&Instruction) -> bool) -> usize {
-    instructions
-        .iter()
-        .position(f)
-        .unwrap_or_else(|| panic!("Dockerfile: no {what}"))
-}
-
 #[test]
-fn dockerfile_builds_in_stages_from_bookworm_to_distroless() {
-    let ins = dockerfile();
-    let froms: Vec<&Instruction> = ins.iter().filter(|i| i.keyword == "FROM").collect();
-    assert!(froms.len() >= 2, "multi-stage");
-    let builder = words(&froms[0].args);
+fn dockerfile_builds_in_stages_with_the_runtime_glibc() {
+    let dockerfile = dockerfile();
+    let stages = dockerfile.stages();
+    assert!(stages.stages.len() >= 2, "multi-stage");
+    let image = |stage: &Stage| {
+        stage.instructions[0]
+            .as_from()
+            .unwrap()
+            .image
+            .content
+            .clone()
+    };
+    let builder = stages
+        .get_by_name("builder")
+        .expect("a stage named builder");
+    assert_eq!(builder.index, 0, "the builder comes first");
+    let builder_image = image(builder);
     assert!(
-        builder[0].starts_with("rust:"),
+        builder_image.starts_with("rust:"),
         "builder from the official Rust image"
     );
-    assert_eq!(builder[1..].join(" ").to_lowercase(), "as builder");
-    let runtime = &froms.last().unwrap().args;
-    assert_eq!(runtime, "gcr.io/distroless/cc-debian12:nonroot");
-    // The builder's glibc is the runtime's (Debian 12): a newer one could link symbols
-    // the runtime lacks.
-    assert!(builder[0].ends_with("-bookworm"), "{}", builder[0]);
+    // The builder's glibc is the runtime's: a newer one could link symbols the runtime
+    // lacks. Both name their Debian release.
+    let runtime_image = image(stages.stages.last().unwrap());
+    let releases = [
+        ("bullseye", "debian11"),
+        ("bookworm", "debian12"),
+        ("trixie", "debian13"),
+    ];
+    let (codename, version) = releases
+        .iter()
+        .find(|(codename, _)| builder_image.ends_with(&format!("-{codename}")))
+        .unwrap_or_else(|| panic!("{builder_image}: no Debian release"));
+    assert!(
+        runtime_image.contains(version),
+        "{runtime_image} is not Debian {codename} like {builder_image}"
+    );
 }
 
 #[test]
 fn dockerfile_compiles_dependencies_before_copying_the_sources() {
-    let ins = dockerfile();
-    let in_builder = |i: &Instruction| i.stage == 1;
-    for i in ins.iter().filter(|i| i.args.contains("cargo build")) {
+    let dockerfile = dockerfile();
+    let stages = dockerfile.stages();
+    let ins = &stages.get_by_name("builder").unwrap().instructions;
+    let builds = |i: &Instruction| run_command(i).contains("cargo build");
+    for i in ins.iter().filter(|i| builds(i)) {
+        let command = run_command(i);
         assert!(
-            i.args.contains("--release") && i.args.contains("--locked"),
-            "{}",
-            i.args
+            command.contains("--release") && command.contains("--locked"),
+            "{command}"
         );
     }
-    let manifest = position(&ins, "COPY of Cargo.toml and Cargo.lock", |i| {
-        in_builder(i)
-            && i.keyword == "COPY"
-            && ["Cargo.toml", "Cargo.lock"]
-                .iter()
-                .all(|f| copy_sources(&i.args).iter().any(|s| s == f))
+    let manifest = position(ins, "COPY of Cargo.toml and Cargo.lock", |i| {
+        ["Cargo.toml", "Cargo.lock"]
+            .iter()
+            .all(|f| copy_sources(i).contains(f))
     });
-    let deps = position(&ins, "dependency build", |i| {
-        in_builder(i) && i.keyword == "RUN" && i.args.contains("cargo build")
+    let deps = position(ins, "dependency build", builds);
+    let sources = position(ins, "COPY src ./src", |i| {
+        copy_sources(i) == ["src"]
+            && ["src", "src/", "./src", "./src/"]
+                .contains(&i.as_copy().unwrap().destination.content.as_str())
     });
-    let sources = position(&ins, "COPY src ./src", |i| {
-        in_builder(i)
-            && i.keyword == "COPY"
-            && copy_sources(&i.args) == ["src"]
-            && ["src", "src/", "./src", "./src/"].contains(&copy_destination(&i.args).as_str())
-    });
-    let build = position(&ins, "final build", |i| {
-        in_builder(i)
-            && i.keyword == "RUN"
-            && i.args.contains("cargo build")
-            && i.args != ins[deps].args
+    let build = position(ins, "final build", |i| {
+        builds(i) && run_command(i) != run_command(ins[deps])
     });
     assert!(manifest < deps && deps < sources && sources < build);
     // The dependency build stands in for both crate roots, and the real ones are touched
     // so that cargo rebuilds the crate over the stand-ins.
+    let (deps_command, build_command) = (run_command(ins[deps]), run_command(ins[build]));
     for root in ["src/main.rs", "src/lib.rs"] {
-        assert!(ins[deps].args.contains(root), "stand-in for {root}");
-        assert!(ins[build].args.contains(root), "touch {root}");
+        assert!(deps_command.contains(root), "stand-in for {root}");
+        assert!(build_command.contains(root), "touch {root}");
     }
-    assert!(ins[build].args.contains("touch"));
+    assert!(build_command.contains("touch"));
 
     // Whatever the manifest needs to load must be there for the dependency build: build.rs,
     // and the directories of explicitly declared targets.
-    let copied_early: Vec<String> = ins[..deps]
+    let copied_early: Vec<GlobMatcher> = ins[..deps]
         .iter()
-        .filter(|i| i.keyword == "COPY")
-        .flat_map(|i| copy_sources(&i.args))
+        .flat_map(|i| copy_sources(i))
+        .map(docker_glob)
         .collect();
-    let covered = |name: &str| copied_early.iter().any(|s| glob(s, name));
+    let covered = |name: &str| copied_early.iter().any(|g| g.is_match(name));
     if root().join("build.rs").exists() {
         assert!(
             covered("build.rs"),
@@ -798,12 +713,13 @@ fn dockerfile_compiles_dependencies_before_copying_the_sources() {
         );
     }
     let manifest_text = read("Cargo.toml");
+    let declares = |table: &str| manifest_text.lines().any(|l| l.trim() == table);
     for (table, dir) in [
         ("[[bench]]", "benches"),
         ("[[test]]", "tests"),
         ("[[example]]", "examples"),
     ] {
-        if manifest_text.lines().any(|l| l.trim() == table) {
+        if declares(table) {
             assert!(
                 covered(dir),
                 "Cargo.toml declares {table}: copy {dir}/ before the dependency build"
@@ -811,71 +727,95 @@ fn dockerfile_compiles_dependencies_before_copying_the_sources() {
         }
     }
     assert!(
-        !manifest_text.lines().any(|l| l.trim() == "[[bin]]"),
+        !declares("[[bin]]"),
         "explicit [[bin]] targets need stand-ins in the Dockerfile's dependency build"
     );
 }
 
 #[test]
 fn dockerfile_passes_the_revision_without_git() {
-    let ins = dockerfile();
-    let deps = position(&ins, "dependency build", |i| {
-        i.keyword == "RUN" && i.args.contains("cargo build")
+    let dockerfile = dockerfile();
+    let stages = dockerfile.stages();
+    let ins = &stages.get_by_name("builder").unwrap().instructions;
+    let builds = |i: &Instruction| run_command(i).contains("cargo build");
+    let deps = position(ins, "dependency build", builds);
+    let arg = position(ins, "ARG REVISION in the builder", |i| {
+        i.as_arg().is_some_and(|a| a.name.content == "REVISION")
     });
-    let arg = position(&ins, "ARG REVISION in the builder", |i| {
-        i.stage == 1 && i.keyword == "ARG" && i.args.starts_with("REVISION")
+    let env = position(ins, "ENV DEVIN_EXPORTER_REVISION", |i| {
+        i.as_env().is_some_and(|e| {
+            e.vars.iter().any(|v| {
+                v.key.content == "DEVIN_EXPORTER_REVISION" && v.value.to_string() == "${REVISION}"
+            })
+        })
     });
-    let env = position(&ins, "ENV DEVIN_EXPORTER_REVISION", |i| {
-        i.stage == 1 && i.keyword == "ENV" && i.args == "DEVIN_EXPORTER_REVISION=${REVISION}"
-    });
-    let build = ins
-        .iter()
-        .rposition(|i| i.stage == 1 && i.args.contains("cargo build"))
-        .unwrap();
+    let build = ins.iter().rposition(|i| builds(i)).unwrap();
     // After the dependency build, so that a new revision keeps the dependency layer cached.
     assert!(deps < arg && arg < env && env < build);
 }
 
 #[test]
-fn dockerfile_runtime_is_unprivileged_and_health_checked() {
-    let ins = dockerfile();
-    let last = ins.last().unwrap().stage;
-    let runtime: Vec<&Instruction> = ins.iter().filter(|i| i.stage == last).collect();
-    let one = |keyword: &str| {
-        let found: Vec<&&Instruction> = runtime.iter().filter(|i| i.keyword == keyword).collect();
-        assert_eq!(found.len(), 1, "one {keyword} in the runtime stage");
-        found[0].args.as_str()
+fn dockerfile_runtime_needs_no_shell_runs_unprivileged_and_checks_its_health() {
+    let dockerfile = dockerfile();
+    let stages = dockerfile.stages();
+    let runtime = &stages.stages.last().unwrap().instructions;
+    let one = |word: &str| {
+        let found: Vec<&&Instruction> = runtime.iter().filter(|i| keyword(i) == word).collect();
+        assert_eq!(found.len(), 1, "one {word} in the runtime stage");
+        *found[0]
     };
-
-    let copy = words(one("COPY"));
-    assert_eq!(copy[0], "--from=builder");
+    let misc_args = |word: &str| one(word).as_misc().unwrap().arguments.to_string();
+    // Nothing runs a shell in the image, at build time or at run time.
     assert!(
-        copy[1].ends_with("/target/release/devin-exporter"),
-        "{copy:?}"
+        runtime.iter().all(|i| keyword(i) != "RUN"),
+        "no RUN in the runtime stage"
     );
-    assert_eq!(copy[2], BINARY);
+
+    let copy = one("COPY").as_copy().unwrap();
+    let from: Vec<(&str, &str)> = copy
+        .flags
+        .iter()
+        .map(|f| (f.name.content.as_str(), f.value.content.as_str()))
+        .collect();
+    assert_eq!(from, [("from", "builder")]);
+    assert_eq!(copy.sources.len(), 1);
+    assert!(
+        copy.sources[0]
+            .content
+            .ends_with("/target/release/devin-exporter"),
+        "{:?}",
+        copy.sources
+    );
+    assert_eq!(copy.destination.content, BINARY);
 
     // Numeric, so that Kubernetes' runAsNonRoot can verify it.
-    let user = one("USER");
+    let user = misc_args("USER");
     let uid: u32 = user
+        .trim()
         .split(':')
         .next()
         .unwrap()
         .parse()
         .expect("a numeric USER");
     assert_ne!(uid, 0, "USER {user}");
-    assert_eq!(one("EXPOSE"), PORT.to_string());
+    assert_eq!(misc_args("EXPOSE").trim(), PORT.to_string());
 
-    let entrypoint: Vec<String> = serde_json::from_str(one("ENTRYPOINT")).expect("exec form");
-    assert_eq!(entrypoint, [BINARY]);
-
-    // Exec form: the distroless image has no shell.
-    let healthcheck = one("HEALTHCHECK");
+    // Exec form: the binary runs without a shell.
+    match &one("ENTRYPOINT").as_entrypoint().unwrap().expr {
+        ShellOrExecExpr::Exec(exec) => assert_eq!(exec.as_str_vec(), [BINARY]),
+        ShellOrExecExpr::Shell(shell) => panic!("ENTRYPOINT in shell form: {shell}"),
+    }
+    // The health check runs the binary's own subcommand, in exec form.
+    let healthcheck = misc_args("HEALTHCHECK");
     let (options, cmd) = healthcheck.split_once("CMD ").expect("HEALTHCHECK CMD");
-    let cmd: Vec<String> = serde_json::from_str(cmd.trim()).expect("exec form");
-    assert_eq!(cmd[..2], [BINARY, "healthcheck"]);
+    let cmd: Vec<String> = serde_json::from_str(cmd.trim()).expect("HEALTHCHECK CMD in exec form");
+    assert!(
+        cmd.starts_with(&[BINARY.into(), "healthcheck".into()]),
+        "{cmd:?}"
+    );
     // Longer than the healthcheck subcommand's own 5 s HTTP timeout.
-    let timeout = words(options)
+    let timeout = shell_words::split(options)
+        .unwrap()
         .iter()
         .find_map(|o| o.strip_prefix("--timeout=").map(duration))
         .expect("HEALTHCHECK --timeout");
@@ -884,22 +824,22 @@ fn dockerfile_runtime_is_unprivileged_and_health_checked() {
 
 #[test]
 fn dockerfile_labels_the_image() {
-    let ins = dockerfile();
-    let last = ins.last().unwrap().stage;
-    let labels: Vec<(String, String)> = ins
+    let dockerfile = dockerfile();
+    let stages = dockerfile.stages();
+    let labels: BTreeMap<&str, &str> = stages
+        .stages
+        .last()
+        .unwrap()
+        .instructions
         .iter()
-        .filter(|i| i.stage == last && i.keyword == "LABEL")
-        .flat_map(|i| words(&i.args))
-        .map(|w| {
-            let (k, v) = w.split_once('=').expect("LABEL key=value");
-            (k.to_string(), v.to_string())
-        })
+        .filter_map(|i| i.as_label())
+        .flat_map(|l| &l.labels)
+        .map(|l| (l.name.content.as_str(), l.value.content.as_str()))
         .collect();
     let label = |key: &str| {
         labels
-            .iter()
-            .find(|(k, _)| k == &format!("org.opencontainers.image.{key}"))
-            .map(|(_, v)| v.as_str())
+            .get(format!("org.opencontainers.image.{key}").as_str())
+            .copied()
             .unwrap_or_else(|| panic!("no label org.opencontainers.image.{key}"))
     };
     assert_eq!(label("title"), env!("CARGO_PKG_NAME"));
@@ -908,8 +848,11 @@ fn dockerfile_labels_the_image() {
     assert_eq!(label("source"), "${SOURCE_URL}");
     assert_eq!(label("version"), "${VERSION}");
     assert_eq!(label("revision"), "${REVISION}");
+    let version = dockerfile
+        .get_global_arg("VERSION")
+        .and_then(|a| a.value.as_ref());
     assert_eq!(
-        global_arg_default(&ins, "VERSION").as_deref(),
+        version.map(|v| v.content.as_str()),
         Some(env!("CARGO_PKG_VERSION")),
         "the Dockerfile's default VERSION follows Cargo.toml"
     );
@@ -927,12 +870,13 @@ fn dockerignore_keeps_the_build_inputs_and_leaves_out_the_rest() {
         patterns.iter().all(|p| !p.starts_with('!')),
         "this check does not handle exceptions"
     );
+    let patterns: Vec<GlobMatcher> = patterns.iter().map(|p| docker_glob(p)).collect();
     // A path is left out when a pattern matches it or one of its parent directories.
     let ignored = |path: &str| {
         let parts: Vec<&str> = path.split('/').collect();
         (1..=parts.len()).any(|n| {
             let prefix = parts[..n].join("/");
-            patterns.iter().any(|p| glob(p, &prefix))
+            patterns.iter().any(|p| p.is_match(&prefix))
         })
     };
     for kept in [

@@ -14,31 +14,13 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use common::procs::{
-    Sim, blocking_get, sample_value, start_prometheus_with, start_simulator, try_get,
+    Sim, blocking_get, require_tool, sample_value, start_prometheus_with, start_simulator, try_get,
 };
 use serde_json::{Value, json};
 use serde_yaml_ng::Value as Yaml;
 
 const ALERTMANAGER: &str = "prometheus-alertmanager";
 const EXAMPLE: &str = "examples/alertmanager/alertmanager.yml";
-
-/// Whether `tool` is installed; skips with a notice unless `DEVIN_E2E_REQUIRED=1`.
-fn have(tool: &str, package: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if found {
-        return true;
-    }
-    if std::env::var("DEVIN_E2E_REQUIRED").as_deref() == Ok("1") {
-        panic!("{tool} is required (DEVIN_E2E_REQUIRED=1) but not installed");
-    }
-    eprintln!(
-        "SKIPPED: {tool} is not installed (apt-get install {package}); set DEVIN_E2E_REQUIRED=1 to fail instead"
-    );
-    false
-}
 
 /// A child killed when dropped, also when the test fails.
 struct Killed(Child);
@@ -213,7 +195,7 @@ fn transition(sim: &Sim, org: &str, query: &str) -> Instant {
 
 #[test]
 fn an_error_and_a_blocking_suspension_page_within_a_minute_and_a_quiet_org_sends_nothing() {
-    if !have("prometheus", "prometheus") || !have(ALERTMANAGER, "prometheus-alertmanager") {
+    if !require_tool("prometheus") || !require_tool(ALERTMANAGER) {
         return;
     }
     let webhook = Webhook::start();
@@ -359,7 +341,7 @@ fn an_error_and_a_blocking_suspension_page_within_a_minute_and_a_quiet_org_sends
 
 #[test]
 fn the_example_silences_an_orgs_session_alerts_while_its_collection_fails() {
-    if !have(ALERTMANAGER, "prometheus-alertmanager") {
+    if !require_tool(ALERTMANAGER) {
         return;
     }
     let webhook = Webhook::start();
@@ -429,7 +411,7 @@ fn amtool(args: &[&str]) -> (bool, String, String) {
 
 #[test]
 fn amtool_accepts_the_example_which_pages_critical_and_sends_the_rest_to_a_channel() {
-    if !have("amtool", "prometheus-alertmanager") {
+    if !require_tool("amtool") {
         return;
     }
     let (ok, _, text) = amtool(&["check-config", EXAMPLE]);

@@ -7,14 +7,16 @@
 //! Prometheus; `dashboard_queries_with` sets some variables (e.g. one `org_id`) instead of
 //! their defaults.
 //!
-//! Only serde_json and std: the PromQL reading is a small tokenizer that knows strings,
-//! label matchers, durations, grouping clauses and function calls, enough for the
-//! expressions dashboards and rules use, not a PromQL parser.
+//! Expressions are read with `promql-parser`: the selectors and grouping labels come from
+//! walking the parsed AST.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use promql_parser::label::MatchOp;
+use promql_parser::parser::{Expr, LabelModifier};
+use regex::{Captures, Regex};
 use serde_json::Value;
 
 /// Values of Grafana's built-in variables in the expressions handed out: a 5 minute rate
@@ -71,60 +73,21 @@ pub fn variable_query(variable: &Value) -> Option<&str> {
 /// `metrics(regex)` read no expression and give `None`; anything else is PromQL itself.
 pub fn variable_expr(query: &str) -> Option<String> {
     let query = query.trim();
-    for (func, keeps_all) in [
-        ("label_values", false),
-        ("query_result", true),
-        ("label_names", false),
-        ("metrics", false),
-    ] {
-        let Some(rest) = query.strip_prefix(func) else {
-            continue;
-        };
-        let Some(inner) = rest.trim_start().strip_prefix('(') else {
-            continue;
-        };
-        let inner = inner.trim_end().strip_suffix(')')?.trim();
-        if func == "label_names" || func == "metrics" {
-            return None;
-        }
-        if keeps_all {
-            return Some(inner.to_string());
-        }
-        // label_values(expr, label): the expression ends at the last top-level comma.
-        return last_top_level_comma(inner).map(|i| inner[..i].trim().to_string());
+    let call = |func: &str| {
+        let inner = query.strip_prefix(func)?.trim_start().strip_prefix('(')?;
+        Some(inner.trim_end().strip_suffix(')')?.trim())
+    };
+    if call("label_names").or_else(|| call("metrics")).is_some() {
+        return None;
     }
-    if query.is_empty() {
-        None
-    } else {
-        Some(query.to_string())
+    if let Some(inner) = call("label_values") {
+        // The label is a plain name, so the expression ends at the last comma.
+        return inner
+            .rsplit_once(',')
+            .map(|(expr, _)| expr.trim().to_string());
     }
-}
-
-fn last_top_level_comma(text: &str) -> Option<usize> {
-    let mut depth = 0i32;
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    let mut found = None;
-    for (i, c) in text.char_indices() {
-        if let Some(q) = quote {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == q {
-                quote = None;
-            }
-            continue;
-        }
-        match c {
-            '"' | '\'' | '`' => quote = Some(c),
-            '(' | '{' | '[' => depth += 1,
-            ')' | '}' | ']' => depth -= 1,
-            ',' if depth == 0 => found = Some(i),
-            _ => {}
-        }
-    }
-    found
+    let expr = call("query_result").unwrap_or(query);
+    (!expr.is_empty()).then(|| expr.to_string())
 }
 
 /// Every expression of the dashboard as written: `(panel title, expr)` for each panel
@@ -195,46 +158,17 @@ pub fn default_values(dashboard: &Value) -> BTreeMap<String, String> {
 /// Replaces Grafana variable references — `$name`, `${name}`, `${name:format}`,
 /// `[[name]]`, `[[name:format]]` — by their values; unknown names stay as written.
 pub fn substitute(text: &str, values: &BTreeMap<String, String>) -> String {
-    fn word_len(s: &str) -> usize {
-        s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(s.len())
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find(['$', '[']) {
-        out.push_str(&rest[..i]);
-        rest = &rest[i..];
-        // (name, length of the whole reference)
-        let reference = if let Some(body) = rest.strip_prefix("${") {
-            body.find('}').map(|end| {
-                let inner = &body[..end];
-                (inner.split(':').next().unwrap_or(""), end + 3)
-            })
-        } else if let Some(body) = rest.strip_prefix("[[") {
-            body.find("]]").map(|end| {
-                let inner = &body[..end];
-                (inner.split(':').next().unwrap_or(""), end + 4)
-            })
-        } else if let Some(body) = rest.strip_prefix('$') {
-            let n = word_len(body);
-            (n > 0).then(|| (&body[..n], n + 1))
-        } else {
-            None
-        };
-        match reference.and_then(|(name, len)| values.get(name).map(|v| (v, len))) {
-            Some((value, len)) => {
-                out.push_str(value);
-                rest = &rest[len..];
-            }
-            None => {
-                let c = rest.chars().next().unwrap();
-                out.push(c);
-                rest = &rest[c.len_utf8()..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+    let reference =
+        Regex::new(r"\$\{(\w+)(?::[^}]*)?\}|\[\[(\w+)(?::[^\]]*)?\]\]|\$(\w+)").unwrap();
+    reference
+        .replace_all(text, |c: &Captures| {
+            let name = c.iter().skip(1).flatten().next().unwrap().as_str();
+            values
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| c[0].to_string())
+        })
+        .into_owned()
 }
 
 /// Every PromQL expression of the dashboard at `path`, panels (nested ones included) and
@@ -260,179 +194,82 @@ pub fn dashboard_queries_with(
         .collect()
 }
 
-/// One vector selector of an expression: its metric name (`None` for `{__name__=...}`
-/// style selectors) and the label names its matchers use.
+/// One vector selector of an expression: its metric name (`None` for a selector without
+/// one) and the label names its matchers use (`__name__` left out).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selector {
     pub metric: Option<String>,
     pub labels: Vec<String>,
+    /// The matchers as written, e.g. `org_id=~"a|b"`.
+    pub matchers: Vec<String>,
 }
 
-const KEYWORDS: &[&str] = &[
-    "and", "or", "unless", "offset", "bool", "atan2", "inf", "nan",
-];
-const AGGREGATIONS: &[&str] = &[
-    "sum",
-    "min",
-    "max",
-    "avg",
-    "group",
-    "stddev",
-    "stdvar",
-    "count",
-    "count_values",
-    "bottomk",
-    "topk",
-    "quantile",
-    "limitk",
-    "limit_ratio",
-];
-const GROUPING: &[&str] = &[
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-];
+/// Parses a PromQL expression.
+pub fn parse(expr: &str) -> Result<Expr, String> {
+    promql_parser::parser::parse(expr)
+}
 
-/// The vector selectors of a PromQL expression, in order.
-pub fn selectors(expr: &str) -> Vec<Selector> {
-    let chars: Vec<char> = expr.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    let skip_ws = |mut j: usize| {
-        while j < chars.len() && chars[j].is_whitespace() {
-            j += 1;
-        }
-        j
+/// The AST nodes of an expression in pre-order, aggregation parameters included.
+fn nodes(expr: &Expr) -> Vec<&Expr> {
+    let children: Vec<&Expr> = match expr {
+        Expr::Aggregate(a) => a.param.iter().chain([&a.expr]).map(|e| &**e).collect(),
+        Expr::Unary(u) => vec![&u.expr],
+        Expr::Binary(b) => vec![&b.lhs, &b.rhs],
+        Expr::Paren(p) => vec![&p.expr],
+        Expr::Subquery(s) => vec![&s.expr],
+        Expr::Call(c) => c.args.args.iter().map(|e| &**e).collect(),
+        _ => Vec::new(),
     };
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '"' || c == '\'' || c == '`' {
-            i = skip_string(&chars, i);
-        } else if c == '#' {
-            while i < chars.len() && chars[i] != '\n' {
-                i += 1;
-            }
-        } else if c == '[' {
-            i = skip_balanced(&chars, i, '[', ']');
-        } else if c == '{' {
-            let (labels, end) = matcher_labels(&chars, i);
-            out.push(Selector {
-                metric: None,
-                labels,
-            });
-            i = end;
-        } else if c.is_ascii_digit()
-            || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
-        {
-            // A number or a duration: 0.5, 1e6, 5m, 1h30m.
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
-                i += 1;
-            }
-        } else if c.is_ascii_alphabetic() || c == '_' || c == ':' {
-            let start = i;
-            while i < chars.len()
-                && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
-            {
-                i += 1;
-            }
-            let word: String = chars[start..i].iter().collect();
-            let next = skip_ws(i);
-            let lower = word.to_ascii_lowercase();
-            if GROUPING.contains(&lower.as_str()) {
-                if chars.get(next) == Some(&'(') {
-                    i = skip_balanced(&chars, next, '(', ')');
-                }
-            } else if KEYWORDS.contains(&lower.as_str()) || AGGREGATIONS.contains(&word.as_str()) {
-                // operator, literal, or aggregation (`sum by (x) (...)`: its clause and
-                // arguments are read as they come)
-            } else if chars.get(next) == Some(&'(') {
-                // function or aggregation: its arguments are read as they come
-            } else {
-                let mut labels = Vec::new();
-                if chars.get(next) == Some(&'{') {
-                    let (found, end) = matcher_labels(&chars, next);
-                    labels = found;
-                    i = end;
-                }
-                out.push(Selector {
-                    metric: Some(word),
-                    labels,
-                });
-            }
-        } else {
-            i += 1;
-        }
-    }
+    let mut out = vec![expr];
+    out.extend(children.into_iter().flat_map(nodes));
     out
 }
 
-/// The metric names an expression reads.
-pub fn metric_names(expr: &str) -> BTreeSet<String> {
+/// The vector selectors of a parsed expression, in order.
+pub fn selectors(expr: &Expr) -> Vec<Selector> {
+    nodes(expr)
+        .into_iter()
+        .filter_map(|node| match node {
+            Expr::VectorSelector(vs) => Some(vs),
+            Expr::MatrixSelector(ms) => Some(&ms.vs),
+            _ => None,
+        })
+        .map(|vs| Selector {
+            matchers: vs.matchers.matchers.iter().map(|m| m.to_string()).collect(),
+            metric: vs.name.clone().or_else(|| {
+                vs.matchers
+                    .matchers
+                    .iter()
+                    .find(|m| m.name == "__name__" && m.op == MatchOp::Equal)
+                    .map(|m| m.value.clone())
+            }),
+            labels: vs
+                .matchers
+                .matchers
+                .iter()
+                .chain(vs.matchers.or_matchers.iter().flatten())
+                .map(|m| m.name.clone())
+                .filter(|name| name != "__name__")
+                .collect(),
+        })
+        .collect()
+}
+
+/// The labels of the outermost aggregation's `by (...)`.
+pub fn grouping_labels(expr: &Expr) -> Option<BTreeSet<String>> {
+    nodes(expr).into_iter().find_map(|node| match node {
+        Expr::Aggregate(a) => match &a.modifier {
+            Some(LabelModifier::Include(labels)) => Some(labels.labels.iter().cloned().collect()),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+/// The metric names a parsed expression reads.
+pub fn metric_names(expr: &Expr) -> BTreeSet<String> {
     selectors(expr)
         .into_iter()
         .filter_map(|s| s.metric)
         .collect()
-}
-
-fn skip_string(chars: &[char], start: usize) -> usize {
-    let quote = chars[start];
-    let mut i = start + 1;
-    while i < chars.len() {
-        if chars[i] == '\\' && quote != '`' {
-            i += 2;
-            continue;
-        }
-        if chars[i] == quote {
-            return i + 1;
-        }
-        i += 1;
-    }
-    i
-}
-
-fn skip_balanced(chars: &[char], start: usize, open: char, close: char) -> usize {
-    let mut depth = 0;
-    let mut i = start;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '"' || c == '\'' || c == '`' {
-            i = skip_string(chars, i);
-            continue;
-        }
-        if c == open {
-            depth += 1;
-        } else if c == close {
-            depth -= 1;
-            if depth == 0 {
-                return i + 1;
-            }
-        }
-        i += 1;
-    }
-    i
-}
-
-/// The label names of the matchers in `{...}` starting at `start`, and the index after it.
-fn matcher_labels(chars: &[char], start: usize) -> (Vec<String>, usize) {
-    let end = skip_balanced(chars, start, '{', '}');
-    let mut labels = Vec::new();
-    let mut i = start + 1;
-    while i < end.saturating_sub(1) {
-        let c = chars[i];
-        if c == '"' || c == '\'' || c == '`' {
-            i = skip_string(chars, i);
-        } else if c.is_ascii_alphabetic() || c == '_' {
-            let s = i;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
-                i += 1;
-            }
-            labels.push(chars[s..i].iter().collect());
-        } else {
-            i += 1;
-        }
-    }
-    (labels, end)
 }

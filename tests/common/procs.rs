@@ -39,14 +39,14 @@ pub fn exporter_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_devin-exporter"))
 }
 
-/// Whether `tool` is on PATH. When it is not, tests that need it skip with a notice unless
-/// `DEVIN_E2E_REQUIRED=1`, where they fail instead.
+/// Whether `tool` is on PATH, for the tests that run it. Without it they skip with a notice,
+/// unless `DEVIN_E2E_REQUIRED=1` (as in CI, whose `.ci/run` installs every tool), where
+/// they fail instead.
 pub fn require_tool(tool: &str) -> bool {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+        .is_ok_and(|o| o.status.success());
     if found {
         return true;
     }
@@ -54,7 +54,7 @@ pub fn require_tool(tool: &str) -> bool {
         panic!("{tool} is required (DEVIN_E2E_REQUIRED=1) but not installed");
     }
     eprintln!(
-        "SKIPPED: {tool} is not installed (apt-get install prometheus); set DEVIN_E2E_REQUIRED=1 to fail instead"
+        "SKIPPED: {tool} is not installed (.ci/run says how to install it); set DEVIN_E2E_REQUIRED=1 to fail instead"
     );
     false
 }
