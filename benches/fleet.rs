@@ -66,10 +66,13 @@ fn main() {
         let (_exporter, router) =
             devin_exporter::app::build(&config, None, DataSource::Api, &WebConfig::default())
                 .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // Served as the binary serves it (socket options included).
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/metrics", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
+            devin_exporter::http::serve(listener, router, None)
+                .await
+                .unwrap();
         });
         println!(
             "scenario: orgs={ORGS} sessions_per_org={SESSIONS} latency=50ms budget=20 requests/s \

@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use axum_server::accept::NoDelayAcceptor;
 use prometheus::process_collector::ProcessCollector;
 use tokio::time::Instant;
 use tower_http::compression::CompressionLayer;
@@ -278,7 +279,10 @@ pub async fn serve_with_timeouts(
         on_signal.graceful_shutdown(Some(timeouts.shutdown_grace));
     });
     let service = router.into_make_service();
+    // Without TCP_NODELAY a response's last partial segment can wait for the client's
+    // delayed ACK (40 ms on Linux) on a kept-alive connection.
     let mut server = axum_server::from_tcp(listener)?
+        .acceptor(NoDelayAcceptor::new())
         .handle(handle)
         .first_request_timeout(timeouts.first_request);
     if !http2 {
@@ -293,7 +297,8 @@ pub async fn serve_with_timeouts(
         Some(config) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
             let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
-                .handshake_timeout(timeouts.tls_handshake);
+                .handshake_timeout(timeouts.tls_handshake)
+                .acceptor(NoDelayAcceptor::new());
             server.acceptor(acceptor).serve(service).await
         }
         None => server.serve(service).await,

@@ -87,6 +87,8 @@ impl Renderer {
 /// buffer appended after it.
 struct SessionFamilies {
     acus: Vec<u8>,
+    /// The label set of the series being written.
+    labels: Vec<u8>,
     series: usize,
 }
 
@@ -97,6 +99,7 @@ impl SessionFamilies {
     fn new(acus_capacity: usize) -> Self {
         SessionFamilies {
             acus: Vec::with_capacity(acus_capacity),
+            labels: Vec::with_capacity(256),
             series: 0,
         }
     }
@@ -127,9 +130,14 @@ impl SessionFamilies {
                 ("origin", store.label(key.origin)),
                 ("category", store.label(key.category)),
             ];
-            text::series(out, Self::SESSIONS, &labels);
+            // Both families share the label set: escape it once.
+            self.labels.clear();
+            text::label_set(&mut self.labels, &labels);
+            out.extend_from_slice(Self::SESSIONS.as_bytes());
+            out.extend_from_slice(&self.labels);
             text::count(out, totals.sessions);
-            text::series(&mut self.acus, Self::ACUS, &labels);
+            self.acus.extend_from_slice(Self::ACUS.as_bytes());
+            self.acus.extend_from_slice(&self.labels);
             text::millionths(&mut self.acus, totals.acus_micros);
         }
     }

@@ -144,9 +144,8 @@ pub(super) fn header(out: &mut Vec<u8>, name: &str, help: &str, kind: &str) {
     out.push(b'\n');
 }
 
-/// Writes `name{k="v",...}`: label values escaped as the format requires.
-pub(super) fn series(out: &mut Vec<u8>, name: &str, labels: &[(&str, &str)]) {
-    out.extend_from_slice(name.as_bytes());
+/// Writes `{k="v",...}`: label values escaped as the format requires.
+pub(super) fn label_set(out: &mut Vec<u8>, labels: &[(&str, &str)]) {
     series_with(out, "", labels, None);
 }
 
@@ -255,8 +254,8 @@ mod tests {
     #[test]
     fn escapes_label_values_and_help() {
         assert_eq!(
-            text(|o| series(o, "m", &[("a", "x\"y\\z\nw"), ("b", "plain")])),
-            r#"m{a="x\"y\\z\nw",b="plain"}"#
+            text(|o| label_set(o, &[("a", "x\"y\\z\nw"), ("b", "plain")])),
+            r#"{a="x\"y\\z\nw",b="plain"}"#
         );
         assert_eq!(
             text(|o| header(o, "m", "line\\one\ntwo", "gauge")),

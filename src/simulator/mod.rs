@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use axum::serve::ListenerExt;
 use serde::Deserialize;
 
 pub use world::OrgTotals;
@@ -248,6 +249,10 @@ impl Simulator {
     pub async fn spawn(&self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let bound = listener.local_addr()?;
+        // As a real API server does: no Nagle delay on the last segment of a response.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let router = self.router();
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
