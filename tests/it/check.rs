@@ -1,7 +1,7 @@
 //! `devin-exporter check` against the simulator process: one line per org, what to do about
 //! a failure, and the exit code.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -9,7 +9,6 @@
 //!
 //! Expressions are read with `promql-parser`: the selectors and grouping labels come from
 //! walking the parsed AST.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! A hostile or broken API: absurd `Retry-After` values and a rate limit that would stop
 //! every org for a day.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

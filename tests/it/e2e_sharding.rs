@@ -2,7 +2,7 @@
 //! one real Prometheus finds them through /sd and spreads them over the replicas by hashmod
 //! through /probe. Every org is collected by exactly one replica, with the simulator's totals.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -9,9 +9,8 @@
 //! `promql-parser`. The promtool tests print a notice and pass when promtool is not
 //! installed, unless `DEVIN_E2E_REQUIRED=1`, where they fail.
 
-mod common;
-#[path = "common/dashboards.rs"]
-mod dashboards;
+use crate::common;
+use crate::common::dashboards;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

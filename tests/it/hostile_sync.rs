@@ -3,7 +3,7 @@
 //! wiremock: it filters by `updated_after`, pages with an offset cursor and sends its own
 //! clock as `Date`.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

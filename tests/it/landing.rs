@@ -2,7 +2,7 @@
 //! data age, sessions by status and a link to its probe; a banner in demo mode; the build and
 //! the settings, without credentials.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The binary as an operator meets it: --help, --version, configuration errors, and logs
 //! that never carry the token.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;

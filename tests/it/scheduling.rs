@@ -2,7 +2,7 @@
 //! and collectable, a scrape answers by its own deadline whatever collection it joins, a
 //! client asking for tiny timeouts cannot keep orgs down, and no org starves.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -1,7 +1,7 @@
 //! Collection against a mocked Devin API: pagination, retries, failures of single orgs,
 //! deadlines, forward compatibility and the shared collection of concurrent scrapes.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

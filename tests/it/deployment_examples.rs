@@ -6,7 +6,7 @@
 //! kustomization through `kubectl kustomize`. No container engine is assumed: hadolint lints
 //! the Dockerfile, and its instructions are read with `dockerfile-parser`.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

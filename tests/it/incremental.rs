@@ -1,7 +1,7 @@
 //! Incremental sync against a mocked API: the watermark and its overlap, the full re-listing
 //! that drops deleted sessions, monotonic counters, and a first listing that resumes.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! scraping it every second. Skips (with a notice) without `prometheus` on PATH unless
 //! `DEVIN_E2E_REQUIRED=1`.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -1,7 +1,7 @@
 //! `X-Prometheus-Scrape-Timeout-Seconds` comes from any client: whatever it says, the budget
 //! is a sane duration and the scrape gets a normal answer.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

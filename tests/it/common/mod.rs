@@ -1,6 +1,6 @@
 //! Test support: an exporter served in-process, scraping, and reading metrics back.
-#![allow(dead_code)]
 
+pub mod dashboards;
 pub mod procs;
 
 use std::collections::BTreeMap;

@@ -4,7 +4,7 @@
 //! histograms observe each ending once, and the runaway gauge shows the true top sessions.
 #![cfg(feature = "simulator")]
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

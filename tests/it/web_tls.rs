@@ -2,7 +2,7 @@
 //! client certificates, TLS versions, extra headers, HTTP/2, and the healthcheck under mutual
 //! TLS.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

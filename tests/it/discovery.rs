@@ -1,6 +1,6 @@
 //! Org discovery, `/probe` and the HTTP service-discovery endpoint, against a mocked API.
 
-mod common;
+use crate::common;
 
 use common::{S, page, scrape, start_exporter};
 use serde_json::json;

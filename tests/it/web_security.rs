@@ -1,6 +1,6 @@
 //! Optional protection of the endpoints: TLS and bcrypt basic auth from the web config file.
 
-mod common;
+use crate::common;
 
 use common::{S, page, start_exporter};
 use wiremock::matchers::method;

@@ -2,7 +2,7 @@
 //! exactly what a fresh full listing would, and steady state costs one request per org.
 #![cfg(feature = "simulator")]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

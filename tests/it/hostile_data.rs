@@ -1,6 +1,6 @@
 //! Hostile data from the API: absurd ACU values and an explosion of label combinations.
 
-mod common;
+use crate::common;
 
 use common::{S, page, scrape, start_exporter};
 use wiremock::matchers::{method, path};

@@ -1,7 +1,7 @@
 //! The exporter's limits: response body cap, per-request timeout, concurrent collections and
 //! the server's connection timeouts.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::time::{Duration, Instant};

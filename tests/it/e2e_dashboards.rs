@@ -3,9 +3,8 @@
 //! simulator: each must parse, and each panel whose state the simulator produces must
 //! return data.
 
-mod common;
-#[path = "common/dashboards.rs"]
-mod dashboards;
+use crate::common;
+use crate::common::dashboards;
 
 use std::path::Path;
 use std::time::Duration;

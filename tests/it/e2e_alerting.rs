@@ -5,7 +5,7 @@
 //! example. Skips (with a notice) without Prometheus, Alertmanager or amtool unless
 //! `DEVIN_E2E_REQUIRED=1`.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
