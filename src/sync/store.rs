@@ -509,6 +509,7 @@ fn spend_change(
 mod tests {
     use super::*;
     use crate::api::SessionPage;
+    use Transitions::{Counted, Ignored};
     use std::collections::BTreeSet;
 
     fn page(json: &str) -> SessionPage<'_> {
@@ -534,6 +535,18 @@ mod tests {
         store.upsert(&p.items[0], generation, transitions)
     }
 
+    /// Upserts as the first listing's generation.
+    fn put(store: &mut SessionStore, json: &str, transitions: Transitions) -> Upsert {
+        upsert(store, json, 1, transitions)
+    }
+
+    fn totals(sessions: u64, acus_micros: u64) -> Option<GroupTotals> {
+        Some(GroupTotals {
+            sessions,
+            acus_micros,
+        })
+    }
+
     fn group(store: &SessionStore, status: &str) -> Option<GroupTotals> {
         store
             .groups()
@@ -545,88 +558,56 @@ mod tests {
     fn upsert_keeps_aggregates_and_counters_in_step() {
         let mut s = SessionStore::default();
         assert_eq!(
-            upsert(
+            put(
                 &mut s,
                 &item("a", "running", r#""working""#, 1.25, 10),
-                1,
-                Transitions::Ignored
+                Ignored
             ),
             Upsert::Inserted
         );
         assert_eq!(
-            upsert(
+            put(
                 &mut s,
                 &item("b", "running", r#""working""#, 2.0, 10),
-                1,
-                Transitions::Ignored
+                Ignored
             ),
             Upsert::Inserted
         );
-        assert_eq!(
-            group(&s, "running"),
-            Some(GroupTotals {
-                sessions: 2,
-                acus_micros: 3_250_000
-            })
-        );
+        assert_eq!(group(&s, "running"), totals(2, 3_250_000));
         assert_eq!(s.counters().acus_micros, 3_250_000);
 
         // Same copy again: nothing changes (a resumed listing re-fetches pages).
         assert_eq!(
-            upsert(
+            put(
                 &mut s,
                 &item("a", "running", r#""working""#, 1.25, 10),
-                1,
-                Transitions::Counted
+                Counted
             ),
             Upsert::Unchanged
         );
         // a moves to error and burns more ACUs.
         assert_eq!(
-            upsert(
-                &mut s,
-                &item("a", "error", "null", 3.0, 20),
-                1,
-                Transitions::Counted
-            ),
+            put(&mut s, &item("a", "error", "null", 3.0, 20), Counted),
             Upsert::Updated
         );
-        assert_eq!(
-            group(&s, "running"),
-            Some(GroupTotals {
-                sessions: 1,
-                acus_micros: 2_000_000
-            })
-        );
-        assert_eq!(
-            group(&s, "error"),
-            Some(GroupTotals {
-                sessions: 1,
-                acus_micros: 3_000_000
-            })
-        );
+        assert_eq!(group(&s, "running"), totals(1, 2_000_000));
+        assert_eq!(group(&s, "error"), totals(1, 3_000_000));
         assert_eq!(s.counters().acus_micros, 5_000_000);
         let error = s.interner.lookup("error").unwrap();
         let none = s.interner.lookup("none").unwrap();
         assert_eq!(s.counters().entered_status.get(&(error, none)), Some(&1));
         // An older copy arriving late is ignored.
         assert_eq!(
-            upsert(
+            put(
                 &mut s,
                 &item("a", "running", r#""working""#, 1.25, 10),
-                1,
-                Transitions::Counted
+                Counted
             ),
             Upsert::Unchanged
         );
         assert_eq!(group(&s, "error").unwrap().sessions, 1);
         // ACUs reported lower (a correction) never make the counter go down.
-        upsert(
-            &mut s,
-            &item("a", "error", "null", 0.5, 30),
-            1,
-            Transitions::Counted,
-        );
+        put(&mut s, &item("a", "error", "null", 0.5, 30), Counted);
         assert_eq!(s.counters().acus_micros, 5_000_000);
         let pr = s.pull_requests().map(|(_, n)| n).sum::<u64>();
         assert_eq!(pr, 2);
@@ -635,24 +616,13 @@ mod tests {
     #[test]
     fn drop_unseen_and_empty_groups_vanish() {
         let mut s = SessionStore::default();
-        upsert(
+        put(
             &mut s,
             &item("a", "running", r#""waiting_for_user""#, 1.0, 10),
-            1,
-            Transitions::Ignored,
+            Ignored,
         );
-        upsert(
-            &mut s,
-            &item("b", "exit", "null", 1.0, 10),
-            1,
-            Transitions::Ignored,
-        );
-        upsert(
-            &mut s,
-            &item("b", "exit", "null", 1.0, 10),
-            2,
-            Transitions::Counted,
-        );
+        put(&mut s, &item("b", "exit", "null", 1.0, 10), Ignored);
+        upsert(&mut s, &item("b", "exit", "null", 1.0, 10), 2, Counted);
         assert_eq!(s.oldest_updates().count(), 1);
         assert_eq!(s.drop_unseen(2), 1);
         assert_eq!(s.len(), 1);
@@ -675,7 +645,7 @@ mod tests {
                 r#""category":null"#,
                 &format!(r#""category":"c{}""#, i / 60),
             );
-            upsert(&mut s, &json, 1, Transitions::Ignored);
+            upsert(&mut s, &json, 1, Ignored);
         }
         let groups: Vec<_> = s.groups().map(|(k, g)| (*k, *g)).collect();
         assert_eq!(groups.len(), MAX_GROUPS + 1);
@@ -696,7 +666,7 @@ mod tests {
                 r#""acus_consumed":0"#,
                 &format!(r#""acus_consumed":{acus}"#),
             );
-            upsert(&mut s, &json, 1, Transitions::Ignored);
+            upsert(&mut s, &json, 1, Ignored);
         }
         let g = group(&s, "running").unwrap();
         assert_eq!(g.sessions, 4);
@@ -707,24 +677,13 @@ mod tests {
     #[test]
     fn oldest_update_per_waiting_state() {
         let mut s = SessionStore::default();
-        upsert(
-            &mut s,
-            &item("a", "running", r#""waiting_for_user""#, 0.0, 50),
-            1,
-            Transitions::Ignored,
-        );
-        upsert(
-            &mut s,
-            &item("b", "running", r#""waiting_for_user""#, 0.0, 40),
-            1,
-            Transitions::Ignored,
-        );
-        upsert(
-            &mut s,
-            &item("c", "suspended", r#""inactivity""#, 0.0, 10),
-            1,
-            Transitions::Ignored,
-        );
+        for (id, status, detail, updated) in [
+            ("a", "running", r#""waiting_for_user""#, 50),
+            ("b", "running", r#""waiting_for_user""#, 40),
+            ("c", "suspended", r#""inactivity""#, 10),
+        ] {
+            put(&mut s, &item(id, status, detail, 0.0, updated), Ignored);
+        }
         let oldest: Vec<_> = s
             .oldest_updates()
             .map(|((st, d), t)| (s.label(st).to_string(), s.label(d).to_string(), t))
@@ -733,11 +692,10 @@ mod tests {
             oldest,
             vec![("running".into(), "waiting_for_user".into(), 40)]
         );
-        upsert(
+        put(
             &mut s,
             &item("b", "running", r#""working""#, 0.0, 60),
-            1,
-            Transitions::Counted,
+            Counted,
         );
         let oldest: BTreeMap<_, _> = s
             .oldest_updates()
@@ -758,18 +716,12 @@ mod tests {
     #[test]
     fn counters_start_at_zero_for_every_documented_value_and_count_detail_changes() {
         let mut s = SessionStore::default();
-        upsert(
-            &mut s,
-            &item("a", "running", r#""working""#, 0.0, 10),
-            1,
-            Transitions::Ignored,
-        );
-        upsert(
-            &mut s,
-            &item("b", "blocked", r#""by_cosmic_rays""#, 0.0, 10),
-            1,
-            Transitions::Ignored,
-        );
+        for (id, status, detail) in [
+            ("a", "running", r#""working""#),
+            ("b", "blocked", r#""by_cosmic_rays""#),
+        ] {
+            put(&mut s, &item(id, status, detail, 0.0, 10), Ignored);
+        }
         s.start_counters();
         let zero = entered(&s);
         let documented: usize = enums::STATUS_DETAILS.iter().map(|(_, d)| d.len()).sum();
@@ -795,31 +747,23 @@ mod tests {
 
         // A session suspended for inactivity whose reason becomes out_of_credits entered
         // (suspended, out_of_credits); rewriting the same copy counts nothing.
-        upsert(
+        put(
             &mut s,
             &item("a", "suspended", r#""inactivity""#, 0.0, 20),
-            1,
-            Transitions::Counted,
+            Counted,
         );
-        upsert(
+        put(
             &mut s,
             &item("a", "suspended", r#""out_of_credits""#, 0.0, 30),
-            1,
-            Transitions::Counted,
+            Counted,
         );
-        upsert(
+        put(
             &mut s,
             &item("a", "suspended", r#""out_of_credits""#, 0.0, 30),
-            1,
-            Transitions::Counted,
+            Counted,
         );
         // A value no one documented gets its series when first seen.
-        upsert(
-            &mut s,
-            &item("c", "scheduled", "null", 0.0, 30),
-            1,
-            Transitions::Counted,
-        );
+        put(&mut s, &item("c", "scheduled", "null", 0.0, 30), Counted);
         let after = entered(&s);
         let get = |st: &str, d: &str| after.get(&(st.into(), d.into())).copied();
         assert_eq!(get("suspended", "inactivity"), Some(1));
