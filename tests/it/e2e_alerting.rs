@@ -7,30 +7,20 @@
 
 use crate::common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::procs::{
-    Sim, blocking_get, require_tool, sample_value, start_prometheus_with, start_simulator, try_get,
+    Proc, Sim, blocking_get, listening_on, post_json, require_tool, run, sample_value, simulator,
+    start_prometheus_with,
 };
 use serde_json::{Value, json};
 use serde_yaml_ng::Value as Yaml;
 
 const ALERTMANAGER: &str = "prometheus-alertmanager";
 const EXAMPLE: &str = "examples/alertmanager/alertmanager.yml";
-
-/// A child killed when dropped, also when the test fails.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // The webhook receiver.
@@ -135,7 +125,7 @@ fn example_routed_to(webhook: &str) -> String {
 struct Alertmanager {
     /// host:port of its API.
     addr: String,
-    _proc: Killed,
+    _proc: Proc,
     _dir: tempfile::TempDir,
 }
 
@@ -143,41 +133,21 @@ fn start_alertmanager(config: &str) -> Alertmanager {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("alertmanager.yml");
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(ALERTMANAGER)
-        .arg(format!("--config.file={}", path.display()))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("data").display()
-        ))
-        // Port 0: it logs the address it bound. No cluster: no gossip port.
-        .arg("--web.listen-address=127.0.0.1:0")
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("alertmanager starts");
-    let stderr = child.stderr.take().unwrap();
-    let proc = Killed(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent && line.contains("msg=\"Listening on\"") {
-                if let Some(addr) = line.split("address=").nth(1) {
-                    let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_string());
-                    sent = true;
-                }
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("alertmanager logged its address");
-    let started = Instant::now();
-    while try_get(&format!("http://{addr}/-/ready")).is_none() {
-        assert!(started.elapsed() < Duration::from_secs(60), "not ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (mut proc, addr) = Proc::spawn_until(
+        Command::new(ALERTMANAGER)
+            .arg(format!("--config.file={}", path.display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
+            // Port 0: it logs the address it bound. No cluster: no gossip port.
+            .arg("--web.listen-address=127.0.0.1:0")
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null()),
+        "alertmanager",
+        listening_on,
+    );
+    proc.wait_ready(&format!("http://{addr}"));
     Alertmanager {
         addr,
         _proc: proc,
@@ -201,16 +171,7 @@ fn an_error_and_a_blocking_suspension_page_within_a_minute_and_a_quiet_org_sends
     let webhook = Webhook::start();
     let am = start_alertmanager(&example_routed_to(&webhook.url));
     // A frozen simulated clock: nothing changes unless the test says so.
-    let sim = start_simulator(&[
-        "--orgs",
-        "3",
-        "--sessions-per-org",
-        "300",
-        "--speed",
-        "0",
-        "--seed",
-        "7",
-    ]);
+    let sim = simulator("--orgs 3 --sessions-per-org 300 --speed 0 --seed 7");
     let (error_org, blocked_org) = (sim.orgs[0].clone(), sim.orgs[1].clone());
     for org in [&error_org, &blocked_org] {
         sim.admin(&format!("/sim/create?org_id={org}&n=2"));
@@ -288,18 +249,18 @@ fn an_error_and_a_blocking_suspension_page_within_a_minute_and_a_quiet_org_sends
 
     let (error_arrived, error_receiver, error_alert) = error;
     let (blocked_arrived, blocked_receiver, blocked_alert) = blocked;
-    let error_delay = error_arrived.duration_since(error_at);
-    let blocked_delay = blocked_arrived.duration_since(blocked_at);
-    println!(
-        "DevinSessionsEnteringError reached the webhook {:.1} s after the session entered error",
-        error_delay.as_secs_f64()
-    );
-    println!(
-        "DevinSessionsSuspendedForCreditsOrLimits reached the webhook {:.1} s after the suspension",
-        blocked_delay.as_secs_f64()
-    );
-    assert!(error_delay < Duration::from_secs(60));
-    assert!(blocked_delay < Duration::from_secs(60));
+    for (alert, arrived, at) in [
+        (&error_alert, error_arrived, error_at),
+        (&blocked_alert, blocked_arrived, blocked_at),
+    ] {
+        let delay = arrived.duration_since(at);
+        let name = label(alert, "alertname");
+        println!(
+            "{name} reached the webhook {:.1} s after the transition",
+            delay.as_secs_f64()
+        );
+        assert!(delay < Duration::from_secs(60));
+    }
 
     // The labels a receiver needs, and the example's routing: critical pages, warning to
     // the channel.
@@ -353,21 +314,7 @@ fn the_example_silences_an_orgs_session_alerts_while_its_collection_fails() {
         alert("DevinSessionsEnteringError", "org-b", "warning"),
     ]);
     let url = format!("http://{}/api/v2/alerts", am.addr);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let status = rt.block_on(async {
-        reqwest::Client::new()
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(alerts.to_string())
-            .send()
-            .await
-            .unwrap()
-            .status()
-    });
-    assert!(status.is_success(), "{status}");
+    post_json(&url, Some(&alerts.to_string()));
 
     // Alertmanager's own view: org-a's session alert is inhibited by its collection alert.
     let started = Instant::now();
@@ -403,10 +350,8 @@ fn the_example_silences_an_orgs_session_alerts_while_its_collection_fails() {
 
 /// Runs amtool: (success, stdout, stdout and stderr).
 fn amtool(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("amtool").args(args).output().expect("amtool");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), stdout, all)
+    let out = run(Command::new("amtool").args(args));
+    (out.ok(), out.stdout.clone(), out.all())
 }
 
 #[test]
