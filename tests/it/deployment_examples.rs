@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::procs::require_tool;
+use common::procs::{require_tool, run};
 use dockerfile_parser::{Dockerfile, Instruction, ShellOrExecExpr, Stage};
 use globset::{GlobBuilder, GlobMatcher};
 use serde::Deserialize;
@@ -26,15 +26,14 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn read(relative: &str) -> String {
+fn read(relative: impl AsRef<Path>) -> String {
     let path = root().join(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Every document of a YAML file, empty documents left out.
 fn documents(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml_ng::Deserializer::from_str(&text)
+    serde_yaml_ng::Deserializer::from_str(&read(path))
         .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
         .filter(|doc| !doc.is_null())
         .collect()
@@ -43,18 +42,15 @@ fn documents(path: &Path) -> Vec<Value> {
 /// `.yml` and `.yaml` files under `dir`, recursively, sorted.
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if matches!(
-                path.extension().and_then(|e| e.to_str()),
-                Some("yml" | "yaml")
-            ) {
-                found.push(path);
-            }
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(yaml_files(&path));
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yml" | "yaml")
+        ) {
+            found.push(path);
         }
     }
     found.sort();
@@ -77,6 +73,21 @@ fn seq_of<'a>(value: &'a Value, what: &str) -> &'a [Value] {
 /// A Prometheus duration such as `30s`, `1m30s` or `2h`.
 fn duration(text: &str) -> Duration {
     promql_parser::util::parse_duration(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+/// The entry of the list `list` whose `key` is `value`.
+fn entry<'a>(list: &'a Value, key: &str, value: &str) -> Option<&'a Value> {
+    seq_of(list, key)
+        .iter()
+        .find(|e| e[key].as_str() == Some(value))
+}
+
+/// Asserts a scrape once a minute with a 30 s timeout.
+fn assert_scraped_once_a_minute(interval: &Value, timeout: &Value) {
+    let interval = duration(str_of(interval, "interval"));
+    let timeout = duration(str_of(timeout, "timeout"));
+    assert_eq!(interval, Duration::from_secs(60));
+    assert_eq!(timeout, Duration::from_secs(30));
 }
 
 /// `true` when `labels` (a mapping) holds every pair of `selector` (a mapping).
@@ -132,18 +143,13 @@ fn the_container(deployment: &Value) -> &Value {
 
 /// The container's port named `metrics`.
 fn metrics_port(container: &Value) -> u64 {
-    let ports = seq_of(&container["ports"], "container ports");
-    let port = ports
-        .iter()
-        .find(|p| p["name"].as_str() == Some("metrics"))
-        .expect("a container port named metrics");
+    let port =
+        entry(&container["ports"], "name", "metrics").expect("a container port named metrics");
     port["containerPort"].as_u64().expect("containerPort")
 }
 
 fn env_var<'a>(container: &'a Value, name: &str) -> Option<&'a Value> {
-    seq_of(&container["env"], "env")
-        .iter()
-        .find(|e| e["name"].as_str() == Some(name))
+    entry(&container["env"], "name", name)
 }
 
 #[test]
@@ -298,9 +304,7 @@ fn token_comes_from_the_mounted_secret_and_never_from_a_literal() {
         "the token is mounted with subPath"
     );
     let volume_name = str_of(&mount["name"], "volumeMount name");
-    let volume = seq_of(&pod["volumes"], "volumes")
-        .iter()
-        .find(|v| v["name"].as_str() == Some(volume_name))
+    let volume = entry(&pod["volumes"], "name", volume_name)
         .unwrap_or_else(|| panic!("no volume {volume_name}"));
     let secret_name = str_of(
         &volume["secret"]["secretName"],
@@ -371,10 +375,7 @@ fn service_and_service_monitor_match_the_deployment() {
     );
 
     // Service port = container port = 10164, both named metrics.
-    let ports = seq_of(&m.service["spec"]["ports"], "service ports");
-    let port = ports
-        .iter()
-        .find(|p| p["name"].as_str() == Some("metrics"))
+    let port = entry(&m.service["spec"]["ports"], "name", "metrics")
         .expect("a Service port named metrics");
     assert_eq!(port["port"].as_u64(), Some(PORT));
     let container_port = metrics_port(the_container(&m.deployment));
@@ -400,11 +401,7 @@ fn service_and_service_monitor_match_the_deployment() {
     let endpoint = &endpoints[0];
     assert_eq!(endpoint["port"].as_str(), Some("metrics"));
     assert!(endpoint["path"].is_null() || endpoint["path"].as_str() == Some("/metrics"));
-    let interval = duration(str_of(&endpoint["interval"], "interval"));
-    let timeout = duration(str_of(&endpoint["scrapeTimeout"], "scrapeTimeout"));
-    assert_eq!(interval, Duration::from_secs(60));
-    assert_eq!(timeout, Duration::from_secs(30));
-    assert!(timeout < interval);
+    assert_scraped_once_a_minute(&endpoint["interval"], &endpoint["scrapeTimeout"]);
 }
 
 #[test]
@@ -412,18 +409,11 @@ fn kustomize_renders_the_kubernetes_example() {
     if !require_tool("kubectl") {
         return;
     }
-    let out = Command::new("kubectl")
+    let out = run(Command::new("kubectl")
         .arg("kustomize")
-        .arg(kubernetes_dir())
-        .output()
-        .expect("kubectl kustomize");
-    assert!(
-        out.status.success(),
-        "kubectl kustomize failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rendered = String::from_utf8(out.stdout).unwrap();
-    let kinds: BTreeSet<String> = serde_yaml_ng::Deserializer::from_str(&rendered)
+        .arg(kubernetes_dir()));
+    assert!(out.ok(), "kubectl kustomize failed: {}", out.stderr);
+    let kinds: BTreeSet<String> = serde_yaml_ng::Deserializer::from_str(&out.stdout)
         .map(|doc| {
             Value::deserialize(doc).unwrap()["kind"]
                 .as_str()
@@ -445,16 +435,8 @@ const PROMETHEUS_CONFIG: &str = "examples/prometheus/prometheus.yml";
 #[test]
 fn prometheus_config_scrapes_the_exporter_once_a_minute() {
     let config = documents(&root().join(PROMETHEUS_CONFIG)).remove(0);
-    let jobs = seq_of(&config["scrape_configs"], "scrape_configs");
-    let job = jobs
-        .iter()
-        .find(|j| j["job_name"].as_str() == Some("devin"))
-        .expect("job devin");
-    let interval = duration(str_of(&job["scrape_interval"], "scrape_interval"));
-    let timeout = duration(str_of(&job["scrape_timeout"], "scrape_timeout"));
-    assert_eq!(interval, Duration::from_secs(60));
-    assert_eq!(timeout, Duration::from_secs(30));
-    assert!(timeout < interval);
+    let job = entry(&config["scrape_configs"], "job_name", "devin").expect("job devin");
+    assert_scraped_once_a_minute(&job["scrape_interval"], &job["scrape_timeout"]);
     let targets: Vec<&str> = seq_of(&job["static_configs"], "static_configs")
         .iter()
         .flat_map(|s| seq_of(&s["targets"], "targets"))
@@ -475,22 +457,15 @@ fn prometheus_config_scrapes_the_exporter_once_a_minute() {
     );
 }
 
-/// Runs a command: whether it succeeded, and its stdout and stderr.
-fn run(command: &mut Command) -> (bool, String) {
-    let out = command
-        .output()
-        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    (
-        out.status.success(),
-        text + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
 fn promtool_check_config(path: &Path) -> String {
-    let (ok, text) = run(Command::new("promtool").args(["check", "config"]).arg(path));
-    assert!(ok, "promtool check config {}:\n{text}", path.display());
-    text
+    let out = run(Command::new("promtool").args(["check", "config"]).arg(path));
+    assert!(
+        out.ok(),
+        "promtool check config {}:\n{}",
+        path.display(),
+        out.all()
+    );
+    out.all()
 }
 
 #[test]
@@ -535,8 +510,10 @@ fn hadolint_accepts_the_dockerfile_and_rejects_a_careless_one() {
         return;
     }
     // hadolint reads its configuration, if any, from the working directory.
-    let hadolint =
-        |dir: &Path, file: &Path| run(Command::new("hadolint").arg(file).current_dir(dir));
+    let hadolint = |dir: &Path, file: &Path| {
+        let out = run(Command::new("hadolint").arg(file).current_dir(dir));
+        (out.ok(), out.all())
+    };
     let (ok, text) = hadolint(&root(), Path::new("Dockerfile"));
     assert!(ok, "hadolint Dockerfile:\n{text}");
 
@@ -559,18 +536,15 @@ fn dockerfile() -> Dockerfile {
     Dockerfile::parse(&read("Dockerfile")).unwrap_or_else(|e| panic!("Dockerfile: {e}"))
 }
 
-/// An instruction's keyword, upper case.
+/// An instruction's keyword, upper case: the variant's name, or the word of a `Misc` one.
 fn keyword(i: &Instruction) -> String {
-    match i {
-        Instruction::From(_) => "FROM".into(),
-        Instruction::Arg(_) => "ARG".into(),
-        Instruction::Label(_) => "LABEL".into(),
-        Instruction::Run(_) => "RUN".into(),
-        Instruction::Entrypoint(_) => "ENTRYPOINT".into(),
-        Instruction::Cmd(_) => "CMD".into(),
-        Instruction::Copy(_) => "COPY".into(),
-        Instruction::Env(_) => "ENV".into(),
-        Instruction::Misc(m) => m.instruction.content.to_ascii_uppercase(),
+    match i.as_misc() {
+        Some(m) => m.instruction.content.to_ascii_uppercase(),
+        None => format!("{i:?}")
+            .split('(')
+            .next()
+            .unwrap()
+            .to_ascii_uppercase(),
     }
 }
 
