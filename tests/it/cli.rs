@@ -7,7 +7,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use common::procs::{Proc, Ran, blocking_get, exporter_bin, first_line, simulator};
+use common::procs::{
+    Proc, Ran, blocking_get, exporter_bin, first_line, simulator, start_exporter_process_with_args,
+};
 use devin_exporter::config;
 
 fn run(env: &[(&str, &str)], args: &[&str]) -> Ran {
@@ -19,22 +21,15 @@ fn run(env: &[(&str, &str)], args: &[&str]) -> Ran {
     )
 }
 
-/// The exporter binary on port 0 with `token` against `sim`; returns it, the address it
-/// reports having bound, and its log (read on when the process has ended).
+/// The exporter binary on port 0 with `token` against `sim`; see [`start_logged`].
 fn spawn_exporter(sim: &common::procs::Sim, token: &str, rust_log: &str) -> (Proc, String, Log) {
     let orgs = sim.orgs.join(",");
-    let (child, rx) = spawn_with_log(
-        &[
-            ("DEVIN_API_TOKEN", token),
-            ("DEVIN_ORG_IDS", &orgs),
-            ("DEVIN_API_URL", &sim.url),
-            ("DEVIN_LISTEN_ADDRESS", "127.0.0.1:0"),
-            ("RUST_LOG", rust_log),
-        ],
-        &[],
-    );
-    let (listen, log) = listening(rx);
-    (child, listen, log)
+    start_logged(&[
+        ("DEVIN_API_TOKEN", token),
+        ("DEVIN_ORG_IDS", &orgs),
+        ("DEVIN_API_URL", &sim.url),
+        ("RUST_LOG", rust_log),
+    ])
 }
 
 /// Log lines of a process: those read so far, and the rest to come.
@@ -54,15 +49,19 @@ impl Log {
     }
 }
 
-/// Reads the (text) log up to the line that says which address the server bound.
-fn listening(rx: Receiver<String>) -> (String, Log) {
+/// The exporter binary on port 0 with `env`; returns it, the address its (text) log says it
+/// bound, and that log (read on when the process has ended).
+fn start_logged(env: &[(&str, &str)]) -> (Proc, String, Log) {
+    let mut env = env.to_vec();
+    env.push(("DEVIN_LISTEN_ADDRESS", "127.0.0.1:0"));
+    let (child, rx) = spawn_with_log(&env, &[]);
     let mut seen = Vec::new();
     let addr = first_line(&rx, "the address it listens on", |line| {
         seen.push(line.to_string());
         let (_, rest) = line.split_once(" listening addr=")?;
         rest.split_whitespace().next().map(String::from)
     });
-    (addr, Log { seen, rx })
+    (child, addr, Log { seen, rx })
 }
 
 #[test]
@@ -262,26 +261,22 @@ impl wiremock::Respond for EchoAuthorization {
 /// The exporter binary against `api_url` with `token` and orgs `org-401,org-500`: its whole
 /// log at trace level, one `/metrics` body and the landing page.
 async fn run_against(api_url: &str, token: &str) -> (String, String, String) {
-    let (child, rx) = spawn_with_log(
-        &[
-            ("DEVIN_API_TOKEN", token),
+    let (api_url, token) = (api_url.to_string(), token.to_string());
+    tokio::task::spawn_blocking(move || {
+        let (child, listen, log) = start_logged(&[
+            ("DEVIN_API_TOKEN", &token),
             ("DEVIN_ORG_IDS", "org-401,org-500"),
-            ("DEVIN_API_URL", api_url),
-            ("DEVIN_LISTEN_ADDRESS", "127.0.0.1:0"),
+            ("DEVIN_API_URL", &api_url),
             ("DEVIN_SCRAPE_TIMEOUT", "2s"),
             ("RUST_LOG", "trace"),
-        ],
-        &[],
-    );
-    let (body, landing, log) = tokio::task::spawn_blocking(move || {
-        let (listen, log) = listening(rx);
+        ]);
         let body = blocking_get(&format!("http://{listen}/metrics"));
-        (body, blocking_get(&format!("http://{listen}/")), log)
+        let landing = blocking_get(&format!("http://{listen}/"));
+        drop(child);
+        (log.finish(), body, landing)
     })
     .await
-    .unwrap();
-    drop(child);
-    (log.finish(), body, landing)
+    .unwrap()
 }
 
 #[tokio::test]
@@ -385,37 +380,22 @@ fn spawn_with_log(env: &[(&str, &str)], args: &[&str]) -> (Proc, Receiver<String
     )
 }
 
-/// The first line from `rx` that contains `needle`.
-fn line_with(rx: &Receiver<String>, needle: &str) -> String {
-    first_line(rx, needle, |line| {
-        line.contains(needle).then(|| line.to_string())
-    })
-}
-
 #[test]
 fn demo_mode_says_so_in_the_log_and_on_metrics() {
     // Nothing at all given, and only warnings logged: the demo warning still shows. (It
     // comes before the default port is bound, whether or not that port is free.)
     let (child, rx) = spawn_with_log(&[("RUST_LOG", "warn")], &[]);
-    let line = line_with(&rx, "demo mode");
+    let line = first_line(&rx, "demo mode", |l| {
+        l.contains("demo mode").then(|| l.to_string())
+    });
     drop(child);
     assert!(line.contains("WARN"), "{line}");
     assert!(line.contains("SIMULATED"), "{line}");
 
     // --demo on a port of its own: /metrics says it is simulated, with demo org ids.
-    let (child, rx) = spawn_with_log(
-        &[
-            ("DEVIN_LISTEN_ADDRESS", "127.0.0.1:0"),
-            ("DEVIN_LOG_FORMAT", "json"),
-            ("RUST_LOG", "info"),
-        ],
-        &["--demo"],
-    );
-    let listening: serde_json::Value =
-        serde_json::from_str(&line_with(&rx, "\"listening\"")).unwrap();
-    let addr = listening["addr"].as_str().unwrap().to_string();
-    let body = blocking_get(&format!("http://{addr}/metrics"));
-    let landing = blocking_get(&format!("http://{addr}/"));
+    let (child, url) = start_exporter_process_with_args(&[], &["--demo"]);
+    let body = blocking_get(&format!("{url}/metrics"));
+    let landing = blocking_get(&format!("{url}/"));
     drop(child);
     assert!(body.contains("\ndevin_exporter_demo_mode 1\n"), "{body}");
     let ups: Vec<&str> = body
@@ -432,10 +412,8 @@ fn demo_mode_says_so_in_the_log_and_on_metrics() {
 #[test]
 fn real_configuration_has_no_demo_marker() {
     let sim = simulator("--orgs 1 --sessions-per-org 10");
-    // The address it listens on is logged at info.
-    let (child, listen, _log) = spawn_exporter(&sim, &sim.token, "warn,devin_exporter::http=info");
-    let body = blocking_get(&format!("http://{listen}/metrics"));
-    drop(child);
+    let (_exporter, url) = sim.start_exporter();
+    let body = blocking_get(&format!("{url}/metrics"));
     assert!(body.contains("devin_up{"), "{body}");
     assert!(!body.contains("devin_exporter_demo_mode"), "{body}");
 }
