@@ -25,17 +25,11 @@ const EXAMPLE: &str = "examples/alertmanager/alertmanager.yml";
 // ---------------------------------------------------------------------------------------
 // The webhook receiver.
 
-/// One notification as Alertmanager posted it, and when it arrived.
-#[derive(Debug, Clone)]
-struct Notification {
-    at: Instant,
-    body: Value,
-}
-
-/// An HTTP server on a free port recording every POST body; stops with the test process.
+/// An HTTP server on a free port recording every POST body, with its arrival; stops with the
+/// test process.
 struct Webhook {
     url: String,
-    received: Arc<Mutex<Vec<Notification>>>,
+    received: Arc<Mutex<Vec<(Instant, Value)>>>,
 }
 
 impl Webhook {
@@ -56,7 +50,7 @@ impl Webhook {
                     axum::routing::post(move |body: String| {
                         let at = Instant::now();
                         let body = serde_json::from_str(&body).unwrap_or(Value::String(body));
-                        store.lock().unwrap().push(Notification { at, body });
+                        store.lock().unwrap().push((at, body));
                         async { "ok" }
                     }),
                 );
@@ -72,14 +66,14 @@ impl Webhook {
         let received = self.received.lock().unwrap();
         received
             .iter()
-            .flat_map(|n| {
-                let receiver = n.body["receiver"].as_str().unwrap_or("").to_string();
-                n.body["alerts"]
+            .flat_map(|(at, body)| {
+                let receiver = body["receiver"].as_str().unwrap_or("").to_string();
+                body["alerts"]
                     .as_array()
                     .cloned()
                     .unwrap_or_default()
                     .into_iter()
-                    .map(move |a| (n.at, receiver.clone(), a))
+                    .map(move |a| (*at, receiver.clone(), a))
             })
             .collect()
     }
@@ -98,14 +92,11 @@ fn example_routed_to(webhook: &str) -> String {
     let text = std::fs::read_to_string(EXAMPLE).unwrap();
     let mut config: Yaml = serde_yaml_ng::from_str(&text).unwrap();
     for receiver in config["receivers"].as_sequence_mut().unwrap() {
-        let name = receiver["name"].clone();
-        let mut replaced = serde_yaml_ng::Mapping::new();
-        replaced.insert("name".into(), name);
-        let hook: Yaml =
-            serde_yaml_ng::from_str(&format!("[{{url: '{webhook}', send_resolved: false}}]"))
-                .unwrap();
-        replaced.insert("webhook_configs".into(), hook);
-        *receiver = Yaml::Mapping(replaced);
+        let name = receiver["name"].as_str().unwrap();
+        *receiver = serde_yaml_ng::from_str(&format!(
+            "{{name: '{name}', webhook_configs: [{{url: '{webhook}', send_resolved: false}}]}}"
+        ))
+        .unwrap();
     }
     // Every route waits a second before its first notification and between updates.
     fn quicken(route: &mut Yaml) {
