@@ -282,16 +282,11 @@ fn token_comes_from_the_mounted_secret_and_never_from_a_literal() {
             "no bulk environment from a Secret or ConfigMap"
         );
     }
-    str_of(
-        &env_var(container, "DEVIN_ORG_IDS").expect("DEVIN_ORG_IDS")["value"],
-        "DEVIN_ORG_IDS",
-    );
+    let value = |name| str_of(&env_var(container, name).expect(name)["value"], name);
+    value("DEVIN_ORG_IDS");
 
     // DEVIN_API_TOKEN_FILE = <mountPath of a Secret volume>/<a key of that Secret>.
-    let file = str_of(
-        &env_var(container, "DEVIN_API_TOKEN_FILE").expect("DEVIN_API_TOKEN_FILE")["value"],
-        "DEVIN_API_TOKEN_FILE",
-    );
+    let file = value("DEVIN_API_TOKEN_FILE");
     let (dir, key) = file.rsplit_once('/').expect("an absolute path");
     let mount = seq_of(&container["volumeMounts"], "volumeMounts")
         .iter()
@@ -536,6 +531,21 @@ fn dockerfile() -> Dockerfile {
     Dockerfile::parse(&read("Dockerfile")).unwrap_or_else(|e| panic!("Dockerfile: {e}"))
 }
 
+/// The instructions of the stage `name`, or of the last (runtime) stage.
+fn stage(name: Option<&str>) -> Vec<Instruction> {
+    let dockerfile = dockerfile();
+    let stages = dockerfile.stages();
+    let stage = match name {
+        Some(name) => stages.get_by_name(name).expect("the named stage"),
+        None => stages.stages.last().unwrap(),
+    };
+    stage.instructions.iter().map(|&i| i.clone()).collect()
+}
+
+fn builds(i: &Instruction) -> bool {
+    run_command(i).contains("cargo build")
+}
+
 /// An instruction's keyword, upper case: the variant's name, or the word of a `Misc` one.
 fn keyword(i: &Instruction) -> String {
     match i.as_misc() {
@@ -563,10 +573,10 @@ fn copy_sources(i: &Instruction) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-fn position(instructions: &[&Instruction], what: &str, f: impl Fn(&Instruction) -> bool) -> usize {
+fn position(instructions: &[Instruction], what: &str, f: impl Fn(&Instruction) -> bool) -> usize {
     instructions
         .iter()
-        .position(|i| f(i))
+        .position(f)
         .unwrap_or_else(|| panic!("Dockerfile: no {what}"))
 }
 
@@ -637,10 +647,7 @@ fn dockerfile_builds_in_stages_with_the_runtime_glibc() {
 
 #[test]
 fn dockerfile_compiles_dependencies_before_copying_the_sources() {
-    let dockerfile = dockerfile();
-    let stages = dockerfile.stages();
-    let ins = &stages.get_by_name("builder").unwrap().instructions;
-    let builds = |i: &Instruction| run_command(i).contains("cargo build");
+    let ins = &stage(Some("builder"));
     for i in ins.iter().filter(|i| builds(i)) {
         let command = run_command(i);
         assert!(
@@ -660,12 +667,12 @@ fn dockerfile_compiles_dependencies_before_copying_the_sources() {
                 .contains(&i.as_copy().unwrap().destination.content.as_str())
     });
     let build = position(ins, "final build", |i| {
-        builds(i) && run_command(i) != run_command(ins[deps])
+        builds(i) && run_command(i) != run_command(&ins[deps])
     });
     assert!(manifest < deps && deps < sources && sources < build);
     // The dependency build stands in for both crate roots, and the real ones are touched
     // so that cargo rebuilds the crate over the stand-ins.
-    let (deps_command, build_command) = (run_command(ins[deps]), run_command(ins[build]));
+    let (deps_command, build_command) = (run_command(&ins[deps]), run_command(&ins[build]));
     for root in ["src/main.rs", "src/lib.rs"] {
         assert!(deps_command.contains(root), "stand-in for {root}");
         assert!(build_command.contains(root), "touch {root}");
@@ -708,10 +715,7 @@ fn dockerfile_compiles_dependencies_before_copying_the_sources() {
 
 #[test]
 fn dockerfile_passes_the_revision_without_git() {
-    let dockerfile = dockerfile();
-    let stages = dockerfile.stages();
-    let ins = &stages.get_by_name("builder").unwrap().instructions;
-    let builds = |i: &Instruction| run_command(i).contains("cargo build");
+    let ins = &stage(Some("builder"));
     let deps = position(ins, "dependency build", builds);
     let arg = position(ins, "ARG REVISION in the builder", |i| {
         i.as_arg().is_some_and(|a| a.name.content == "REVISION")
@@ -723,20 +727,18 @@ fn dockerfile_passes_the_revision_without_git() {
             })
         })
     });
-    let build = ins.iter().rposition(|i| builds(i)).unwrap();
+    let build = ins.iter().rposition(builds).unwrap();
     // After the dependency build, so that a new revision keeps the dependency layer cached.
     assert!(deps < arg && arg < env && env < build);
 }
 
 #[test]
 fn dockerfile_runtime_needs_no_shell_runs_unprivileged_and_checks_its_health() {
-    let dockerfile = dockerfile();
-    let stages = dockerfile.stages();
-    let runtime = &stages.stages.last().unwrap().instructions;
+    let runtime = stage(None);
     let one = |word: &str| {
-        let found: Vec<&&Instruction> = runtime.iter().filter(|i| keyword(i) == word).collect();
+        let found: Vec<&Instruction> = runtime.iter().filter(|i| keyword(i) == word).collect();
         assert_eq!(found.len(), 1, "one {word} in the runtime stage");
-        *found[0]
+        found[0]
     };
     let misc_args = |word: &str| one(word).as_misc().unwrap().arguments.to_string();
     // Nothing runs a shell in the image, at build time or at run time.
@@ -798,13 +800,8 @@ fn dockerfile_runtime_needs_no_shell_runs_unprivileged_and_checks_its_health() {
 
 #[test]
 fn dockerfile_labels_the_image() {
-    let dockerfile = dockerfile();
-    let stages = dockerfile.stages();
-    let labels: BTreeMap<&str, &str> = stages
-        .stages
-        .last()
-        .unwrap()
-        .instructions
+    let runtime = stage(None);
+    let labels: BTreeMap<&str, &str> = runtime
         .iter()
         .filter_map(|i| i.as_label())
         .flat_map(|l| &l.labels)
@@ -822,6 +819,7 @@ fn dockerfile_labels_the_image() {
     assert_eq!(label("source"), "${SOURCE_URL}");
     assert_eq!(label("version"), "${VERSION}");
     assert_eq!(label("revision"), "${REVISION}");
+    let dockerfile = dockerfile();
     let version = dockerfile
         .get_global_arg("VERSION")
         .and_then(|a| a.value.as_ref());
