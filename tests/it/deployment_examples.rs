@@ -178,16 +178,15 @@ fn kustomization_lists_every_manifest() {
     let dir = kubernetes_dir();
     let kustomization = documents(&dir.join("kustomization.yaml")).remove(0);
     assert_eq!(kustomization["kind"].as_str(), Some("Kustomization"));
-    let listed: BTreeSet<&str> = seq_of(&kustomization["resources"], "resources")
+    let listed: BTreeSet<String> = seq_of(&kustomization["resources"], "resources")
         .iter()
-        .map(|r| str_of(r, "resource"))
+        .map(|r| str_of(r, "resource").to_string())
         .collect();
     let present: BTreeSet<String> = yaml_files(&dir)
         .iter()
         .map(|p| p.strip_prefix(&dir).unwrap().to_string_lossy().into_owned())
         .filter(|p| p != "kustomization.yaml")
         .collect();
-    let present: BTreeSet<&str> = present.iter().map(String::as_str).collect();
     assert_eq!(listed, present);
 }
 
