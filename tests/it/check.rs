@@ -5,21 +5,25 @@ use crate::common;
 
 use std::process::Command;
 
-use common::procs::{exporter_bin, start_simulator};
+use common::procs::{Sim, exporter_bin, run, simulator};
 
 /// Runs `check` with `env`; returns exit code, stdout and stderr.
 fn check(env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(exporter_bin())
+    let out = run(Command::new(exporter_bin())
         .arg("check")
         .env_clear()
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .envs(env.iter().copied()));
+    (out.code, out.stdout, out.stderr)
+}
+
+/// Runs `check` against `sim` with its URL, `token` and `orgs` (an org id list or the
+/// discovery setting).
+fn check_sim(sim: &Sim, token: &str, orgs: (&str, &str)) -> (i32, String, String) {
+    check(&[
+        ("DEVIN_API_TOKEN", token),
+        ("DEVIN_API_URL", &sim.url),
+        orgs,
+    ])
 }
 
 fn line<'a>(out: &'a str, label: &str) -> &'a str {
@@ -30,21 +34,10 @@ fn line<'a>(out: &'a str, label: &str) -> &'a str {
 
 #[test]
 fn good_forbidden_and_unknown_orgs() {
-    let sim = start_simulator(&[
-        "--orgs",
-        "1",
-        "--sessions-per-org",
-        "30",
-        "--forbidden-org",
-        "org-locked",
-    ]);
+    let sim = simulator("--orgs 1 --sessions-per-org 30 --forbidden-org org-locked");
     let good = sim.orgs[0].as_str();
     let orgs = format!("{good},org-locked,org-nope");
-    let (code, out, err) = check(&[
-        ("DEVIN_API_TOKEN", &sim.token),
-        ("DEVIN_API_URL", &sim.url),
-        ("DEVIN_ORG_IDS", &orgs),
-    ]);
+    let (code, out, err) = check_sim(&sim, &sim.token, ("DEVIN_ORG_IDS", &orgs));
     println!("{out}");
     assert_eq!(code, 1, "one org is unreadable: {out}{err}");
     assert!(out.starts_with(&format!("API {}\n", sim.url)), "{out}");
@@ -82,24 +75,16 @@ fn good_forbidden_and_unknown_orgs() {
     assert!(!out.contains(&sim.token) && !err.contains(&sim.token));
 
     // Every org readable: exit 0.
-    let (code, out, _) = check(&[
-        ("DEVIN_API_TOKEN", &sim.token),
-        ("DEVIN_API_URL", &sim.url),
-        ("DEVIN_ORG_IDS", good),
-    ]);
+    let (code, out, _) = check_sim(&sim, &sim.token, ("DEVIN_ORG_IDS", good));
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("1 of 1 orgs readable"), "{out}");
 }
 
 #[test]
 fn revoked_token_and_discovery() {
-    let sim = start_simulator(&["--orgs", "2", "--sessions-per-org", "5"]);
-    let token = "cog_revoked_secret_0123456789";
-    let (code, out, _) = check(&[
-        ("DEVIN_API_TOKEN", token),
-        ("DEVIN_API_URL", &sim.url),
-        ("DEVIN_DISCOVER_ORGS", "true"),
-    ]);
+    let sim = simulator("--orgs 2 --sessions-per-org 5");
+    let discover = ("DEVIN_DISCOVER_ORGS", "true");
+    let (code, out, _) = check_sim(&sim, "cog_revoked_secret_0123456789", discover);
     assert_eq!(code, 1, "{out}");
     for label in ["token", "discovery"] {
         let l = line(&out, label);
@@ -110,11 +95,7 @@ fn revoked_token_and_discovery() {
     }
     assert!(!out.contains("revoked_secret"), "token leaked: {out}");
 
-    let (code, out, _) = check(&[
-        ("DEVIN_API_TOKEN", &sim.token),
-        ("DEVIN_API_URL", &sim.url),
-        ("DEVIN_DISCOVER_ORGS", "true"),
-    ]);
+    let (code, out, _) = check_sim(&sim, &sim.token, discover);
     assert_eq!(code, 0, "{out}");
     assert!(
         line(&out, "discovery").contains("2 orgs on the first page (total 2)"),

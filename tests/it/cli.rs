@@ -3,43 +3,33 @@
 
 use crate::common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use common::procs::{blocking_get, exporter_bin, start_simulator};
+use common::procs::{
+    Proc, Ran, blocking_get, exporter_bin, first_line, simulator, start_exporter_process_with_args,
+};
 use devin_exporter::config;
 
-fn run(env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(exporter_bin())
-        .env_clear()
-        .envs(env.iter().copied())
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+fn run(env: &[(&str, &str)], args: &[&str]) -> Ran {
+    common::procs::run(
+        Command::new(exporter_bin())
+            .env_clear()
+            .envs(env.iter().copied())
+            .args(args),
     )
 }
 
-/// The exporter binary on port 0 with `token` against `sim`; returns it, the address it
-/// reports having bound, and its log (read on when the process has ended).
-fn spawn_exporter(sim: &common::procs::Sim, token: &str, rust_log: &str) -> (Child, String, Log) {
+/// The exporter binary on port 0 with `token` against `sim`; see [`start_logged`].
+fn spawn_exporter(sim: &common::procs::Sim, token: &str, rust_log: &str) -> (Proc, String, Log) {
     let orgs = sim.orgs.join(",");
-    let (child, rx) = spawn_with_log(
-        &[
-            ("DEVIN_API_TOKEN", token),
-            ("DEVIN_ORG_IDS", &orgs),
-            ("DEVIN_API_URL", &sim.url),
-            ("DEVIN_LISTEN_ADDRESS", "127.0.0.1:0"),
-            ("RUST_LOG", rust_log),
-        ],
-        &[],
-    );
-    let (listen, log) = listening(rx);
-    (child, listen, log)
+    start_logged(&[
+        ("DEVIN_API_TOKEN", token),
+        ("DEVIN_ORG_IDS", &orgs),
+        ("DEVIN_API_URL", &sim.url),
+        ("RUST_LOG", rust_log),
+    ])
 }
 
 /// Log lines of a process: those read so far, and the rest to come.
@@ -59,33 +49,32 @@ impl Log {
     }
 }
 
-/// Reads the (text) log up to the line that says which address the server bound.
-fn listening(rx: Receiver<String>) -> (String, Log) {
+/// The exporter binary on port 0 with `env`; returns it, the address its (text) log says it
+/// bound, and that log (read on when the process has ended).
+fn start_logged(env: &[(&str, &str)]) -> (Proc, String, Log) {
+    let mut env = env.to_vec();
+    env.push(("DEVIN_LISTEN_ADDRESS", "127.0.0.1:0"));
+    let (child, rx) = spawn_with_log(&env, &[]);
     let mut seen = Vec::new();
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the exporter logs the address it listens on");
-        let addr = line
-            .split_once(" listening addr=")
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .map(String::from);
-        seen.push(line);
-        if let Some(addr) = addr {
-            return (addr, Log { seen, rx });
-        }
-    }
+    let addr = first_line(&rx, "the address it listens on", |line| {
+        seen.push(line.to_string());
+        let (_, rest) = line.split_once(" listening addr=")?;
+        rest.split_whitespace().next().map(String::from)
+    });
+    (child, addr, Log { seen, rx })
 }
 
 #[test]
 fn help_and_version() {
-    let (code, out, _) = run(&[], &["--version"]);
-    assert_eq!(code, 0);
+    let out = run(&[], &["--version"]);
+    assert_eq!(out.code, 0);
     assert_eq!(
-        out.trim(),
+        out.stdout.trim(),
         format!("devin-exporter {}", env!("CARGO_PKG_VERSION"))
     );
-    let (code, out, _) = run(&[], &["--help"]);
+    let Ran {
+        code, stdout: out, ..
+    } = run(&[], &["--help"]);
     assert_eq!(code, 0);
     for needle in ["--demo", "simulate", "healthcheck"] {
         assert!(out.contains(needle), "--help mentions {needle}");
@@ -133,52 +122,44 @@ fn the_readme_table_is_the_settings_table() {
     assert_eq!(readme.len(), table.len(), "{readme:?}");
 }
 
+/// A configuration the binary refuses: its environment, exit code and the one line it
+/// prints, whole or (ending in `...`) its start.
+fn assert_refused(env: &[(&str, &str)], code: i32, want: &str) {
+    let out = run(env, &[]);
+    let err = out.stderr.trim();
+    assert_eq!(out.code, code, "{env:?}: {err}");
+    match want.strip_suffix("...") {
+        Some(start) => assert!(err.starts_with(start), "{env:?}: {err}"),
+        None => assert_eq!(err, want, "{env:?}"),
+    }
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
 #[test]
 fn bad_configuration_stops_with_one_line_and_exit_code_2() {
     let base = [("DEVIN_API_TOKEN", "cog_x"), ("DEVIN_ORG_IDS", "org-a")];
-    for (var, value, want) in [
+    for (setting, want) in [
         (
-            "DEVIN_PAGE_SIZE",
-            "500",
+            "DEVIN_PAGE_SIZE=500",
             "error: DEVIN_PAGE_SIZE=500: must be between 1 and 200",
         ),
         (
-            "DEVIN_SCRAPE_TIMEOUT",
-            "later",
+            "DEVIN_SCRAPE_TIMEOUT=later",
             "error: DEVIN_SCRAPE_TIMEOUT=later: expected a duration such as 30s, 2m or 1h",
         ),
         (
-            "DEVIN_API_TOKEN_FILE",
-            "/nonexistent/token",
+            "DEVIN_API_TOKEN_FILE=/nonexistent/token",
             "error: DEVIN_API_TOKEN and DEVIN_API_TOKEN_FILE are both set: set only one",
         ),
         // Credentials in a malformed URL are not echoed.
         (
-            "DEVIN_API_URL",
-            "https://proxyuser:hunter2@api.example:port",
+            "DEVIN_API_URL=https://proxyuser:hunter2@api.example:port",
             "error: DEVIN_API_URL=https://<redacted>@api.example:port: not a URL (invalid port number)",
         ),
     ] {
-        let mut env = base.to_vec();
-        env.push((var, value));
-        let (code, _, err) = run(&env, &[]);
-        assert_eq!(code, 2, "{var}");
-        assert_eq!(err.trim(), want);
+        let (var, value) = setting.split_once('=').unwrap();
+        assert_refused(&[base[0], base[1], (var, value)], 2, want);
     }
-    let (code, _, err) = run(
-        &[
-            ("DEVIN_ORG_IDS", "org-a"),
-            ("DEVIN_API_TOKEN_FILE", "/nonexistent/token"),
-        ],
-        &[],
-    );
-    assert_eq!(code, 2);
-    assert!(
-        err.trim()
-            .starts_with("error: DEVIN_API_TOKEN_FILE=/nonexistent/token: cannot read"),
-        "{err}"
-    );
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
 #[test]
@@ -186,35 +167,31 @@ fn an_address_in_use_stops_with_one_line_and_exit_code_1() {
     // Not a configuration error: the same configuration starts once the port is free.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let (code, _, err) = run(
+    assert_refused(
         &[
             ("DEVIN_API_TOKEN", "cog_x"),
             ("DEVIN_ORG_IDS", "org-a"),
             ("DEVIN_API_URL", "http://127.0.0.1:9"),
             ("DEVIN_LISTEN_ADDRESS", &addr),
         ],
-        &[],
+        1,
+        &format!("error: DEVIN_LISTEN_ADDRESS={addr}: cannot bind (..."),
     );
-    assert_eq!(code, 1, "{err}");
-    let want = format!("error: DEVIN_LISTEN_ADDRESS={addr}: cannot bind (");
-    assert!(err.trim().starts_with(&want), "{err}");
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
 #[test]
 fn the_token_never_reaches_a_log_line() {
     // The simulator rejects this token, so every request fails with 401 and gets logged.
-    let sim = start_simulator(&["--orgs", "2", "--sessions-per-org", "10"]);
+    let sim = simulator("--orgs 2 --sessions-per-org 10");
     let token = "cog_super_secret_value_0123456789";
-    let (mut child, listen, log) = spawn_exporter(&sim, token, "trace");
+    let (child, listen, log) = spawn_exporter(&sim, token, "trace");
     let body = blocking_get(&format!("http://{listen}/metrics"));
     assert!(
         body.contains("devin_up{org_id=\"") && body.contains("} 0"),
         "orgs fail with 401"
     );
     let landing = blocking_get(&format!("http://{listen}/"));
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let logs = log.finish();
     assert!(
         logs.contains("HTTP 401"),
@@ -229,14 +206,17 @@ fn the_token_never_reaches_a_log_line() {
 
 #[test]
 fn sigterm_shuts_down_gracefully() {
-    let sim = start_simulator(&["--orgs", "1", "--sessions-per-org", "10"]);
-    let (mut child, listen, log) = spawn_exporter(&sim, &sim.token, "info");
+    let sim = simulator("--orgs 1 --sessions-per-org 10");
+    let (mut proc, listen, log) = spawn_exporter(&sim, &sim.token, "info");
     blocking_get(&format!("http://{listen}/metrics"));
     // SAFETY: signalling our own child process by its pid.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(
+        unsafe { libc::kill(proc.child.id() as i32, libc::SIGTERM) },
+        0
+    );
     let started = std::time::Instant::now();
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = proc.child.try_wait().unwrap() {
             break status;
         }
         assert!(
@@ -270,28 +250,22 @@ impl wiremock::Respond for EchoAuthorization {
 /// The exporter binary against `api_url` with `token` and orgs `org-401,org-500`: its whole
 /// log at trace level, one `/metrics` body and the landing page.
 async fn run_against(api_url: &str, token: &str) -> (String, String, String) {
-    let (mut child, rx) = spawn_with_log(
-        &[
-            ("DEVIN_API_TOKEN", token),
+    let (api_url, token) = (api_url.to_string(), token.to_string());
+    tokio::task::spawn_blocking(move || {
+        let (child, listen, log) = start_logged(&[
+            ("DEVIN_API_TOKEN", &token),
             ("DEVIN_ORG_IDS", "org-401,org-500"),
-            ("DEVIN_API_URL", api_url),
-            ("DEVIN_LISTEN_ADDRESS", "127.0.0.1:0"),
+            ("DEVIN_API_URL", &api_url),
             ("DEVIN_SCRAPE_TIMEOUT", "2s"),
             ("RUST_LOG", "trace"),
-        ],
-        &[],
-    );
-    let (body, landing, log) = tokio::task::spawn_blocking(move || {
-        let (listen, log) = listening(rx);
+        ]);
         let body = blocking_get(&format!("http://{listen}/metrics"));
-        (body, blocking_get(&format!("http://{listen}/")), log)
+        let landing = blocking_get(&format!("http://{listen}/"));
+        drop(child);
+        (log.finish(), body, landing)
     })
     .await
-    .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    let logs = log.finish();
-    (logs, body, landing)
+    .unwrap()
 }
 
 #[tokio::test]
@@ -378,79 +352,47 @@ fn an_empty_or_incomplete_configuration_is_not_demo_mode() {
             vec![("DEVIN_API_TOKEN_FILE", "/nonexistent/devin-token")],
             "error: DEVIN_API_TOKEN_FILE=/nonexistent/devin-token: cannot read",
         ),
+        (
+            vec![
+                ("DEVIN_ORG_IDS", "org-a"),
+                ("DEVIN_API_TOKEN_FILE", "/nonexistent/token"),
+            ],
+            "error: DEVIN_API_TOKEN_FILE=/nonexistent/token: cannot read",
+        ),
     ] {
-        let (code, _, err) = run(&env, &[]);
-        assert_eq!(code, 2, "{env:?}: {err}");
-        assert!(err.trim().starts_with(want), "{env:?}: {err}");
-        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert_refused(&env, 2, &format!("{want}..."));
     }
 }
 
 /// Starts the binary with `env` and `args`; returns it and a channel of its stderr lines.
-fn spawn_with_log(env: &[(&str, &str)], args: &[&str]) -> (Child, Receiver<String>) {
-    let mut child = Command::new(exporter_bin())
-        .env_clear()
-        .envs(env.iter().copied())
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, rx)
-}
-
-/// The first line from `rx` that contains `needle`.
-fn line_with(rx: &Receiver<String>, needle: &str) -> String {
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
-        if line.contains(needle) {
-            return line;
-        }
-    }
+fn spawn_with_log(env: &[(&str, &str)], args: &[&str]) -> (Proc, Receiver<String>) {
+    Proc::spawn_log(
+        Command::new(exporter_bin())
+            .env_clear()
+            .envs(env.iter().copied())
+            .args(args)
+            .stdout(Stdio::null()),
+        "exporter",
+    )
 }
 
 #[test]
 fn demo_mode_says_so_in_the_log_and_on_metrics() {
     // Nothing at all given, and only warnings logged: the demo warning still shows. (It
     // comes before the default port is bound, whether or not that port is free.)
-    let (mut child, rx) = spawn_with_log(&[("RUST_LOG", "warn")], &[]);
-    let line = line_with(&rx, "demo mode");
-    let _ = child.kill();
-    let _ = child.wait();
+    let (child, rx) = spawn_with_log(&[("RUST_LOG", "warn")], &[]);
+    let line = first_line(&rx, "demo mode", |l| {
+        l.contains("demo mode").then(|| l.to_string())
+    });
+    drop(child);
     assert!(line.contains("WARN"), "{line}");
     assert!(line.contains("SIMULATED"), "{line}");
 
     // --demo on a port of its own: /metrics says it is simulated, with demo org ids.
-    let (mut child, rx) = spawn_with_log(
-        &[
-            ("DEVIN_LISTEN_ADDRESS", "127.0.0.1:0"),
-            ("DEVIN_LOG_FORMAT", "json"),
-            ("RUST_LOG", "info"),
-        ],
-        &["--demo"],
-    );
-    let listening: serde_json::Value =
-        serde_json::from_str(&line_with(&rx, "\"listening\"")).unwrap();
-    let addr = listening["addr"].as_str().unwrap().to_string();
-    let body = blocking_get(&format!("http://{addr}/metrics"));
-    let landing = blocking_get(&format!("http://{addr}/"));
-    let _ = child.kill();
-    let _ = child.wait();
+    let (child, url) = start_exporter_process_with_args(&[], &["--demo"]);
+    let body = blocking_get(&format!("{url}/metrics"));
+    let landing = blocking_get(&format!("{url}/"));
+    drop(child);
     assert!(body.contains("\ndevin_exporter_demo_mode 1\n"), "{body}");
     let ups: Vec<&str> = body
         .lines()
@@ -465,13 +407,9 @@ fn demo_mode_says_so_in_the_log_and_on_metrics() {
 
 #[test]
 fn real_configuration_has_no_demo_marker() {
-    let sim = start_simulator(&["--orgs", "1", "--sessions-per-org", "10"]);
-    // The address it listens on is logged at info.
-    let (mut child, listen, _log) =
-        spawn_exporter(&sim, &sim.token, "warn,devin_exporter::http=info");
-    let body = blocking_get(&format!("http://{listen}/metrics"));
-    let _ = child.kill();
-    let _ = child.wait();
+    let sim = simulator("--orgs 1 --sessions-per-org 10");
+    let (_exporter, url) = sim.start_exporter();
+    let body = blocking_get(&format!("{url}/metrics"));
     assert!(body.contains("devin_up{"), "{body}");
     assert!(!body.contains("devin_exporter_demo_mode"), "{body}");
 }

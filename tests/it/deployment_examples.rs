@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::procs::require_tool;
+use common::procs::{require_tool, run};
 use dockerfile_parser::{Dockerfile, Instruction, ShellOrExecExpr, Stage};
 use globset::{GlobBuilder, GlobMatcher};
 use serde::Deserialize;
@@ -26,15 +26,14 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn read(relative: &str) -> String {
+fn read(relative: impl AsRef<Path>) -> String {
     let path = root().join(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Every document of a YAML file, empty documents left out.
 fn documents(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml_ng::Deserializer::from_str(&text)
+    serde_yaml_ng::Deserializer::from_str(&read(path))
         .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
         .filter(|doc| !doc.is_null())
         .collect()
@@ -43,18 +42,15 @@ fn documents(path: &Path) -> Vec<Value> {
 /// `.yml` and `.yaml` files under `dir`, recursively, sorted.
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if matches!(
-                path.extension().and_then(|e| e.to_str()),
-                Some("yml" | "yaml")
-            ) {
-                found.push(path);
-            }
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(yaml_files(&path));
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yml" | "yaml")
+        ) {
+            found.push(path);
         }
     }
     found.sort();
@@ -77,6 +73,21 @@ fn seq_of<'a>(value: &'a Value, what: &str) -> &'a [Value] {
 /// A Prometheus duration such as `30s`, `1m30s` or `2h`.
 fn duration(text: &str) -> Duration {
     promql_parser::util::parse_duration(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+/// The entry of the list `list` whose `key` is `value`.
+fn entry<'a>(list: &'a Value, key: &str, value: &str) -> Option<&'a Value> {
+    seq_of(list, key)
+        .iter()
+        .find(|e| e[key].as_str() == Some(value))
+}
+
+/// Asserts a scrape once a minute with a 30 s timeout.
+fn assert_scraped_once_a_minute(interval: &Value, timeout: &Value) {
+    let interval = duration(str_of(interval, "interval"));
+    let timeout = duration(str_of(timeout, "timeout"));
+    assert_eq!(interval, Duration::from_secs(60));
+    assert_eq!(timeout, Duration::from_secs(30));
 }
 
 /// `true` when `labels` (a mapping) holds every pair of `selector` (a mapping).
@@ -132,18 +143,13 @@ fn the_container(deployment: &Value) -> &Value {
 
 /// The container's port named `metrics`.
 fn metrics_port(container: &Value) -> u64 {
-    let ports = seq_of(&container["ports"], "container ports");
-    let port = ports
-        .iter()
-        .find(|p| p["name"].as_str() == Some("metrics"))
-        .expect("a container port named metrics");
+    let port =
+        entry(&container["ports"], "name", "metrics").expect("a container port named metrics");
     port["containerPort"].as_u64().expect("containerPort")
 }
 
 fn env_var<'a>(container: &'a Value, name: &str) -> Option<&'a Value> {
-    seq_of(&container["env"], "env")
-        .iter()
-        .find(|e| e["name"].as_str() == Some(name))
+    entry(&container["env"], "name", name)
 }
 
 #[test]
@@ -172,16 +178,15 @@ fn kustomization_lists_every_manifest() {
     let dir = kubernetes_dir();
     let kustomization = documents(&dir.join("kustomization.yaml")).remove(0);
     assert_eq!(kustomization["kind"].as_str(), Some("Kustomization"));
-    let listed: BTreeSet<&str> = seq_of(&kustomization["resources"], "resources")
+    let listed: BTreeSet<String> = seq_of(&kustomization["resources"], "resources")
         .iter()
-        .map(|r| str_of(r, "resource"))
+        .map(|r| str_of(r, "resource").to_string())
         .collect();
     let present: BTreeSet<String> = yaml_files(&dir)
         .iter()
         .map(|p| p.strip_prefix(&dir).unwrap().to_string_lossy().into_owned())
         .filter(|p| p != "kustomization.yaml")
         .collect();
-    let present: BTreeSet<&str> = present.iter().map(String::as_str).collect();
     assert_eq!(listed, present);
 }
 
@@ -276,16 +281,11 @@ fn token_comes_from_the_mounted_secret_and_never_from_a_literal() {
             "no bulk environment from a Secret or ConfigMap"
         );
     }
-    str_of(
-        &env_var(container, "DEVIN_ORG_IDS").expect("DEVIN_ORG_IDS")["value"],
-        "DEVIN_ORG_IDS",
-    );
+    let value = |name| str_of(&env_var(container, name).expect(name)["value"], name);
+    value("DEVIN_ORG_IDS");
 
     // DEVIN_API_TOKEN_FILE = <mountPath of a Secret volume>/<a key of that Secret>.
-    let file = str_of(
-        &env_var(container, "DEVIN_API_TOKEN_FILE").expect("DEVIN_API_TOKEN_FILE")["value"],
-        "DEVIN_API_TOKEN_FILE",
-    );
+    let file = value("DEVIN_API_TOKEN_FILE");
     let (dir, key) = file.rsplit_once('/').expect("an absolute path");
     let mount = seq_of(&container["volumeMounts"], "volumeMounts")
         .iter()
@@ -298,9 +298,7 @@ fn token_comes_from_the_mounted_secret_and_never_from_a_literal() {
         "the token is mounted with subPath"
     );
     let volume_name = str_of(&mount["name"], "volumeMount name");
-    let volume = seq_of(&pod["volumes"], "volumes")
-        .iter()
-        .find(|v| v["name"].as_str() == Some(volume_name))
+    let volume = entry(&pod["volumes"], "name", volume_name)
         .unwrap_or_else(|| panic!("no volume {volume_name}"));
     let secret_name = str_of(
         &volume["secret"]["secretName"],
@@ -331,18 +329,11 @@ fn token_comes_from_the_mounted_secret_and_never_from_a_literal() {
 
 #[test]
 fn no_example_or_doc_carries_a_real_looking_token() {
-    let mut texts: Vec<(String, String)> = yaml_files(&root().join("examples"))
-        .into_iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(&p).unwrap();
-            (p.display().to_string(), text)
-        })
-        .collect();
-    texts.push(("docs/deployment.md".into(), read("docs/deployment.md")));
-    texts.push(("Dockerfile".into(), read("Dockerfile")));
-    for (name, text) in &texts {
-        for (n, line) in text.lines().enumerate() {
-            let at = format!("{name}:{}", n + 1);
+    let mut files = yaml_files(&root().join("examples"));
+    files.extend(["docs/deployment.md", "Dockerfile"].map(|f| root().join(f)));
+    for file in &files {
+        for (n, line) in read(file).lines().enumerate() {
+            let at = format!("{}:{}", file.display(), n + 1);
             // Service-user tokens start with cog_; a bare `cog_...` in prose is fine.
             if let Some(i) = line.find("cog_") {
                 let rest = &line[i + 4..];
@@ -371,10 +362,7 @@ fn service_and_service_monitor_match_the_deployment() {
     );
 
     // Service port = container port = 10164, both named metrics.
-    let ports = seq_of(&m.service["spec"]["ports"], "service ports");
-    let port = ports
-        .iter()
-        .find(|p| p["name"].as_str() == Some("metrics"))
+    let port = entry(&m.service["spec"]["ports"], "name", "metrics")
         .expect("a Service port named metrics");
     assert_eq!(port["port"].as_u64(), Some(PORT));
     let container_port = metrics_port(the_container(&m.deployment));
@@ -400,11 +388,7 @@ fn service_and_service_monitor_match_the_deployment() {
     let endpoint = &endpoints[0];
     assert_eq!(endpoint["port"].as_str(), Some("metrics"));
     assert!(endpoint["path"].is_null() || endpoint["path"].as_str() == Some("/metrics"));
-    let interval = duration(str_of(&endpoint["interval"], "interval"));
-    let timeout = duration(str_of(&endpoint["scrapeTimeout"], "scrapeTimeout"));
-    assert_eq!(interval, Duration::from_secs(60));
-    assert_eq!(timeout, Duration::from_secs(30));
-    assert!(timeout < interval);
+    assert_scraped_once_a_minute(&endpoint["interval"], &endpoint["scrapeTimeout"]);
 }
 
 #[test]
@@ -412,18 +396,11 @@ fn kustomize_renders_the_kubernetes_example() {
     if !require_tool("kubectl") {
         return;
     }
-    let out = Command::new("kubectl")
+    let out = run(Command::new("kubectl")
         .arg("kustomize")
-        .arg(kubernetes_dir())
-        .output()
-        .expect("kubectl kustomize");
-    assert!(
-        out.status.success(),
-        "kubectl kustomize failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rendered = String::from_utf8(out.stdout).unwrap();
-    let kinds: BTreeSet<String> = serde_yaml_ng::Deserializer::from_str(&rendered)
+        .arg(kubernetes_dir()));
+    assert!(out.ok(), "kubectl kustomize failed: {}", out.stderr);
+    let kinds: BTreeSet<String> = serde_yaml_ng::Deserializer::from_str(&out.stdout)
         .map(|doc| {
             Value::deserialize(doc).unwrap()["kind"]
                 .as_str()
@@ -445,16 +422,8 @@ const PROMETHEUS_CONFIG: &str = "examples/prometheus/prometheus.yml";
 #[test]
 fn prometheus_config_scrapes_the_exporter_once_a_minute() {
     let config = documents(&root().join(PROMETHEUS_CONFIG)).remove(0);
-    let jobs = seq_of(&config["scrape_configs"], "scrape_configs");
-    let job = jobs
-        .iter()
-        .find(|j| j["job_name"].as_str() == Some("devin"))
-        .expect("job devin");
-    let interval = duration(str_of(&job["scrape_interval"], "scrape_interval"));
-    let timeout = duration(str_of(&job["scrape_timeout"], "scrape_timeout"));
-    assert_eq!(interval, Duration::from_secs(60));
-    assert_eq!(timeout, Duration::from_secs(30));
-    assert!(timeout < interval);
+    let job = entry(&config["scrape_configs"], "job_name", "devin").expect("job devin");
+    assert_scraped_once_a_minute(&job["scrape_interval"], &job["scrape_timeout"]);
     let targets: Vec<&str> = seq_of(&job["static_configs"], "static_configs")
         .iter()
         .flat_map(|s| seq_of(&s["targets"], "targets"))
@@ -475,22 +444,15 @@ fn prometheus_config_scrapes_the_exporter_once_a_minute() {
     );
 }
 
-/// Runs a command: whether it succeeded, and its stdout and stderr.
-fn run(command: &mut Command) -> (bool, String) {
-    let out = command
-        .output()
-        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    (
-        out.status.success(),
-        text + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
 fn promtool_check_config(path: &Path) -> String {
-    let (ok, text) = run(Command::new("promtool").args(["check", "config"]).arg(path));
-    assert!(ok, "promtool check config {}:\n{text}", path.display());
-    text
+    let out = run(Command::new("promtool").args(["check", "config"]).arg(path));
+    assert!(
+        out.ok(),
+        "promtool check config {}:\n{}",
+        path.display(),
+        out.all()
+    );
+    out.all()
 }
 
 #[test]
@@ -535,8 +497,10 @@ fn hadolint_accepts_the_dockerfile_and_rejects_a_careless_one() {
         return;
     }
     // hadolint reads its configuration, if any, from the working directory.
-    let hadolint =
-        |dir: &Path, file: &Path| run(Command::new("hadolint").arg(file).current_dir(dir));
+    let hadolint = |dir: &Path, file: &Path| {
+        let out = run(Command::new("hadolint").arg(file).current_dir(dir));
+        (out.ok(), out.all())
+    };
     let (ok, text) = hadolint(&root(), Path::new("Dockerfile"));
     assert!(ok, "hadolint Dockerfile:\n{text}");
 
@@ -559,18 +523,30 @@ fn dockerfile() -> Dockerfile {
     Dockerfile::parse(&read("Dockerfile")).unwrap_or_else(|e| panic!("Dockerfile: {e}"))
 }
 
-/// An instruction's keyword, upper case.
+/// The instructions of the stage `name`, or of the last (runtime) stage.
+fn stage(name: Option<&str>) -> Vec<Instruction> {
+    let dockerfile = dockerfile();
+    let stages = dockerfile.stages();
+    let stage = match name {
+        Some(name) => stages.get_by_name(name).expect("the named stage"),
+        None => stages.stages.last().unwrap(),
+    };
+    stage.instructions.iter().map(|&i| i.clone()).collect()
+}
+
+fn builds(i: &Instruction) -> bool {
+    run_command(i).contains("cargo build")
+}
+
+/// An instruction's keyword, upper case: the variant's name, or the word of a `Misc` one.
 fn keyword(i: &Instruction) -> String {
-    match i {
-        Instruction::From(_) => "FROM".into(),
-        Instruction::Arg(_) => "ARG".into(),
-        Instruction::Label(_) => "LABEL".into(),
-        Instruction::Run(_) => "RUN".into(),
-        Instruction::Entrypoint(_) => "ENTRYPOINT".into(),
-        Instruction::Cmd(_) => "CMD".into(),
-        Instruction::Copy(_) => "COPY".into(),
-        Instruction::Env(_) => "ENV".into(),
-        Instruction::Misc(m) => m.instruction.content.to_ascii_uppercase(),
+    match i.as_misc() {
+        Some(m) => m.instruction.content.to_ascii_uppercase(),
+        None => format!("{i:?}")
+            .split('(')
+            .next()
+            .unwrap()
+            .to_ascii_uppercase(),
     }
 }
 
@@ -589,10 +565,10 @@ fn copy_sources(i: &Instruction) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-fn position(instructions: &[&Instruction], what: &str, f: impl Fn(&Instruction) -> bool) -> usize {
+fn position(instructions: &[Instruction], what: &str, f: impl Fn(&Instruction) -> bool) -> usize {
     instructions
         .iter()
-        .position(|i| f(i))
+        .position(f)
         .unwrap_or_else(|| panic!("Dockerfile: no {what}"))
 }
 
@@ -663,10 +639,7 @@ fn dockerfile_builds_in_stages_with_the_runtime_glibc() {
 
 #[test]
 fn dockerfile_compiles_dependencies_before_copying_the_sources() {
-    let dockerfile = dockerfile();
-    let stages = dockerfile.stages();
-    let ins = &stages.get_by_name("builder").unwrap().instructions;
-    let builds = |i: &Instruction| run_command(i).contains("cargo build");
+    let ins = &stage(Some("builder"));
     for i in ins.iter().filter(|i| builds(i)) {
         let command = run_command(i);
         assert!(
@@ -686,12 +659,12 @@ fn dockerfile_compiles_dependencies_before_copying_the_sources() {
                 .contains(&i.as_copy().unwrap().destination.content.as_str())
     });
     let build = position(ins, "final build", |i| {
-        builds(i) && run_command(i) != run_command(ins[deps])
+        builds(i) && run_command(i) != run_command(&ins[deps])
     });
     assert!(manifest < deps && deps < sources && sources < build);
     // The dependency build stands in for both crate roots, and the real ones are touched
     // so that cargo rebuilds the crate over the stand-ins.
-    let (deps_command, build_command) = (run_command(ins[deps]), run_command(ins[build]));
+    let (deps_command, build_command) = (run_command(&ins[deps]), run_command(&ins[build]));
     for root in ["src/main.rs", "src/lib.rs"] {
         assert!(deps_command.contains(root), "stand-in for {root}");
         assert!(build_command.contains(root), "touch {root}");
@@ -734,10 +707,7 @@ fn dockerfile_compiles_dependencies_before_copying_the_sources() {
 
 #[test]
 fn dockerfile_passes_the_revision_without_git() {
-    let dockerfile = dockerfile();
-    let stages = dockerfile.stages();
-    let ins = &stages.get_by_name("builder").unwrap().instructions;
-    let builds = |i: &Instruction| run_command(i).contains("cargo build");
+    let ins = &stage(Some("builder"));
     let deps = position(ins, "dependency build", builds);
     let arg = position(ins, "ARG REVISION in the builder", |i| {
         i.as_arg().is_some_and(|a| a.name.content == "REVISION")
@@ -749,20 +719,18 @@ fn dockerfile_passes_the_revision_without_git() {
             })
         })
     });
-    let build = ins.iter().rposition(|i| builds(i)).unwrap();
+    let build = ins.iter().rposition(builds).unwrap();
     // After the dependency build, so that a new revision keeps the dependency layer cached.
     assert!(deps < arg && arg < env && env < build);
 }
 
 #[test]
 fn dockerfile_runtime_needs_no_shell_runs_unprivileged_and_checks_its_health() {
-    let dockerfile = dockerfile();
-    let stages = dockerfile.stages();
-    let runtime = &stages.stages.last().unwrap().instructions;
+    let runtime = stage(None);
     let one = |word: &str| {
-        let found: Vec<&&Instruction> = runtime.iter().filter(|i| keyword(i) == word).collect();
+        let found: Vec<&Instruction> = runtime.iter().filter(|i| keyword(i) == word).collect();
         assert_eq!(found.len(), 1, "one {word} in the runtime stage");
-        *found[0]
+        found[0]
     };
     let misc_args = |word: &str| one(word).as_misc().unwrap().arguments.to_string();
     // Nothing runs a shell in the image, at build time or at run time.
@@ -824,13 +792,8 @@ fn dockerfile_runtime_needs_no_shell_runs_unprivileged_and_checks_its_health() {
 
 #[test]
 fn dockerfile_labels_the_image() {
-    let dockerfile = dockerfile();
-    let stages = dockerfile.stages();
-    let labels: BTreeMap<&str, &str> = stages
-        .stages
-        .last()
-        .unwrap()
-        .instructions
+    let runtime = stage(None);
+    let labels: BTreeMap<&str, &str> = runtime
         .iter()
         .filter_map(|i| i.as_label())
         .flat_map(|l| &l.labels)
@@ -848,6 +811,7 @@ fn dockerfile_labels_the_image() {
     assert_eq!(label("source"), "${SOURCE_URL}");
     assert_eq!(label("version"), "${VERSION}");
     assert_eq!(label("revision"), "${REVISION}");
+    let dockerfile = dockerfile();
     let version = dockerfile
         .get_global_arg("VERSION")
         .and_then(|a| a.value.as_ref());

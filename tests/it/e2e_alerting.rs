@@ -7,14 +7,14 @@
 
 use crate::common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::procs::{
-    Sim, blocking_get, require_tool, sample_value, start_prometheus_with, start_simulator, try_get,
+    Proc, Sim, blocking_get, listening_on, post_json, require_tool, run, sample_value, simulator,
+    start_prometheus_with,
 };
 use serde_json::{Value, json};
 use serde_yaml_ng::Value as Yaml;
@@ -22,30 +22,14 @@ use serde_yaml_ng::Value as Yaml;
 const ALERTMANAGER: &str = "prometheus-alertmanager";
 const EXAMPLE: &str = "examples/alertmanager/alertmanager.yml";
 
-/// A child killed when dropped, also when the test fails.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // The webhook receiver.
 
-/// One notification as Alertmanager posted it, and when it arrived.
-#[derive(Debug, Clone)]
-struct Notification {
-    at: Instant,
-    body: Value,
-}
-
-/// An HTTP server on a free port recording every POST body; stops with the test process.
+/// An HTTP server on a free port recording every POST body, with its arrival; stops with the
+/// test process.
 struct Webhook {
     url: String,
-    received: Arc<Mutex<Vec<Notification>>>,
+    received: Arc<Mutex<Vec<(Instant, Value)>>>,
 }
 
 impl Webhook {
@@ -66,7 +50,7 @@ impl Webhook {
                     axum::routing::post(move |body: String| {
                         let at = Instant::now();
                         let body = serde_json::from_str(&body).unwrap_or(Value::String(body));
-                        store.lock().unwrap().push(Notification { at, body });
+                        store.lock().unwrap().push((at, body));
                         async { "ok" }
                     }),
                 );
@@ -82,14 +66,14 @@ impl Webhook {
         let received = self.received.lock().unwrap();
         received
             .iter()
-            .flat_map(|n| {
-                let receiver = n.body["receiver"].as_str().unwrap_or("").to_string();
-                n.body["alerts"]
+            .flat_map(|(at, body)| {
+                let receiver = body["receiver"].as_str().unwrap_or("").to_string();
+                body["alerts"]
                     .as_array()
                     .cloned()
                     .unwrap_or_default()
                     .into_iter()
-                    .map(move |a| (n.at, receiver.clone(), a))
+                    .map(move |a| (*at, receiver.clone(), a))
             })
             .collect()
     }
@@ -108,14 +92,11 @@ fn example_routed_to(webhook: &str) -> String {
     let text = std::fs::read_to_string(EXAMPLE).unwrap();
     let mut config: Yaml = serde_yaml_ng::from_str(&text).unwrap();
     for receiver in config["receivers"].as_sequence_mut().unwrap() {
-        let name = receiver["name"].clone();
-        let mut replaced = serde_yaml_ng::Mapping::new();
-        replaced.insert("name".into(), name);
-        let hook: Yaml =
-            serde_yaml_ng::from_str(&format!("[{{url: '{webhook}', send_resolved: false}}]"))
-                .unwrap();
-        replaced.insert("webhook_configs".into(), hook);
-        *receiver = Yaml::Mapping(replaced);
+        let name = receiver["name"].as_str().unwrap();
+        *receiver = serde_yaml_ng::from_str(&format!(
+            "{{name: '{name}', webhook_configs: [{{url: '{webhook}', send_resolved: false}}]}}"
+        ))
+        .unwrap();
     }
     // Every route waits a second before its first notification and between updates.
     fn quicken(route: &mut Yaml) {
@@ -135,7 +116,7 @@ fn example_routed_to(webhook: &str) -> String {
 struct Alertmanager {
     /// host:port of its API.
     addr: String,
-    _proc: Killed,
+    _proc: Proc,
     _dir: tempfile::TempDir,
 }
 
@@ -143,41 +124,21 @@ fn start_alertmanager(config: &str) -> Alertmanager {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("alertmanager.yml");
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(ALERTMANAGER)
-        .arg(format!("--config.file={}", path.display()))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("data").display()
-        ))
-        // Port 0: it logs the address it bound. No cluster: no gossip port.
-        .arg("--web.listen-address=127.0.0.1:0")
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("alertmanager starts");
-    let stderr = child.stderr.take().unwrap();
-    let proc = Killed(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent && line.contains("msg=\"Listening on\"") {
-                if let Some(addr) = line.split("address=").nth(1) {
-                    let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_string());
-                    sent = true;
-                }
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("alertmanager logged its address");
-    let started = Instant::now();
-    while try_get(&format!("http://{addr}/-/ready")).is_none() {
-        assert!(started.elapsed() < Duration::from_secs(60), "not ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (mut proc, addr) = Proc::spawn_until(
+        Command::new(ALERTMANAGER)
+            .arg(format!("--config.file={}", path.display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
+            // Port 0: it logs the address it bound. No cluster: no gossip port.
+            .arg("--web.listen-address=127.0.0.1:0")
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null()),
+        "alertmanager",
+        listening_on,
+    );
+    proc.wait_ready(&format!("http://{addr}"));
     Alertmanager {
         addr,
         _proc: proc,
@@ -201,16 +162,7 @@ fn an_error_and_a_blocking_suspension_page_within_a_minute_and_a_quiet_org_sends
     let webhook = Webhook::start();
     let am = start_alertmanager(&example_routed_to(&webhook.url));
     // A frozen simulated clock: nothing changes unless the test says so.
-    let sim = start_simulator(&[
-        "--orgs",
-        "3",
-        "--sessions-per-org",
-        "300",
-        "--speed",
-        "0",
-        "--seed",
-        "7",
-    ]);
+    let sim = simulator("--orgs 3 --sessions-per-org 300 --speed 0 --seed 7");
     let (error_org, blocked_org) = (sim.orgs[0].clone(), sim.orgs[1].clone());
     for org in [&error_org, &blocked_org] {
         sim.admin(&format!("/sim/create?org_id={org}&n=2"));
@@ -288,18 +240,18 @@ fn an_error_and_a_blocking_suspension_page_within_a_minute_and_a_quiet_org_sends
 
     let (error_arrived, error_receiver, error_alert) = error;
     let (blocked_arrived, blocked_receiver, blocked_alert) = blocked;
-    let error_delay = error_arrived.duration_since(error_at);
-    let blocked_delay = blocked_arrived.duration_since(blocked_at);
-    println!(
-        "DevinSessionsEnteringError reached the webhook {:.1} s after the session entered error",
-        error_delay.as_secs_f64()
-    );
-    println!(
-        "DevinSessionsSuspendedForCreditsOrLimits reached the webhook {:.1} s after the suspension",
-        blocked_delay.as_secs_f64()
-    );
-    assert!(error_delay < Duration::from_secs(60));
-    assert!(blocked_delay < Duration::from_secs(60));
+    for (alert, arrived, at) in [
+        (&error_alert, error_arrived, error_at),
+        (&blocked_alert, blocked_arrived, blocked_at),
+    ] {
+        let delay = arrived.duration_since(at);
+        let name = label(alert, "alertname");
+        println!(
+            "{name} reached the webhook {:.1} s after the transition",
+            delay.as_secs_f64()
+        );
+        assert!(delay < Duration::from_secs(60));
+    }
 
     // The labels a receiver needs, and the example's routing: critical pages, warning to
     // the channel.
@@ -353,21 +305,7 @@ fn the_example_silences_an_orgs_session_alerts_while_its_collection_fails() {
         alert("DevinSessionsEnteringError", "org-b", "warning"),
     ]);
     let url = format!("http://{}/api/v2/alerts", am.addr);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let status = rt.block_on(async {
-        reqwest::Client::new()
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(alerts.to_string())
-            .send()
-            .await
-            .unwrap()
-            .status()
-    });
-    assert!(status.is_success(), "{status}");
+    post_json(&url, Some(&alerts.to_string()));
 
     // Alertmanager's own view: org-a's session alert is inhibited by its collection alert.
     let started = Instant::now();
@@ -403,10 +341,8 @@ fn the_example_silences_an_orgs_session_alerts_while_its_collection_fails() {
 
 /// Runs amtool: (success, stdout, stdout and stderr).
 fn amtool(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("amtool").args(args).output().expect("amtool");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), stdout, all)
+    let out = run(Command::new("amtool").args(args));
+    (out.ok(), out.stdout.clone(), out.all())
 }
 
 #[test]

@@ -4,11 +4,12 @@
 
 use crate::common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::procs::{blocking_get, require_tool, sample_value, start_prometheus, start_simulator};
+use common::procs::{
+    blocking_get, require_tool, run_with_input, sample_value, simulator, start_prometheus,
+};
 
 #[test]
 fn prometheus_scrapes_the_exporter_and_totals_match_the_simulator() {
@@ -16,16 +17,7 @@ fn prometheus_scrapes_the_exporter_and_totals_match_the_simulator() {
         return;
     }
     // A busy simulated world (30 simulated seconds per second) so sessions change between scrapes.
-    let sim = start_simulator(&[
-        "--orgs",
-        "3",
-        "--sessions-per-org",
-        "1500",
-        "--speed",
-        "30",
-        "--seed",
-        "11",
-    ]);
+    let sim = simulator("--orgs 3 --sessions-per-org 1500 --speed 30 --seed 11");
     let (mut exporter, url) = sim.start_exporter();
     let prom = start_prometheus(&[url.trim_start_matches("http://").to_string()], &[]);
     let timeout = Duration::from_secs(60);
@@ -48,28 +40,9 @@ fn prometheus_scrapes_the_exporter_and_totals_match_the_simulator() {
 
     // Freeze the simulated world; the next scrapes catch up with it; then every org's totals
     // in Prometheus equal the simulator's own.
-    sim.admin("/sim/pause");
-    let totals = sim.totals();
-    let totals = totals.as_array().expect("totals list");
-    assert_eq!(totals.len(), sim.orgs.len());
-    for org in totals {
-        let id = org["org_id"].as_str().unwrap();
-        let want_sessions = org["sessions"].as_f64().unwrap();
-        let want_acus = org["acus_consumed"].as_f64().unwrap();
-        assert!(want_sessions >= 1500.0);
-        prom.wait_for(
-            &format!(r#"sum(devin_sessions{{org_id="{id}"}})"#),
-            timeout,
-            |r| r.first().is_some_and(|v| sample_value(v) == want_sessions),
-        );
-        prom.wait_for(
-            &format!(r#"sum(devin_sessions_acus_consumed{{org_id="{id}"}})"#),
-            timeout,
-            |r| {
-                r.first()
-                    .is_some_and(|v| (sample_value(v) - want_acus).abs() <= 1e-3 + want_acus * 1e-9)
-            },
-        );
+    let totals = prom.wait_for_sim_totals(&sim, timeout, |acus| 1e-3 + acus * 1e-9);
+    for org in &totals {
+        assert!(org["sessions"].as_f64().unwrap() >= 1500.0);
     }
     exporter.assert_running();
 }
@@ -79,30 +52,13 @@ fn promtool_accepts_a_live_metrics_body() {
     if !require_tool("promtool") {
         return;
     }
-    let sim = start_simulator(&["--orgs", "2", "--sessions-per-org", "800", "--seed", "5"]);
+    let sim = simulator("--orgs 2 --sessions-per-org 800 --seed 5");
     let (_exporter, url) = sim.start_exporter();
     let body = blocking_get(&format!("{url}/metrics"));
     assert!(body.contains("devin_sessions{"), "session metrics present");
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "promtool failed: {printed}");
+    let out = run_with_input(Command::new("promtool").args(["check", "metrics"]), &body);
+    let printed = out.all();
+    assert!(out.ok(), "promtool failed: {printed}");
     assert_eq!(
         printed.trim(),
         "",

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::procs::{
-    blocking_get, require_tool, sample_value, start_exporter_process, start_prometheus_with,
-    start_simulator,
+    blocking_get, require_tool, run, sample_value, simulator, start_exporter_process,
+    start_prometheus_with,
 };
 
 /// Orgs a replica has collected, from its landing page.
@@ -27,16 +27,7 @@ fn two_replicas_share_ten_orgs_by_hashmod() {
     if !require_tool("prometheus") {
         return;
     }
-    let sim = start_simulator(&[
-        "--orgs",
-        "10",
-        "--sessions-per-org",
-        "300",
-        "--seed",
-        "3",
-        "--speed",
-        "20",
-    ]);
+    let sim = simulator("--orgs 10 --sessions-per-org 300 --seed 3 --speed 20");
     assert_eq!(sim.orgs.len(), 10);
     let replica = || {
         start_exporter_process(&[
@@ -120,25 +111,8 @@ fn two_replicas_share_ten_orgs_by_hashmod() {
     assert_eq!(landing_a.len() + landing_b.len(), 10);
 
     // Totals per org equal the simulator's once its clock stops.
-    sim.admin("/sim/pause");
-    let totals = sim.totals();
-    for org in totals.as_array().unwrap() {
+    for org in prom.wait_for_sim_totals(&sim, timeout, |_| 1e-3) {
         let id = org["org_id"].as_str().unwrap();
-        let want = org["sessions"].as_f64().unwrap();
-        let want_acus = org["acus_consumed"].as_f64().unwrap();
-        prom.wait_for(
-            &format!(r#"sum(devin_sessions{{org_id="{id}"}})"#),
-            timeout,
-            |r| r.first().is_some_and(|v| sample_value(v) == want),
-        );
-        prom.wait_for(
-            &format!(r#"sum(devin_sessions_acus_consumed{{org_id="{id}"}})"#),
-            timeout,
-            |r| {
-                r.first()
-                    .is_some_and(|v| (sample_value(v) - want_acus).abs() < 1e-3)
-            },
-        );
         // Names joined from discovery.
         let info = prom.query(&format!(r#"devin_org_info{{org_id="{id}"}}"#));
         assert_eq!(info.len(), 1);
@@ -157,15 +131,7 @@ fn sharding_examples_are_valid_prometheus_configs() {
         "examples/prometheus/multi-target.yml",
         "examples/prometheus/sharded.yml",
     ] {
-        let out = std::process::Command::new("promtool")
-            .args(["check", "config", file])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{file}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = run(std::process::Command::new("promtool").args(["check", "config", file]));
+        assert!(out.ok(), "{file}: {}", out.all());
     }
 }

@@ -1,17 +1,18 @@
 //! Real processes for end-to-end tests: the exporter binary, its simulator, and Prometheus.
 //! Every child is killed when its guard drops, also when a test fails.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 /// A child process that is killed on drop.
 pub struct Proc {
-    child: Child,
+    /// The process itself.
+    pub child: Child,
     name: &'static str,
 }
 
@@ -31,6 +32,100 @@ impl Proc {
     /// Asserts the process is still running.
     pub fn assert_running(&mut self) {
         assert!(self.running(), "{} exited early", self.name);
+    }
+
+    /// Spawns `cmd` with its stderr piped; returns it and the lines of its stderr.
+    pub fn spawn_log(cmd: &mut Command, name: &'static str) -> (Proc, Receiver<String>) {
+        let mut child = cmd
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name} starts: {e}"));
+        let lines = lines_of(child.stderr.take().unwrap());
+        (Proc { child, name }, lines)
+    }
+
+    /// Spawns `cmd` with its stderr piped; returns it and what `want` finds in a stderr line
+    /// within a minute.
+    pub fn spawn_until<T>(
+        cmd: &mut Command,
+        name: &'static str,
+        want: impl Fn(&str) -> Option<T>,
+    ) -> (Proc, T) {
+        let (proc, lines) = Proc::spawn_log(cmd, name);
+        let found = first_line(&lines, "the address it listens on", want);
+        (proc, found)
+    }
+
+    /// Waits up to a minute until `{url}/-/ready` answers, the process running all along.
+    pub fn wait_ready(&mut self, url: &str) {
+        let started = Instant::now();
+        loop {
+            self.assert_running();
+            if try_get(&format!("{url}/-/ready")).is_some() {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{} not ready",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// The address in a Prometheus or Alertmanager `msg="Listening on" address=...` log line.
+pub fn listening_on(line: &str) -> Option<String> {
+    if !line.contains("msg=\"Listening on\"") {
+        return None;
+    }
+    let (_, rest) = line.split_once("address=")?;
+    rest.split_whitespace().next().map(String::from)
+}
+
+/// What a finished command returned.
+pub struct Ran {
+    /// Its exit code, -1 when killed by a signal.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+
+    /// Stdout followed by stderr.
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs `cmd` to its end.
+pub fn run(cmd: &mut Command) -> Ran {
+    run_with_input(cmd, "")
+}
+
+/// Runs `cmd` to its end with `input` on its stdin.
+pub fn run_with_input(cmd: &mut Command, input: &str) -> Ran {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 
@@ -59,27 +154,33 @@ pub fn require_tool(tool: &str) -> bool {
     false
 }
 
-/// Reads lines of a child's stream on a thread until `want` returns a value.
-fn wait_for_line<R: std::io::Read + Send + 'static, T: Send + 'static>(
-    stream: R,
-    timeout: Duration,
-    want: impl Fn(&str) -> Option<T> + Send + 'static,
-) -> T {
+/// Every line of a child's stream, read on a thread that drains it to the end so that the
+/// child never blocks on a full pipe.
+pub fn lines_of<R: std::io::Read + Send + 'static>(stream: R) -> Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let mut sent = false;
         for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if !sent {
-                if let Some(v) = want(&line) {
-                    let _ = tx.send(v);
-                    sent = true;
-                }
-            }
-            // Keep draining so the child never blocks on a full pipe.
+            let _ = tx.send(line);
         }
     });
-    rx.recv_timeout(timeout)
-        .expect("process printed its address in time")
+    rx
+}
+
+/// What `want` finds in the first of `lines` it accepts, within a minute.
+pub fn first_line<T>(
+    lines: &Receiver<String>,
+    what: &str,
+    mut want: impl FnMut(&str) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no line with {what} in time"));
+        if let Some(v) = want(&line) {
+            return v;
+        }
+    }
 }
 
 /// The simulator, run as `devin-exporter simulate`.
@@ -103,12 +204,12 @@ pub fn start_simulator(args: &[&str]) -> Sim {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("simulator starts");
-    let stdout = child.stdout.take().unwrap();
+    let stdout = lines_of(child.stdout.take().unwrap());
     let proc = Proc {
         child,
         name: "simulator",
     };
-    let (url, orgs, token) = wait_for_line(stdout, Duration::from_secs(60), |line| {
+    let (url, orgs, token) = first_line(&stdout, "the simulator's address", |line| {
         let rest = line.strip_prefix("simulator listening on ")?;
         let mut parts = rest.split_whitespace();
         let url = parts.next()?.to_string();
@@ -131,11 +232,15 @@ pub fn start_simulator(args: &[&str]) -> Sim {
     }
 }
 
+/// Starts the simulator with its flags in one string, e.g. `"--orgs 2 --seed 5"`.
+pub fn simulator(args: &str) -> Sim {
+    start_simulator(&args.split_whitespace().collect::<Vec<_>>())
+}
+
 impl Sim {
     /// POSTs an admin action.
     pub fn admin(&self, path_and_query: &str) -> Value {
-        let resp = blocking_post(&format!("{}{path_and_query}", self.url));
-        serde_json::from_str(&resp).unwrap_or(Value::Null)
+        post_json(&format!("{}{path_and_query}", self.url), None)
     }
 
     /// The exporter binary collecting every org of this simulator (generous request budget).
@@ -151,23 +256,7 @@ impl Sim {
 
     /// POSTs a JSON body to an admin route.
     pub fn admin_json(&self, path: &str, body: &str) -> Value {
-        let url = format!("{}{path}", self.url);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let text = rt.block_on(async {
-            let r = reqwest::Client::new()
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-            assert!(r.status().is_success(), "POST {url}: {}", r.status());
-            r.text().await.unwrap()
-        });
-        serde_json::from_str(&text).unwrap_or(Value::Null)
+        post_json(&format!("{}{path}", self.url), Some(body))
     }
 
     /// The simulator's ground truth per org.
@@ -191,18 +280,9 @@ pub fn start_exporter_process_with_args(env: &[(&str, &str)], args: &[&str]) -> 
         .env("DEVIN_LISTEN_ADDRESS", "127.0.0.1:0")
         .env("DEVIN_LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("exporter starts");
-    let stderr = child.stderr.take().unwrap();
-    let proc = Proc {
-        child,
-        name: "exporter",
-    };
-    let addr = wait_for_line(stderr, Duration::from_secs(60), |line| {
+        .envs(env.iter().copied())
+        .stdout(Stdio::null());
+    let (proc, addr) = Proc::spawn_until(&mut cmd, "exporter", |line| {
         let v: Value = serde_json::from_str(line).ok()?;
         (v.get("message")?.as_str()? == "listening")
             .then(|| v.get("addr")?.as_str().map(String::from))?
@@ -247,40 +327,20 @@ pub fn start_prometheus_with(scrape_configs: &str, rule_files: &[&Path]) -> Prom
     );
     let config_path = dir.path().join("prometheus.yml");
     std::fs::write(&config_path, config).unwrap();
-    let mut child = Command::new("prometheus")
-        .arg(format!("--config.file={}", config_path.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg("--web.listen-address=127.0.0.1:0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("prometheus starts");
-    let stderr = child.stderr.take().unwrap();
-    let mut proc = Proc {
-        child,
-        name: "prometheus",
-    };
-    // It logs the address it bound: `msg="Listening on" address=127.0.0.1:41234`.
-    let addr = wait_for_line(stderr, Duration::from_secs(60), |line| {
-        let (_, rest) = line.split_once("msg=\"Listening on\" address=")?;
-        rest.split_whitespace().next().map(String::from)
-    });
+    let (mut proc, addr) = Proc::spawn_until(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg("--web.listen-address=127.0.0.1:0")
+            .stdout(Stdio::null()),
+        "prometheus",
+        listening_on,
+    );
     let url = format!("http://{addr}");
-    let started = Instant::now();
-    loop {
-        proc.assert_running();
-        if try_get(&format!("{url}/-/ready")).is_some() {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "prometheus not ready"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    proc.wait_ready(&url);
     Prometheus {
         url,
         _proc: proc,
@@ -305,7 +365,7 @@ impl Prometheus {
             &[("query", promql)],
         )
         .unwrap();
-        let (status, body) = http_call("GET", url.as_str())?;
+        let (status, body) = http_call("GET", url.as_str(), None)?;
         if (200..300).contains(&status) {
             Ok(body)
         } else {
@@ -333,6 +393,38 @@ impl Prometheus {
             std::thread::sleep(Duration::from_millis(300));
         }
     }
+
+    /// Pauses `sim`, then waits until every org's session count and ACUs in Prometheus are
+    /// the simulator's totals (ACUs closer than `tolerance(total)`); returns those totals.
+    pub fn wait_for_sim_totals(
+        &self,
+        sim: &Sim,
+        timeout: Duration,
+        tolerance: impl Fn(f64) -> f64,
+    ) -> Vec<Value> {
+        sim.admin("/sim/pause");
+        let totals = sim.totals().as_array().expect("totals list").clone();
+        assert_eq!(totals.len(), sim.orgs.len());
+        for org in &totals {
+            let id = org["org_id"].as_str().unwrap();
+            let want = org["sessions"].as_f64().unwrap();
+            let want_acus = org["acus_consumed"].as_f64().unwrap();
+            self.wait_for(
+                &format!(r#"sum(devin_sessions{{org_id="{id}"}})"#),
+                timeout,
+                |r| r.first().is_some_and(|v| sample_value(v) == want),
+            );
+            self.wait_for(
+                &format!(r#"sum(devin_sessions_acus_consumed{{org_id="{id}"}})"#),
+                timeout,
+                |r| {
+                    r.first()
+                        .is_some_and(|v| (sample_value(v) - want_acus).abs() < tolerance(want_acus))
+                },
+            );
+        }
+        totals
+    }
 }
 
 /// The float value of a query result sample.
@@ -340,8 +432,9 @@ pub fn sample_value(v: &Value) -> f64 {
     v["value"][1].as_str().unwrap().parse().unwrap()
 }
 
-/// One HTTP call on a fresh current-thread runtime, so process tests need no async.
-pub fn http_call(method: &str, url: &str) -> Result<(u16, String), String> {
+/// One HTTP call, with a JSON body if given, on a fresh current-thread runtime, so process
+/// tests need no async.
+pub fn http_call(method: &str, url: &str, json: Option<&str>) -> Result<(u16, String), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -351,10 +444,15 @@ pub fn http_call(method: &str, url: &str) -> Result<(u16, String), String> {
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap();
-        let req = match method {
+        let mut req = match method {
             "POST" => client.post(url),
             _ => client.get(url),
         };
+        if let Some(json) = json {
+            req = req
+                .header("content-type", "application/json")
+                .body(json.to_string());
+        }
         let resp = req.send().await.map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
         let body = resp.text().await.map_err(|e| e.to_string())?;
@@ -364,7 +462,7 @@ pub fn http_call(method: &str, url: &str) -> Result<(u16, String), String> {
 
 /// GET returning the body of a 2xx answer.
 pub fn try_get(url: &str) -> Option<String> {
-    let (status, body) = http_call("GET", url).ok()?;
+    let (status, body) = http_call("GET", url, None).ok()?;
     (200..300).contains(&status).then_some(body)
 }
 
@@ -373,11 +471,12 @@ pub fn blocking_get(url: &str) -> String {
     try_get(url).unwrap_or_else(|| panic!("GET {url} failed"))
 }
 
-fn blocking_post(url: &str) -> String {
-    let (status, body) = http_call("POST", url).unwrap_or_else(|e| panic!("POST {url}: {e}"));
+/// POST (with a JSON body if given) that must succeed; its answer as JSON, null if it is not.
+pub fn post_json(url: &str, json: Option<&str>) -> Value {
+    let (status, body) = http_call("POST", url, json).unwrap_or_else(|e| panic!("POST {url}: {e}"));
     assert!(
         (200..300).contains(&status),
         "POST {url} failed: {status} {body}"
     );
-    body
+    serde_json::from_str(&body).unwrap_or(Value::Null)
 }
