@@ -11,7 +11,7 @@
 //! walking the parsed AST.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Expr, LabelModifier};
@@ -29,6 +29,29 @@ pub const BUILTIN_VALUES: &[(&str, &str)] = &[
     ("__range_s", "3600"),
     ("__range_ms", "3600000"),
 ];
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The files of `dir` (under the repository root) ending in `.ext`, sorted.
+pub fn files_with_extension(dir: &str, ext: &str) -> Vec<PathBuf> {
+    let dir = root().join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && p.extension().and_then(|e| e.to_str()) == Some(ext))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no {}/*.{ext}", dir.display());
+    files
+}
+
+/// The dashboards, `dashboards/grafana/*.json`.
+pub fn dashboard_files() -> Vec<PathBuf> {
+    files_with_extension("dashboards/grafana", "json")
+}
 
 /// Reads and parses a dashboard JSON file.
 pub fn load(path: &Path) -> Value {
@@ -125,15 +148,20 @@ pub fn raw_queries(dashboard: &Value) -> Vec<(String, String)> {
     out
 }
 
+/// A variable map from `(name, value)` pairs.
+pub fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// Concrete values for every variable of the dashboard: Grafana's built-ins
 /// ([`BUILTIN_VALUES`]), `prometheus` for a data source variable, and for a query or custom
 /// variable its `allValue`, else `.*` when it is multi-value or has an All option (every
 /// dashboard matcher of such a variable is a regex), else its current value.
 pub fn default_values(dashboard: &Value) -> BTreeMap<String, String> {
-    let mut values: BTreeMap<String, String> = BUILTIN_VALUES
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let mut values = self::values(BUILTIN_VALUES);
     for variable in variables(dashboard) {
         let Some(name) = variable["name"].as_str() else {
             continue;
@@ -184,9 +212,7 @@ pub fn dashboard_queries_with(
 ) -> Vec<(String, String)> {
     let dashboard = load(path.as_ref());
     let mut values = default_values(&dashboard);
-    for (name, value) in overrides {
-        values.insert(name.to_string(), value.to_string());
-    }
+    values.extend(self::values(overrides));
     raw_queries(&dashboard)
         .into_iter()
         .map(|(title, expr)| (title, substitute(&expr, &values)))
