@@ -360,17 +360,21 @@ fn every_dashboard_passes_the_static_checks() {
     }
 }
 
+/// The titles of the dashboard's rows, in order.
+fn row_titles(dashboard: &Value) -> Vec<&str> {
+    let rows = all_panels(dashboard)
+        .into_iter()
+        .filter(|p| p["type"] == "row");
+    rows.map(|row| row["title"].as_str().unwrap()).collect()
+}
+
 const OVERVIEW: &str = "dashboards/grafana/devin-overview.json";
 
 #[test]
 fn the_overview_keeps_its_uid_rows_and_filters() {
     let dashboard = load(&root().join(OVERVIEW));
     assert_eq!(dashboard["uid"], "devin-overview");
-    let rows: Vec<&str> = all_panels(&dashboard)
-        .into_iter()
-        .filter(|p| p["type"] == "row")
-        .map(|p| p["title"].as_str().unwrap())
-        .collect();
+    let rows = row_titles(&dashboard);
     let expected: Vec<&str> = "Health,Sessions,ACUs,Activity,Exporter & API,Spend,Lifecycle"
         .split(',')
         .collect();
@@ -962,77 +966,27 @@ fn promtool_rejects_a_dashboard_query_that_returns_nothing() {
 // ---------------------------------------------------------------------------------------
 // Provisioning, the Compose example and the README.
 
-#[derive(Deserialize)]
-struct Compose {
-    services: BTreeMap<String, ComposeService>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ComposeService {
-    build: Option<ComposeBuild>,
-    command: Vec<String>,
-    environment: BTreeMap<String, String>,
-    ports: Vec<String>,
-    volumes: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct ComposeBuild {
-    context: String,
-    dockerfile: String,
-}
-
-#[derive(Deserialize)]
-struct PrometheusConfig {
-    rule_files: Vec<String>,
-    scrape_configs: Vec<ScrapeConfig>,
-}
-
-#[derive(Deserialize)]
-struct ScrapeConfig {
-    job_name: String,
-    static_configs: Vec<StaticConfig>,
-}
-
-#[derive(Deserialize)]
-struct StaticConfig {
-    targets: Vec<String>,
-}
-
-/// Grafana provisioning: dashboard providers or data sources.
-#[derive(Deserialize)]
-struct Provisioning {
-    #[serde(default)]
-    providers: Vec<Value>,
-    #[serde(default)]
-    datasources: Vec<Value>,
-}
-
 fn compose_dir() -> PathBuf {
     root().join("examples/compose")
 }
 
-fn compose() -> Compose {
-    yaml(&compose_dir().join("docker-compose.yml"))
-}
-
-/// Bind mounts `(source, target)` of every service, sources relative to the Compose file.
-fn compose_mounts(compose: &Compose) -> Vec<(String, String)> {
-    compose
-        .services
+/// Bind mounts `(source, target)` of every Compose service, sources relative to the Compose
+/// file.
+fn compose_mounts(compose: &Value) -> Vec<(String, String)> {
+    let services = compose["services"].as_object().expect("services");
+    services
         .values()
-        .flat_map(|s| &s.volumes)
+        .flat_map(|s| s["volumes"].as_array().into_iter().flatten())
+        .map(|v| v.as_str().expect("volumes in the short syntax"))
         .filter(|v| v.starts_with("./") || v.starts_with("../"))
         .map(|v| {
-            let mut parts = v.split(':');
-            let source = parts.next().unwrap().to_string();
-            (source, parts.next().unwrap_or("").to_string())
+            let mut parts = v.split(':').map(String::from);
+            (parts.next().unwrap(), parts.next().unwrap_or_default())
         })
         .collect()
 }
 
-fn mount_target(compose: &Compose, source: &str) -> String {
+fn mount_target(compose: &Value, source: &str) -> String {
     compose_mounts(compose)
         .into_iter()
         .find(|(s, _)| s == source)
@@ -1043,79 +997,70 @@ fn mount_target(compose: &Compose, source: &str) -> String {
 #[test]
 fn compose_example_mounts_what_exists_where_the_configs_expect_it() {
     let dir = compose_dir();
-    let compose = compose();
+    let compose: Value = yaml(&dir.join("docker-compose.yml"));
     let mounts = compose_mounts(&compose);
-    assert!(mounts.len() >= 5, "{:?}", mounts);
+    assert!(mounts.len() >= 5, "{mounts:?}");
     for (source, target) in &mounts {
         assert!(dir.join(source).exists(), "mount source {source} missing");
         assert!(target.starts_with('/'), "{source}: target {target:?}");
     }
     let target_of = |source: &str| mount_target(&compose, source);
     let service = |name: &str| {
-        compose
-            .services
-            .get(name)
-            .unwrap_or_else(|| panic!("no service {name}"))
+        let service = &compose["services"][name];
+        assert!(service.is_object(), "no service {name}");
+        service
     };
     // Grafana reads the dashboards where the provider looks for them.
     let grafana = root().join("dashboards/grafana/provisioning");
-    let provider: Provisioning = yaml(&grafana.join("dashboards/devin.yaml"));
-    let provider_path = provider.providers[0]["options"]["path"].as_str().unwrap();
+    let provider: Value = yaml(&grafana.join("dashboards/devin.yaml"));
+    let provider_path = provider["providers"][0]["options"]["path"]
+        .as_str()
+        .unwrap();
     assert_eq!(target_of("../../dashboards/grafana"), provider_path);
     // And the home dashboard is one of them.
-    assert_eq!(
-        service("grafana").environment["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"],
-        format!("{provider_path}/devin-overview.json")
-    );
-    assert_eq!(
-        target_of("../../dashboards/grafana/provisioning/datasources"),
-        "/etc/grafana/provisioning/datasources"
-    );
-    assert_eq!(
-        target_of("../../dashboards/grafana/provisioning/dashboards"),
-        "/etc/grafana/provisioning/dashboards"
-    );
+    let home = &service("grafana")["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"];
+    assert_eq!(home, &format!("{provider_path}/devin-overview.json"));
+    for folder in ["datasources", "dashboards"] {
+        let target = target_of(&format!("../../dashboards/grafana/provisioning/{folder}"));
+        assert_eq!(target, format!("/etc/grafana/provisioning/{folder}"));
+    }
     // The data source points at the Compose Prometheus service.
-    let datasources: Provisioning = yaml(&grafana.join("datasources/prometheus.yaml"));
+    let datasources: Value = yaml(&grafana.join("datasources/prometheus.yaml"));
+    let datasources = datasources["datasources"].as_array().unwrap();
     assert!(
         datasources
-            .datasources
             .iter()
             .any(|d| d["url"] == "http://prometheus:9090")
     );
     service("prometheus");
     // The exporter: demo mode from the repository's Dockerfile on 10164, scraped there.
     let exporter = service("exporter");
-    let build = exporter.build.as_ref().expect("the exporter is built");
-    assert_eq!(
-        (build.context.as_str(), build.dockerfile.as_str()),
-        ("../..", "Dockerfile")
-    );
-    assert_eq!(exporter.command, ["--demo"]);
-    assert!(
-        exporter.ports.iter().any(|p| p.ends_with("10164:10164")),
-        "{:?}",
-        exporter.ports
-    );
-    let prometheus: PrometheusConfig = yaml(&dir.join("prometheus.yml"));
-    let job = prometheus
-        .scrape_configs
+    let build = json!({"context": "../..", "dockerfile": "Dockerfile"});
+    assert_eq!(exporter["build"], build, "the exporter is built");
+    assert_eq!(exporter["command"], json!(["--demo"]));
+    let ports = exporter["ports"].as_array().unwrap();
+    let published = |p: &Value| p.as_str().is_some_and(|p| p.ends_with("10164:10164"));
+    assert!(ports.iter().any(published), "{ports:?}");
+    let prometheus: Value = yaml(&dir.join("prometheus.yml"));
+    let jobs = prometheus["scrape_configs"].as_array().unwrap();
+    let job = jobs
         .iter()
-        .find(|j| j.job_name == "devin")
+        .find(|j| j["job_name"] == "devin")
         .expect("job devin");
+    let static_configs = job["static_configs"].as_array().unwrap();
     assert!(
-        job.static_configs
+        static_configs
             .iter()
-            .any(|s| s.targets == ["exporter:10164"])
+            .any(|s| s["targets"] == json!(["exporter:10164"]))
     );
     // Prometheus loads the rules from where they are mounted.
     let rules_target = target_of("../../dashboards/prometheus");
+    let rule_files = prometheus["rule_files"].as_array().unwrap();
     for rules in ["alerts.yml", "recording.yml"] {
+        let file = format!("{rules_target}/{rules}");
         assert!(
-            prometheus
-                .rule_files
-                .contains(&format!("{rules_target}/{rules}")),
-            "prometheus.yml does not load {rules_target}/{rules}"
+            rule_files.contains(&json!(file)),
+            "prometheus.yml does not load {file}"
         );
     }
 }
@@ -1126,7 +1071,8 @@ fn promtool_accepts_the_compose_prometheus_config() {
         return;
     }
     // The rule files are at their container path there: point at the repository's.
-    let rules_target = mount_target(&compose(), "../../dashboards/prometheus");
+    let compose = yaml(&compose_dir().join("docker-compose.yml"));
+    let rules_target = mount_target(&compose, "../../dashboards/prometheus");
     let config = read(&compose_dir().join("prometheus.yml")).replace(
         &format!("{rules_target}/"),
         &format!("{}/", rules_dir().to_string_lossy()),
@@ -1139,23 +1085,20 @@ fn promtool_accepts_the_compose_prometheus_config() {
 #[test]
 fn readme_describes_every_row_and_alert_and_the_test_command() {
     let readme = read(&root().join("dashboards/README.md"));
+    let mut wanted = vec!["promtool test rules dashboards/prometheus/tests/*.yml".to_string()];
     for path in dashboard_files() {
-        for panel in all_panels(&load(&path)) {
-            if panel["type"] == "row" {
-                let title = panel["title"].as_str().unwrap();
-                assert!(
-                    readme.contains(&format!("**{title}**")),
-                    "README lacks row {title}"
-                );
-            }
-        }
-    }
-    for alert in rules("alerts.yml") {
-        assert!(
-            readme.contains(&format!("`{}`", alert.name)),
-            "README lacks {}",
-            alert.name
+        wanted.extend(
+            row_titles(&load(&path))
+                .iter()
+                .map(|row| format!("**{row}**")),
         );
     }
-    assert!(readme.contains("promtool test rules dashboards/prometheus/tests/*.yml"));
+    wanted.extend(
+        rules("alerts.yml")
+            .iter()
+            .map(|alert| format!("`{}`", alert.name)),
+    );
+    for text in wanted {
+        assert!(readme.contains(&text), "README lacks {text}");
+    }
 }
