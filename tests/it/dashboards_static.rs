@@ -474,7 +474,7 @@ fn the_checker_catches_a_bad_dashboard() {
 fn dashboard_queries_cover_nested_panels_and_variables_and_substitute_everything() {
     let path = root().join(OVERVIEW);
     let dashboard = load(&path);
-    let queries = dashboard_queries(&path);
+    let queries = dashboard_queries(&path, &[]);
     let panels = all_panels(&dashboard);
     let targets: usize = panels
         .iter()
@@ -509,7 +509,7 @@ fn dashboard_queries_cover_nested_panels_and_variables_and_substitute_everything
     // Built-ins get concrete values.
     assert!(any("[5m]") && any("[1h]"));
 
-    let one_org = dashboards::dashboard_queries_with(&path, &[("org_id", "org-a")]);
+    let one_org = dashboard_queries(&path, &[("org_id", "org-a")]);
     assert!(one_org.iter().any(|(_, e)| e.contains("org_id=~\"org-a\"")));
 }
 
@@ -937,7 +937,7 @@ fn every_dashboard_query_parses_and_returns_data_on_synthetic_metrics() {
     }
     let recording = [rules_dir().join("recording.yml")];
     for path in dashboard_files() {
-        let queries = dashboard_queries(&path);
+        let queries = dashboard_queries(&path, &[]);
         let exprs: Vec<&str> = queries.iter().map(|(_, e)| e.as_str()).collect();
         let test = expect_data(&recording, &synthetic_series(), &exprs);
         let (ok, text) = promtool_yaml(&["test", "rules"], &test);
