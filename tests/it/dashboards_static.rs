@@ -160,20 +160,16 @@ impl Known {
     fn with_recording_rules() -> Known {
         let mut known = Known::contract();
         for rule in rules("recording.yml") {
-            let problems = known.check_expr(&rule.expr);
-            assert!(
-                problems.is_empty(),
-                "recording rule {}: {problems:?}",
-                rule.name
-            );
+            let (name, problems) = (&rule.name, known.check_expr(&rule.expr));
+            assert!(problems.is_empty(), "recording rule {name}: {problems:?}");
             let expr = rule.parsed();
-            let labels: BTreeSet<String> = match grouping_labels(&expr) {
-                Some(labels) => labels,
-                None => metric_names(&expr)
+            let labels = grouping_labels(&expr).unwrap_or_else(|| {
+                let metrics = metric_names(&expr);
+                metrics
                     .iter()
                     .flat_map(|m| known.labels_of(m).unwrap())
-                    .collect(),
-            };
+                    .collect()
+            });
             known.labels.insert(rule.name, labels);
         }
         known
@@ -189,16 +185,14 @@ impl Known {
     /// Problems of an expression: variables left unsubstituted, PromQL that does not parse,
     /// unknown metrics, label matchers on labels the metric does not have.
     fn check_expr(&self, expr: &str) -> Vec<String> {
-        let mut problems = Vec::new();
-        if let Some(i) = expr.find('$') {
-            problems.push(format!("unsubstituted variable at {:?}", &expr[i..]));
-        }
+        let unsubstituted = expr.find('$').map(|i| &expr[i..]);
+        let mut problems: Vec<String> = unsubstituted
+            .map(|rest| format!("unsubstituted variable at {rest:?}"))
+            .into_iter()
+            .collect();
         let expr = match parse(expr) {
             Ok(expr) => expr,
-            Err(e) => {
-                problems.push(format!("does not parse: {e}"));
-                return problems;
-            }
+            Err(e) => return [problems, vec![format!("does not parse: {e}")]].concat(),
         };
         for selector in selectors(&expr) {
             let Some(metric) = selector.metric else {
@@ -208,11 +202,9 @@ impl Known {
                 problems.push(format!("unknown metric {metric}"));
                 continue;
             };
-            for label in &selector.labels {
-                if !labels.contains(label) && !TARGET_LABELS.contains(&label.as_str()) {
-                    problems.push(format!("{metric} has no label {label}"));
-                }
-            }
+            let known = |l: &&String| labels.contains(*l) || TARGET_LABELS.contains(&l.as_str());
+            let unknown = selector.labels.iter().filter(|l| !known(l));
+            problems.extend(unknown.map(|label| format!("{metric} has no label {label}")));
         }
         problems
     }
@@ -224,11 +216,9 @@ impl Known {
 fn is_our_datasource(value: &Value) -> bool {
     match value {
         Value::String(s) => s == DATASOURCE_UID || s == "$datasource",
-        Value::Object(o) => {
-            o.get("uid").and_then(Value::as_str) == Some(DATASOURCE_UID)
-                && o.get("type")
-                    .and_then(Value::as_str)
-                    .is_none_or(|t| t == "prometheus")
+        Value::Object(_) => {
+            let prometheus = value["type"].as_str().is_none_or(|t| t == "prometheus");
+            value["uid"] == DATASOURCE_UID && prometheus
         }
         _ => false,
     }
@@ -409,10 +399,11 @@ fn the_overview_keeps_its_uid_rows_and_filters() {
     }
 }
 
-/// A dashboard with one of each mistake the checker must catch.
-fn bad_dashboard() -> Value {
+#[test]
+fn the_checker_catches_a_bad_dashboard() {
+    // One of each mistake the checker must catch.
     let ds = json!({"type": "prometheus", "uid": DATASOURCE_UID});
-    json!({
+    let bad = json!({
         "uid": "something-else",
         "title": "Bad",
         "schemaVersion": 27,
@@ -436,13 +427,8 @@ fn bad_dashboard() -> Value {
                 {"refId": "A", "datasource": ds, "expr": ""}
              ]}
         ]
-    })
-}
-
-#[test]
-fn the_checker_catches_a_bad_dashboard() {
-    let known = Known::with_recording_rules();
-    let problems = check_dashboard("devin-bad", &bad_dashboard(), &known);
+    });
+    let problems = check_dashboard("devin-bad", &bad, &Known::with_recording_rules());
     let text = problems.join("\n");
     for expected in [
         "uid \"something-else\" is not the file name devin-bad",
@@ -475,15 +461,12 @@ fn dashboard_queries_cover_nested_panels_and_variables_and_substitute_everything
     let path = root().join(OVERVIEW);
     let dashboard = load(&path);
     let queries = dashboard_queries(&path, &[]);
-    let panels = all_panels(&dashboard);
-    let targets: usize = panels
-        .iter()
-        .map(|p| p["targets"].as_array().map_or(0, Vec::len))
-        .sum();
-    let query_variables = variables(&dashboard)
-        .iter()
-        .filter(|v| v["type"] == "query")
-        .count();
+    let targets = all_panels(&dashboard)
+        .into_iter()
+        .filter_map(|p| p["targets"].as_array());
+    let targets: usize = targets.map(Vec::len).sum();
+    let vars = variables(&dashboard);
+    let query_variables = vars.iter().filter(|v| v["type"] == "query").count();
     let annotations = dashboard["annotations"]["list"].as_array().unwrap();
     let annotations = annotations.iter().filter(|a| a["expr"].is_string()).count();
     assert!(annotations >= 2, "the blocked-org and error annotations");
@@ -492,19 +475,14 @@ fn dashboard_queries_cover_nested_panels_and_variables_and_substitute_everything
     let has = |title: &str, expr: &str| queries.contains(&(title.to_string(), expr.to_string()));
     let any = |part: &str| queries.iter().any(|(_, e)| e.contains(part));
     // A panel of the collapsed "Exporter & API" row is there.
-    let latency = queries
-        .iter()
-        .filter(|(t, _)| t == "API request latency")
-        .count();
-    assert_eq!(latency, 3, "{queries:?}");
+    let latency = queries.iter().filter(|(t, _)| t == "API request latency");
+    assert_eq!(latency.count(), 3, "{queries:?}");
     // Query variables come without label_values(...).
     assert!(has("variable org_id", "devin_up"));
     assert!(has("variable origin", "devin_sessions{org_id=~\".*\"}"));
     for (title, expr) in &queries {
-        assert!(
-            !expr.contains('$') && !expr.contains("label_values"),
-            "{title}: {expr}"
-        );
+        let substituted = !expr.contains('$') && !expr.contains("label_values");
+        assert!(substituted, "{title}: {expr}");
     }
     // Built-ins get concrete values.
     assert!(any("[5m]") && any("[1h]"));
@@ -739,27 +717,20 @@ fn rule_test_files() -> Vec<PathBuf> {
     files_with_extension("dashboards/prometheus/tests", "yml")
 }
 
-/// For each alert test case of the unit tests: the alert, and whether it expects alerts.
-fn alert_test_cases() -> Vec<(String, bool)> {
+#[test]
+fn every_alert_has_a_firing_and_a_quiet_unit_test() {
+    // Each alert test case: the alert, and whether it expects alerts.
     let mut cases = Vec::new();
     for file in rule_test_files() {
         let file: Value = yaml(&file);
         for test in file["tests"].as_array().expect("tests") {
             for case in test["alert_rule_test"].as_array().into_iter().flatten() {
                 let alert = case["alertname"].as_str().expect("alertname").to_string();
-                cases.push((
-                    alert,
-                    case["exp_alerts"].as_array().is_some_and(|a| !a.is_empty()),
-                ));
+                let fires = case["exp_alerts"].as_array().is_some_and(|a| !a.is_empty());
+                cases.push((alert, fires));
             }
         }
     }
-    cases
-}
-
-#[test]
-fn every_alert_has_a_firing_and_a_quiet_unit_test() {
-    let cases = alert_test_cases();
     let names = unique_names(&rules("alerts.yml"));
     let mut missing = Vec::new();
     for name in &names {
