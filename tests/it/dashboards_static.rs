@@ -24,8 +24,8 @@ use tempfile::TempDir;
 use common::procs::require_tool;
 use dashboards::{
     all_panels, dashboard_files, dashboard_queries, default_values, files_with_extension,
-    grouping_labels, load, metric_names, parse, raw_queries, root, selectors, substitute,
-    variable_expr, variables,
+    grouping_labels, load, metric_names, non_empty_str, parse, raw_queries, read, root, selectors,
+    substitute, variable_expr, variables,
 };
 
 /// The exporter's metrics, each followed by its labels (target labels `job` and `instance`
@@ -71,10 +71,6 @@ up
 const TARGET_LABELS: &[&str] = &["job", "instance", "__name__"];
 
 const DATASOURCE_UID: &str = "${datasource}";
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 fn rules_dir() -> PathBuf {
     root().join("dashboards/prometheus")
@@ -241,10 +237,6 @@ fn hard_coded_datasources(value: &Value, path: &str, out: &mut Vec<String>) {
     for (here, v) in children {
         hard_coded_datasources(v, &here, out);
     }
-}
-
-fn non_empty_str(value: &Value) -> Option<&str> {
-    value.as_str().filter(|s| !s.trim().is_empty())
 }
 
 /// Every problem of a dashboard; `stem` is its file name without `.json`.
@@ -755,11 +747,8 @@ fn every_alert_has_a_firing_and_a_quiet_unit_test() {
 
 /// Runs promtool; (success, stdout and stderr).
 fn promtool(args: &[&str], files: &[PathBuf]) -> (bool, String) {
-    let out = Command::new("promtool")
-        .args(args)
-        .args(files)
-        .output()
-        .expect("run promtool");
+    let out = Command::new("promtool").args(args).args(files).output();
+    let out = out.expect("run promtool");
     let (stdout, stderr) = (&out.stdout, &out.stderr);
     let text = String::from_utf8_lossy(stdout) + String::from_utf8_lossy(stderr);
     (out.status.success(), text.into_owned())
@@ -834,10 +823,8 @@ fn promtool_rule_unit_tests_pass_and_a_wrong_expectation_fails() {
         }]
     });
     let (ok, text) = promtool_yaml(&["test", "rules"], &wrong);
-    assert!(
-        !ok && text.contains("FAILED"),
-        "promtool passed a wrong expectation:\n{text}"
-    );
+    let caught = !ok && text.contains("FAILED");
+    assert!(caught, "promtool passed a wrong expectation:\n{text}");
 }
 
 /// Synthetic series for every metric of the contract, one org, two hours at 1m: what a

@@ -46,10 +46,20 @@ pub fn dashboard_files() -> Vec<PathBuf> {
     files_with_extension("dashboards/grafana", "json")
 }
 
+/// Reads a text file.
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// Reads and parses a dashboard JSON file.
 pub fn load(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: invalid JSON: {e}", path.display()))
+    serde_json::from_str(&read(path))
+        .unwrap_or_else(|e| panic!("{}: invalid JSON: {e}", path.display()))
+}
+
+/// A string that is not blank.
+pub fn non_empty_str(value: &Value) -> Option<&str> {
+    value.as_str().filter(|s| !s.trim().is_empty())
 }
 
 /// Every panel of the dashboard in layout order: rows, then the panels nested in a row
@@ -74,11 +84,8 @@ pub fn variables(dashboard: &Value) -> Vec<&Value> {
 
 /// The query text of a variable, stored as a string or (Grafana 10+) as `{"query": ...}`.
 pub fn variable_query(variable: &Value) -> Option<&str> {
-    match &variable["query"] {
-        Value::String(s) => Some(s),
-        Value::Object(o) => o.get("query").and_then(Value::as_str),
-        _ => None,
-    }
+    let query = &variable["query"];
+    query.as_str().or_else(|| query["query"].as_str())
 }
 
 /// The PromQL inside a Prometheus variable query: `label_values(expr, label)` and
@@ -108,12 +115,7 @@ pub fn variable_expr(query: &str) -> Option<String> {
 /// whose query reads an expression, then `("annotation NAME", expr)` for each annotation
 /// query with an `expr`.
 pub fn raw_queries(dashboard: &Value) -> Vec<(String, String)> {
-    let expr = |v: &Value| {
-        v["expr"]
-            .as_str()
-            .filter(|e| !e.trim().is_empty())
-            .map(String::from)
-    };
+    let expr = |v: &Value| non_empty_str(&v["expr"]).map(String::from);
     let name = |v: &Value| v["name"].as_str().unwrap_or("").to_string();
     let mut out = Vec::new();
     for panel in all_panels(dashboard) {
@@ -121,11 +123,9 @@ pub fn raw_queries(dashboard: &Value) -> Vec<(String, String)> {
         let targets = panel["targets"].as_array().into_iter().flatten();
         out.extend(targets.filter_map(expr).map(|e| (title.to_string(), e)));
     }
-    let query_variables = variables(dashboard)
-        .into_iter()
-        .filter(|v| v["type"] == "query");
-    for variable in query_variables {
-        if let Some(expr) = variable_query(variable).and_then(variable_expr) {
+    for variable in variables(dashboard) {
+        let expr = variable_query(variable).and_then(variable_expr);
+        if let Some(expr) = expr.filter(|_| variable["type"] == "query") {
             out.push((format!("variable {}", name(variable)), expr));
         }
     }
