@@ -1,13 +1,10 @@
 //! Static checks of the monitoring artefacts under `dashboards/` and `examples/compose/`:
 //! the Grafana dashboards (structure, units, descriptions, data source, and every PromQL
 //! expression against the exporter's metric contract), the Prometheus rules (contract,
-//! severities, runbook annotations, a unit test per alert), and `promtool check rules` /
-//! `promtool test rules`, plus every dashboard expression evaluated by promtool on
-//! synthetic series.
-//!
-//! Rule files, unit tests, Compose and provisioning files are read with serde, PromQL with
-//! `promql-parser`. The promtool tests print a notice and pass when promtool is not
-//! installed, unless `DEVIN_E2E_REQUIRED=1`, where they fail.
+//! severities, runbook annotations, a unit test per alert), `promtool check rules` /
+//! `promtool test rules`, and every dashboard expression evaluated by promtool on synthetic
+//! series. The promtool tests print a notice and pass when promtool is not installed,
+//! unless `DEVIN_E2E_REQUIRED=1`, where they fail.
 
 use crate::common;
 use crate::common::dashboards;
@@ -132,7 +129,6 @@ fn unique_names(rules: &[Rule]) -> BTreeSet<String> {
     names
 }
 
-// ---------------------------------------------------------------------------------------
 // Known metrics: the contract, process_*, and the recording rules.
 
 struct Known {
@@ -206,7 +202,6 @@ impl Known {
     }
 }
 
-// ---------------------------------------------------------------------------------------
 // The dashboard checker.
 
 fn is_our_datasource(value: &Value) -> bool {
@@ -333,12 +328,8 @@ fn every_dashboard_passes_the_static_checks() {
     for path in dashboard_files() {
         let stem = path.file_stem().unwrap().to_string_lossy();
         let problems = check_dashboard(&stem, &load(&path), &known);
-        assert!(
-            problems.is_empty(),
-            "{}:\n  {}",
-            path.display(),
-            problems.join("\n  ")
-        );
+        let report = problems.join("\n  ");
+        assert!(problems.is_empty(), "{}:\n  {report}", path.display());
     }
 }
 
@@ -361,10 +352,8 @@ fn the_overview_keeps_its_uid_rows_and_filters() {
         .split(',')
         .collect();
     assert_eq!(rows, expected);
-    let names: Vec<&str> = variables(&dashboard)
-        .iter()
-        .map(|v| v["name"].as_str().unwrap())
-        .collect();
+    let vars = variables(&dashboard);
+    let names: Vec<&str> = vars.iter().map(|v| v["name"].as_str().unwrap()).collect();
     for name in ["datasource", "org_id", "origin", "category"] {
         assert!(names.contains(&name), "variable {name} missing: {names:?}");
     }
@@ -380,9 +369,8 @@ fn the_overview_keeps_its_uid_rows_and_filters() {
         }
         for selector in selectors(&parse(&substitute(&expr, &values)).unwrap()) {
             let metric = selector.metric.unwrap_or_default();
-            let per_org = known
-                .labels_of(&metric)
-                .is_some_and(|l| l.contains("org_id"));
+            let labels = known.labels_of(&metric);
+            let per_org = labels.is_some_and(|l| l.contains("org_id"));
             assert!(
                 !per_org || selector.matchers.contains(&filter),
                 "{title}: {metric} without org_id=~\"$org_id\" in {expr}"
@@ -554,7 +542,6 @@ fn selectors_read_metric_names_and_matcher_labels() {
     );
 }
 
-// ---------------------------------------------------------------------------------------
 // Rules.
 
 #[test]
@@ -742,7 +729,6 @@ fn every_alert_has_a_firing_and_a_quiet_unit_test() {
     }
 }
 
-// ---------------------------------------------------------------------------------------
 // promtool.
 
 /// Runs promtool; (success, stdout and stderr).
@@ -921,7 +907,6 @@ fn promtool_rejects_a_dashboard_query_that_returns_nothing() {
     assert!(!ok, "{text}");
 }
 
-// ---------------------------------------------------------------------------------------
 // Provisioning, the Compose example and the README.
 
 fn compose_dir() -> PathBuf {
@@ -971,9 +956,8 @@ fn compose_example_mounts_what_exists_where_the_configs_expect_it() {
     // Grafana reads the dashboards where the provider looks for them.
     let grafana = root().join("dashboards/grafana/provisioning");
     let provider: Value = yaml(&grafana.join("dashboards/devin.yaml"));
-    let provider_path = provider["providers"][0]["options"]["path"]
-        .as_str()
-        .unwrap();
+    let options = &provider["providers"][0]["options"];
+    let provider_path = options["path"].as_str().unwrap();
     assert_eq!(target_of("../../dashboards/grafana"), provider_path);
     // And the home dashboard is one of them.
     let home = &service("grafana")["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"];
@@ -985,10 +969,10 @@ fn compose_example_mounts_what_exists_where_the_configs_expect_it() {
     // The data source points at the Compose Prometheus service.
     let datasources: Value = yaml(&grafana.join("datasources/prometheus.yaml"));
     let datasources = datasources["datasources"].as_array().unwrap();
+    let url = "http://prometheus:9090";
     assert!(
-        datasources
-            .iter()
-            .any(|d| d["url"] == "http://prometheus:9090")
+        datasources.iter().any(|d| d["url"] == url),
+        "{datasources:?}"
     );
     service("prometheus");
     // The exporter: demo mode from the repository's Dockerfile on 10164, scraped there.
@@ -1001,16 +985,11 @@ fn compose_example_mounts_what_exists_where_the_configs_expect_it() {
     assert!(ports.iter().any(published), "{ports:?}");
     let prometheus: Value = yaml(&dir.join("prometheus.yml"));
     let jobs = prometheus["scrape_configs"].as_array().unwrap();
-    let job = jobs
-        .iter()
-        .find(|j| j["job_name"] == "devin")
-        .expect("job devin");
+    let job = jobs.iter().find(|j| j["job_name"] == "devin");
+    let job = job.expect("job devin");
     let static_configs = job["static_configs"].as_array().unwrap();
-    assert!(
-        static_configs
-            .iter()
-            .any(|s| s["targets"] == json!(["exporter:10164"]))
-    );
+    let targets = json!(["exporter:10164"]);
+    assert!(static_configs.iter().any(|s| s["targets"] == targets));
     // Prometheus loads the rules from where they are mounted.
     let rules_target = target_of("../../dashboards/prometheus");
     let rule_files = prometheus["rule_files"].as_array().unwrap();

@@ -61,11 +61,8 @@ fn every_dashboard_query_runs_and_returns_data() {
         assert_eq!(changed["changed"], 1, "{query}: {changed}");
     }
     let not_empty = |r: &[Value]| !r.is_empty();
-    prom.wait_for(
-        r#"devin_sessions_entered_status_total{status="suspended", status_detail="out_of_credits"} > 0"#,
-        timeout,
-        not_empty,
-    );
+    let blocked = r#"devin_sessions_entered_status_total{status="suspended", status_detail="out_of_credits"} > 0"#;
+    prom.wait_for(blocked, timeout, not_empty);
     // Sessions seen entering error and suspended (after the first listing), and enough
     // samples for rate() and increase().
     let entered = r#"sum(devin_sessions_entered_status_total{status=~"error|suspended"})"#;
@@ -73,11 +70,8 @@ fn every_dashboard_query_runs_and_returns_data() {
     // Sessions seen ending, for the Lifecycle row's histograms.
     let ended = "sum(devin_ended_session_duration_seconds_count)";
     prom.wait_for(ended, timeout, first_at_least(2.0));
-    prom.wait_for(
-        r#"devin_api_requests_total{code="429"}"#,
-        timeout,
-        not_empty,
-    );
+    let rate_limited = r#"devin_api_requests_total{code="429"}"#;
+    prom.wait_for(rate_limited, timeout, not_empty);
     prom.wait_for("count_over_time(devin_up[5m])", timeout, |r| {
         r.iter().all(|v| sample_value(v) >= 15.0)
     });
