@@ -371,8 +371,9 @@ fn the_overview_keeps_its_uid_rows_and_filters() {
             let metric = selector.metric.unwrap_or_default();
             let labels = known.labels_of(&metric);
             let per_org = labels.is_some_and(|l| l.contains("org_id"));
+            let filtered = !per_org || selector.matchers.contains(&filter);
             assert!(
-                !per_org || selector.matchers.contains(&filter),
+                filtered,
                 "{title}: {metric} without org_id=~\"$org_id\" in {expr}"
             );
         }
@@ -536,10 +537,8 @@ fn selectors_read_metric_names_and_matcher_labels() {
             "unknown metric devin_org_info"
         ]
     );
-    assert_eq!(
-        known.check_expr(r#"devin_sessions{pr_state="open"}"#),
-        ["devin_sessions has no label pr_state"]
-    );
+    let problems = known.check_expr(r#"devin_sessions{pr_state="open"}"#);
+    assert_eq!(problems, ["devin_sessions has no label pr_state"]);
 }
 
 // Rules.
@@ -556,34 +555,26 @@ fn recording_rules_follow_the_naming_convention_and_read_the_contract() {
         assert_eq!(parts.len(), 3, "{name}: not level:metric:operations");
         assert!(parts.iter().all(|p| !p.is_empty()), "{name}");
         let source = parts[1];
-        assert!(
-            source.starts_with("devin_"),
-            "{name}: the metric part names the source metric"
-        );
+        let named = source.starts_with("devin_");
+        assert!(named, "{name}: the metric part names the source metric");
         assert!(!rule.expr.is_empty(), "{name}: no expr");
         // A rule reads the contract or a rule recorded above it.
         let expr = rule.parsed();
         for metric in metric_names(&expr) {
             let above = rules[..=i].iter().any(|r| r.name == metric);
-            assert!(
-                contract.labels_of(&metric).is_some() || above,
-                "{name}: reads {metric}"
-            );
+            let readable = contract.labels_of(&metric).is_some() || above;
+            assert!(readable, "{name}: reads {metric}");
         }
         // The level names the labels kept.
         if let Some(labels) = grouping_labels(&expr) {
             let mut level = parts[0].to_string();
             for label in labels.iter().filter(|l| *l != "le") {
-                assert!(
-                    level.contains(label.as_str()),
-                    "{name}: level lacks {label}"
-                );
+                let named = level.contains(label.as_str());
+                assert!(named, "{name}: level lacks {label}");
                 level = level.replacen(label.as_str(), "", 1);
             }
-            assert!(
-                level.chars().all(|c| c == '_'),
-                "{name}: level names labels not kept"
-            );
+            let rest_empty = level.chars().all(|c| c == '_');
+            assert!(rest_empty, "{name}: level names labels not kept");
         }
     }
 }
@@ -608,10 +599,8 @@ fn alerts_read_the_contract_and_carry_severity_and_runbook_annotations() {
         let plain = expr.lines().count() <= 5 && !expr.contains("offset");
         assert!(plain, "{name}: expr too involved:\n{expr}");
         let description = alert.annotation("description");
-        assert!(
-            description.len() >= 150,
-            "{name}: description too short to say what to do"
-        );
+        let long = description.len() >= 150;
+        assert!(long, "{name}: description too short to say what to do");
     }
     // The severities used, and the alerts the org's blocking reasons depend on.
     let severities: BTreeSet<&str> = alerts.iter().map(|a| a.label("severity")).collect();
@@ -675,10 +664,8 @@ fn every_alert_links_its_runbook_section_which_says_what_how_and_what_to_do() {
     // No section for an alert that does not exist.
     let names = unique_names(&alerts);
     for heading in sections.keys().filter(|h| h.starts_with("Devin")) {
-        assert!(
-            names.contains(heading),
-            "runbook section for unknown {heading}"
-        );
+        let known = names.contains(heading);
+        assert!(known, "runbook section for unknown {heading}");
     }
     // The runbook says how to replace the base.
     assert!(runbook.contains(&format!("s#{RUNBOOK_BASE}#")));
@@ -719,10 +706,7 @@ fn every_alert_has_a_firing_and_a_quiet_unit_test() {
             }
         }
     }
-    assert!(
-        missing.is_empty(),
-        "alerts without unit test cases: {missing:?}"
-    );
+    assert!(missing.is_empty(), "alerts without unit tests: {missing:?}");
     // Tests name only existing alerts.
     for (name, _) in &cases {
         assert!(names.contains(name), "a test names unknown alert {name}");
@@ -775,10 +759,8 @@ fn promtool_accepts_the_rule_files_and_rejects_a_broken_one() {
     }
     let files = ["alerts.yml", "recording.yml"].map(|f| rules_dir().join(f));
     let (ok, text) = promtool(&["check", "rules"], &files);
-    assert!(
-        ok && text.contains("SUCCESS"),
-        "promtool check rules:\n{text}"
-    );
+    let passed = ok && text.contains("SUCCESS");
+    assert!(passed, "promtool check rules:\n{text}");
 
     let broken = json!({"alert": "Broken", "expr": "sum by (org_id (devin_up)"});
     let broken = json!({"groups": [{"name": "broken", "rules": [broken]}]});
@@ -886,11 +868,10 @@ fn every_dashboard_query_parses_and_returns_data_on_synthetic_metrics() {
         let test = expect_data(&recording, &synthetic_series(), &exprs);
         let (ok, text) = promtool_yaml(&["test", "rules"], &test);
         let listing: Vec<String> = queries.iter().map(|(t, e)| format!("{t}: {e}")).collect();
+        let (path, listing) = (path.display(), listing.join("\n"));
         assert!(
             ok,
-            "{}: a query does not parse or returns nothing:\n{text}\nqueries:\n{}",
-            path.display(),
-            listing.join("\n")
+            "{path}: a query does not parse or returns nothing:\n{text}\nqueries:\n{listing}"
         );
     }
 }
@@ -970,10 +951,7 @@ fn compose_example_mounts_what_exists_where_the_configs_expect_it() {
     let datasources: Value = yaml(&grafana.join("datasources/prometheus.yaml"));
     let datasources = datasources["datasources"].as_array().unwrap();
     let url = "http://prometheus:9090";
-    assert!(
-        datasources.iter().any(|d| d["url"] == url),
-        "{datasources:?}"
-    );
+    assert!(datasources.iter().any(|d| d["url"] == url));
     service("prometheus");
     // The exporter: demo mode from the repository's Dockerfile on 10164, scraped there.
     let exporter = service("exporter");
@@ -995,10 +973,8 @@ fn compose_example_mounts_what_exists_where_the_configs_expect_it() {
     let rule_files = prometheus["rule_files"].as_array().unwrap();
     for rules in ["alerts.yml", "recording.yml"] {
         let file = format!("{rules_target}/{rules}");
-        assert!(
-            rule_files.contains(&json!(file)),
-            "prometheus.yml does not load {file}"
-        );
+        let loaded = rule_files.contains(&json!(file));
+        assert!(loaded, "prometheus.yml does not load {file}");
     }
 }
 

@@ -95,11 +95,8 @@ fn every_dashboard_query_runs_and_returns_data() {
             checked += 1;
         }
     }
-    assert!(
-        empty.is_empty(),
-        "queries without data:\n{}",
-        empty.join("\n")
-    );
+    let report = empty.join("\n");
+    assert!(empty.is_empty(), "queries without data:\n{report}");
     assert!(checked >= 30, "{checked} queries checked");
 
     // Every rule loaded and evaluates without error.
@@ -111,11 +108,8 @@ fn every_dashboard_query_runs_and_returns_data() {
         .flat_map(|g| g["rules"].as_array().unwrap())
         .collect();
     for rule in &rules {
-        assert_eq!(
-            rule["health"], "ok",
-            "{}: {}",
-            rule["name"], rule["lastError"]
-        );
+        let (name, error) = (&rule["name"], &rule["lastError"]);
+        assert_eq!(rule["health"], "ok", "{name}: {error}");
     }
     assert!(rules.len() >= 10, "{} rules", rules.len());
     exporter.assert_running();
