@@ -174,15 +174,11 @@ pub fn default_values(dashboard: &Value) -> BTreeMap<String, String> {
 pub fn substitute(text: &str, values: &BTreeMap<String, String>) -> String {
     let reference =
         Regex::new(r"\$\{(\w+)(?::[^}]*)?\}|\[\[(\w+)(?::[^\]]*)?\]\]|\$(\w+)").unwrap();
-    reference
-        .replace_all(text, |c: &Captures| {
-            let name = c.iter().skip(1).flatten().next().unwrap().as_str();
-            values
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| c[0].to_string())
-        })
-        .into_owned()
+    let value = |c: &Captures| {
+        let name = c.iter().skip(1).flatten().next().unwrap().as_str();
+        values.get(name).map_or(&c[0], String::as_str).to_string()
+    };
+    reference.replace_all(text, value).into_owned()
 }
 
 /// Every [`raw_queries`] expression of the dashboard at `path` with the template variables
