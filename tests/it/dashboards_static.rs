@@ -594,10 +594,9 @@ fn alerts_read_the_contract_and_carry_severity_and_runbook_annotations() {
     // The severities used, and the alerts the org's blocking reasons depend on.
     let severities: BTreeSet<&str> = alerts.iter().map(|a| a.label("severity")).collect();
     assert_eq!(severities, BTreeSet::from(["critical", "warning", "info"]));
-    let credits = alerts
-        .iter()
-        .find(|a| a.name == "DevinSessionsSuspendedForCreditsOrLimits")
-        .expect("the suspension alert");
+    let suspension = "DevinSessionsSuspendedForCreditsOrLimits";
+    let credits = alerts.iter().find(|a| a.name == suspension);
+    let credits = credits.expect("the suspension alert");
     let reasons = "out_of_credits out_of_quota usage_limit_exceeded org_usage_limit_exceeded \
                    payment_declined";
     for reason in reasons.split_whitespace() {
@@ -708,8 +707,7 @@ fn every_alert_has_a_firing_and_a_quiet_unit_test() {
 fn promtool(args: &[&str], files: &[PathBuf]) -> (bool, String) {
     let out = Command::new("promtool").args(args).args(files).output();
     let out = out.expect("run promtool");
-    let (stdout, stderr) = (&out.stdout, &out.stderr);
-    let text = String::from_utf8_lossy(stdout) + String::from_utf8_lossy(stderr);
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text.into_owned())
 }
 
