@@ -103,25 +103,24 @@ impl Rule {
     }
 }
 
-/// The rules of `recording.yml` or `alerts.yml`.
+/// The rules of `recording.yml` or `alerts.yml`, asserting that no two have the same name.
 fn rules(file: &str) -> Vec<Rule> {
-    let file: Value = yaml(&rules_dir().join(file));
-    let groups = file["groups"].as_array().expect("groups");
-    let rules = groups
-        .iter()
-        .flat_map(|g| g["rules"].as_array().expect("rules"));
+    let doc: Value = yaml(&rules_dir().join(file));
+    let mut rules: Vec<Rule> = Vec::new();
+    for group in doc["groups"].as_array().expect("groups") {
+        let group = group["rules"].clone();
+        rules.extend(serde_json::from_value::<Vec<Rule>>(group).unwrap());
+    }
+    let mut names = BTreeSet::new();
+    for rule in &rules {
+        assert!(names.insert(&rule.name), "{file}: duplicate {}", rule.name);
+    }
     rules
-        .map(|rule| serde_json::from_value(rule.clone()).unwrap())
-        .collect()
 }
 
-/// Asserts that no two rules have the same name; returns the names.
-fn unique_names(rules: &[Rule]) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    for rule in rules {
-        assert!(names.insert(rule.name.clone()), "duplicate {}", rule.name);
-    }
-    names
+/// The names of the alerts.
+fn alert_names() -> BTreeSet<String> {
+    rules("alerts.yml").into_iter().map(|a| a.name).collect()
 }
 
 // Known metrics: the contract, process_*, and the recording rules.
@@ -536,7 +535,6 @@ fn selectors_read_metric_names_and_matcher_labels() {
 fn recording_rules_follow_the_naming_convention_and_read_the_contract() {
     let rules = rules("recording.yml");
     assert!(rules.len() >= 5, "{rules:?}");
-    unique_names(&rules);
     let contract = Known::contract();
     for (i, rule) in rules.iter().enumerate() {
         let name = &rule.name;
@@ -572,7 +570,6 @@ fn recording_rules_follow_the_naming_convention_and_read_the_contract() {
 fn alerts_read_the_contract_and_carry_severity_and_runbook_annotations() {
     let alerts = rules("alerts.yml");
     assert!(alerts.len() >= 9, "{alerts:?}");
-    unique_names(&alerts);
     let contract = Known::contract();
     for alert in &alerts {
         let (name, expr) = (&alert.name, &alert.expr);
@@ -650,7 +647,7 @@ fn every_alert_links_its_runbook_section_which_says_what_how_and_what_to_do() {
         queries.push(json!({"record": format!("runbook_{name}"), "expr": confirm[0]}));
     }
     // No section for an alert that does not exist.
-    let names = unique_names(&alerts);
+    let names = alert_names();
     for heading in sections.keys().filter(|h| h.starts_with("Devin")) {
         let known = names.contains(heading);
         assert!(known, "runbook section for unknown {heading}");
@@ -685,7 +682,7 @@ fn every_alert_has_a_firing_and_a_quiet_unit_test() {
             }
         }
     }
-    let names = unique_names(&rules("alerts.yml"));
+    let names = alert_names();
     let mut missing = Vec::new();
     for name in &names {
         for (fires, kind) in [(true, "firing"), (false, "quiet")] {
