@@ -1,13 +1,10 @@
 //! Static checks of the monitoring artefacts under `dashboards/` and `examples/compose/`:
 //! the Grafana dashboards (structure, units, descriptions, data source, and every PromQL
 //! expression against the exporter's metric contract), the Prometheus rules (contract,
-//! severities, runbook annotations, a unit test per alert), and `promtool check rules` /
-//! `promtool test rules`, plus every dashboard expression evaluated by promtool on
-//! synthetic series.
-//!
-//! Rule files, unit tests, Compose and provisioning files are read with serde, PromQL with
-//! `promql-parser`. The promtool tests print a notice and pass when promtool is not
-//! installed, unless `DEVIN_E2E_REQUIRED=1`, where they fail.
+//! severities, runbook annotations, a unit test per alert), `promtool check rules` /
+//! `promtool test rules`, and every dashboard expression evaluated by promtool on synthetic
+//! series. The promtool tests print a notice and pass when promtool is not installed,
+//! unless `DEVIN_E2E_REQUIRED=1`, where they fail.
 
 use crate::common;
 use crate::common::dashboards;
@@ -23,8 +20,9 @@ use tempfile::TempDir;
 
 use common::procs::require_tool;
 use dashboards::{
-    all_panels, dashboard_queries, default_values, grouping_labels, load, metric_names, parse,
-    raw_queries, selectors, substitute, variable_expr, variables,
+    all_panels, dashboard_files, dashboard_queries, default_values, files_with_extension,
+    grouping_labels, load, metric_names, non_empty_str, parse, raw_queries, read, root, selectors,
+    substitute, variable_expr, variables,
 };
 
 /// The exporter's metrics, each followed by its labels (target labels `job` and `instance`
@@ -71,53 +69,12 @@ const TARGET_LABELS: &[&str] = &["job", "instance", "__name__"];
 
 const DATASOURCE_UID: &str = "${datasource}";
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file() && p.extension().and_then(|e| e.to_str()) == Some(ext))
-        .collect();
-    files.sort();
-    files
-}
-
-fn dashboard_files() -> Vec<PathBuf> {
-    let files = files_with_extension(&root().join("dashboards/grafana"), "json");
-    assert!(!files.is_empty(), "no dashboards/grafana/*.json");
-    files
-}
-
 fn rules_dir() -> PathBuf {
     root().join("dashboards/prometheus")
 }
 
-fn rule_test_files() -> Vec<PathBuf> {
-    let files = files_with_extension(&rules_dir().join("tests"), "yml");
-    assert!(!files.is_empty(), "no dashboards/prometheus/tests/*.yml");
-    files
-}
-
 fn yaml<T: DeserializeOwned>(path: &Path) -> T {
     serde_yaml_ng::from_str(&read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// A Prometheus rule file.
-#[derive(Deserialize)]
-struct RuleFile {
-    groups: Vec<RuleGroup>,
-}
-
-#[derive(Deserialize)]
-struct RuleGroup {
-    rules: Vec<Rule>,
 }
 
 /// A recording rule (its `record` is the name) or an alert (its `alert`).
@@ -146,20 +103,26 @@ impl Rule {
     }
 }
 
+/// The rules of `recording.yml` or `alerts.yml`, asserting that no two have the same name.
 fn rules(file: &str) -> Vec<Rule> {
-    let file: RuleFile = yaml(&rules_dir().join(file));
-    file.groups.into_iter().flat_map(|g| g.rules).collect()
+    let doc: Value = yaml(&rules_dir().join(file));
+    let mut rules: Vec<Rule> = Vec::new();
+    for group in doc["groups"].as_array().expect("groups") {
+        let group = group["rules"].clone();
+        rules.extend(serde_json::from_value::<Vec<Rule>>(group).unwrap());
+    }
+    let mut names = BTreeSet::new();
+    for rule in &rules {
+        assert!(names.insert(&rule.name), "{file}: duplicate {}", rule.name);
+    }
+    rules
 }
 
-fn recording_rules() -> Vec<Rule> {
-    rules("recording.yml")
+/// The names of the alerts.
+fn alert_names() -> BTreeSet<String> {
+    rules("alerts.yml").into_iter().map(|a| a.name).collect()
 }
 
-fn alert_rules() -> Vec<Rule> {
-    rules("alerts.yml")
-}
-
-// ---------------------------------------------------------------------------------------
 // Known metrics: the contract, process_*, and the recording rules.
 
 struct Known {
@@ -168,13 +131,11 @@ struct Known {
 
 impl Known {
     fn contract() -> Known {
-        let labels = CONTRACT
-            .lines()
-            .filter_map(|line| {
-                let mut words = line.split_whitespace().map(String::from);
-                Some((words.next()?, words.collect()))
-            })
-            .collect();
+        let mut labels = BTreeMap::new();
+        for line in CONTRACT.lines().filter(|l| !l.trim().is_empty()) {
+            let mut words = line.split_whitespace().map(String::from);
+            labels.insert(words.next().unwrap(), words.collect());
+        }
         Known { labels }
     }
 
@@ -182,46 +143,39 @@ impl Known {
     /// without one, from the metric it reads. Panics on a rule reading an unknown metric.
     fn with_recording_rules() -> Known {
         let mut known = Known::contract();
-        for rule in recording_rules() {
-            let problems = known.check_expr(&rule.expr);
-            assert!(
-                problems.is_empty(),
-                "recording rule {}: {problems:?}",
-                rule.name
-            );
+        for rule in rules("recording.yml") {
+            let (name, problems) = (&rule.name, known.check_expr(&rule.expr));
+            assert!(problems.is_empty(), "recording rule {name}: {problems:?}");
             let expr = rule.parsed();
-            let labels: BTreeSet<String> = match grouping_labels(&expr) {
-                Some(labels) => labels,
-                None => metric_names(&expr)
+            let labels = grouping_labels(&expr).unwrap_or_else(|| {
+                let metrics = metric_names(&expr);
+                metrics
                     .iter()
                     .flat_map(|m| known.labels_of(m).unwrap())
-                    .collect(),
-            };
+                    .collect()
+            });
             known.labels.insert(rule.name, labels);
         }
         known
     }
 
     fn labels_of(&self, metric: &str) -> Option<BTreeSet<String>> {
-        if metric.starts_with("process_") {
-            return Some(BTreeSet::new());
-        }
-        self.labels.get(metric).cloned()
+        // process_* come from the client library, without labels.
+        let process = metric.starts_with("process_").then(BTreeSet::new);
+        self.labels.get(metric).cloned().or(process)
     }
 
     /// Problems of an expression: variables left unsubstituted, PromQL that does not parse,
     /// unknown metrics, label matchers on labels the metric does not have.
     fn check_expr(&self, expr: &str) -> Vec<String> {
-        let mut problems = Vec::new();
-        if let Some(i) = expr.find('$') {
-            problems.push(format!("unsubstituted variable at {:?}", &expr[i..]));
-        }
+        let unsubstituted = expr.find('$').map(|i| &expr[i..]);
+        let mut problems: Vec<String> = unsubstituted
+            .map(|rest| format!("unsubstituted variable at {rest:?}"))
+            .into_iter()
+            .collect();
         let expr = match parse(expr) {
             Ok(expr) => expr,
-            Err(e) => {
-                problems.push(format!("does not parse: {e}"));
-                return problems;
-            }
+            Err(e) => return [problems, vec![format!("does not parse: {e}")]].concat(),
         };
         for selector in selectors(&expr) {
             let Some(metric) = selector.metric else {
@@ -231,27 +185,22 @@ impl Known {
                 problems.push(format!("unknown metric {metric}"));
                 continue;
             };
-            for label in &selector.labels {
-                if !labels.contains(label) && !TARGET_LABELS.contains(&label.as_str()) {
-                    problems.push(format!("{metric} has no label {label}"));
-                }
-            }
+            let known = |l: &&String| labels.contains(*l) || TARGET_LABELS.contains(&l.as_str());
+            let unknown = selector.labels.iter().filter(|l| !known(l));
+            problems.extend(unknown.map(|label| format!("{metric} has no label {label}")));
         }
         problems
     }
 }
 
-// ---------------------------------------------------------------------------------------
 // The dashboard checker.
 
 fn is_our_datasource(value: &Value) -> bool {
     match value {
         Value::String(s) => s == DATASOURCE_UID || s == "$datasource",
-        Value::Object(o) => {
-            o.get("uid").and_then(Value::as_str) == Some(DATASOURCE_UID)
-                && o.get("type")
-                    .and_then(Value::as_str)
-                    .is_none_or(|t| t == "prometheus")
+        Value::Object(_) => {
+            let prometheus = value["type"].as_str().is_none_or(|t| t == "prometheus");
+            value["uid"] == DATASOURCE_UID && prometheus
         }
         _ => false,
     }
@@ -259,63 +208,55 @@ fn is_our_datasource(value: &Value) -> bool {
 
 /// Every `datasource` anywhere in the JSON that is not the `${datasource}` variable.
 fn hard_coded_datasources(value: &Value, path: &str, out: &mut Vec<String>) {
-    match value {
-        Value::Object(o) => {
-            for (k, v) in o {
-                let here = format!("{path}.{k}");
-                if k == "datasource" && !is_our_datasource(v) {
-                    out.push(format!("{here} is {v}, not {DATASOURCE_UID}"));
-                }
-                hard_coded_datasources(v, &here, out);
-            }
-        }
-        Value::Array(a) => {
-            for (i, v) in a.iter().enumerate() {
-                hard_coded_datasources(v, &format!("{path}[{i}]"), out);
-            }
-        }
-        _ => {}
+    let children: Vec<(String, &Value)> = match value {
+        Value::Object(o) => o.iter().map(|(k, v)| (format!("{path}.{k}"), v)).collect(),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("{path}[{i}]"), v))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if let Some(v) = value.get("datasource").filter(|v| !is_our_datasource(v)) {
+        out.push(format!("{path}.datasource is {v}, not {DATASOURCE_UID}"));
     }
-}
-
-fn non_empty_str(value: &Value) -> Option<&str> {
-    value.as_str().filter(|s| !s.trim().is_empty())
+    for (here, v) in children {
+        hard_coded_datasources(v, &here, out);
+    }
 }
 
 /// Every problem of a dashboard; `stem` is its file name without `.json`.
 fn check_dashboard(stem: &str, dashboard: &Value, known: &Known) -> Vec<String> {
     let mut problems = Vec::new();
-    if dashboard["uid"].as_str() != Some(stem) {
-        problems.push(format!(
-            "uid {} is not the file name {stem}",
-            dashboard["uid"]
-        ));
+    // Records the problem unless the condition holds.
+    macro_rules! check {
+        ($ok:expr, $($problem:tt)+) => {
+            if !$ok {
+                problems.push(format!($($problem)+));
+            }
+        };
     }
-    if non_empty_str(&dashboard["title"]).is_none() {
-        problems.push("dashboard has no title".into());
-    }
-    if dashboard["schemaVersion"].as_u64().unwrap_or(0) < 39 {
-        problems.push(format!("schemaVersion {} < 39", dashboard["schemaVersion"]));
-    }
+    let (uid, schema) = (&dashboard["uid"], &dashboard["schemaVersion"]);
+    check!(uid == stem, "uid {uid} is not the file name {stem}");
+    let titled = non_empty_str(&dashboard["title"]).is_some();
+    check!(titled, "dashboard has no title");
+    let recent = schema.as_u64().unwrap_or(0) >= 39;
+    check!(recent, "schemaVersion {schema} < 39");
 
     // Template variables.
     let vars = variables(dashboard);
     let var = |name: &str| vars.iter().find(|v| v["name"] == name).copied();
-    match var("datasource") {
-        Some(v) if v["type"] == "datasource" && v["query"] == "prometheus" => {}
-        _ => problems.push("no datasource variable of type datasource, query prometheus".into()),
-    }
-    match var("org_id") {
-        Some(v)
-            if v["type"] == "query"
-                && dashboards::variable_query(v).map(str::trim)
-                    == Some("label_values(devin_up, org_id)")
-                && v["multi"] == true
-                && v["includeAll"] == true => {}
-        _ => problems.push(
-            "no org_id variable: query label_values(devin_up, org_id), multi, includeAll".into(),
-        ),
-    }
+    let ds = var("datasource");
+    let ds = ds.is_some_and(|v| v["type"] == "datasource" && v["query"] == "prometheus");
+    check!(ds, "no datasource variable for prometheus");
+    let org_query = "label_values(devin_up, org_id)";
+    let org = var("org_id").is_some_and(|v| {
+        v["type"] == "query"
+            && dashboards::variable_query(v).map(str::trim) == Some(org_query)
+            && v["multi"] == true
+            && v["includeAll"] == true
+    });
+    check!(org, "no org_id variable: {org_query}, multi, includeAll");
 
     // Panels.
     let mut ids = BTreeSet::new();
@@ -323,54 +264,40 @@ fn check_dashboard(stem: &str, dashboard: &Value, known: &Known) -> Vec<String> 
         let title = panel["title"].as_str().unwrap_or("");
         let name = format!("panel {} {title:?}", panel["id"]);
         match panel["id"].as_u64() {
-            Some(id) if !ids.insert(id) => problems.push(format!("{name}: duplicate id {id}")),
-            Some(_) => {}
-            None => problems.push(format!("{name}: no numeric id")),
+            Some(id) => check!(ids.insert(id), "{name}: duplicate id {id}"),
+            None => check!(false, "{name}: no numeric id"),
         }
-        if title.trim().is_empty() {
-            problems.push(format!("{name}: no title"));
-        }
-        if non_empty_str(&panel["description"]).is_none() {
-            problems.push(format!("{name}: no description"));
-        }
+        check!(!title.trim().is_empty(), "{name}: no title");
+        let described = non_empty_str(&panel["description"]).is_some();
+        check!(described, "{name}: no description");
         let grid = &panel["gridPos"];
-        let (x, w) = (grid["x"].as_u64(), grid["w"].as_u64());
-        match (x, w, grid["h"].as_u64(), grid["y"].as_u64()) {
-            (Some(x), Some(w), Some(_), Some(_)) if x + w <= 24 && w > 0 => {}
-            _ => problems.push(format!("{name}: gridPos {grid} outside the 24 columns")),
-        }
+        let fits = match (grid["x"].as_u64(), grid["w"].as_u64()) {
+            (Some(x), Some(w)) => x + w <= 24 && w > 0 && grid["h"].is_u64() && grid["y"].is_u64(),
+            _ => false,
+        };
+        check!(fits, "{name}: gridPos {grid} outside the 24 columns");
         if panel["type"] == "row" {
             continue;
         }
-        if non_empty_str(&panel["fieldConfig"]["defaults"]["unit"]).is_none() {
-            problems.push(format!("{name}: no unit in fieldConfig.defaults.unit"));
-        }
-        if !is_our_datasource(&panel["datasource"]) {
-            problems.push(format!("{name}: datasource is not {DATASOURCE_UID}"));
-        }
+        let unit = non_empty_str(&panel["fieldConfig"]["defaults"]["unit"]);
+        check!(unit.is_some(), "{name}: no unit in fieldConfig.defaults");
+        let ours = is_our_datasource(&panel["datasource"]);
+        check!(ours, "{name}: datasource is not {DATASOURCE_UID}");
         let targets = panel["targets"].as_array().cloned().unwrap_or_default();
-        if targets.is_empty() {
-            problems.push(format!("{name}: no targets"));
-        }
+        check!(!targets.is_empty(), "{name}: no targets");
         let mut ref_ids = BTreeSet::new();
         for target in &targets {
-            if !is_our_datasource(&target["datasource"]) {
-                problems.push(format!(
-                    "{name}: a target's datasource is not {DATASOURCE_UID}"
-                ));
-            }
-            if non_empty_str(&target["expr"]).is_none() {
-                problems.push(format!("{name}: a target has no expr"));
-            }
-            if !ref_ids.insert(target["refId"].to_string()) {
-                problems.push(format!("{name}: duplicate refId {}", target["refId"]));
-            }
+            let ds = is_our_datasource(&target["datasource"]);
+            check!(ds, "{name}: a target's datasource is not {DATASOURCE_UID}");
+            let has_expr = non_empty_str(&target["expr"]).is_some();
+            check!(has_expr, "{name}: a target has no expr");
+            let ref_id = &target["refId"];
+            let unique = ref_ids.insert(ref_id.to_string());
+            check!(unique, "{name}: duplicate refId {ref_id}");
         }
     }
 
-    let mut hard_coded = Vec::new();
-    hard_coded_datasources(dashboard, "$", &mut hard_coded);
-    problems.extend(hard_coded);
+    hard_coded_datasources(dashboard, "$", &mut problems);
 
     // Expressions.
     let values = default_values(dashboard);
@@ -383,50 +310,38 @@ fn check_dashboard(stem: &str, dashboard: &Value, known: &Known) -> Vec<String> 
     problems
 }
 
-fn stem(path: &Path) -> String {
-    path.file_stem().unwrap().to_string_lossy().into_owned()
-}
-
 #[test]
 fn every_dashboard_passes_the_static_checks() {
     let known = Known::with_recording_rules();
     for path in dashboard_files() {
-        let dashboard = load(&path);
-        let problems = check_dashboard(&stem(&path), &dashboard, &known);
-        assert!(
-            problems.is_empty(),
-            "{}:\n  {}",
-            path.display(),
-            problems.join("\n  ")
-        );
+        let stem = path.file_stem().unwrap().to_string_lossy();
+        let problems = check_dashboard(&stem, &load(&path), &known);
+        let report = problems.join("\n  ");
+        assert!(problems.is_empty(), "{}:\n  {report}", path.display());
     }
 }
 
+/// The titles of the dashboard's rows, in order.
+fn row_titles(dashboard: &Value) -> Vec<&str> {
+    let rows = all_panels(dashboard)
+        .into_iter()
+        .filter(|p| p["type"] == "row");
+    rows.map(|row| row["title"].as_str().unwrap()).collect()
+}
+
+const OVERVIEW: &str = "dashboards/grafana/devin-overview.json";
+
 #[test]
 fn the_overview_keeps_its_uid_rows_and_filters() {
-    let dashboard = load(&root().join("dashboards/grafana/devin-overview.json"));
+    let dashboard = load(&root().join(OVERVIEW));
     assert_eq!(dashboard["uid"], "devin-overview");
-    let rows: Vec<&str> = all_panels(&dashboard)
-        .into_iter()
-        .filter(|p| p["type"] == "row")
-        .map(|p| p["title"].as_str().unwrap())
+    let rows = row_titles(&dashboard);
+    let expected: Vec<&str> = "Health,Sessions,ACUs,Activity,Exporter & API,Spend,Lifecycle"
+        .split(',')
         .collect();
-    assert_eq!(
-        rows,
-        [
-            "Health",
-            "Sessions",
-            "ACUs",
-            "Activity",
-            "Exporter & API",
-            "Spend",
-            "Lifecycle"
-        ]
-    );
-    let names: Vec<&str> = variables(&dashboard)
-        .iter()
-        .map(|v| v["name"].as_str().unwrap())
-        .collect();
+    assert_eq!(rows, expected);
+    let vars = variables(&dashboard);
+    let names: Vec<&str> = vars.iter().map(|v| v["name"].as_str().unwrap()).collect();
     for name in ["datasource", "org_id", "origin", "category"] {
         assert!(names.contains(&name), "variable {name} missing: {names:?}");
     }
@@ -435,32 +350,29 @@ fn the_overview_keeps_its_uid_rows_and_filters() {
     let mut values = default_values(&dashboard);
     values.insert("org_id".into(), "ORG_FILTER".into());
     let known = Known::with_recording_rules();
+    let filter = r#"org_id=~"ORG_FILTER""#.to_string();
     for (title, expr) in raw_queries(&dashboard) {
         if title.starts_with("variable ") {
             continue;
         }
-        let parsed = parse(&substitute(&expr, &values)).unwrap();
-        for selector in selectors(&parsed) {
+        for selector in selectors(&parse(&substitute(&expr, &values)).unwrap()) {
             let metric = selector.metric.unwrap_or_default();
-            if known
-                .labels_of(&metric)
-                .is_some_and(|l| l.contains("org_id"))
-            {
-                assert!(
-                    selector
-                        .matchers
-                        .contains(&r#"org_id=~"ORG_FILTER""#.to_string()),
-                    "{title}: {metric} without org_id=~\"$org_id\" in {expr}"
-                );
-            }
+            let labels = known.labels_of(&metric);
+            let per_org = labels.is_some_and(|l| l.contains("org_id"));
+            let filtered = !per_org || selector.matchers.contains(&filter);
+            assert!(
+                filtered,
+                "{title}: {metric} without org_id=~\"$org_id\" in {expr}"
+            );
         }
     }
 }
 
-/// A dashboard with one of each mistake the checker must catch.
-fn bad_dashboard() -> Value {
+#[test]
+fn the_checker_catches_a_bad_dashboard() {
+    // One of each mistake the checker must catch.
     let ds = json!({"type": "prometheus", "uid": DATASOURCE_UID});
-    json!({
+    let bad = json!({
         "uid": "something-else",
         "title": "Bad",
         "schemaVersion": 27,
@@ -484,13 +396,8 @@ fn bad_dashboard() -> Value {
                 {"refId": "A", "datasource": ds, "expr": ""}
              ]}
         ]
-    })
-}
-
-#[test]
-fn the_checker_catches_a_bad_dashboard() {
-    let known = Known::with_recording_rules();
-    let problems = check_dashboard("devin-bad", &bad_dashboard(), &known);
+    });
+    let problems = check_dashboard("devin-bad", &bad, &Known::with_recording_rules());
     let text = problems.join("\n");
     for expected in [
         "uid \"something-else\" is not the file name devin-bad",
@@ -520,98 +427,75 @@ fn the_checker_catches_a_bad_dashboard() {
 
 #[test]
 fn dashboard_queries_cover_nested_panels_and_variables_and_substitute_everything() {
-    let path = root().join("dashboards/grafana/devin-overview.json");
+    let path = root().join(OVERVIEW);
     let dashboard = load(&path);
-    let queries = dashboard_queries(&path);
-    let targets: usize = all_panels(&dashboard)
-        .iter()
-        .map(|p| p["targets"].as_array().map_or(0, Vec::len))
-        .sum();
-    let query_variables = variables(&dashboard)
-        .iter()
-        .filter(|v| v["type"] == "query")
-        .count();
-    let annotations = dashboard["annotations"]["list"]
-        .as_array()
-        .map_or(0, |l| l.iter().filter(|a| a["expr"].is_string()).count());
+    let queries = dashboard_queries(&path, &[]);
+    let targets = all_panels(&dashboard)
+        .into_iter()
+        .filter_map(|p| p["targets"].as_array());
+    let targets: usize = targets.map(Vec::len).sum();
+    let vars = variables(&dashboard);
+    let query_variables = vars.iter().filter(|v| v["type"] == "query").count();
+    let annotations = dashboard["annotations"]["list"].as_array().unwrap();
+    let annotations = annotations.iter().filter(|a| a["expr"].is_string()).count();
     assert!(annotations >= 2, "the blocked-org and error annotations");
     assert_eq!(queries.len(), targets + query_variables + annotations);
 
+    let has = |title: &str, expr: &str| queries.contains(&(title.to_string(), expr.to_string()));
+    let any = |part: &str| queries.iter().any(|(_, e)| e.contains(part));
     // A panel of the collapsed "Exporter & API" row is there.
-    let latency: Vec<&String> = queries
-        .iter()
-        .filter(|(t, _)| t == "API request latency")
-        .map(|(_, e)| e)
-        .collect();
-    assert_eq!(latency.len(), 3, "{queries:?}");
+    let latency = queries.iter().filter(|(t, _)| t == "API request latency");
+    assert_eq!(latency.count(), 3, "{queries:?}");
     // Query variables come without label_values(...).
-    assert!(queries.contains(&("variable org_id".to_string(), "devin_up".to_string())));
-    assert!(queries.contains(&(
-        "variable origin".to_string(),
-        "devin_sessions{org_id=~\".*\"}".to_string()
-    )));
+    assert!(has("variable org_id", "devin_up"));
+    assert!(has("variable origin", "devin_sessions{org_id=~\".*\"}"));
     for (title, expr) in &queries {
-        assert!(!expr.contains('$'), "{title}: {expr}");
-        assert!(!expr.contains("label_values"), "{title}: {expr}");
+        let substituted = !expr.contains('$') && !expr.contains("label_values");
+        assert!(substituted, "{title}: {expr}");
     }
     // Built-ins get concrete values.
-    assert!(queries.iter().any(|(_, e)| e.contains("[5m]")));
-    assert!(queries.iter().any(|(_, e)| e.contains("[1h]")));
+    assert!(any("[5m]") && any("[1h]"));
 
-    let one_org = dashboards::dashboard_queries_with(&path, &[("org_id", "org-a")]);
+    let one_org = dashboard_queries(&path, &[("org_id", "org-a")]);
     assert!(one_org.iter().any(|(_, e)| e.contains("org_id=~\"org-a\"")));
 }
 
 #[test]
 fn substitution_handles_every_variable_syntax() {
-    let values: BTreeMap<String, String> = [
+    let values = dashboards::values(&[
         ("org_id", "org-a|org-b"),
         ("org", "WRONG"),
         ("__rate_interval", "5m"),
         ("__range", "1h"),
         ("__range_s", "3600"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    ]);
+    let all = r#"rate(x{a=~"$org_id",b=~"${org_id}",c=~"${org_id:regex}",d=~"[[org_id]]"}[$__rate_interval]) / $__range_s"#;
     assert_eq!(
-        substitute(
-            r#"rate(x{a=~"$org_id",b=~"${org_id}",c=~"${org_id:regex}",d=~"[[org_id]]"}[$__rate_interval]) / $__range_s"#,
-            &values
-        ),
+        substitute(all, &values),
         r#"rate(x{a=~"org-a|org-b",b=~"org-a|org-b",c=~"org-a|org-b",d=~"org-a|org-b"}[5m]) / 3600"#
     );
     // The longest name wins ($__range_s is not $__range followed by "_s"); unknown names
     // and a PromQL regex anchor stay as written.
     assert_eq!(substitute("$__range $__range_s", &values), "1h 3600");
-    assert_eq!(
-        substitute(r#"x{a=~"$unknown", b=~"v$"}"#, &values),
-        r#"x{a=~"$unknown", b=~"v$"}"#
-    );
+    let unknown = r#"x{a=~"$unknown", b=~"v$"}"#;
+    assert_eq!(substitute(unknown, &values), unknown);
 }
 
 #[test]
 fn variable_queries_lose_their_label_values_wrapper() {
-    assert_eq!(
-        variable_expr("label_values(devin_up, org_id)").as_deref(),
-        Some("devin_up")
-    );
-    assert_eq!(
-        variable_expr(r#"label_values(devin_sessions{org_id=~"$org_id", status!="a,b"}, origin)"#)
-            .as_deref(),
-        Some(r#"devin_sessions{org_id=~"$org_id", status!="a,b"}"#)
-    );
-    assert_eq!(variable_expr("label_values(org_id)"), None);
-    assert_eq!(variable_expr("label_names()"), None);
-    assert_eq!(variable_expr("metrics(devin_.*)"), None);
-    assert_eq!(
-        variable_expr("query_result(topk(3, devin_up))").as_deref(),
-        Some("topk(3, devin_up)")
-    );
-    assert_eq!(
-        variable_expr("metrics_total").as_deref(),
-        Some("metrics_total")
-    );
+    let nested = r#"devin_sessions{org_id=~"$org_id", status!="a,b"}"#;
+    let nested_query = format!("label_values({nested}, origin)");
+    for (query, expr) in [
+        ("label_values(devin_up, org_id)", Some("devin_up")),
+        (nested_query.as_str(), Some(nested)),
+        ("label_values(org_id)", None),
+        ("label_names()", None),
+        ("metrics(devin_.*)", None),
+        ("query_result(topk(3, devin_up))", Some("topk(3, devin_up)")),
+        ("metrics_total", Some("metrics_total")),
+    ] {
+        assert_eq!(variable_expr(query).as_deref(), expr, "{query}");
+    }
 }
 
 #[test]
@@ -619,23 +503,18 @@ fn selectors_read_metric_names_and_matcher_labels() {
     let expr = r#"histogram_quantile(0.99, sum by (le, org_id) (rate(devin_api_request_duration_seconds_bucket{org_id=~"a|b", code!="by (x)"}[5m] offset 1h)))
         / on (org_id) group_left (name) devin_org_info
         and ignoring(x) org_id:devin_acus_consumed:rate5m > bool 1e3 unless time() - process_start_time_seconds < inf"#;
-    let found: Vec<(Option<String>, Vec<String>)> = selectors(&parse(expr).unwrap())
+    // Each selector as `metric{labels}`.
+    let found: Vec<String> = selectors(&parse(expr).unwrap())
         .into_iter()
-        .map(|s| (s.metric, s.labels))
+        .map(|s| format!("{}{{{}}}", s.metric.unwrap(), s.labels.join(",")))
         .collect();
     assert_eq!(
         found,
-        vec![
-            (
-                Some("devin_api_request_duration_seconds_bucket".to_string()),
-                vec!["org_id".to_string(), "code".to_string()]
-            ),
-            (Some("devin_org_info".to_string()), vec![]),
-            (
-                Some("org_id:devin_acus_consumed:rate5m".to_string()),
-                vec![]
-            ),
-            (Some("process_start_time_seconds".to_string()), vec![]),
+        [
+            "devin_api_request_duration_seconds_bucket{org_id,code}",
+            "devin_org_info{}",
+            "org_id:devin_acus_consumed:rate5m{}",
+            "process_start_time_seconds{}",
         ]
     );
     let known = Known::with_recording_rules();
@@ -646,124 +525,78 @@ fn selectors_read_metric_names_and_matcher_labels() {
             "unknown metric devin_org_info"
         ]
     );
-    assert_eq!(
-        known.check_expr(r#"devin_sessions{pr_state="open"}"#),
-        ["devin_sessions has no label pr_state"]
-    );
+    let problems = known.check_expr(r#"devin_sessions{pr_state="open"}"#);
+    assert_eq!(problems, ["devin_sessions has no label pr_state"]);
 }
 
-// ---------------------------------------------------------------------------------------
 // Rules.
 
 #[test]
 fn recording_rules_follow_the_naming_convention_and_read_the_contract() {
-    let rules = recording_rules();
+    let rules = rules("recording.yml");
     assert!(rules.len() >= 5, "{rules:?}");
     let contract = Known::contract();
-    let mut seen = BTreeSet::new();
-    for rule in &rules {
-        assert!(
-            seen.insert(rule.name.clone()),
-            "duplicate record {}",
-            rule.name
-        );
-        let parts: Vec<&str> = rule.name.split(':').collect();
-        assert_eq!(parts.len(), 3, "{}: not level:metric:operations", rule.name);
-        assert!(parts.iter().all(|p| !p.is_empty()), "{}", rule.name);
-        assert!(
-            parts[1].starts_with("devin_"),
-            "{}: the metric part names the source metric",
-            rule.name
-        );
-        assert!(!rule.expr.is_empty(), "{}: no expr", rule.name);
+    for (i, rule) in rules.iter().enumerate() {
+        let name = &rule.name;
+        let parts: Vec<&str> = name.split(':').collect();
+        assert_eq!(parts.len(), 3, "{name}: not level:metric:operations");
+        assert!(parts.iter().all(|p| !p.is_empty()), "{name}");
+        let source = parts[1];
+        let named = source.starts_with("devin_");
+        assert!(named, "{name}: the metric part names the source metric");
+        assert!(!rule.expr.is_empty(), "{name}: no expr");
         // A rule reads the contract or a rule recorded above it.
         let expr = rule.parsed();
         for metric in metric_names(&expr) {
-            assert!(
-                contract.labels_of(&metric).is_some() || seen.contains(&metric),
-                "{}: reads {metric}",
-                rule.name
-            );
+            let above = rules[..=i].iter().any(|r| r.name == metric);
+            let readable = contract.labels_of(&metric).is_some() || above;
+            assert!(readable, "{name}: reads {metric}");
         }
         // The level names the labels kept.
         if let Some(labels) = grouping_labels(&expr) {
-            let level: Vec<&str> = labels
-                .iter()
-                .map(String::as_str)
-                .filter(|l| *l != "le")
-                .collect();
-            let mut sorted_level = parts[0].to_string();
-            for label in &level {
-                assert!(
-                    sorted_level.contains(label),
-                    "{}: level lacks {label}",
-                    rule.name
-                );
-                sorted_level = sorted_level.replacen(label, "", 1);
+            let mut level = parts[0].to_string();
+            for label in labels.iter().filter(|l| *l != "le") {
+                let named = level.contains(label.as_str());
+                assert!(named, "{name}: level lacks {label}");
+                level = level.replacen(label.as_str(), "", 1);
             }
-            assert!(
-                sorted_level.chars().all(|c| c == '_'),
-                "{}: level names labels not kept",
-                rule.name
-            );
+            let rest_empty = level.chars().all(|c| c == '_');
+            assert!(rest_empty, "{name}: level names labels not kept");
         }
     }
 }
 
 #[test]
 fn alerts_read_the_contract_and_carry_severity_and_runbook_annotations() {
-    let alerts = alert_rules();
+    let alerts = rules("alerts.yml");
     assert!(alerts.len() >= 9, "{alerts:?}");
     let contract = Known::contract();
-    let mut names = BTreeSet::new();
     for alert in &alerts {
-        assert!(
-            names.insert(alert.name.clone()),
-            "duplicate alert {}",
-            alert.name
-        );
-        assert!(alert.name.starts_with("Devin"), "{}", alert.name);
-        assert!(
-            contract.check_expr(&alert.expr).is_empty(),
-            "{}: {:?}",
-            alert.name,
-            contract.check_expr(&alert.expr)
-        );
+        let (name, expr) = (&alert.name, &alert.expr);
+        assert!(name.starts_with("Devin"), "{name}");
+        let problems = contract.check_expr(expr);
+        assert!(problems.is_empty(), "{name}: {problems:?}");
         let severity = alert.label("severity");
-        assert!(
-            ["critical", "warning", "info"].contains(&severity),
-            "{}: severity {severity:?}",
-            alert.name
-        );
-        let (summary, description) = (alert.annotation("summary"), alert.annotation("description"));
-        assert!(summary.len() >= 20, "{}: summary {summary:?}", alert.name);
+        let known_severity = ["critical", "warning", "info"].contains(&severity);
+        assert!(known_severity, "{name}: severity {severity:?}");
+        let summary = alert.annotation("summary");
+        assert!(summary.len() >= 20, "{name}: summary {summary:?}");
         // Plain enough to adapt: a few lines, no look-back comparisons.
-        assert!(
-            alert.expr.lines().count() <= 5 && !alert.expr.contains("offset"),
-            "{}: expr too involved:\n{}",
-            alert.name,
-            alert.expr
-        );
-        assert!(
-            description.len() >= 150,
-            "{}: description too short to say what to do",
-            alert.name
-        );
+        let plain = expr.lines().count() <= 5 && !expr.contains("offset");
+        assert!(plain, "{name}: expr too involved:\n{expr}");
+        let description = alert.annotation("description");
+        let long = description.len() >= 150;
+        assert!(long, "{name}: description too short to say what to do");
     }
     // The severities used, and the alerts the org's blocking reasons depend on.
     let severities: BTreeSet<&str> = alerts.iter().map(|a| a.label("severity")).collect();
     assert_eq!(severities, BTreeSet::from(["critical", "warning", "info"]));
-    let credits = alerts
-        .iter()
-        .find(|a| a.name == "DevinSessionsSuspendedForCreditsOrLimits")
-        .expect("the suspension alert");
-    for reason in [
-        "out_of_credits",
-        "out_of_quota",
-        "usage_limit_exceeded",
-        "org_usage_limit_exceeded",
-        "payment_declined",
-    ] {
+    let suspension = "DevinSessionsSuspendedForCreditsOrLimits";
+    let credits = alerts.iter().find(|a| a.name == suspension);
+    let credits = credits.expect("the suspension alert");
+    let reasons = "out_of_credits out_of_quota usage_limit_exceeded org_usage_limit_exceeded \
+                   payment_declined";
+    for reason in reasons.split_whitespace() {
         assert!(credits.expr.contains(reason), "{reason}");
     }
     assert_eq!(credits.label("severity"), "critical");
@@ -772,9 +605,8 @@ fn alerts_read_the_contract_and_carry_severity_and_runbook_annotations() {
 /// Where the alerts' `runbook_url`s point until the user replaces it (docs/runbook.md says how).
 const RUNBOOK_BASE: &str = "https://runbooks.example.com/devin-exporter/";
 
-/// The sections of docs/runbook.md: `## Heading` and the text below it.
-fn runbook_sections() -> BTreeMap<String, String> {
-    let text = read(&root().join("docs/runbook.md"));
+/// The sections of a runbook: `## Heading` and the text below it.
+fn runbook_sections(text: &str) -> BTreeMap<String, String> {
     text.split("\n## ")
         .skip(1)
         .map(|section| section.split_once('\n').unwrap_or((section, "")))
@@ -792,137 +624,116 @@ fn promql_blocks(text: &str) -> Vec<String> {
 
 #[test]
 fn every_alert_links_its_runbook_section_which_says_what_how_and_what_to_do() {
-    let sections = runbook_sections();
+    let runbook = read(&root().join("docs/runbook.md"));
+    let sections = runbook_sections(&runbook);
     let contract = Known::contract();
+    let alerts = rules("alerts.yml");
+    // The confirming queries, as recording rules named after their alerts.
     let mut queries = Vec::new();
-    for alert in alert_rules() {
-        let url = alert.annotation("runbook_url");
-        let anchor = alert.name.to_lowercase();
-        assert_eq!(
-            url,
-            format!("{RUNBOOK_BASE}runbook.md#{anchor}"),
-            "{}: runbook_url",
-            alert.name
-        );
+    for alert in &alerts {
+        let name = &alert.name;
+        let url = format!("{RUNBOOK_BASE}runbook.md#{}", name.to_lowercase());
+        assert_eq!(alert.annotation("runbook_url"), url, "{name}: runbook_url");
         let section = sections
-            .get(&alert.name)
-            .unwrap_or_else(|| panic!("docs/runbook.md has no section ## {}", alert.name));
+            .get(name)
+            .unwrap_or_else(|| panic!("docs/runbook.md has no section ## {name}"));
         for part in ["**What it means.**", "**Confirm.**", "**What to do.**"] {
-            assert!(section.contains(part), "{}: no {part}", alert.name);
+            assert!(section.contains(part), "{name}: no {part}");
         }
         let confirm = promql_blocks(section);
-        assert_eq!(confirm.len(), 1, "{}: one query to confirm", alert.name);
+        assert_eq!(confirm.len(), 1, "{name}: one query to confirm");
         let problems = contract.check_expr(&confirm[0]);
-        assert!(problems.is_empty(), "{}: {problems:?}", alert.name);
-        queries.push((alert.name.clone(), confirm[0].clone()));
+        assert!(problems.is_empty(), "{name}: {problems:?}");
+        queries.push(json!({"record": format!("runbook_{name}"), "expr": confirm[0]}));
     }
     // No section for an alert that does not exist.
-    let names: BTreeSet<String> = alert_rules().into_iter().map(|a| a.name).collect();
+    let names = alert_names();
     for heading in sections.keys().filter(|h| h.starts_with("Devin")) {
-        assert!(
-            names.contains(heading),
-            "runbook section for unknown {heading}"
-        );
+        let known = names.contains(heading);
+        assert!(known, "runbook section for unknown {heading}");
     }
     // The runbook says how to replace the base.
-    assert!(read(&root().join("docs/runbook.md")).contains(&format!("s#{RUNBOOK_BASE}#")));
+    assert!(runbook.contains(&format!("s#{RUNBOOK_BASE}#")));
     // Every query parses: promtool checks them as recording rules.
     if !require_tool("promtool") {
         return;
     }
-    let rules: Vec<Value> = queries
-        .iter()
-        .enumerate()
-        .map(|(i, (_, query))| json!({"record": format!("runbook_query_{i}"), "expr": query}))
-        .collect();
-    let scratch = TempDir::new().unwrap();
-    let file = write_yaml(
-        &scratch,
-        "runbook_rules.yml",
-        &json!({"groups": [{"name": "runbook", "rules": rules}]}),
-    );
-    let (ok, text) = promtool(&["check", "rules"], &[file]);
+    let rules = json!({"groups": [{"name": "runbook", "rules": queries}]});
+    let (ok, text) = promtool_yaml(&["check", "rules"], &rules);
     assert!(ok, "a runbook query does not parse:\n{text}\n{queries:?}");
 }
 
-/// A promtool rule unit test file: its alert test cases.
-#[derive(Deserialize)]
-struct RuleTestFile {
-    tests: Vec<RuleTest>,
-}
-
-#[derive(Deserialize)]
-struct RuleTest {
-    #[serde(default)]
-    alert_rule_test: Vec<AlertTestCase>,
-}
-
-#[derive(Deserialize)]
-struct AlertTestCase {
-    alertname: String,
-    #[serde(default)]
-    exp_alerts: Vec<serde_yaml_ng::Value>,
-}
-
-/// For each alert test case of the unit tests: the alert, and whether it expects alerts.
-fn alert_test_cases() -> Vec<(String, bool)> {
-    rule_test_files()
-        .iter()
-        .flat_map(|file| yaml::<RuleTestFile>(file).tests)
-        .flat_map(|test| test.alert_rule_test)
-        .map(|case| (case.alertname, !case.exp_alerts.is_empty()))
-        .collect()
+/// The promtool rule unit tests, `dashboards/prometheus/tests/*.yml`.
+fn rule_test_files() -> Vec<PathBuf> {
+    files_with_extension("dashboards/prometheus/tests", "yml")
 }
 
 #[test]
 fn every_alert_has_a_firing_and_a_quiet_unit_test() {
-    let cases = alert_test_cases();
-    let mut missing = Vec::new();
-    for alert in alert_rules() {
-        for fires in [true, false] {
-            if !cases.iter().any(|(n, f)| *n == alert.name && *f == fires) {
-                missing.push(format!(
-                    "{} {}",
-                    alert.name,
-                    if fires { "firing" } else { "quiet" }
-                ));
+    // Each alert test case: the alert, and whether it expects alerts.
+    let mut cases = Vec::new();
+    for file in rule_test_files() {
+        let file: Value = yaml(&file);
+        for test in file["tests"].as_array().expect("tests") {
+            for case in test["alert_rule_test"].as_array().into_iter().flatten() {
+                let alert = case["alertname"].as_str().expect("alertname").to_string();
+                let fires = case["exp_alerts"].as_array().is_some_and(|a| !a.is_empty());
+                cases.push((alert, fires));
             }
         }
     }
-    assert!(
-        missing.is_empty(),
-        "alerts without unit test cases: {missing:?}"
-    );
+    let names = alert_names();
+    let mut missing = Vec::new();
+    for name in &names {
+        for (fires, kind) in [(true, "firing"), (false, "quiet")] {
+            if !cases.contains(&(name.clone(), fires)) {
+                missing.push(format!("{name} {kind}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "alerts without unit tests: {missing:?}");
     // Tests name only existing alerts.
-    let names: BTreeSet<String> = alert_rules().into_iter().map(|a| a.name).collect();
     for (name, _) in &cases {
         assert!(names.contains(name), "a test names unknown alert {name}");
     }
 }
 
-// ---------------------------------------------------------------------------------------
 // promtool.
 
 /// Runs promtool; (success, stdout and stderr).
 fn promtool(args: &[&str], files: &[PathBuf]) -> (bool, String) {
-    let out = Command::new("promtool")
-        .args(args)
-        .args(files)
-        .output()
-        .expect("run promtool");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let out = Command::new("promtool").args(args).args(files).output();
+    let out = out.expect("run promtool");
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text.into_owned())
 }
 
-/// Writes `value` as YAML into `dir`.
-fn write_yaml(dir: &TempDir, name: &str, value: &Value) -> PathBuf {
-    let path = dir.path().join(name);
-    std::fs::write(&path, serde_yaml_ng::to_string(value).unwrap()).unwrap();
-    path
+/// Runs promtool on a scratch file holding `text`.
+fn promtool_on(args: &[&str], text: &str) -> (bool, String) {
+    let scratch = TempDir::new().unwrap();
+    let file = scratch.path().join("file.yml");
+    std::fs::write(&file, text).unwrap();
+    promtool(args, &[file])
+}
+
+/// Runs promtool on `value` written as YAML.
+fn promtool_yaml(args: &[&str], value: &Value) -> (bool, String) {
+    promtool_on(args, &serde_yaml_ng::to_string(value).unwrap())
+}
+
+/// A promtool unit test (1m steps) expecting each of `exprs` to return series at 2h:
+/// `count(q) > bool 0` is 1 when q has series, nothing when not.
+fn expect_data(rule_files: &[PathBuf], input_series: &[Value], exprs: &[&str]) -> Value {
+    let expr_tests: Vec<Value> = exprs
+        .iter()
+        .map(|expr| {
+            let expr = format!("count({expr}) > bool 0");
+            json!({"expr": expr, "eval_time": "2h", "exp_samples": [{"labels": "{}", "value": 1}]})
+        })
+        .collect();
+    let test =
+        json!({"interval": "1m", "input_series": input_series, "promql_expr_test": expr_tests});
+    json!({"rule_files": rule_files, "evaluation_interval": "1m", "tests": [test]})
 }
 
 #[test]
@@ -930,20 +741,14 @@ fn promtool_accepts_the_rule_files_and_rejects_a_broken_one() {
     if !require_tool("promtool") {
         return;
     }
-    let files = [
-        rules_dir().join("alerts.yml"),
-        rules_dir().join("recording.yml"),
-    ];
+    let files = ["alerts.yml", "recording.yml"].map(|f| rules_dir().join(f));
     let (ok, text) = promtool(&["check", "rules"], &files);
-    assert!(ok, "promtool check rules:\n{text}");
-    assert!(text.contains("SUCCESS"), "{text}");
+    let passed = ok && text.contains("SUCCESS");
+    assert!(passed, "promtool check rules:\n{text}");
 
-    let scratch = TempDir::new().unwrap();
-    let broken = json!({"groups": [{"name": "broken", "rules": [
-        {"alert": "Broken", "expr": "sum by (org_id (devin_up)"}
-    ]}]});
-    let broken = write_yaml(&scratch, "broken.yml", &broken);
-    let (ok, text) = promtool(&["check", "rules"], &[broken]);
+    let broken = json!({"alert": "Broken", "expr": "sum by (org_id (devin_up)"});
+    let broken = json!({"groups": [{"name": "broken", "rules": [broken]}]});
+    let (ok, text) = promtool_yaml(&["check", "rules"], &broken);
     assert!(!ok, "promtool accepted a broken rule:\n{text}");
 }
 
@@ -956,7 +761,6 @@ fn promtool_rule_unit_tests_pass_and_a_wrong_expectation_fails() {
     assert!(ok, "promtool test rules:\n{text}");
 
     // The same machinery catches a wrong expectation: DevinExporterDown for a target up.
-    let scratch = TempDir::new().unwrap();
     let wrong = json!({
         "rule_files": [rules_dir().join("alerts.yml")],
         "evaluation_interval": "1m",
@@ -970,10 +774,9 @@ fn promtool_rule_unit_tests_pass_and_a_wrong_expectation_fails() {
             }]
         }]
     });
-    let wrong = write_yaml(&scratch, "wrong_test.yml", &wrong);
-    let (ok, text) = promtool(&["test", "rules"], &[wrong]);
-    assert!(!ok, "promtool passed a wrong expectation:\n{text}");
-    assert!(text.contains("FAILED"), "{text}");
+    let (ok, text) = promtool_yaml(&["test", "rules"], &wrong);
+    let caught = !ok && text.contains("FAILED");
+    assert!(caught, "promtool passed a wrong expectation:\n{text}");
 }
 
 /// Synthetic series for every metric of the contract, one org, two hours at 1m: what a
@@ -1042,136 +845,49 @@ fn every_dashboard_query_parses_and_returns_data_on_synthetic_metrics() {
     if !require_tool("promtool") {
         return;
     }
-    let scratch = TempDir::new().unwrap();
-    let input_series = synthetic_series();
+    let recording = [rules_dir().join("recording.yml")];
     for path in dashboard_files() {
-        let queries = dashboard_queries(&path);
-        // Each query answers: `count(q) > bool 0` is 1 when q has series, nothing when not.
-        let expr_tests: Vec<Value> = queries
-            .iter()
-            .map(|(_, expr)| {
-                json!({
-                    "expr": format!("count({expr}) > bool 0"),
-                    "eval_time": "2h",
-                    "exp_samples": [{"labels": "{}", "value": 1}]
-                })
-            })
-            .collect();
-        let test = json!({
-            "rule_files": [rules_dir().join("recording.yml")],
-            "evaluation_interval": "1m",
-            "tests": [{"interval": "1m", "input_series": input_series, "promql_expr_test": expr_tests}]
-        });
-        let file = write_yaml(&scratch, &format!("{}_test.yml", stem(&path)), &test);
-        let (ok, text) = promtool(&["test", "rules"], &[file]);
+        let queries = dashboard_queries(&path, &[]);
+        let exprs: Vec<&str> = queries.iter().map(|(_, e)| e.as_str()).collect();
+        let test = expect_data(&recording, &synthetic_series(), &exprs);
+        let (ok, text) = promtool_yaml(&["test", "rules"], &test);
         let listing: Vec<String> = queries.iter().map(|(t, e)| format!("{t}: {e}")).collect();
+        let (path, listing) = (path.display(), listing.join("\n"));
         assert!(
             ok,
-            "{}: a query does not parse or returns nothing:\n{text}\nqueries:\n{}",
-            path.display(),
-            listing.join("\n")
+            "{path}: a query does not parse or returns nothing:\n{text}\nqueries:\n{listing}"
         );
     }
+    // And the check notices a query reading a series that does not exist.
+    let series = [json!({"series": r#"devin_up{org_id="org-a"}"#, "values": "1x150"})];
+    let test = expect_data(&[], &series, &[r#"devin_up{org_id="org-b"}"#]);
+    let (ok, text) = promtool_yaml(&["test", "rules"], &test);
+    assert!(!ok, "promtool passed a query without data:\n{text}");
 }
 
-#[test]
-fn promtool_rejects_a_dashboard_query_that_returns_nothing() {
-    if !require_tool("promtool") {
-        return;
-    }
-    // The check above would notice a query reading a series that does not exist.
-    let scratch = TempDir::new().unwrap();
-    let test = json!({
-        "evaluation_interval": "1m",
-        "tests": [{
-            "interval": "1m",
-            "input_series": [{"series": r#"devin_up{org_id="org-a"}"#, "values": "1x10"}],
-            "promql_expr_test": [{
-                "expr": r#"count(devin_up{org_id="org-b"}) > bool 0"#,
-                "eval_time": "5m",
-                "exp_samples": [{"labels": "{}", "value": 1}]
-            }]
-        }]
-    });
-    let file = write_yaml(&scratch, "empty_test.yml", &test);
-    let (ok, text) = promtool(&["test", "rules"], &[file]);
-    assert!(!ok, "{text}");
-}
-
-// ---------------------------------------------------------------------------------------
 // Provisioning, the Compose example and the README.
-
-#[derive(Deserialize)]
-struct Compose {
-    services: BTreeMap<String, ComposeService>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ComposeService {
-    build: Option<ComposeBuild>,
-    command: Vec<String>,
-    environment: BTreeMap<String, String>,
-    ports: Vec<String>,
-    volumes: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct ComposeBuild {
-    context: String,
-    dockerfile: String,
-}
-
-#[derive(Deserialize)]
-struct PrometheusConfig {
-    rule_files: Vec<String>,
-    scrape_configs: Vec<ScrapeConfig>,
-}
-
-#[derive(Deserialize)]
-struct ScrapeConfig {
-    job_name: String,
-    static_configs: Vec<StaticConfig>,
-}
-
-#[derive(Deserialize)]
-struct StaticConfig {
-    targets: Vec<String>,
-}
-
-/// Grafana provisioning: dashboard providers or data sources.
-#[derive(Deserialize)]
-struct Provisioning {
-    #[serde(default)]
-    providers: Vec<Value>,
-    #[serde(default)]
-    datasources: Vec<Value>,
-}
 
 fn compose_dir() -> PathBuf {
     root().join("examples/compose")
 }
 
-fn compose() -> Compose {
-    yaml(&compose_dir().join("docker-compose.yml"))
-}
-
-/// Bind mounts `(source, target)` of every service, sources relative to the Compose file.
-fn compose_mounts(compose: &Compose) -> Vec<(String, String)> {
-    compose
-        .services
+/// Bind mounts `(source, target)` of every Compose service, sources relative to the Compose
+/// file.
+fn compose_mounts(compose: &Value) -> Vec<(String, String)> {
+    let services = compose["services"].as_object().expect("services");
+    services
         .values()
-        .flat_map(|s| &s.volumes)
+        .flat_map(|s| s["volumes"].as_array().into_iter().flatten())
+        .map(|v| v.as_str().expect("volumes in the short syntax"))
         .filter(|v| v.starts_with("./") || v.starts_with("../"))
         .map(|v| {
-            let mut parts = v.split(':');
-            let source = parts.next().unwrap().to_string();
-            (source, parts.next().unwrap_or("").to_string())
+            let mut parts = v.split(':').map(String::from);
+            (parts.next().unwrap(), parts.next().unwrap_or_default())
         })
         .collect()
 }
 
-fn mount_target(compose: &Compose, source: &str) -> String {
+fn mount_target(compose: &Value, source: &str) -> String {
     compose_mounts(compose)
         .into_iter()
         .find(|(s, _)| s == source)
@@ -1182,80 +898,60 @@ fn mount_target(compose: &Compose, source: &str) -> String {
 #[test]
 fn compose_example_mounts_what_exists_where_the_configs_expect_it() {
     let dir = compose_dir();
-    let compose = compose();
+    let compose: Value = yaml(&dir.join("docker-compose.yml"));
     let mounts = compose_mounts(&compose);
-    assert!(mounts.len() >= 5, "{:?}", mounts);
+    assert!(mounts.len() >= 5, "{mounts:?}");
     for (source, target) in &mounts {
         assert!(dir.join(source).exists(), "mount source {source} missing");
         assert!(target.starts_with('/'), "{source}: target {target:?}");
     }
     let target_of = |source: &str| mount_target(&compose, source);
     let service = |name: &str| {
-        compose
-            .services
-            .get(name)
-            .unwrap_or_else(|| panic!("no service {name}"))
+        let service = &compose["services"][name];
+        assert!(service.is_object(), "no service {name}");
+        service
     };
     // Grafana reads the dashboards where the provider looks for them.
     let grafana = root().join("dashboards/grafana/provisioning");
-    let provider: Provisioning = yaml(&grafana.join("dashboards/devin.yaml"));
-    let provider_path = provider.providers[0]["options"]["path"].as_str().unwrap();
+    let provider: Value = yaml(&grafana.join("dashboards/devin.yaml"));
+    let options = &provider["providers"][0]["options"];
+    let provider_path = options["path"].as_str().unwrap();
     assert_eq!(target_of("../../dashboards/grafana"), provider_path);
     // And the home dashboard is one of them.
-    assert_eq!(
-        service("grafana").environment["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"],
-        format!("{provider_path}/devin-overview.json")
-    );
-    assert_eq!(
-        target_of("../../dashboards/grafana/provisioning/datasources"),
-        "/etc/grafana/provisioning/datasources"
-    );
-    assert_eq!(
-        target_of("../../dashboards/grafana/provisioning/dashboards"),
-        "/etc/grafana/provisioning/dashboards"
-    );
+    let home = &service("grafana")["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"];
+    assert_eq!(home, &format!("{provider_path}/devin-overview.json"));
+    for folder in ["datasources", "dashboards"] {
+        let target = target_of(&format!("../../dashboards/grafana/provisioning/{folder}"));
+        assert_eq!(target, format!("/etc/grafana/provisioning/{folder}"));
+    }
     // The data source points at the Compose Prometheus service.
-    let datasources: Provisioning = yaml(&grafana.join("datasources/prometheus.yaml"));
-    assert!(
-        datasources
-            .datasources
-            .iter()
-            .any(|d| d["url"] == "http://prometheus:9090")
-    );
+    let datasources: Value = yaml(&grafana.join("datasources/prometheus.yaml"));
+    let datasources = datasources["datasources"].as_array().unwrap();
+    let url = "http://prometheus:9090";
+    assert!(datasources.iter().any(|d| d["url"] == url));
     service("prometheus");
     // The exporter: demo mode from the repository's Dockerfile on 10164, scraped there.
     let exporter = service("exporter");
-    let build = exporter.build.as_ref().expect("the exporter is built");
-    assert_eq!(
-        (build.context.as_str(), build.dockerfile.as_str()),
-        ("../..", "Dockerfile")
-    );
-    assert_eq!(exporter.command, ["--demo"]);
-    assert!(
-        exporter.ports.iter().any(|p| p.ends_with("10164:10164")),
-        "{:?}",
-        exporter.ports
-    );
-    let prometheus: PrometheusConfig = yaml(&dir.join("prometheus.yml"));
-    let job = prometheus
-        .scrape_configs
-        .iter()
-        .find(|j| j.job_name == "devin")
-        .expect("job devin");
-    assert!(
-        job.static_configs
-            .iter()
-            .any(|s| s.targets == ["exporter:10164"])
-    );
+    let build = json!({"context": "../..", "dockerfile": "Dockerfile"});
+    assert_eq!(exporter["build"], build, "the exporter is built");
+    assert_eq!(exporter["command"], json!(["--demo"]));
+    let ports = exporter["ports"].as_array().unwrap();
+    let published = |p: &Value| p.as_str().is_some_and(|p| p.ends_with("10164:10164"));
+    assert!(ports.iter().any(published), "{ports:?}");
+    let prometheus: Value = yaml(&dir.join("prometheus.yml"));
+    let jobs = prometheus["scrape_configs"].as_array().unwrap();
+    let job = jobs.iter().find(|j| j["job_name"] == "devin");
+    let job = job.expect("job devin");
+    let static_configs = job["static_configs"].as_array().unwrap();
+    let targets = json!(["exporter:10164"]);
+    assert!(static_configs.iter().any(|s| s["targets"] == targets));
     // Prometheus loads the rules from where they are mounted.
     let rules_target = target_of("../../dashboards/prometheus");
+    let rule_files = prometheus["rule_files"].as_array().unwrap();
     for rules in ["alerts.yml", "recording.yml"] {
-        assert!(
-            prometheus
-                .rule_files
-                .contains(&format!("{rules_target}/{rules}")),
-            "prometheus.yml does not load {rules_target}/{rules}"
-        );
+        let file = format!("{rules_target}/{rules}");
+        let loaded = rule_files.contains(&json!(file));
+        assert!(loaded, "prometheus.yml does not load {file}");
     }
 }
 
@@ -1265,15 +961,13 @@ fn promtool_accepts_the_compose_prometheus_config() {
         return;
     }
     // The rule files are at their container path there: point at the repository's.
-    let rules_target = mount_target(&compose(), "../../dashboards/prometheus");
+    let compose = yaml(&compose_dir().join("docker-compose.yml"));
+    let rules_target = mount_target(&compose, "../../dashboards/prometheus");
     let config = read(&compose_dir().join("prometheus.yml")).replace(
         &format!("{rules_target}/"),
         &format!("{}/", rules_dir().to_string_lossy()),
     );
-    let scratch = TempDir::new().unwrap();
-    let file = scratch.path().join("prometheus.yml");
-    std::fs::write(&file, config).unwrap();
-    let (ok, text) = promtool(&["check", "config"], &[file]);
+    let (ok, text) = promtool_on(&["check", "config"], &config);
     assert!(ok, "promtool check config:\n{text}");
     assert!(text.contains("2 rule files found"), "{text}");
 }
@@ -1281,23 +975,20 @@ fn promtool_accepts_the_compose_prometheus_config() {
 #[test]
 fn readme_describes_every_row_and_alert_and_the_test_command() {
     let readme = read(&root().join("dashboards/README.md"));
+    let mut wanted = vec!["promtool test rules dashboards/prometheus/tests/*.yml".to_string()];
     for path in dashboard_files() {
-        for panel in all_panels(&load(&path)) {
-            if panel["type"] == "row" {
-                let title = panel["title"].as_str().unwrap();
-                assert!(
-                    readme.contains(&format!("**{title}**")),
-                    "README lacks row {title}"
-                );
-            }
-        }
-    }
-    for alert in alert_rules() {
-        assert!(
-            readme.contains(&format!("`{}`", alert.name)),
-            "README lacks {}",
-            alert.name
+        wanted.extend(
+            row_titles(&load(&path))
+                .iter()
+                .map(|row| format!("**{row}**")),
         );
     }
-    assert!(readme.contains("promtool test rules dashboards/prometheus/tests/*.yml"));
+    wanted.extend(
+        rules("alerts.yml")
+            .iter()
+            .map(|alert| format!("`{}`", alert.name)),
+    );
+    for text in wanted {
+        assert!(readme.contains(&text), "README lacks {text}");
+    }
 }

@@ -9,9 +9,17 @@ use crate::common::dashboards;
 use std::path::Path;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use common::procs::{
-    require_tool, sample_value, start_exporter_process, start_prometheus, start_simulator,
+    blocking_get, require_tool, sample_value, start_exporter_process, start_prometheus,
+    start_simulator,
 };
+
+/// A wait condition: the first sample is at least `min`.
+fn first_at_least(min: f64) -> impl Fn(&[Value]) -> bool {
+    move |r| r.first().is_some_and(|v| sample_value(v) >= min)
+}
 
 #[test]
 fn every_dashboard_query_runs_and_returns_data() {
@@ -19,16 +27,10 @@ fn every_dashboard_query_runs_and_returns_data() {
         return;
     }
     // A fast simulated clock so that sessions move between states while Prometheus watches.
-    let sim = start_simulator(&[
-        "--orgs",
-        "3",
-        "--sessions-per-org",
-        "1500",
-        "--speed",
-        "120",
-        "--seed",
-        "21",
-    ]);
+    let args: Vec<&str> = "--orgs 3 --sessions-per-org 1500 --speed 120 --seed 21"
+        .split(' ')
+        .collect();
+    let sim = start_simulator(&args);
     // Every spend breakdown on, as the demo runs, so that the Spend row has data.
     let orgs = sim.orgs.join(",");
     let (mut exporter, url) = start_exporter_process(&[
@@ -38,10 +40,8 @@ fn every_dashboard_query_runs_and_returns_data() {
         ("DEVIN_MAX_REQUESTS_PER_SECOND", "200"),
         ("DEVIN_ATTRIBUTION", "user,playbook,tag"),
     ]);
-    let rules = [
-        Path::new("dashboards/prometheus/alerts.yml"),
-        Path::new("dashboards/prometheus/recording.yml"),
-    ];
+    let rules = ["alerts.yml", "recording.yml"].map(|f| format!("dashboards/prometheus/{f}"));
+    let rules = rules.each_ref().map(Path::new);
     let prom = start_prometheus(&[url.trim_start_matches("http://").to_string()], &rules);
     let timeout = Duration::from_secs(90);
 
@@ -60,78 +60,57 @@ fn every_dashboard_query_runs_and_returns_data() {
         let changed = sim.admin(&format!("/sim/transition?org_id={}&{query}", sim.orgs[0]));
         assert_eq!(changed["changed"], 1, "{query}: {changed}");
     }
-    prom.wait_for(
-        r#"devin_sessions_entered_status_total{status="suspended", status_detail="out_of_credits"} > 0"#,
-        timeout,
-        |r| !r.is_empty(),
-    );
+    let not_empty = |r: &[Value]| !r.is_empty();
+    let blocked = r#"devin_sessions_entered_status_total{status="suspended", status_detail="out_of_credits"} > 0"#;
+    prom.wait_for(blocked, timeout, not_empty);
     // Sessions seen entering error and suspended (after the first listing), and enough
     // samples for rate() and increase().
-    prom.wait_for(
-        r#"sum(devin_sessions_entered_status_total{status=~"error|suspended"})"#,
-        timeout,
-        |r| r.first().is_some_and(|v| sample_value(v) >= 2.0),
-    );
+    let entered = r#"sum(devin_sessions_entered_status_total{status=~"error|suspended"})"#;
+    prom.wait_for(entered, timeout, first_at_least(2.0));
     // Sessions seen ending, for the Lifecycle row's histograms.
-    prom.wait_for(
-        "sum(devin_ended_session_duration_seconds_count)",
-        timeout,
-        |r| r.first().is_some_and(|v| sample_value(v) >= 2.0),
-    );
-    prom.wait_for(r#"devin_api_requests_total{code="429"}"#, timeout, |r| {
-        !r.is_empty()
-    });
-    prom.wait_for(r#"count_over_time(devin_up[5m])"#, timeout, |r| {
+    let ended = "sum(devin_ended_session_duration_seconds_count)";
+    prom.wait_for(ended, timeout, first_at_least(2.0));
+    let rate_limited = r#"devin_api_requests_total{code="429"}"#;
+    prom.wait_for(rate_limited, timeout, not_empty);
+    prom.wait_for("count_over_time(devin_up[5m])", timeout, |r| {
         r.iter().all(|v| sample_value(v) >= 15.0)
     });
 
     let mut checked = 0;
     let mut empty = Vec::new();
-    for entry in std::fs::read_dir("dashboards/grafana").unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "json") {
-            continue;
-        }
-        let queries = dashboards::dashboard_queries(&path);
+    for path in dashboards::dashboard_files() {
+        let queries = dashboards::dashboard_queries(&path, &[]);
         assert!(!queries.is_empty(), "{} has queries", path.display());
         for (title, expr) in queries {
             let body = prom
                 .query_raw(&expr)
                 .unwrap_or_else(|e| panic!("{title}: {expr}: {e}"));
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let v: Value = serde_json::from_str(&body).unwrap();
             assert_eq!(v["status"], "success", "{title}: {expr}");
-            let has_data = match &v["data"]["result"] {
-                serde_json::Value::Array(a) => !a.is_empty(),
-                serde_json::Value::Null => false,
-                _ => true, // scalar results
-            };
-            if !has_data {
+            // A scalar result is data too.
+            let result = &v["data"]["result"];
+            if result.is_null() || result.as_array().is_some_and(Vec::is_empty) {
                 empty.push(format!("{} / {title}: {expr}", path.display()));
             }
             checked += 1;
         }
     }
-    assert!(
-        empty.is_empty(),
-        "queries without data:\n{}",
-        empty.join("\n")
-    );
+    let report = empty.join("\n");
+    assert!(empty.is_empty(), "queries without data:\n{report}");
     assert!(checked >= 30, "{checked} queries checked");
 
     // Every rule loaded and evaluates without error.
-    let rules = common::procs::blocking_get(&format!("{}/api/v1/rules", prom.url));
-    let rules: serde_json::Value = serde_json::from_str(&rules).unwrap();
-    let mut evaluated = 0;
-    for group in rules["data"]["groups"].as_array().unwrap() {
-        for rule in group["rules"].as_array().unwrap() {
-            assert_eq!(
-                rule["health"], "ok",
-                "{}: {}",
-                rule["name"], rule["lastError"]
-            );
-            evaluated += 1;
-        }
+    let rules: Value =
+        serde_json::from_str(&blocking_get(&format!("{}/api/v1/rules", prom.url))).unwrap();
+    let groups = rules["data"]["groups"].as_array().unwrap();
+    let rules: Vec<&Value> = groups
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .collect();
+    for rule in &rules {
+        let (name, error) = (&rule["name"], &rule["lastError"]);
+        assert_eq!(rule["health"], "ok", "{name}: {error}");
     }
-    assert!(evaluated >= 10, "{evaluated} rules");
+    assert!(rules.len() >= 10, "{} rules", rules.len());
     exporter.assert_running();
 }

@@ -1,17 +1,10 @@
-//! Grafana dashboards as test input: every panel (the panels nested in collapsed rows
-//! included), every PromQL expression of the panels, query variables and annotations with the
-//! template variables replaced by concrete values, and the metric names and label matchers
-//! an expression uses.
-//!
-//! `dashboard_queries(path)` gives `(panel title, expression)` pairs ready to be sent to a
-//! Prometheus; `dashboard_queries_with` sets some variables (e.g. one `org_id`) instead of
-//! their defaults.
-//!
-//! Expressions are read with `promql-parser`: the selectors and grouping labels come from
-//! walking the parsed AST.
+//! Grafana dashboards as test input: every panel (nested ones included), every PromQL
+//! expression of panels, query variables and annotations with the template variables
+//! replaced by concrete values, and, from the `promql-parser` AST, the metric names, label
+//! matchers and grouping labels an expression uses.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Expr, LabelModifier};
@@ -30,10 +23,43 @@ pub const BUILTIN_VALUES: &[(&str, &str)] = &[
     ("__range_ms", "3600000"),
 ];
 
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The files of `dir` (under the repository root) ending in `.ext`, sorted.
+pub fn files_with_extension(dir: &str, ext: &str) -> Vec<PathBuf> {
+    let dir = root().join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && p.extension().and_then(|e| e.to_str()) == Some(ext))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no {}/*.{ext}", dir.display());
+    files
+}
+
+/// The dashboards, `dashboards/grafana/*.json`.
+pub fn dashboard_files() -> Vec<PathBuf> {
+    files_with_extension("dashboards/grafana", "json")
+}
+
+/// Reads a text file.
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// Reads and parses a dashboard JSON file.
 pub fn load(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: invalid JSON: {e}", path.display()))
+    serde_json::from_str(&read(path))
+        .unwrap_or_else(|e| panic!("{}: invalid JSON: {e}", path.display()))
+}
+
+/// A string that is not blank.
+pub fn non_empty_str(value: &Value) -> Option<&str> {
+    value.as_str().filter(|s| !s.trim().is_empty())
 }
 
 /// Every panel of the dashboard in layout order: rows, then the panels nested in a row
@@ -52,19 +78,14 @@ pub fn all_panels(dashboard: &Value) -> Vec<&Value> {
 
 /// The template variables (`templating.list`).
 pub fn variables(dashboard: &Value) -> Vec<&Value> {
-    dashboard["templating"]["list"]
-        .as_array()
-        .map(|l| l.iter().collect())
-        .unwrap_or_default()
+    let list = dashboard["templating"]["list"].as_array();
+    list.into_iter().flatten().collect()
 }
 
 /// The query text of a variable, stored as a string or (Grafana 10+) as `{"query": ...}`.
 pub fn variable_query(variable: &Value) -> Option<&str> {
-    match &variable["query"] {
-        Value::String(s) => Some(s),
-        Value::Object(o) => o.get("query").and_then(Value::as_str),
-        _ => None,
-    }
+    let query = &variable["query"];
+    query.as_str().or_else(|| query["query"].as_str())
 }
 
 /// The PromQL inside a Prometheus variable query: `label_values(expr, label)` and
@@ -94,35 +115,33 @@ pub fn variable_expr(query: &str) -> Option<String> {
 /// whose query reads an expression, then `("annotation NAME", expr)` for each annotation
 /// query with an `expr`.
 pub fn raw_queries(dashboard: &Value) -> Vec<(String, String)> {
+    let expr = |v: &Value| non_empty_str(&v["expr"]).map(String::from);
+    let name = |v: &Value| v["name"].as_str().unwrap_or("").to_string();
     let mut out = Vec::new();
     for panel in all_panels(dashboard) {
-        let title = panel["title"].as_str().unwrap_or("").to_string();
-        for target in panel["targets"].as_array().into_iter().flatten() {
-            if let Some(expr) = target["expr"].as_str().filter(|e| !e.trim().is_empty()) {
-                out.push((title.clone(), expr.to_string()));
-            }
-        }
+        let title = panel["title"].as_str().unwrap_or("");
+        let targets = panel["targets"].as_array().into_iter().flatten();
+        out.extend(targets.filter_map(expr).map(|e| (title.to_string(), e)));
     }
     for variable in variables(dashboard) {
-        if variable["type"] != "query" {
-            continue;
-        }
-        if let Some(expr) = variable_query(variable).and_then(variable_expr) {
-            let name = variable["name"].as_str().unwrap_or("");
-            out.push((format!("variable {name}"), expr));
+        let expr = variable_query(variable).and_then(variable_expr);
+        if let Some(expr) = expr.filter(|_| variable["type"] == "query") {
+            out.push((format!("variable {}", name(variable)), expr));
         }
     }
-    for annotation in dashboard["annotations"]["list"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        if let Some(expr) = annotation["expr"].as_str().filter(|e| !e.trim().is_empty()) {
-            let name = annotation["name"].as_str().unwrap_or("");
-            out.push((format!("annotation {name}"), expr.to_string()));
+    let annotations = dashboard["annotations"]["list"].as_array();
+    for annotation in annotations.into_iter().flatten() {
+        if let Some(expr) = expr(annotation) {
+            out.push((format!("annotation {}", name(annotation)), expr));
         }
     }
     out
+}
+
+/// A variable map from `(name, value)` pairs.
+pub fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let pairs = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    pairs.collect()
 }
 
 /// Concrete values for every variable of the dashboard: Grafana's built-ins
@@ -130,26 +149,22 @@ pub fn raw_queries(dashboard: &Value) -> Vec<(String, String)> {
 /// variable its `allValue`, else `.*` when it is multi-value or has an All option (every
 /// dashboard matcher of such a variable is a regex), else its current value.
 pub fn default_values(dashboard: &Value) -> BTreeMap<String, String> {
-    let mut values: BTreeMap<String, String> = BUILTIN_VALUES
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let mut values = self::values(BUILTIN_VALUES);
     for variable in variables(dashboard) {
         let Some(name) = variable["name"].as_str() else {
             continue;
         };
+        let all = variable["allValue"].as_str().filter(|a| !a.is_empty());
         let value = if variable["type"] == "datasource" {
-            "prometheus".to_string()
-        } else if let Some(all) = variable["allValue"].as_str().filter(|a| !a.is_empty()) {
-            all.to_string()
+            "prometheus"
+        } else if let Some(all) = all {
+            all
         } else if variable["multi"] == true || variable["includeAll"] == true {
-            ".*".to_string()
-        } else if let Some(current) = variable["current"]["value"].as_str() {
-            current.to_string()
+            ".*"
         } else {
-            ".*".to_string()
+            variable["current"]["value"].as_str().unwrap_or(".*")
         };
-        values.insert(name.to_string(), value);
+        values.insert(name.to_string(), value.to_string());
     }
     values
 }
@@ -159,34 +174,19 @@ pub fn default_values(dashboard: &Value) -> BTreeMap<String, String> {
 pub fn substitute(text: &str, values: &BTreeMap<String, String>) -> String {
     let reference =
         Regex::new(r"\$\{(\w+)(?::[^}]*)?\}|\[\[(\w+)(?::[^\]]*)?\]\]|\$(\w+)").unwrap();
-    reference
-        .replace_all(text, |c: &Captures| {
-            let name = c.iter().skip(1).flatten().next().unwrap().as_str();
-            values
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| c[0].to_string())
-        })
-        .into_owned()
+    let value = |c: &Captures| {
+        let name = c.iter().skip(1).flatten().next().unwrap().as_str();
+        values.get(name).map_or(&c[0], String::as_str).to_string()
+    };
+    reference.replace_all(text, value).into_owned()
 }
 
-/// Every PromQL expression of the dashboard at `path`, panels (nested ones included) and
-/// query variables, as `(panel title or "variable NAME", expression)`, with the template
-/// variables replaced by [`default_values`].
-pub fn dashboard_queries(path: impl AsRef<Path>) -> Vec<(String, String)> {
-    dashboard_queries_with(path, &[])
-}
-
-/// [`dashboard_queries`] with some variables set, e.g. `&[("org_id", "org-abc")]`.
-pub fn dashboard_queries_with(
-    path: impl AsRef<Path>,
-    overrides: &[(&str, &str)],
-) -> Vec<(String, String)> {
-    let dashboard = load(path.as_ref());
+/// Every [`raw_queries`] expression of the dashboard at `path` with the template variables
+/// replaced by [`default_values`], some of them overridden, e.g. `&[("org_id", "org-a")]`.
+pub fn dashboard_queries(path: &Path, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
+    let dashboard = load(path);
     let mut values = default_values(&dashboard);
-    for (name, value) in overrides {
-        values.insert(name.to_string(), value.to_string());
-    }
+    values.extend(self::values(overrides));
     raw_queries(&dashboard)
         .into_iter()
         .map(|(title, expr)| (title, substitute(&expr, &values)))
@@ -233,23 +233,22 @@ pub fn selectors(expr: &Expr) -> Vec<Selector> {
             Expr::MatrixSelector(ms) => Some(&ms.vs),
             _ => None,
         })
-        .map(|vs| Selector {
-            matchers: vs.matchers.matchers.iter().map(|m| m.to_string()).collect(),
-            metric: vs.name.clone().or_else(|| {
-                vs.matchers
-                    .matchers
-                    .iter()
-                    .find(|m| m.name == "__name__" && m.op == MatchOp::Equal)
-                    .map(|m| m.value.clone())
-            }),
-            labels: vs
-                .matchers
-                .matchers
+        .map(|vs| {
+            let matchers = &vs.matchers.matchers;
+            let all = matchers
                 .iter()
-                .chain(vs.matchers.or_matchers.iter().flatten())
-                .map(|m| m.name.clone())
-                .filter(|name| name != "__name__")
-                .collect(),
+                .chain(vs.matchers.or_matchers.iter().flatten());
+            let named = matchers
+                .iter()
+                .find(|m| m.name == "__name__" && m.op == MatchOp::Equal);
+            Selector {
+                metric: vs.name.clone().or_else(|| named.map(|m| m.value.clone())),
+                labels: all
+                    .map(|m| m.name.clone())
+                    .filter(|n| n != "__name__")
+                    .collect(),
+                matchers: matchers.iter().map(|m| m.to_string()).collect(),
+            }
         })
         .collect()
 }
