@@ -2,7 +2,7 @@
 
 use crate::common;
 
-use common::{S, page, scrape, start_exporter};
+use common::{S, mount_page, scrape, start_exporter};
 use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -28,16 +28,7 @@ async fn mount_orgs(api: &MockServer) {
         ("org-sandbox", 1),
         ("org-static", 4),
     ] {
-        let sessions: Vec<S> = (0..n).map(S::new).collect();
-        Mock::given(method("GET"))
-            .and(path(format!("/v3/organizations/{org}/sessions")))
-            .respond_with(ResponseTemplate::new(200).set_body_json(page(
-                &sessions,
-                None,
-                Some(n.into()),
-            )))
-            .mount(api)
-            .await;
+        mount_page(api, org, &(0..n).map(S::new).collect::<Vec<_>>()).await;
     }
 }
 
@@ -54,7 +45,7 @@ async fn discovered_orgs_are_collected_with_names_and_limits() {
     let s = scrape(&exp.url, None).await;
     let m = &s.metrics;
     for (org, n) in [("org-static", 4.0), ("org-a", 2.0), ("org-b", 3.0)] {
-        assert_eq!(m.get("devin_up", &[("org_id", org)]), Some(1.0), "{org}");
+        assert_eq!(m.up(org), Some(1.0), "{org}");
         assert_eq!(m.sum("devin_sessions", &[("org_id", org)]), n, "{org}");
     }
     assert_eq!(
@@ -108,10 +99,7 @@ async fn discovery_failure_keeps_collecting_the_configured_orgs() {
     let exp = start_exporter(&api.uri(), &["org-static"], DISCOVER).await;
     let s = scrape(&exp.url, None).await;
     assert_eq!(s.metrics.get("devin_discovery_up", &[]), Some(0.0));
-    assert_eq!(
-        s.metrics.get("devin_up", &[("org_id", "org-static")]),
-        Some(1.0)
-    );
+    assert_eq!(s.metrics.up("org-static"), Some(1.0));
     assert_eq!(s.metrics.count("devin_up", &[]), 1);
 }
 
@@ -131,7 +119,7 @@ async fn probe_collects_exactly_one_org() {
         "text/plain; version=0.0.4; charset=utf-8"
     );
     let m = common::Metrics::parse(&body.text().await.unwrap());
-    assert_eq!(m.get("devin_up", &[("org_id", "org-a")]), Some(1.0));
+    assert_eq!(m.up("org-a"), Some(1.0));
     assert_eq!(m.sum("devin_sessions", &[]), 2.0);
     assert_eq!(m.count("devin_up", &[]), 1, "only the probed org");
     // Only org-a was asked for.
@@ -246,10 +234,7 @@ async fn a_forbidden_discovery_is_not_retried_for_every_probe() {
     assert_eq!(discovery_requests(&api).await, 1);
     // The configured org is still served.
     let s = scrape(&exp.url, None).await;
-    assert_eq!(
-        s.metrics.get("devin_up", &[("org_id", "org-static")]),
-        Some(1.0)
-    );
+    assert_eq!(s.metrics.up("org-static"), Some(1.0));
     assert_eq!(discovery_requests(&api).await, 1);
 }
 
@@ -284,7 +269,7 @@ async fn an_unavailable_discovery_runs_once_and_probes_do_not_wait_for_it() {
     )
     .await;
     let s = scrape(&exp.url, None).await;
-    assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(1.0));
+    assert_eq!(s.metrics.up("org-a"), Some(1.0));
     assert_eq!(discovery_requests(&api).await, 1);
     // The interval passes on the runtime's clock; the next probe starts a refresh, which
     // hangs on the failing API.
@@ -315,5 +300,5 @@ async fn an_unavailable_discovery_runs_once_and_probes_do_not_wait_for_it() {
     assert!(after_refresh <= 1 + 5, "{after_refresh} discovery requests");
     // The org found before is still collected.
     let s = scrape(&exp.url, None).await;
-    assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(1.0));
+    assert_eq!(s.metrics.up("org-a"), Some(1.0));
 }

@@ -10,10 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{S, TestExporter, scrape, start_exporter};
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-const P: &str = "/v3/organizations/org-a/sessions";
+use wiremock::{MockServer, Request, Respond, ResponseTemplate};
 
 /// How the fake API answers beyond the plain listing.
 #[derive(Clone, Copy, PartialEq)]
@@ -125,8 +122,7 @@ async fn api(items: Vec<Value>, clock: i64, send_date: bool) -> (MockServer, Api
         page_size: 200,
         served: 0,
     })));
-    Mock::given(method("GET"))
-        .and(path(P))
+    common::sessions_of("org-a")
         .respond_with(api.clone())
         .mount(&server)
         .await;
@@ -202,7 +198,7 @@ async fn one_session_dated_in_the_future_does_not_blind_the_org() {
                 api.touch(n, "error");
             }
             let s = scrape(&exp.url, None).await;
-            assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(1.0));
+            assert_eq!(s.metrics.up("org-a"), Some(1.0));
             assert_eq!(
                 s.metrics.get("devin_sessions", &[("status", "error")]),
                 Some((round * 5) as f64),
@@ -271,10 +267,7 @@ async fn synced(fault: Fault, extra: &[(&str, &str)]) -> (MockServer, Api, TestE
         "{:?}",
         error_of(&exp)
     );
-    assert_eq!(
-        first.metrics.get("devin_up", &[("org_id", "org-a")]),
-        Some(1.0)
-    );
+    assert_eq!(first.metrics.up("org-a"), Some(1.0));
     // Changes the incremental listing will see, on a page that then loops.
     api.with(|w| {
         w.clock += 10;
@@ -291,7 +284,7 @@ async fn a_repeated_cursor_is_an_error_and_merges_nothing() {
     let (_server, api, exp) = synced(Fault::RepeatedCursor, &[]).await;
     let before = api.with(|w| w.served);
     let s = scrape(&exp.url, Some("10")).await;
-    assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(0.0));
+    assert_eq!(s.metrics.up("org-a"), Some(0.0));
     // Nothing of the looping pass was applied.
     assert_eq!(
         s.metrics.get("devin_sessions", &[("status", "error")]),
@@ -305,12 +298,7 @@ async fn a_repeated_cursor_is_an_error_and_merges_nothing() {
         error.contains("end_cursor") && error.contains("repeated"),
         "{error}"
     );
-    let landing = reqwest::get(format!("{}/", exp.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let landing = exp.text("/").await;
     assert!(
         landing.contains("repeated"),
         "landing page shows the reason"
@@ -318,7 +306,7 @@ async fn a_repeated_cursor_is_an_error_and_merges_nothing() {
     // Once the API behaves, the org recovers and the changes arrive.
     api.with(|w| w.fault = Fault::None);
     let s = scrape(&exp.url, None).await;
-    assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(1.0));
+    assert_eq!(s.metrics.up("org-a"), Some(1.0));
     assert_eq!(
         s.metrics.get("devin_sessions", &[("status", "error")]),
         Some(3.0)
@@ -329,7 +317,7 @@ async fn a_repeated_cursor_is_an_error_and_merges_nothing() {
 async fn more_pages_without_a_cursor_is_an_error() {
     let (_server, _api, exp) = synced(Fault::NullCursor, &[]).await;
     let s = scrape(&exp.url, Some("10")).await;
-    assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(0.0));
+    assert_eq!(s.metrics.up("org-a"), Some(0.0));
     assert_eq!(
         s.metrics.get("devin_sessions", &[("status", "error")]),
         None
@@ -356,7 +344,7 @@ async fn a_first_listing_that_loops_fails_and_shows_nothing() {
     )
     .await;
     let s = scrape(&exp.url, Some("20")).await;
-    assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(0.0));
+    assert_eq!(s.metrics.up("org-a"), Some(0.0));
     assert_eq!(
         s.metrics
             .get("devin_initial_sync_complete", &[("org_id", "org-a")]),
@@ -379,7 +367,7 @@ async fn an_endless_incremental_listing_fails_the_org_past_the_cap() {
     .await;
     let before = api.with(|w| w.served);
     let s = scrape(&exp.url, Some("20")).await;
-    assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(0.0));
+    assert_eq!(s.metrics.up("org-a"), Some(0.0));
     assert!(api.with(|w| w.served) - before <= 6);
     assert_eq!(s.metrics.sum("devin_sessions", &[]), 30.0, "nothing merged");
 }

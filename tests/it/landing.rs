@@ -6,7 +6,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{S, page, scrape, start_exporter};
+use common::{S, page_reply, scrape, sessions_of, start_exporter};
 use wiremock::matchers::{method, path, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -35,17 +35,11 @@ async fn a_forbidden_org_says_what_to_do() {
     let mut exited = S::new(2);
     exited.status = "exit";
     exited.detail = None;
-    Mock::given(method("GET"))
-        .and(path("/v3/organizations/org-ok/sessions"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(
-            &[S::new(1), exited, S::new(3)],
-            None,
-            Some(3),
-        )))
+    sessions_of("org-ok")
+        .respond_with(page_reply(&[S::new(1), exited, S::new(3)], None, Some(3)))
         .mount(&api)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/v3/organizations/org-locked/sessions"))
+    sessions_of("org-locked")
         .respond_with(ResponseTemplate::new(403).set_body_json(serde_json::json!({
             "title": "Forbidden", "status": 403,
             "detail": "Missing permission ViewOrgSessions <script>alert(1)</script>"
@@ -122,17 +116,13 @@ async fn first_listing_progress_from_the_total() {
     let items: Vec<S> = (1..=63).map(S::new).collect();
     Mock::given(method("GET"))
         .and(query_param_is_missing("after"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&items, Some("c1"), Some(100))))
+        .respond_with(page_reply(&items, Some("c1"), Some(100)))
         .with_priority(1)
         .mount(&api)
         .await;
     // The next page does not come before the scrape's deadline.
     Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(page(&[], None, None))
-                .set_delay(Duration::from_secs(20)),
-        )
+        .respond_with(page_reply(&[], None, None).set_delay(Duration::from_secs(20)))
         .mount(&api)
         .await;
     let exp = start_exporter(&api.uri(), &["org-big"], &[]).await;
@@ -147,7 +137,7 @@ async fn first_listing_progress_from_the_total() {
 async fn demo_mode_has_a_banner() {
     let api = MockServer::start().await;
     Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[], None, Some(0))))
+        .respond_with(page_reply(&[], None, Some(0)))
         .mount(&api)
         .await;
     let config = devin_exporter::config::from_vars(
@@ -187,7 +177,7 @@ async fn discovery_without_manage_organizations_says_so() {
         .mount(&api)
         .await;
     Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[S::new(1)], None, Some(1))))
+        .respond_with(page_reply(&[S::new(1)], None, Some(1)))
         .mount(&api)
         .await;
     let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_DISCOVER_ORGS", "true")]).await;

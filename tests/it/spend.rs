@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::{Metrics, scrape, start_exporter};
 use devin_exporter::api::SessionPage;
 use devin_exporter::config::Attribution;
-use devin_exporter::simulator::{SimConfig, Simulator};
+use devin_exporter::simulator::Simulator;
 use devin_exporter::sync::spend::{Dimension, SpendSettings};
 use devin_exporter::sync::{SessionStore, Transitions};
 use serde_json::Value;
@@ -20,44 +20,11 @@ use serde_json::Value;
 const ALL: (&str, &str) = ("DEVIN_ATTRIBUTION", "user,playbook,tag");
 
 async fn simulator(orgs: usize, sessions: usize) -> (Simulator, String) {
-    let sim = Simulator::new(SimConfig {
-        orgs,
-        sessions_per_org: sessions,
-        speed: 0.0,
-        tokens: vec!["cog_test_token".to_string()],
-        ..SimConfig::default()
-    });
-    let addr = sim.spawn(([127, 0, 0, 1], 0).into()).await.unwrap();
-    (sim, format!("http://{addr}"))
+    common::serve_simulator(common::frozen_simulator(orgs, sessions)).await
 }
 
-/// Every session of an org, read straight from the API.
 async fn list_all(url: &str, org: &str) -> Vec<Value> {
-    let client = reqwest::Client::new();
-    let mut items = Vec::new();
-    let mut after: Option<String> = None;
-    for _ in 0..1000 {
-        let mut u = format!("{url}/v3/organizations/{org}/sessions?first=200");
-        if let Some(a) = &after {
-            u.push_str(&format!("&after={a}"));
-        }
-        let body = client
-            .get(u)
-            .bearer_auth("cog_test_token")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let page: Value = serde_json::from_str(&body).unwrap();
-        items.extend(page["items"].as_array().unwrap().iter().cloned());
-        if !page["has_next_page"].as_bool().unwrap() {
-            return items;
-        }
-        after = page["end_cursor"].as_str().map(String::from);
-    }
-    panic!("listing of {org} does not end");
+    common::list_all(url, org, "").await
 }
 
 fn micros(acus: f64) -> i64 {
@@ -174,23 +141,6 @@ fn exposed(m: &Metrics, org: &str) -> BTreeMap<String, i64> {
     out
 }
 
-fn assert_same(what: &str, got: &BTreeMap<String, i64>, want: &BTreeMap<String, i64>) {
-    let wrong: Vec<_> = got
-        .iter()
-        .filter(|(k, v)| want.get(*k) != Some(v))
-        .take(5)
-        .collect();
-    let missing: Vec<_> = want
-        .iter()
-        .filter(|(k, v)| got.get(*k) != Some(v))
-        .take(5)
-        .collect();
-    assert!(
-        wrong.is_empty() && missing.is_empty(),
-        "{what}: exposed but not so: {wrong:?}\nexpected: {missing:?}"
-    );
-}
-
 /// Every counter series of the families, keyed by name and labels.
 fn counters(m: &Metrics) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
@@ -229,12 +179,12 @@ async fn breakdowns_and_top_sessions_equal_the_api_after_changes() {
         for org in &orgs {
             let items = list_all(&url, org).await;
             let want = expected(org, &items, 5);
-            assert_same(
+            common::assert_same_map(
                 &format!("round {round} warm"),
                 &exposed(&s.metrics, org),
                 &want,
             );
-            assert_same(
+            common::assert_same_map(
                 &format!("round {round} fresh"),
                 &exposed(&f.metrics, org),
                 &want,

@@ -2,32 +2,16 @@
 
 use crate::common;
 
-use common::{S, page, start_exporter};
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
-
-async fn api() -> MockServer {
-    let api = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[S::new(1)], None, Some(1))))
-        .mount(&api)
-        .await;
-    api
-}
+use common::{one_session_api, start_with_web_config};
 
 #[tokio::test]
 async fn basic_auth_guards_everything_but_health() {
-    let api = api().await;
+    let api = one_session_api().await;
     let dir = tempfile::tempdir().unwrap();
     let web = dir.path().join("web.yml");
     let hash = bcrypt::hash("s3cret", 4).unwrap();
     std::fs::write(&web, format!("basic_auth_users:\n  prometheus: '{hash}'\n")).unwrap();
-    let exp = start_exporter(
-        &api.uri(),
-        &["org-a"],
-        &[("DEVIN_WEB_CONFIG_FILE", web.to_str().unwrap())],
-    )
-    .await;
+    let exp = start_with_web_config(&api, web.to_str().unwrap()).await;
     let client = reqwest::Client::new();
     for path in ["/metrics", "/", "/probe?org_id=org-a", "/sd"] {
         let r = client
@@ -83,7 +67,7 @@ async fn basic_auth_guards_everything_but_health() {
 
 #[tokio::test]
 async fn tls_from_cert_and_key_files() {
-    let api = api().await;
+    let api = one_session_api().await;
     let dir = tempfile::tempdir().unwrap();
     let cert =
         rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
@@ -96,12 +80,7 @@ async fn tls_from_cert_and_key_files() {
         "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n",
     )
     .unwrap();
-    let exp = start_exporter(
-        &api.uri(),
-        &["org-a"],
-        &[("DEVIN_WEB_CONFIG_FILE", web.to_str().unwrap())],
-    )
-    .await;
+    let exp = start_with_web_config(&api, web.to_str().unwrap()).await;
     assert!(exp.url.starts_with("https://"));
 
     let trusted = reqwest::Client::builder()

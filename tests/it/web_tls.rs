@@ -6,21 +6,10 @@ use crate::common;
 
 use std::path::Path;
 
-use common::{S, page, start_exporter};
+use common::{one_session_api, start_with_web_config};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
 };
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
-
-async fn api() -> MockServer {
-    let api = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[S::new(1)], None, Some(1))))
-        .mount(&api)
-        .await;
-    api
-}
 
 /// A CA and what it signs.
 struct Ca {
@@ -96,7 +85,7 @@ async fn get(client: reqwest::ClientBuilder, url: &str) -> Result<reqwest::Respo
 
 #[tokio::test]
 async fn require_and_verify_client_cert() {
-    let api = api().await;
+    let api = one_session_api().await;
     let dir = tempfile::tempdir().unwrap();
     let (server_ca, client_ca, stranger_ca) = (Ca::new("server"), Ca::new("clients"), Ca::new("x"));
     let web = web_config(
@@ -106,7 +95,7 @@ async fn require_and_verify_client_cert() {
         "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: clients.crt\n",
         "http_server_config:\n  headers:\n    X-Frame-Options: deny\n    Strict-Transport-Security: max-age=31536000\n",
     );
-    let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_WEB_CONFIG_FILE", &web)]).await;
+    let exp = start_with_web_config(&api, &web).await;
     let metrics = format!("{}/metrics", exp.url);
 
     let refused = get(client(&server_ca, None), &metrics).await;
@@ -142,7 +131,7 @@ async fn require_and_verify_client_cert() {
 
 #[tokio::test]
 async fn allowed_sans_narrow_the_accepted_clients() {
-    let api = api().await;
+    let api = one_session_api().await;
     let dir = tempfile::tempdir().unwrap();
     let (server_ca, client_ca) = (Ca::new("server"), Ca::new("clients"));
     let web = web_config(
@@ -152,7 +141,7 @@ async fn allowed_sans_narrow_the_accepted_clients() {
         "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: clients.crt\n  client_allowed_sans: [prometheus.example]\n",
         "",
     );
-    let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_WEB_CONFIG_FILE", &web)]).await;
+    let exp = start_with_web_config(&api, &web).await;
     let metrics = format!("{}/metrics", exp.url);
     let allowed = client_ca.sign(&["prometheus.example"], true);
     let r = get(client(&server_ca, Some(&allowed)), &metrics)
@@ -166,7 +155,7 @@ async fn allowed_sans_narrow_the_accepted_clients() {
 
 #[tokio::test]
 async fn min_version_tls13_refuses_a_tls12_client() {
-    let api = api().await;
+    let api = one_session_api().await;
     let dir = tempfile::tempdir().unwrap();
     let server_ca = Ca::new("server");
     let web = web_config(
@@ -176,7 +165,7 @@ async fn min_version_tls13_refuses_a_tls12_client() {
         "  min_version: TLS13\n",
         "",
     );
-    let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_WEB_CONFIG_FILE", &web)]).await;
+    let exp = start_with_web_config(&api, &web).await;
     let healthz = format!("{}/healthz", exp.url);
     let tls12 = client(&server_ca, None).max_tls_version(reqwest::tls::Version::TLS_1_2);
     let refused = get(tls12, &healthz).await;
@@ -187,7 +176,7 @@ async fn min_version_tls13_refuses_a_tls12_client() {
     // The default accepts TLS 1.2.
     let dir = tempfile::tempdir().unwrap();
     let web = web_config(dir.path(), &server_ca, &server_ca, "", "");
-    let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_WEB_CONFIG_FILE", &web)]).await;
+    let exp = start_with_web_config(&api, &web).await;
     let tls12 = client(&server_ca, None).max_tls_version(reqwest::tls::Version::TLS_1_2);
     let r = get(tls12, &format!("{}/healthz", exp.url)).await.unwrap();
     assert_eq!(r.status(), 200);
@@ -195,7 +184,7 @@ async fn min_version_tls13_refuses_a_tls12_client() {
 
 #[tokio::test]
 async fn http2_can_be_turned_off() {
-    let api = api().await;
+    let api = one_session_api().await;
     let server_ca = Ca::new("server");
     for (http2, want) in [
         ("", reqwest::Version::HTTP_2),
@@ -206,7 +195,7 @@ async fn http2_can_be_turned_off() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let web = web_config(dir.path(), &server_ca, &server_ca, "", http2);
-        let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_WEB_CONFIG_FILE", &web)]).await;
+        let exp = start_with_web_config(&api, &web).await;
         let r = get(client(&server_ca, None), &format!("{}/healthz", exp.url))
             .await
             .unwrap();
@@ -216,7 +205,7 @@ async fn http2_can_be_turned_off() {
 
 #[tokio::test]
 async fn healthcheck_presents_its_client_certificate() {
-    let api = api().await;
+    let api = one_session_api().await;
     let dir = tempfile::tempdir().unwrap();
     let (server_ca, client_ca) = (Ca::new("server"), Ca::new("clients"));
     let web = web_config(
@@ -226,7 +215,7 @@ async fn healthcheck_presents_its_client_certificate() {
         "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: clients.crt\n",
         "",
     );
-    let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_WEB_CONFIG_FILE", &web)]).await;
+    let exp = start_with_web_config(&api, &web).await;
     let (cert, key) = client_ca.sign(&["healthcheck"], true);
     std::fs::write(dir.path().join("hc.crt"), cert).unwrap();
     std::fs::write(dir.path().join("hc.key"), key).unwrap();
@@ -272,16 +261,11 @@ async fn healthcheck_presents_its_client_certificate() {
 
 #[tokio::test]
 async fn rate_limit_answers_429_beyond_the_burst() {
-    let api = api().await;
+    let api = one_session_api().await;
     let dir = tempfile::tempdir().unwrap();
     let web = dir.path().join("web.yml");
     std::fs::write(&web, "rate_limit:\n  interval: 1h\n  burst: 2\n").unwrap();
-    let exp = start_exporter(
-        &api.uri(),
-        &["org-a"],
-        &[("DEVIN_WEB_CONFIG_FILE", web.to_str().unwrap())],
-    )
-    .await;
+    let exp = start_with_web_config(&api, web.to_str().unwrap()).await;
     let url = format!("{}/healthz", exp.url);
     let mut codes = Vec::new();
     for _ in 0..3 {
@@ -292,11 +276,11 @@ async fn rate_limit_answers_429_beyond_the_burst() {
 
 #[tokio::test]
 async fn a_renewed_certificate_is_served_without_a_restart() {
-    let api = api().await;
+    let api = one_session_api().await;
     let dir = tempfile::tempdir().unwrap();
     let (old_ca, new_ca) = (Ca::new("old"), Ca::new("new"));
     let web = web_config(dir.path(), &old_ca, &old_ca, "", "");
-    let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_WEB_CONFIG_FILE", &web)]).await;
+    let exp = start_with_web_config(&api, &web).await;
     let healthz = format!("{}/healthz", exp.url);
     assert!(get(client(&old_ca, None), &healthz).await.is_ok());
     assert!(get(client(&new_ca, None), &healthz).await.is_err());
@@ -313,7 +297,7 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
 
 #[tokio::test]
 async fn require_any_client_cert_takes_any_certificate_but_not_none() {
-    let api = api().await;
+    let api = one_session_api().await;
     let server_ca = Ca::new("server");
     let stranger = Ca::new("anyone").sign(&["someone.example"], true);
     for (mode, without) in [("RequireAnyClientCert", false), ("RequestClientCert", true)] {
@@ -325,7 +309,7 @@ async fn require_any_client_cert_takes_any_certificate_but_not_none() {
             &format!("  client_auth_type: {mode}\n"),
             "",
         );
-        let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_WEB_CONFIG_FILE", &web)]).await;
+        let exp = start_with_web_config(&api, &web).await;
         let healthz = format!("{}/healthz", exp.url);
         let r = get(client(&server_ca, Some(&stranger)), &healthz).await;
         assert_eq!(r.map(|r| r.status().as_u16()), Ok(200), "{mode}");
