@@ -36,25 +36,13 @@ async fn pagination_follows_the_cursor_and_counts_every_session() {
 
     let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_PAGE_SIZE", "2")]).await;
     let s = scrape(&exp.url, None).await;
-    assert_eq!(s.metrics.up("org-a"), Some(1.0));
-    assert_eq!(
-        s.metrics
-            .get("devin_initial_sync_complete", &[("org_id", "org-a")]),
-        Some(1.0)
-    );
-    assert_eq!(s.metrics.sum("devin_sessions", &[("org_id", "org-a")]), 5.0);
-    assert_eq!(
-        s.metrics
-            .sum("devin_sessions_acus_consumed", &[("org_id", "org-a")]),
-        5.0
-    );
-    assert_eq!(
-        s.metrics.get(
-            "devin_api_requests_total",
-            &[("org_id", "org-a"), ("code", "200")]
-        ),
-        Some(3.0)
-    );
+    let (m, org) = (&s.metrics, [("org_id", "org-a")]);
+    assert_eq!(m.up("org-a"), Some(1.0));
+    assert_eq!(m.get("devin_initial_sync_complete", &org), Some(1.0));
+    assert_eq!(m.sum("devin_sessions", &org), 5.0);
+    assert_eq!(m.sum("devin_sessions_acus_consumed", &org), 5.0);
+    let ok = [("org_id", "org-a"), ("code", "200")];
+    assert_eq!(m.get("devin_api_requests_total", &ok), Some(3.0));
     api.verify().await;
 }
 
@@ -149,45 +137,33 @@ async fn a_failing_org_never_hides_the_others() {
         (up("org-unauthorized"), up("org-forbidden"), up("org-good")),
         (Some(0.0), Some(0.0), Some(1.0))
     );
-    let running = [
-        ("org_id", "org-good"),
-        ("status", "running"),
-        ("status_detail", "working"),
-    ];
-    assert_eq!(s.metrics.get("devin_sessions", &running), Some(2.0));
-    assert_eq!(
-        s.metrics.get("devin_sessions_acus_consumed", &running),
-        Some(3.5)
-    );
-    let exit = [
-        ("org_id", "org-good"),
-        ("status", "exit"),
-        ("status_detail", "none"),
-    ];
-    assert_eq!(s.metrics.get("devin_sessions", &exit), Some(1.0));
-    assert_eq!(
-        s.metrics.get("devin_sessions_acus_consumed", &exit),
-        Some(0.25)
-    );
+    let m = &s.metrics;
+    for (status, detail, n, acus) in [
+        ("running", "working", 2.0, 3.5),
+        ("exit", "none", 1.0, 0.25),
+    ] {
+        let l = [
+            ("org_id", "org-good"),
+            ("status", status),
+            ("status_detail", detail),
+        ];
+        assert_eq!(m.get("devin_sessions", &l), Some(n), "{status}");
+        assert_eq!(
+            m.get("devin_sessions_acus_consumed", &l),
+            Some(acus),
+            "{status}"
+        );
+    }
     // Counters start at zero when the first listing completes: they count what happens next.
-    assert_eq!(
-        s.metrics
-            .get("devin_acus_consumed_total", &[("org_id", "org-good")]),
-        Some(0.0)
-    );
+    let good_org = [("org_id", "org-good")];
+    assert_eq!(m.get("devin_acus_consumed_total", &good_org), Some(0.0));
     // Failing orgs expose no session gauges, only their health.
     assert_eq!(
-        s.metrics
-            .count("devin_sessions", &[("org_id", "org-unauthorized")]),
+        m.count("devin_sessions", &[("org_id", "org-unauthorized")]),
         0
     );
-    assert_eq!(
-        s.metrics.get(
-            "devin_api_requests_total",
-            &[("org_id", "org-forbidden"), ("code", "403")]
-        ),
-        Some(1.0)
-    );
+    let forbidden = [("org_id", "org-forbidden"), ("code", "403")];
+    assert_eq!(m.get("devin_api_requests_total", &forbidden), Some(1.0));
     // The landing page tells why, without the token.
     let landing = exp.text("/").await;
     assert!(landing.contains("HTTP 401: Invalid token"), "{landing}");
@@ -365,84 +341,48 @@ async fn metrics_body_is_complete_and_exact() {
     assert_eq!(s.content_type, "text/plain; version=0.0.4; charset=utf-8");
 
     let m = &s.metrics;
-    let series = |status: &str, detail: &str, origin: &str, category: &str| {
-        [
+    let fix = "bug_fixing";
+    let expect = [
+        ("running", "working", "slack", fix, 2.0, 2.5),
+        ("suspended", "out_of_credits", "slack", fix, 1.0, 4.0),
+        ("running", "waiting_for_user", "slack", fix, 1.0, 1.0),
+        ("exit", "none", "api", fix, 1.0, 1.0),
+        ("error", "none", "slack", "none", 1.0, 0.125),
+    ];
+    assert_eq!(m.count("devin_sessions", &[]), expect.len());
+    for (status, detail, origin, category, count, acus) in expect {
+        let l = [
             ("org_id", "org-a"),
             ("status", status),
             ("status_detail", detail),
             ("origin", origin),
             ("category", category),
-        ]
-        .map(|(k, v)| (k, v.to_string()))
-    };
-    type Expected = ([(&'static str, String); 5], f64, f64);
-    let expect: &[Expected] = &[
-        (
-            series("running", "working", "slack", "bug_fixing"),
-            2.0,
-            2.5,
-        ),
-        (
-            series("suspended", "out_of_credits", "slack", "bug_fixing"),
-            1.0,
-            4.0,
-        ),
-        (
-            series("running", "waiting_for_user", "slack", "bug_fixing"),
-            1.0,
-            1.0,
-        ),
-        (series("exit", "none", "api", "bug_fixing"), 1.0, 1.0),
-        (series("error", "none", "slack", "none"), 1.0, 0.125),
-    ];
-    assert_eq!(m.count("devin_sessions", &[]), expect.len());
-    for (labels, count, acus) in expect {
-        let l: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        assert_eq!(m.get("devin_sessions", &l), Some(*count), "{l:?}");
-        assert_eq!(
-            m.get("devin_sessions_acus_consumed", &l),
-            Some(*acus),
-            "{l:?}"
-        );
+        ];
+        assert_eq!(m.get("devin_sessions", &l), Some(count), "{l:?}");
+        let consumed = m.get("devin_sessions_acus_consumed", &l);
+        assert_eq!(consumed, Some(acus), "{l:?}");
     }
     let org = [("org_id", "org-a")];
     // Counters start at zero, with a series for every origin and status present.
     assert_eq!(m.get("devin_acus_consumed_total", &org), Some(0.0));
-    assert_eq!(
-        m.get("devin_sessions_created_total", &[("origin", "slack")]),
-        Some(0.0)
-    );
-    assert_eq!(
-        m.get("devin_sessions_created_total", &[("origin", "api")]),
-        Some(0.0)
-    );
-    assert_eq!(
-        m.get("devin_session_pull_requests", &[("pr_state", "merged")]),
-        Some(2.0)
-    );
-    assert_eq!(
-        m.get("devin_session_pull_requests", &[("pr_state", "open")]),
-        Some(1.0)
-    );
+    for origin in ["slack", "api"] {
+        let created = m.get("devin_sessions_created_total", &[("origin", origin)]);
+        assert_eq!(created, Some(0.0), "{origin}");
+    }
+    for (state, n) in [("merged", 2.0), ("open", 1.0)] {
+        let prs = m.get("devin_session_pull_requests", &[("pr_state", state)]);
+        assert_eq!(prs, Some(n), "{state}");
+    }
     assert_eq!(m.get("devin_sessions_archived", &org), Some(1.0));
-    assert_eq!(
-        m.get(
-            "devin_sessions_oldest_update_timestamp_seconds",
-            &[("status", "running"), ("status_detail", "working")]
-        ),
-        Some(1_700_000_000.0)
-    );
-    assert_eq!(
-        m.get(
-            "devin_sessions_oldest_update_timestamp_seconds",
-            &[("status", "running"), ("status_detail", "waiting_for_user")]
-        ),
-        Some(1_700_000_500.0)
-    );
-    assert_eq!(
-        m.count("devin_sessions_oldest_update_timestamp_seconds", &[]),
-        2
-    );
+    let oldest = "devin_sessions_oldest_update_timestamp_seconds";
+    for (detail, at) in [
+        ("working", 1_700_000_000.0),
+        ("waiting_for_user", 1_700_000_500.0),
+    ] {
+        let labels = [("status", "running"), ("status_detail", detail)];
+        assert_eq!(m.get(oldest, &labels), Some(at), "{detail}");
+    }
+    assert_eq!(m.count(oldest, &[]), 2);
     assert_eq!(m.up("org-a"), Some(1.0));
     assert!(m.get("devin_scrape_duration_seconds", &org).unwrap() > 0.0);
     let now = std::time::SystemTime::now()
