@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{S, Scraped, TestExporter, page_reply, scrape, sessions_of, start_exporter};
 use wiremock::matchers::query_param;
-use wiremock::{MockServer, Request, ResponseTemplate};
+use wiremock::{MockBuilder, MockServer, Request, ResponseTemplate};
 
 fn has(param: &'static str) -> impl Fn(&Request) -> bool + Send + Sync {
     move |r: &Request| r.url.query_pairs().any(|(k, _)| k == param)
@@ -17,27 +17,32 @@ fn lacks(param: &'static str) -> impl Fn(&Request) -> bool + Send + Sync {
     move |r: &Request| !r.url.query_pairs().any(|(k, _)| k == param)
 }
 
+/// Org-a's full listings (without `updated_after`).
+fn full() -> MockBuilder {
+    sessions_of("org-a").and(lacks("updated_after"))
+}
+
+/// Incremental listings of org-a that find no change.
+async fn no_changes(api: &MockServer) {
+    sessions_of("org-a")
+        .and(has("updated_after"))
+        .respond_with(page_reply(&[], None, None))
+        .mount(api)
+        .await;
+}
+
 /// An org whose first full listing has `first`, whose later full listings answer with
 /// `later`, and whose incremental listings see no change; its exporter re-lists every hour.
 /// Returns after the first scrape, with the clock moved on so that the next one re-lists.
 async fn relisting(first: &[S], later: ResponseTemplate) -> (MockServer, TestExporter, Scraped) {
     let api = MockServer::start().await;
-    sessions_of("org-a")
-        .and(lacks("updated_after"))
+    full()
         .respond_with(page_reply(first, None, Some(first.len() as u64)))
         .up_to_n_times(1)
         .mount(&api)
         .await;
-    sessions_of("org-a")
-        .and(lacks("updated_after"))
-        .respond_with(later)
-        .mount(&api)
-        .await;
-    sessions_of("org-a")
-        .and(has("updated_after"))
-        .respond_with(page_reply(&[], None, None))
-        .mount(&api)
-        .await;
+    full().respond_with(later).mount(&api).await;
+    no_changes(&api).await;
     let exp = start_exporter(
         &api.uri(),
         &["org-a"],
@@ -55,8 +60,7 @@ async fn change_in_the_watermark_second_is_not_missed() {
     let mut a = S::new(1);
     a.updated = 1_700_000_100;
     let b = S::new(2);
-    sessions_of("org-a")
-        .and(lacks("updated_after"))
+    full()
         .respond_with(page_reply(&[a.clone(), b], None, Some(2)))
         .expect(1)
         .mount(&api)
@@ -74,35 +78,19 @@ async fn change_in_the_watermark_second_is_not_missed() {
         .mount(&api)
         .await;
     let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_SYNC_OVERLAP", "1s")]).await;
+    let by_status = |s: &Scraped, status| s.metrics.get("devin_sessions", &[("status", status)]);
     let first = scrape(&exp.url, None).await;
-    assert_eq!(
-        first
-            .metrics
-            .get("devin_sessions", &[("status", "running")]),
-        Some(2.0)
-    );
+    assert_eq!(by_status(&first, "running"), Some(2.0));
     let second = scrape(&exp.url, None).await;
-    assert_eq!(second.metrics.up("org-a"), Some(1.0));
-    assert_eq!(
-        second
-            .metrics
-            .get("devin_sessions", &[("status", "running")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        second.metrics.get("devin_sessions", &[("status", "exit")]),
-        Some(1.0)
-    );
+    let m = &second.metrics;
+    assert_eq!(m.up("org-a"), Some(1.0));
+    assert_eq!(by_status(&second, "running"), Some(1.0));
+    assert_eq!(by_status(&second, "exit"), Some(1.0));
     // a went from 1 to 3 ACUs after the first listing.
+    assert_eq!(m.get("devin_acus_consumed_total", &[]), Some(2.0));
+    let exit = [("status", "exit"), ("status_detail", "none")];
     assert_eq!(
-        second.metrics.get("devin_acus_consumed_total", &[]),
-        Some(2.0)
-    );
-    assert_eq!(
-        second.metrics.get(
-            "devin_sessions_entered_status_total",
-            &[("status", "exit"), ("status_detail", "none")]
-        ),
+        m.get("devin_sessions_entered_status_total", &exit),
         Some(1.0)
     );
     // Steady state: one request per scrape.
@@ -134,9 +122,8 @@ async fn full_resync_drops_deleted_sessions_and_counters_never_decrease() {
 async fn interrupted_first_listing_resumes_without_double_counting() {
     let api = MockServer::start().await;
     let all: Vec<S> = (1..=5).map(S::new).collect();
-    sessions_of("org-a")
+    full()
         .and(lacks("after"))
-        .and(lacks("updated_after"))
         .respond_with(page_reply(&all[..2], Some("c1"), Some(5)))
         .expect(1) // never fetched again: the listing resumes at its cursor
         .mount(&api)
@@ -158,11 +145,7 @@ async fn interrupted_first_listing_resumes_without_double_counting() {
         .respond_with(page_reply(&all[4..], None, None))
         .mount(&api)
         .await;
-    sessions_of("org-a")
-        .and(has("updated_after"))
-        .respond_with(page_reply(&[], None, None))
-        .mount(&api)
-        .await;
+    no_changes(&api).await;
     // A collection's own budget (DEVIN_SCRAPE_TIMEOUT) ends before the slow page does.
     let exp = start_exporter(
         &api.uri(),
@@ -171,12 +154,11 @@ async fn interrupted_first_listing_resumes_without_double_counting() {
     )
     .await;
     let first = scrape(&exp.url, Some("2")).await;
-    assert_eq!(
-        first
-            .metrics
-            .get("devin_initial_sync_complete", &[("org_id", "org-a")]),
-        Some(0.0)
-    );
+    let complete = |s: &Scraped| {
+        let org = [("org_id", "org-a")];
+        s.metrics.get("devin_initial_sync_complete", &org)
+    };
+    assert_eq!(complete(&first), Some(0.0));
     assert_eq!(
         first.metrics.count("devin_sessions", &[]),
         0,
@@ -190,12 +172,7 @@ async fn interrupted_first_listing_resumes_without_double_counting() {
     );
 
     let second = scrape(&exp.url, None).await;
-    assert_eq!(
-        second
-            .metrics
-            .get("devin_initial_sync_complete", &[("org_id", "org-a")]),
-        Some(1.0)
-    );
+    assert_eq!(complete(&second), Some(1.0));
     assert_eq!(second.metrics.sum("devin_sessions", &[]), 5.0);
     // Counters start at zero once the listing completes, however many scrapes it took.
     // One series per documented origin (the listed sessions' slack among them).
@@ -247,8 +224,7 @@ async fn cheap_passes_start_a_second_back_and_a_deep_recheck_catches_late_indexi
         - 100;
     let (mut a, mut b) = (S::new(1), S::new(2));
     (a.updated, b.updated) = (base + 1, base + 2);
-    sessions_of("org-a")
-        .and(lacks("updated_after"))
+    full()
         .respond_with(page_reply(&[a, b], None, Some(2)))
         .expect(1)
         .mount(&api)
