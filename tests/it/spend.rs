@@ -153,6 +153,14 @@ fn counters(m: &Metrics) -> BTreeMap<String, f64> {
     out
 }
 
+/// The values `label` takes in the series of `name`.
+fn label_values(m: &Metrics, name: &str, label: &str) -> BTreeSet<String> {
+    m.find(name, &[])
+        .into_iter()
+        .map(|(l, _)| l[label].clone())
+        .collect()
+}
+
 fn assert_monotonic(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) {
     for (k, v) in before {
         let now = after.get(k).unwrap_or_else(|| panic!("{k} vanished"));
@@ -227,12 +235,8 @@ async fn breakdowns_and_top_sessions_equal_the_api_after_changes() {
     // The simulator gives every breakdown several values.
     let s = scrape(&warm.url, None).await;
     for (dimension, label) in DIMENSIONS {
-        let values: BTreeSet<String> = s
-            .metrics
-            .find(&format!("devin_{dimension}_acus_consumed"), &[])
-            .into_iter()
-            .map(|(l, _)| l[label].clone())
-            .collect();
+        let name = format!("devin_{dimension}_acus_consumed");
+        let values = label_values(&s.metrics, &name, label);
         assert!(values.len() >= 5, "{dimension}: {values:?}");
         assert!(!values.contains("overflow"), "{dimension}: {values:?}");
     }
@@ -255,12 +259,8 @@ async fn counters_stay_monotonic_across_folds_into_overflow() {
         assert_monotonic(&last, &now);
         last = now;
         for (dimension, label) in DIMENSIONS {
-            let values: BTreeSet<String> = s
-                .metrics
-                .find(&format!("devin_{dimension}_acus_consumed_total"), &[])
-                .into_iter()
-                .map(|(l, _)| l[label].clone())
-                .collect();
+            let name = format!("devin_{dimension}_acus_consumed_total");
+            let values = label_values(&s.metrics, &name, label);
             // At most 4 values besides none and overflow.
             let named = values
                 .iter()
@@ -347,34 +347,15 @@ async fn histograms_observe_each_ending_once() {
         scrape(&exp.url, None).await;
         let s = scrape(&exp.url, None).await;
         let mut got: BTreeMap<(String, String), (f64, f64, i64)> = BTreeMap::new();
-        for (labels, n) in s
-            .metrics
-            .find("devin_ended_session_duration_seconds_count", &[])
-        {
+        let m = &s.metrics;
+        for (labels, n) in m.find("devin_ended_session_duration_seconds_count", &[]) {
             let key = (labels["origin"].clone(), labels["status"].clone());
-            got.entry(key.clone()).or_default().0 = n;
-            got.entry(key.clone()).or_default().1 = s
-                .metrics
-                .get(
-                    "devin_ended_session_duration_seconds_sum",
-                    &[("origin", &key.0), ("status", &key.1)],
-                )
-                .unwrap();
-            got.entry(key.clone()).or_default().2 = micros(
-                s.metrics
-                    .get(
-                        "devin_ended_session_acus_sum",
-                        &[("origin", &key.0), ("status", &key.1)],
-                    )
-                    .unwrap(),
-            );
-            assert_eq!(
-                s.metrics.get(
-                    "devin_ended_session_acus_count",
-                    &[("origin", &key.0), ("status", &key.1)]
-                ),
-                Some(n)
-            );
+            let l = [("origin", key.0.as_str()), ("status", key.1.as_str())];
+            let duration = m.get("devin_ended_session_duration_seconds_sum", &l);
+            let acus = m.get("devin_ended_session_acus_sum", &l).unwrap();
+            let acus_count = m.get("devin_ended_session_acus_count", &l);
+            assert_eq!(acus_count, Some(n), "{l:?}");
+            got.insert(key, (n, duration.unwrap(), micros(acus)));
         }
         assert_eq!(got, want);
     }
