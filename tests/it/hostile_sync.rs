@@ -8,7 +8,7 @@ use crate::common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{S, TestExporter, scrape, start_exporter};
+use common::{S, Scraped, TestExporter, scrape, start_exporter};
 use serde_json::{Value, json};
 use wiremock::{MockServer, Request, Respond, ResponseTemplate};
 
@@ -167,6 +167,11 @@ fn sessions(at: i64, n: u32) -> Vec<Value> {
         .collect()
 }
 
+/// Sessions in `status`, as scraped.
+fn in_status(s: &Scraped, status: &str) -> Option<f64> {
+    s.metrics.get("devin_sessions", &[("status", status)])
+}
+
 fn error_of(exp: &TestExporter) -> Option<String> {
     exp.exporter.orgs()[0].state().health.last_error.clone()
 }
@@ -186,11 +191,7 @@ async fn one_session_dated_in_the_future_does_not_blind_the_org() {
             w.items[0]["status"] = json!("exit");
         });
         let s = scrape(&exp.url, None).await;
-        assert_eq!(
-            s.metrics.get("devin_sessions", &[("status", "exit")]),
-            Some(1.0),
-            "{bad}"
-        );
+        assert_eq!(in_status(&s, "exit"), Some(1.0), "{bad}");
         // Every later change is still seen, scrape after scrape.
         for round in 1..=3 {
             api.with(|w| w.clock += 10);
@@ -200,7 +201,7 @@ async fn one_session_dated_in_the_future_does_not_blind_the_org() {
             let s = scrape(&exp.url, None).await;
             assert_eq!(s.metrics.up("org-a"), Some(1.0));
             assert_eq!(
-                s.metrics.get("devin_sessions", &[("status", "error")]),
+                in_status(&s, "error"),
                 Some((round * 5) as f64),
                 "bad updated_at {bad}: round {round}"
             );
@@ -247,10 +248,7 @@ async fn a_future_session_in_the_first_listing_does_not_blind_it_either() {
     api.with(|w| w.clock += 30);
     api.touch(3, "error");
     let s = scrape(&exp.url, None).await;
-    assert_eq!(
-        s.metrics.get("devin_sessions", &[("status", "error")]),
-        Some(1.0)
-    );
+    assert_eq!(in_status(&s, "error"), Some(1.0));
 }
 
 async fn synced(fault: Fault, extra: &[(&str, &str)]) -> (MockServer, Api, TestExporter) {
@@ -286,10 +284,7 @@ async fn a_repeated_cursor_is_an_error_and_merges_nothing() {
     let s = scrape(&exp.url, Some("10")).await;
     assert_eq!(s.metrics.up("org-a"), Some(0.0));
     // Nothing of the looping pass was applied.
-    assert_eq!(
-        s.metrics.get("devin_sessions", &[("status", "error")]),
-        None
-    );
+    assert_eq!(in_status(&s, "error"), None);
     assert_eq!(s.metrics.sum("devin_sessions", &[]), 30.0);
     // Caught at the first repeat, not at the deadline.
     assert_eq!(api.with(|w| w.served) - before, 2);
@@ -307,10 +302,7 @@ async fn a_repeated_cursor_is_an_error_and_merges_nothing() {
     api.with(|w| w.fault = Fault::None);
     let s = scrape(&exp.url, None).await;
     assert_eq!(s.metrics.up("org-a"), Some(1.0));
-    assert_eq!(
-        s.metrics.get("devin_sessions", &[("status", "error")]),
-        Some(3.0)
-    );
+    assert_eq!(in_status(&s, "error"), Some(3.0));
 }
 
 #[tokio::test]
@@ -318,10 +310,7 @@ async fn more_pages_without_a_cursor_is_an_error() {
     let (_server, _api, exp) = synced(Fault::NullCursor, &[]).await;
     let s = scrape(&exp.url, Some("10")).await;
     assert_eq!(s.metrics.up("org-a"), Some(0.0));
-    assert_eq!(
-        s.metrics.get("devin_sessions", &[("status", "error")]),
-        None
-    );
+    assert_eq!(in_status(&s, "error"), None);
     let error = error_of(&exp).unwrap();
     assert!(error.contains("end_cursor is null"), "{error}");
 }
