@@ -161,16 +161,10 @@ async fn one_orgs_long_rate_limit_pauses_the_token_only_up_to_the_cap() {
     // The pause ends within the cap, not in a day: once the runtime's clock has moved on by
     // the cap, org-b, which never saw a 429, is collected again.
     common::skip_time(std::time::Duration::from_millis(3100)).await;
-    let body = reqwest::Client::new()
-        .get(format!("{}/probe?org_id=org-b", exp.url))
-        .header("X-Prometheus-Scrape-Timeout-Seconds", "1")
-        .send()
+    let probe = format!("{}/probe?org_id=org-b", exp.url);
+    let m = common::get_metrics(&reqwest::Client::new(), &probe, Some("1"))
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let m = common::Metrics::parse(&body);
+        .metrics;
     assert_eq!(m.up("org-b"), Some(1.0));
     assert_eq!(m.sum("devin_sessions", &[("org_id", "org-b")]), 1.0);
 }

@@ -6,10 +6,17 @@ use crate::common;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use common::{S, page_reply, scrape, sessions_of, start_exporter, start_exporter_with_timeouts};
+use common::{
+    S, TestExporter, page_reply, scrape, sessions_of, start_exporter, start_exporter_with_timeouts,
+};
 use devin_exporter::http::ServerTimeouts;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer};
+
+/// An exporter of org-a against `api` with one `setting`.
+async fn org_a(api: &MockServer, setting: (&str, &str)) -> TestExporter {
+    start_exporter(&api.uri(), &["org-a"], &[setting]).await
+}
 
 #[tokio::test]
 async fn oversized_response_fails_the_org_without_reading_it_all() {
@@ -19,12 +26,7 @@ async fn oversized_response_fails_the_org_without_reading_it_all() {
         .respond_with(page_reply(&big, None, Some(50)))
         .mount(&api)
         .await;
-    let exp = start_exporter(
-        &api.uri(),
-        &["org-a"],
-        &[("DEVIN_MAX_RESPONSE_BYTES", "4096")],
-    )
-    .await;
+    let exp = org_a(&api, ("DEVIN_MAX_RESPONSE_BYTES", "4096")).await;
     let s = scrape(&exp.url, None).await;
     assert_eq!(s.metrics.up("org-a"), Some(0.0));
     let landing = exp.text("/").await;
@@ -43,12 +45,7 @@ async fn every_request_has_a_timeout() {
         .respond_with(page_reply(&[S::new(1)], None, None).set_delay(Duration::from_secs(30)))
         .mount(&api)
         .await;
-    let exp = start_exporter(
-        &api.uri(),
-        &["org-a"],
-        &[("DEVIN_REQUEST_TIMEOUT", "300ms")],
-    )
-    .await;
+    let exp = org_a(&api, ("DEVIN_REQUEST_TIMEOUT", "300ms")).await;
     let started = Instant::now();
     let s = scrape(&exp.url, Some("20")).await;
     assert!(

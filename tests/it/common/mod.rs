@@ -127,9 +127,16 @@ pub async fn scrape_with(
     base: &str,
     timeout_header: Option<&str>,
 ) -> Scraped {
-    let mut req = client
-        .get(format!("{base}/metrics"))
-        .timeout(Duration::from_secs(60));
+    get_metrics(client, &format!("{base}/metrics"), timeout_header).await
+}
+
+/// GETs `url`, a /metrics or /probe address, optionally with the scrape timeout header.
+pub async fn get_metrics(
+    client: &reqwest::Client,
+    url: &str,
+    timeout_header: Option<&str>,
+) -> Scraped {
+    let mut req = client.get(url).timeout(Duration::from_secs(60));
     if let Some(t) = timeout_header {
         req = req.header("X-Prometheus-Scrape-Timeout-Seconds", t);
     }
