@@ -5,89 +5,51 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{S, page, scrape, start_exporter};
-use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
-use wiremock::{Mock, MockServer, ResponseTemplate};
-
-fn sessions_path(org: &str) -> String {
-    format!("/v3/organizations/{org}/sessions")
-}
-
-async fn mount_single_page(server: &MockServer, org: &str, items: &[S]) {
-    Mock::given(method("GET"))
-        .and(path(sessions_path(org)))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(
-            items,
-            None,
-            Some(items.len() as u64),
-        )))
-        .mount(server)
-        .await;
-}
+use common::{S, mount_page, page_reply, scrape, sessions_of, start_exporter};
+use wiremock::matchers::{header, query_param, query_param_is_missing};
+use wiremock::{MockServer, ResponseTemplate};
 
 #[tokio::test]
 async fn pagination_follows_the_cursor_and_counts_every_session() {
     let api = MockServer::start().await;
     let all: Vec<S> = (0..5).map(S::new).collect();
-    let p = sessions_path("org-a");
-    Mock::given(method("GET"))
-        .and(path(&p))
+    sessions_of("org-a")
         .and(query_param("first", "2"))
         .and(query_param_is_missing("after"))
         .and(header("authorization", "Bearer cog_test_token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(
-            &all[0..2],
-            Some("c1"),
-            Some(5),
-        )))
+        .respond_with(page_reply(&all[0..2], Some("c1"), Some(5)))
         .expect(1)
         .mount(&api)
         .await;
-    Mock::given(method("GET"))
-        .and(path(&p))
+    sessions_of("org-a")
         .and(query_param("after", "c1"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&all[2..4], Some("c2"), None)))
+        .respond_with(page_reply(&all[2..4], Some("c2"), None))
         .expect(1)
         .mount(&api)
         .await;
-    Mock::given(method("GET"))
-        .and(path(&p))
+    sessions_of("org-a")
         .and(query_param("after", "c2"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&all[4..5], None, None)))
+        .respond_with(page_reply(&all[4..5], None, None))
         .expect(1)
         .mount(&api)
         .await;
 
     let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_PAGE_SIZE", "2")]).await;
     let s = scrape(&exp.url, None).await;
-    assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(1.0));
-    assert_eq!(
-        s.metrics
-            .get("devin_initial_sync_complete", &[("org_id", "org-a")]),
-        Some(1.0)
-    );
-    assert_eq!(s.metrics.sum("devin_sessions", &[("org_id", "org-a")]), 5.0);
-    assert_eq!(
-        s.metrics
-            .sum("devin_sessions_acus_consumed", &[("org_id", "org-a")]),
-        5.0
-    );
-    assert_eq!(
-        s.metrics.get(
-            "devin_api_requests_total",
-            &[("org_id", "org-a"), ("code", "200")]
-        ),
-        Some(3.0)
-    );
+    let (m, org) = (&s.metrics, [("org_id", "org-a")]);
+    assert_eq!(m.up("org-a"), Some(1.0));
+    assert_eq!(m.get("devin_initial_sync_complete", &org), Some(1.0));
+    assert_eq!(m.sum("devin_sessions", &org), 5.0);
+    assert_eq!(m.sum("devin_sessions_acus_consumed", &org), 5.0);
+    let ok = [("org_id", "org-a"), ("code", "200")];
+    assert_eq!(m.get("devin_api_requests_total", &ok), Some(3.0));
     api.verify().await;
 }
 
 #[tokio::test]
 async fn rate_limited_request_waits_for_retry_after_then_succeeds() {
     let api = MockServer::start().await;
-    let p = sessions_path("org-a");
-    Mock::given(method("GET"))
-        .and(path(&p))
+    sessions_of("org-a")
         .respond_with(
             ResponseTemplate::new(429)
                 .insert_header("Retry-After", "1")
@@ -96,7 +58,7 @@ async fn rate_limited_request_waits_for_retry_after_then_succeeds() {
         .up_to_n_times(1)
         .mount(&api)
         .await;
-    mount_single_page(&api, "org-a", &[S::new(1), S::new(2)]).await;
+    mount_page(&api, "org-a", &[S::new(1), S::new(2)]).await;
 
     let exp = start_exporter(&api.uri(), &["org-a"], &[]).await;
     let started = Instant::now();
@@ -105,7 +67,7 @@ async fn rate_limited_request_waits_for_retry_after_then_succeeds() {
         started.elapsed() >= Duration::from_secs(1),
         "Retry-After honoured"
     );
-    assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(1.0));
+    assert_eq!(s.metrics.up("org-a"), Some(1.0));
     assert_eq!(s.metrics.sum("devin_sessions", &[]), 2.0);
     let codes = |c| {
         s.metrics.get(
@@ -119,16 +81,15 @@ async fn rate_limited_request_waits_for_retry_after_then_succeeds() {
 #[tokio::test]
 async fn server_error_is_retried() {
     let api = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(sessions_path("org-a")))
+    sessions_of("org-a")
         .respond_with(ResponseTemplate::new(503))
         .up_to_n_times(2)
         .mount(&api)
         .await;
-    mount_single_page(&api, "org-a", &[S::new(1)]).await;
+    mount_page(&api, "org-a", &[S::new(1)]).await;
     let exp = start_exporter(&api.uri(), &["org-a"], &[]).await;
     let s = scrape(&exp.url, None).await;
-    assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(1.0));
+    assert_eq!(s.metrics.up("org-a"), Some(1.0));
     assert_eq!(
         s.metrics.get(
             "devin_api_requests_total",
@@ -142,16 +103,14 @@ async fn server_error_is_retried() {
 #[tokio::test]
 async fn a_failing_org_never_hides_the_others() {
     let api = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(sessions_path("org-unauthorized")))
+    sessions_of("org-unauthorized")
         .respond_with(ResponseTemplate::new(401).set_body_json(
             serde_json::json!({"title": "Unauthorized", "status": 401, "detail": "Invalid token"}),
         ))
         .expect(1) // not retried
         .mount(&api)
         .await;
-    Mock::given(method("GET"))
-        .and(path(sessions_path("org-forbidden")))
+    sessions_of("org-forbidden")
         .respond_with(
             ResponseTemplate::new(403)
                 .set_body_json(serde_json::json!({"detail": "Missing ViewOrgSessions"})),
@@ -164,7 +123,7 @@ async fn a_failing_org_never_hides_the_others() {
     good[1].status = "exit";
     good[1].detail = None;
     good[1].acus = 0.25;
-    mount_single_page(&api, "org-good", &good).await;
+    mount_page(&api, "org-good", &good).await;
 
     let exp = start_exporter(
         &api.uri(),
@@ -173,52 +132,40 @@ async fn a_failing_org_never_hides_the_others() {
     )
     .await;
     let s = scrape(&exp.url, None).await;
-    let up = |o| s.metrics.get("devin_up", &[("org_id", o)]);
+    let up = |o| s.metrics.up(o);
     assert_eq!(
         (up("org-unauthorized"), up("org-forbidden"), up("org-good")),
         (Some(0.0), Some(0.0), Some(1.0))
     );
-    let running = [
-        ("org_id", "org-good"),
-        ("status", "running"),
-        ("status_detail", "working"),
-    ];
-    assert_eq!(s.metrics.get("devin_sessions", &running), Some(2.0));
-    assert_eq!(
-        s.metrics.get("devin_sessions_acus_consumed", &running),
-        Some(3.5)
-    );
-    let exit = [
-        ("org_id", "org-good"),
-        ("status", "exit"),
-        ("status_detail", "none"),
-    ];
-    assert_eq!(s.metrics.get("devin_sessions", &exit), Some(1.0));
-    assert_eq!(
-        s.metrics.get("devin_sessions_acus_consumed", &exit),
-        Some(0.25)
-    );
+    let m = &s.metrics;
+    for (status, detail, n, acus) in [
+        ("running", "working", 2.0, 3.5),
+        ("exit", "none", 1.0, 0.25),
+    ] {
+        let l = [
+            ("org_id", "org-good"),
+            ("status", status),
+            ("status_detail", detail),
+        ];
+        assert_eq!(m.get("devin_sessions", &l), Some(n), "{status}");
+        assert_eq!(
+            m.get("devin_sessions_acus_consumed", &l),
+            Some(acus),
+            "{status}"
+        );
+    }
     // Counters start at zero when the first listing completes: they count what happens next.
-    assert_eq!(
-        s.metrics
-            .get("devin_acus_consumed_total", &[("org_id", "org-good")]),
-        Some(0.0)
-    );
+    let good_org = [("org_id", "org-good")];
+    assert_eq!(m.get("devin_acus_consumed_total", &good_org), Some(0.0));
     // Failing orgs expose no session gauges, only their health.
     assert_eq!(
-        s.metrics
-            .count("devin_sessions", &[("org_id", "org-unauthorized")]),
+        m.count("devin_sessions", &[("org_id", "org-unauthorized")]),
         0
     );
-    assert_eq!(
-        s.metrics.get(
-            "devin_api_requests_total",
-            &[("org_id", "org-forbidden"), ("code", "403")]
-        ),
-        Some(1.0)
-    );
+    let forbidden = [("org_id", "org-forbidden"), ("code", "403")];
+    assert_eq!(m.get("devin_api_requests_total", &forbidden), Some(1.0));
     // The landing page tells why, without the token.
-    let landing = reqwest::get(&exp.url).await.unwrap().text().await.unwrap();
+    let landing = exp.text("/").await;
     assert!(landing.contains("HTTP 401: Invalid token"), "{landing}");
     assert!(
         landing.contains("HTTP 403: Missing ViewOrgSessions"),
@@ -232,38 +179,23 @@ async fn a_failing_org_never_hides_the_others() {
 async fn malformed_json_fails_only_that_org_and_last_values_stay() {
     let api = MockServer::start().await;
     // First collection fine, then the API starts sending garbage.
-    Mock::given(method("GET"))
-        .and(path(sessions_path("org-a")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(
-            &[S::new(1), S::new(2)],
-            None,
-            Some(2),
-        )))
+    sessions_of("org-a")
+        .respond_with(page_reply(&[S::new(1), S::new(2)], None, Some(2)))
         .up_to_n_times(1)
         .mount(&api)
         .await;
-    Mock::given(method("GET"))
-        .and(path(sessions_path("org-a")))
+    sessions_of("org-a")
         .respond_with(ResponseTemplate::new(200).set_body_string("{\"items\": [ {\"session_id\": "))
         .mount(&api)
         .await;
-    mount_single_page(&api, "org-b", &[S::new(7)]).await;
+    mount_page(&api, "org-b", &[S::new(7)]).await;
 
     let exp = start_exporter(&api.uri(), &["org-a", "org-b"], &[]).await;
     let first = scrape(&exp.url, None).await;
-    assert_eq!(
-        first.metrics.get("devin_up", &[("org_id", "org-a")]),
-        Some(1.0)
-    );
+    assert_eq!(first.metrics.up("org-a"), Some(1.0));
     let second = scrape(&exp.url, None).await;
-    assert_eq!(
-        second.metrics.get("devin_up", &[("org_id", "org-a")]),
-        Some(0.0)
-    );
-    assert_eq!(
-        second.metrics.get("devin_up", &[("org_id", "org-b")]),
-        Some(1.0)
-    );
+    assert_eq!(second.metrics.up("org-a"), Some(0.0));
+    assert_eq!(second.metrics.up("org-b"), Some(1.0));
     // Last known values of the failing org are still exposed.
     assert_eq!(
         second.metrics.sum("devin_sessions", &[("org_id", "org-a")]),
@@ -284,30 +216,19 @@ async fn malformed_json_fails_only_that_org_and_last_values_stay() {
 #[tokio::test]
 async fn slow_api_does_not_make_the_scrape_late() {
     let api = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(sessions_path("org-slow")))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(page(&[S::new(1)], None, None))
-                .set_delay(Duration::from_secs(10)),
-        )
+    sessions_of("org-slow")
+        .respond_with(page_reply(&[S::new(1)], None, None).set_delay(Duration::from_secs(10)))
         .mount(&api)
         .await;
-    mount_single_page(&api, "org-fast", &[S::new(2)]).await;
+    mount_page(&api, "org-fast", &[S::new(2)]).await;
     let exp = start_exporter(&api.uri(), &["org-slow", "org-fast"], &[]).await;
     let client = reqwest::Client::new();
     let started = Instant::now();
     let s = common::scrape_with(&client, &exp.url, Some("2")).await;
     let took = started.elapsed();
     assert!(took < Duration::from_secs(2), "scrape took {took:?}");
-    assert_eq!(
-        s.metrics.get("devin_up", &[("org_id", "org-slow")]),
-        Some(0.0)
-    );
-    assert_eq!(
-        s.metrics.get("devin_up", &[("org_id", "org-fast")]),
-        Some(1.0)
-    );
+    assert_eq!(s.metrics.up("org-slow"), Some(0.0));
+    assert_eq!(s.metrics.up("org-fast"), Some(1.0));
     assert_eq!(
         s.metrics.sum("devin_sessions", &[("org_id", "org-fast")]),
         1.0
@@ -327,7 +248,7 @@ async fn unknown_enum_values_and_nulls_become_label_values() {
     b.detail = None;
     b.origin = None;
     b.archived = None;
-    mount_single_page(&api, "org-a", &[a, b]).await;
+    mount_page(&api, "org-a", &[a, b]).await;
     let exp = start_exporter(&api.uri(), &["org-a"], &[]).await;
     let s = scrape(&exp.url, None).await;
     assert_eq!(
@@ -375,12 +296,9 @@ async fn unknown_enum_values_and_nulls_become_label_values() {
 async fn concurrent_scrapes_share_one_collection() {
     let api = MockServer::start().await;
     for org in ["org-a", "org-b"] {
-        Mock::given(method("GET"))
-            .and(path(sessions_path(org)))
+        sessions_of(org)
             .respond_with(
-                ResponseTemplate::new(200)
-                    .set_body_json(page(&[S::new(1)], None, Some(1)))
-                    .set_delay(Duration::from_millis(500)),
+                page_reply(&[S::new(1)], None, Some(1)).set_delay(Duration::from_millis(500)),
             )
             .mount(&api)
             .await;
@@ -416,92 +334,56 @@ async fn metrics_body_is_complete_and_exact() {
     sessions[5].detail = None;
     sessions[5].category = None;
     sessions[5].acus = 0.125;
-    mount_single_page(&api, "org-a", &sessions).await;
+    mount_page(&api, "org-a", &sessions).await;
     let exp = start_exporter(&api.uri(), &["org-a"], &[]).await;
     let s = scrape(&exp.url, None).await;
     assert_eq!(s.status, 200);
     assert_eq!(s.content_type, "text/plain; version=0.0.4; charset=utf-8");
 
     let m = &s.metrics;
-    let series = |status: &str, detail: &str, origin: &str, category: &str| {
-        [
+    let fix = "bug_fixing";
+    let expect = [
+        ("running", "working", "slack", fix, 2.0, 2.5),
+        ("suspended", "out_of_credits", "slack", fix, 1.0, 4.0),
+        ("running", "waiting_for_user", "slack", fix, 1.0, 1.0),
+        ("exit", "none", "api", fix, 1.0, 1.0),
+        ("error", "none", "slack", "none", 1.0, 0.125),
+    ];
+    assert_eq!(m.count("devin_sessions", &[]), expect.len());
+    for (status, detail, origin, category, count, acus) in expect {
+        let l = [
             ("org_id", "org-a"),
             ("status", status),
             ("status_detail", detail),
             ("origin", origin),
             ("category", category),
-        ]
-        .map(|(k, v)| (k, v.to_string()))
-    };
-    type Expected = ([(&'static str, String); 5], f64, f64);
-    let expect: &[Expected] = &[
-        (
-            series("running", "working", "slack", "bug_fixing"),
-            2.0,
-            2.5,
-        ),
-        (
-            series("suspended", "out_of_credits", "slack", "bug_fixing"),
-            1.0,
-            4.0,
-        ),
-        (
-            series("running", "waiting_for_user", "slack", "bug_fixing"),
-            1.0,
-            1.0,
-        ),
-        (series("exit", "none", "api", "bug_fixing"), 1.0, 1.0),
-        (series("error", "none", "slack", "none"), 1.0, 0.125),
-    ];
-    assert_eq!(m.count("devin_sessions", &[]), expect.len());
-    for (labels, count, acus) in expect {
-        let l: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        assert_eq!(m.get("devin_sessions", &l), Some(*count), "{l:?}");
-        assert_eq!(
-            m.get("devin_sessions_acus_consumed", &l),
-            Some(*acus),
-            "{l:?}"
-        );
+        ];
+        assert_eq!(m.get("devin_sessions", &l), Some(count), "{l:?}");
+        let consumed = m.get("devin_sessions_acus_consumed", &l);
+        assert_eq!(consumed, Some(acus), "{l:?}");
     }
     let org = [("org_id", "org-a")];
     // Counters start at zero, with a series for every origin and status present.
     assert_eq!(m.get("devin_acus_consumed_total", &org), Some(0.0));
-    assert_eq!(
-        m.get("devin_sessions_created_total", &[("origin", "slack")]),
-        Some(0.0)
-    );
-    assert_eq!(
-        m.get("devin_sessions_created_total", &[("origin", "api")]),
-        Some(0.0)
-    );
-    assert_eq!(
-        m.get("devin_session_pull_requests", &[("pr_state", "merged")]),
-        Some(2.0)
-    );
-    assert_eq!(
-        m.get("devin_session_pull_requests", &[("pr_state", "open")]),
-        Some(1.0)
-    );
+    for origin in ["slack", "api"] {
+        let created = m.get("devin_sessions_created_total", &[("origin", origin)]);
+        assert_eq!(created, Some(0.0), "{origin}");
+    }
+    for (state, n) in [("merged", 2.0), ("open", 1.0)] {
+        let prs = m.get("devin_session_pull_requests", &[("pr_state", state)]);
+        assert_eq!(prs, Some(n), "{state}");
+    }
     assert_eq!(m.get("devin_sessions_archived", &org), Some(1.0));
-    assert_eq!(
-        m.get(
-            "devin_sessions_oldest_update_timestamp_seconds",
-            &[("status", "running"), ("status_detail", "working")]
-        ),
-        Some(1_700_000_000.0)
-    );
-    assert_eq!(
-        m.get(
-            "devin_sessions_oldest_update_timestamp_seconds",
-            &[("status", "running"), ("status_detail", "waiting_for_user")]
-        ),
-        Some(1_700_000_500.0)
-    );
-    assert_eq!(
-        m.count("devin_sessions_oldest_update_timestamp_seconds", &[]),
-        2
-    );
-    assert_eq!(m.get("devin_up", &org), Some(1.0));
+    let oldest = "devin_sessions_oldest_update_timestamp_seconds";
+    for (detail, at) in [
+        ("working", 1_700_000_000.0),
+        ("waiting_for_user", 1_700_000_500.0),
+    ] {
+        let labels = [("status", "running"), ("status_detail", detail)];
+        assert_eq!(m.get(oldest, &labels), Some(at), "{detail}");
+    }
+    assert_eq!(m.count(oldest, &[]), 2);
+    assert_eq!(m.up("org-a"), Some(1.0));
     assert!(m.get("devin_scrape_duration_seconds", &org).unwrap() > 0.0);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -573,7 +455,7 @@ async fn metrics_body_is_complete_and_exact() {
 async fn gzip_when_asked_and_other_endpoints() {
     use std::io::Read;
     let api = MockServer::start().await;
-    mount_single_page(&api, "org-a", &[S::new(1)]).await;
+    mount_page(&api, "org-a", &[S::new(1)]).await;
     let exp = start_exporter(&api.uri(), &["org-a"], &[]).await;
     let client = reqwest::Client::new();
     let resp = client

@@ -2,7 +2,7 @@
 
 use crate::common;
 
-use common::{S, page, scrape, start_exporter};
+use common::{S, mount_page, scrape, start_exporter};
 use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -28,16 +28,7 @@ async fn mount_orgs(api: &MockServer) {
         ("org-sandbox", 1),
         ("org-static", 4),
     ] {
-        let sessions: Vec<S> = (0..n).map(S::new).collect();
-        Mock::given(method("GET"))
-            .and(path(format!("/v3/organizations/{org}/sessions")))
-            .respond_with(ResponseTemplate::new(200).set_body_json(page(
-                &sessions,
-                None,
-                Some(n.into()),
-            )))
-            .mount(api)
-            .await;
+        mount_page(api, org, &(0..n).map(S::new).collect::<Vec<_>>()).await;
     }
 }
 
@@ -54,7 +45,7 @@ async fn discovered_orgs_are_collected_with_names_and_limits() {
     let s = scrape(&exp.url, None).await;
     let m = &s.metrics;
     for (org, n) in [("org-static", 4.0), ("org-a", 2.0), ("org-b", 3.0)] {
-        assert_eq!(m.get("devin_up", &[("org_id", org)]), Some(1.0), "{org}");
+        assert_eq!(m.up(org), Some(1.0), "{org}");
         assert_eq!(m.sum("devin_sessions", &[("org_id", org)]), n, "{org}");
     }
     assert_eq!(
@@ -94,44 +85,22 @@ async fn discovered_orgs_are_collected_with_names_and_limits() {
 }
 
 #[tokio::test]
-async fn discovery_failure_keeps_collecting_the_configured_orgs() {
-    let api = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/v3/enterprise/organizations"))
-        .respond_with(
-            ResponseTemplate::new(403)
-                .set_body_json(json!({"detail": "Missing ManageOrganizations"})),
-        )
-        .mount(&api)
-        .await;
-    mount_orgs(&api).await;
-    let exp = start_exporter(&api.uri(), &["org-static"], DISCOVER).await;
-    let s = scrape(&exp.url, None).await;
-    assert_eq!(s.metrics.get("devin_discovery_up", &[]), Some(0.0));
-    assert_eq!(
-        s.metrics.get("devin_up", &[("org_id", "org-static")]),
-        Some(1.0)
-    );
-    assert_eq!(s.metrics.count("devin_up", &[]), 1);
-}
-
-#[tokio::test]
 async fn probe_collects_exactly_one_org() {
     let api = MockServer::start().await;
     mount_orgs(&api).await;
     let exp = start_exporter(&api.uri(), &["org-static", "org-a"], &[]).await;
     let client = reqwest::Client::new();
-    let body = client
-        .get(format!("{}/probe?org_id=org-a", exp.url))
-        .send()
-        .await
-        .unwrap();
+    let probe = |query: &str| {
+        let req = client.get(format!("{}/probe{query}", exp.url)).send();
+        async { req.await.unwrap() }
+    };
+    let body = probe("?org_id=org-a").await;
     assert_eq!(
         body.headers()["content-type"],
         "text/plain; version=0.0.4; charset=utf-8"
     );
     let m = common::Metrics::parse(&body.text().await.unwrap());
-    assert_eq!(m.get("devin_up", &[("org_id", "org-a")]), Some(1.0));
+    assert_eq!(m.up("org-a"), Some(1.0));
     assert_eq!(m.sum("devin_sessions", &[]), 2.0);
     assert_eq!(m.count("devin_up", &[]), 1, "only the probed org");
     // Only org-a was asked for.
@@ -141,34 +110,12 @@ async fn probe_collects_exactly_one_org() {
         "{requests:?}"
     );
     // Probing again keeps the org's state: an incremental request, not a new full listing.
-    client
-        .get(format!("{}/probe?org_id=org-a", exp.url))
-        .send()
-        .await
-        .unwrap();
-    let requests = api.received_requests().await.unwrap();
-    assert!(
-        requests
-            .last()
-            .unwrap()
-            .url
-            .query()
-            .unwrap()
-            .contains("updated_after=")
-    );
+    probe("?org_id=org-a").await;
+    let last = api.received_requests().await.unwrap().pop().unwrap();
+    assert!(last.url.query().unwrap().contains("updated_after="));
 
-    let missing = client
-        .get(format!("{}/probe", exp.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing.status(), 400);
-    let unknown = client
-        .get(format!("{}/probe?org_id=org-zzz", exp.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unknown.status(), 404);
+    assert_eq!(probe("").await.status(), 400);
+    assert_eq!(probe("?org_id=org-zzz").await.status(), 404);
 }
 
 #[tokio::test]
@@ -176,13 +123,7 @@ async fn service_discovery_lists_orgs_as_targets() {
     let api = MockServer::start().await;
     mount_orgs(&api).await;
     let exp = start_exporter(&api.uri(), &["org-static"], DISCOVER).await;
-    let text = reqwest::get(format!("{}/sd", exp.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let sd: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let sd: serde_json::Value = serde_json::from_str(&exp.text("/sd").await).unwrap();
     assert_eq!(
         sd,
         json!([
@@ -227,7 +168,7 @@ async fn probe_unknown(base: &str, n: usize, concurrency: usize) {
 }
 
 #[tokio::test]
-async fn a_forbidden_discovery_is_not_retried_for_every_probe() {
+async fn a_forbidden_discovery_keeps_the_configured_orgs_and_is_not_retried_for_every_probe() {
     let api = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/v3/enterprise/organizations"))
@@ -241,15 +182,14 @@ async fn a_forbidden_discovery_is_not_retried_for_every_probe() {
     let exp = start_exporter(&api.uri(), &["org-static"], DISCOVER).await;
     let s = scrape(&exp.url, None).await;
     assert_eq!(s.metrics.get("devin_discovery_up", &[]), Some(0.0));
+    assert_eq!(s.metrics.up("org-static"), Some(1.0));
+    assert_eq!(s.metrics.count("devin_up", &[]), 1);
     // 500 unauthenticated probes of unknown orgs: answered from the known list, no request.
     probe_unknown(&exp.url, 500, 20).await;
     assert_eq!(discovery_requests(&api).await, 1);
     // The configured org is still served.
     let s = scrape(&exp.url, None).await;
-    assert_eq!(
-        s.metrics.get("devin_up", &[("org_id", "org-static")]),
-        Some(1.0)
-    );
+    assert_eq!(s.metrics.up("org-static"), Some(1.0));
     assert_eq!(discovery_requests(&api).await, 1);
 }
 
@@ -284,7 +224,7 @@ async fn an_unavailable_discovery_runs_once_and_probes_do_not_wait_for_it() {
     )
     .await;
     let s = scrape(&exp.url, None).await;
-    assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(1.0));
+    assert_eq!(s.metrics.up("org-a"), Some(1.0));
     assert_eq!(discovery_requests(&api).await, 1);
     // The interval passes on the runtime's clock; the next probe starts a refresh, which
     // hangs on the failing API.
@@ -315,5 +255,5 @@ async fn an_unavailable_discovery_runs_once_and_probes_do_not_wait_for_it() {
     assert!(after_refresh <= 1 + 5, "{after_refresh} discovery requests");
     // The org found before is still collected.
     let s = scrape(&exp.url, None).await;
-    assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(1.0));
+    assert_eq!(s.metrics.up("org-a"), Some(1.0));
 }

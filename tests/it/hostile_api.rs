@@ -5,19 +5,13 @@ use crate::common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{S, page, scrape, start_exporter};
+use common::{S, page_reply, scrape, sessions_of, sessions_path, start_exporter};
 use serde_json::json;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
-
-fn sessions_path(org: &str) -> String {
-    format!("/v3/organizations/{org}/sessions")
-}
+use wiremock::{MockServer, ResponseTemplate};
 
 /// 429 with `retry_after` for the first `times` requests of `org`, then its sessions.
 async fn mount_rate_limited(api: &MockServer, org: &str, retry_after: &str, times: u64) {
-    Mock::given(method("GET"))
-        .and(path(sessions_path(org)))
+    sessions_of(org)
         .respond_with(
             ResponseTemplate::new(429)
                 .insert_header("Retry-After", retry_after)
@@ -31,13 +25,8 @@ async fn mount_rate_limited(api: &MockServer, org: &str, retry_after: &str, time
 }
 
 async fn mount_sessions(api: &MockServer, org: &str, sessions: &[S]) {
-    Mock::given(method("GET"))
-        .and(path(sessions_path(org)))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(
-            sessions,
-            None,
-            Some(sessions.len() as u64),
-        )))
+    sessions_of(org)
+        .respond_with(page_reply(sessions, None, Some(sessions.len() as u64)))
         .with_priority(5)
         .mount(api)
         .await;
@@ -67,16 +56,12 @@ async fn a_huge_retry_after_is_clamped_and_the_org_keeps_being_collected() {
         // The 429 holds back for the cap, not for ~585 billion years (nor panics), and the
         // retry within the same scrape succeeds.
         let s = scrape(&exp.url, Some("10")).await;
-        assert_eq!(
-            s.metrics.get("devin_up", &[("org_id", "org-a")]),
-            Some(1.0),
-            "Retry-After: {huge}"
-        );
+        assert_eq!(s.metrics.up("org-a"), Some(1.0), "Retry-After: {huge}");
         assert_eq!(s.metrics.sum("devin_sessions", &[("org_id", "org-a")]), 2.0);
         // Not frozen: the next scrape collects again.
         let before = requests_to(&api, "org-a").await;
         let s = scrape(&exp.url, Some("10")).await;
-        assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(1.0));
+        assert_eq!(s.metrics.up("org-a"), Some(1.0));
         assert!(
             requests_to(&api, "org-a").await > before,
             "Retry-After: {huge}"
@@ -90,7 +75,7 @@ async fn an_unparseable_retry_after_falls_back_to_the_backoff() {
     mount_rate_limited(&api, "org-a", "-5", 1).await;
     let exp = start_exporter(&api.uri(), &["org-a"], &[]).await;
     let s = scrape(&exp.url, Some("10")).await;
-    assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(1.0));
+    assert_eq!(s.metrics.up("org-a"), Some(1.0));
     assert_eq!(requests_to(&api, "org-a").await, 2);
 }
 
@@ -149,8 +134,8 @@ async fn one_orgs_long_rate_limit_pauses_the_token_only_up_to_the_cap() {
     // The pause (3 s) outlasts this scrape (0.75 s): org-a cannot be collected. (Its
     // collection goes on in the background and waits the pause out.)
     let s = scrape(&exp.url, Some("1")).await;
-    assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(0.0));
-    let landing = reqwest::get(&exp.url).await.unwrap().text().await.unwrap();
+    assert_eq!(s.metrics.up("org-a"), Some(0.0));
+    let landing = exp.text("/").await;
     assert!(
         clock_after(&landing, "rate limited until ").is_some(),
         "{landing}"
@@ -159,7 +144,7 @@ async fn one_orgs_long_rate_limit_pauses_the_token_only_up_to_the_cap() {
     let requests = api.received_requests().await.unwrap().len();
     for _ in 0..3 {
         let s = scrape(&exp.url, Some("0.3")).await;
-        assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(0.0));
+        assert_eq!(s.metrics.up("org-a"), Some(0.0));
     }
     assert_eq!(api.received_requests().await.unwrap().len(), requests);
     let text = logs.text();
@@ -176,16 +161,10 @@ async fn one_orgs_long_rate_limit_pauses_the_token_only_up_to_the_cap() {
     // The pause ends within the cap, not in a day: once the runtime's clock has moved on by
     // the cap, org-b, which never saw a 429, is collected again.
     common::skip_time(std::time::Duration::from_millis(3100)).await;
-    let body = reqwest::Client::new()
-        .get(format!("{}/probe?org_id=org-b", exp.url))
-        .header("X-Prometheus-Scrape-Timeout-Seconds", "1")
-        .send()
+    let probe = format!("{}/probe?org_id=org-b", exp.url);
+    let m = common::get_metrics(&reqwest::Client::new(), &probe, Some("1"))
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let m = common::Metrics::parse(&body);
-    assert_eq!(m.get("devin_up", &[("org_id", "org-b")]), Some(1.0));
+        .metrics;
+    assert_eq!(m.up("org-b"), Some(1.0));
     assert_eq!(m.sum("devin_sessions", &[("org_id", "org-b")]), 1.0);
 }

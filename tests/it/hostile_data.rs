@@ -2,21 +2,8 @@
 
 use crate::common;
 
-use common::{S, page, scrape, start_exporter};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
-
-async fn mount_sessions(api: &MockServer, org: &str, sessions: &[S]) {
-    Mock::given(method("GET"))
-        .and(path(format!("/v3/organizations/{org}/sessions")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(
-            sessions,
-            None,
-            Some(sessions.len() as u64),
-        )))
-        .mount(api)
-        .await;
-}
+use common::{S, mount_page, scrape, start_exporter};
+use wiremock::MockServer;
 
 #[tokio::test]
 async fn absurd_acus_are_clamped_and_bad_ones_count_as_zero() {
@@ -26,11 +13,11 @@ async fn absurd_acus_are_clamped_and_bad_ones_count_as_zero() {
     sessions[1].acus = -5.0;
     sessions[2].acus = 2.5;
     sessions[3].acus = 1.5;
-    mount_sessions(&api, "org-a", &sessions).await;
+    mount_page(&api, "org-a", &sessions).await;
     let exp = start_exporter(&api.uri(), &["org-a"], &[]).await;
     let s = scrape(&exp.url, None).await;
     let m = &s.metrics;
-    assert_eq!(m.get("devin_up", &[("org_id", "org-a")]), Some(1.0));
+    assert_eq!(m.up("org-a"), Some(1.0));
     // Every session is counted; 1e308 is clamped to 1e9, -5 counts as 0.
     assert_eq!(m.sum("devin_sessions", &[("org_id", "org-a")]), 4.0);
     assert_eq!(
@@ -52,12 +39,12 @@ async fn label_combinations_are_capped_per_org_and_sums_stay_exact() {
             ..S::new(i)
         })
         .collect();
-    mount_sessions(&api, "org-a", &sessions).await;
-    mount_sessions(&api, "org-b", &[S::new(1)]).await;
+    mount_page(&api, "org-a", &sessions).await;
+    mount_page(&api, "org-b", &[S::new(1)]).await;
     let exp = start_exporter(&api.uri(), &["org-a", "org-b"], &[]).await;
     let s = scrape(&exp.url, None).await;
     let m = &s.metrics;
-    assert_eq!(m.get("devin_up", &[("org_id", "org-a")]), Some(1.0));
+    assert_eq!(m.up("org-a"), Some(1.0));
     for family in ["devin_sessions", "devin_sessions_acus_consumed"] {
         let series = m.count(family, &[("org_id", "org-a")]);
         assert!(series <= 2001, "{family}: {series} series");

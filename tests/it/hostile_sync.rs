@@ -8,12 +8,9 @@ use crate::common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{S, TestExporter, scrape, start_exporter};
+use common::{S, Scraped, TestExporter, scrape, start_exporter};
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-const P: &str = "/v3/organizations/org-a/sessions";
+use wiremock::{MockServer, Request, Respond, ResponseTemplate};
 
 /// How the fake API answers beyond the plain listing.
 #[derive(Clone, Copy, PartialEq)]
@@ -125,8 +122,7 @@ async fn api(items: Vec<Value>, clock: i64, send_date: bool) -> (MockServer, Api
         page_size: 200,
         served: 0,
     })));
-    Mock::given(method("GET"))
-        .and(path(P))
+    common::sessions_of("org-a")
         .respond_with(api.clone())
         .mount(&server)
         .await;
@@ -171,6 +167,11 @@ fn sessions(at: i64, n: u32) -> Vec<Value> {
         .collect()
 }
 
+/// Sessions in `status`, as scraped.
+fn in_status(s: &Scraped, status: &str) -> Option<f64> {
+    s.metrics.get("devin_sessions", &[("status", status)])
+}
+
 fn error_of(exp: &TestExporter) -> Option<String> {
     exp.exporter.orgs()[0].state().health.last_error.clone()
 }
@@ -190,11 +191,7 @@ async fn one_session_dated_in_the_future_does_not_blind_the_org() {
             w.items[0]["status"] = json!("exit");
         });
         let s = scrape(&exp.url, None).await;
-        assert_eq!(
-            s.metrics.get("devin_sessions", &[("status", "exit")]),
-            Some(1.0),
-            "{bad}"
-        );
+        assert_eq!(in_status(&s, "exit"), Some(1.0), "{bad}");
         // Every later change is still seen, scrape after scrape.
         for round in 1..=3 {
             api.with(|w| w.clock += 10);
@@ -202,9 +199,9 @@ async fn one_session_dated_in_the_future_does_not_blind_the_org() {
                 api.touch(n, "error");
             }
             let s = scrape(&exp.url, None).await;
-            assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(1.0));
+            assert_eq!(s.metrics.up("org-a"), Some(1.0));
             assert_eq!(
-                s.metrics.get("devin_sessions", &[("status", "error")]),
+                in_status(&s, "error"),
                 Some((round * 5) as f64),
                 "bad updated_at {bad}: round {round}"
             );
@@ -251,10 +248,7 @@ async fn a_future_session_in_the_first_listing_does_not_blind_it_either() {
     api.with(|w| w.clock += 30);
     api.touch(3, "error");
     let s = scrape(&exp.url, None).await;
-    assert_eq!(
-        s.metrics.get("devin_sessions", &[("status", "error")]),
-        Some(1.0)
-    );
+    assert_eq!(in_status(&s, "error"), Some(1.0));
 }
 
 async fn synced(fault: Fault, extra: &[(&str, &str)]) -> (MockServer, Api, TestExporter) {
@@ -271,10 +265,7 @@ async fn synced(fault: Fault, extra: &[(&str, &str)]) -> (MockServer, Api, TestE
         "{:?}",
         error_of(&exp)
     );
-    assert_eq!(
-        first.metrics.get("devin_up", &[("org_id", "org-a")]),
-        Some(1.0)
-    );
+    assert_eq!(first.metrics.up("org-a"), Some(1.0));
     // Changes the incremental listing will see, on a page that then loops.
     api.with(|w| {
         w.clock += 10;
@@ -291,12 +282,9 @@ async fn a_repeated_cursor_is_an_error_and_merges_nothing() {
     let (_server, api, exp) = synced(Fault::RepeatedCursor, &[]).await;
     let before = api.with(|w| w.served);
     let s = scrape(&exp.url, Some("10")).await;
-    assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(0.0));
+    assert_eq!(s.metrics.up("org-a"), Some(0.0));
     // Nothing of the looping pass was applied.
-    assert_eq!(
-        s.metrics.get("devin_sessions", &[("status", "error")]),
-        None
-    );
+    assert_eq!(in_status(&s, "error"), None);
     assert_eq!(s.metrics.sum("devin_sessions", &[]), 30.0);
     // Caught at the first repeat, not at the deadline.
     assert_eq!(api.with(|w| w.served) - before, 2);
@@ -305,12 +293,7 @@ async fn a_repeated_cursor_is_an_error_and_merges_nothing() {
         error.contains("end_cursor") && error.contains("repeated"),
         "{error}"
     );
-    let landing = reqwest::get(format!("{}/", exp.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let landing = exp.text("/").await;
     assert!(
         landing.contains("repeated"),
         "landing page shows the reason"
@@ -318,22 +301,16 @@ async fn a_repeated_cursor_is_an_error_and_merges_nothing() {
     // Once the API behaves, the org recovers and the changes arrive.
     api.with(|w| w.fault = Fault::None);
     let s = scrape(&exp.url, None).await;
-    assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(1.0));
-    assert_eq!(
-        s.metrics.get("devin_sessions", &[("status", "error")]),
-        Some(3.0)
-    );
+    assert_eq!(s.metrics.up("org-a"), Some(1.0));
+    assert_eq!(in_status(&s, "error"), Some(3.0));
 }
 
 #[tokio::test]
 async fn more_pages_without_a_cursor_is_an_error() {
     let (_server, _api, exp) = synced(Fault::NullCursor, &[]).await;
     let s = scrape(&exp.url, Some("10")).await;
-    assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(0.0));
-    assert_eq!(
-        s.metrics.get("devin_sessions", &[("status", "error")]),
-        None
-    );
+    assert_eq!(s.metrics.up("org-a"), Some(0.0));
+    assert_eq!(in_status(&s, "error"), None);
     let error = error_of(&exp).unwrap();
     assert!(error.contains("end_cursor is null"), "{error}");
 }
@@ -356,7 +333,7 @@ async fn a_first_listing_that_loops_fails_and_shows_nothing() {
     )
     .await;
     let s = scrape(&exp.url, Some("20")).await;
-    assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(0.0));
+    assert_eq!(s.metrics.up("org-a"), Some(0.0));
     assert_eq!(
         s.metrics
             .get("devin_initial_sync_complete", &[("org_id", "org-a")]),
@@ -379,7 +356,7 @@ async fn an_endless_incremental_listing_fails_the_org_past_the_cap() {
     .await;
     let before = api.with(|w| w.served);
     let s = scrape(&exp.url, Some("20")).await;
-    assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(0.0));
+    assert_eq!(s.metrics.up("org-a"), Some(0.0));
     assert!(api.with(|w| w.served) - before <= 6);
     assert_eq!(s.metrics.sum("devin_sessions", &[]), 30.0, "nothing merged");
 }

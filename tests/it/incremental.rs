@@ -5,11 +5,9 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{S, Scraped, TestExporter, page, scrape, start_exporter};
-use wiremock::matchers::{method, path, query_param};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
-
-const P: &str = "/v3/organizations/org-a/sessions";
+use common::{S, Scraped, TestExporter, page_reply, scrape, sessions_of, start_exporter};
+use wiremock::matchers::query_param;
+use wiremock::{MockBuilder, MockServer, Request, ResponseTemplate};
 
 fn has(param: &'static str) -> impl Fn(&Request) -> bool + Send + Sync {
     move |r: &Request| r.url.query_pairs().any(|(k, _)| k == param)
@@ -19,34 +17,32 @@ fn lacks(param: &'static str) -> impl Fn(&Request) -> bool + Send + Sync {
     move |r: &Request| !r.url.query_pairs().any(|(k, _)| k == param)
 }
 
+/// Org-a's full listings (without `updated_after`).
+fn full() -> MockBuilder {
+    sessions_of("org-a").and(lacks("updated_after"))
+}
+
+/// Incremental listings of org-a that find no change.
+async fn no_changes(api: &MockServer) {
+    sessions_of("org-a")
+        .and(has("updated_after"))
+        .respond_with(page_reply(&[], None, None))
+        .mount(api)
+        .await;
+}
+
 /// An org whose first full listing has `first`, whose later full listings answer with
 /// `later`, and whose incremental listings see no change; its exporter re-lists every hour.
 /// Returns after the first scrape, with the clock moved on so that the next one re-lists.
 async fn relisting(first: &[S], later: ResponseTemplate) -> (MockServer, TestExporter, Scraped) {
     let api = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(P))
-        .and(lacks("updated_after"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(
-            first,
-            None,
-            Some(first.len() as u64),
-        )))
+    full()
+        .respond_with(page_reply(first, None, Some(first.len() as u64)))
         .up_to_n_times(1)
         .mount(&api)
         .await;
-    Mock::given(method("GET"))
-        .and(path(P))
-        .and(lacks("updated_after"))
-        .respond_with(later)
-        .mount(&api)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(P))
-        .and(has("updated_after"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[], None, None)))
-        .mount(&api)
-        .await;
+    full().respond_with(later).mount(&api).await;
+    no_changes(&api).await;
     let exp = start_exporter(
         &api.uri(),
         &["org-a"],
@@ -64,14 +60,8 @@ async fn change_in_the_watermark_second_is_not_missed() {
     let mut a = S::new(1);
     a.updated = 1_700_000_100;
     let b = S::new(2);
-    Mock::given(method("GET"))
-        .and(path(P))
-        .and(lacks("updated_after"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(
-            &[a.clone(), b],
-            None,
-            Some(2),
-        )))
+    full()
+        .respond_with(page_reply(&[a.clone(), b], None, Some(2)))
         .expect(1)
         .mount(&api)
         .await;
@@ -81,46 +71,26 @@ async fn change_in_the_watermark_second_is_not_missed() {
     a2.status = "exit";
     a2.detail = None;
     a2.acus = 3.0;
-    Mock::given(method("GET"))
-        .and(path(P))
+    sessions_of("org-a")
         .and(query_param("updated_after", "1700000099"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[a2], None, None)))
+        .respond_with(page_reply(&[a2], None, None))
         .expect(1..)
         .mount(&api)
         .await;
     let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_SYNC_OVERLAP", "1s")]).await;
+    let by_status = |s: &Scraped, status| s.metrics.get("devin_sessions", &[("status", status)]);
     let first = scrape(&exp.url, None).await;
-    assert_eq!(
-        first
-            .metrics
-            .get("devin_sessions", &[("status", "running")]),
-        Some(2.0)
-    );
+    assert_eq!(by_status(&first, "running"), Some(2.0));
     let second = scrape(&exp.url, None).await;
-    assert_eq!(
-        second.metrics.get("devin_up", &[("org_id", "org-a")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        second
-            .metrics
-            .get("devin_sessions", &[("status", "running")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        second.metrics.get("devin_sessions", &[("status", "exit")]),
-        Some(1.0)
-    );
+    let m = &second.metrics;
+    assert_eq!(m.up("org-a"), Some(1.0));
+    assert_eq!(by_status(&second, "running"), Some(1.0));
+    assert_eq!(by_status(&second, "exit"), Some(1.0));
     // a went from 1 to 3 ACUs after the first listing.
+    assert_eq!(m.get("devin_acus_consumed_total", &[]), Some(2.0));
+    let exit = [("status", "exit"), ("status_detail", "none")];
     assert_eq!(
-        second.metrics.get("devin_acus_consumed_total", &[]),
-        Some(2.0)
-    );
-    assert_eq!(
-        second.metrics.get(
-            "devin_sessions_entered_status_total",
-            &[("status", "exit"), ("status_detail", "none")]
-        ),
+        m.get("devin_sessions_entered_status_total", &exit),
         Some(1.0)
     );
     // Steady state: one request per scrape.
@@ -138,11 +108,7 @@ async fn full_resync_drops_deleted_sessions_and_counters_never_decrease() {
     let mut later = all[..2].to_vec();
     later[0].acus = 2.5;
     later[0].updated += 10;
-    let (_api, exp, first) = relisting(
-        &all,
-        ResponseTemplate::new(200).set_body_json(page(&later, None, Some(2))),
-    )
-    .await;
+    let (_api, exp, first) = relisting(&all, page_reply(&later, None, Some(2))).await;
     assert_eq!(first.metrics.sum("devin_sessions", &[]), 3.0);
     let second = scrape(&exp.url, None).await;
     assert_eq!(second.metrics.sum("devin_sessions", &[]), 2.0);
@@ -156,48 +122,30 @@ async fn full_resync_drops_deleted_sessions_and_counters_never_decrease() {
 async fn interrupted_first_listing_resumes_without_double_counting() {
     let api = MockServer::start().await;
     let all: Vec<S> = (1..=5).map(S::new).collect();
-    Mock::given(method("GET"))
-        .and(path(P))
+    full()
         .and(lacks("after"))
-        .and(lacks("updated_after"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(
-            &all[..2],
-            Some("c1"),
-            Some(5),
-        )))
+        .respond_with(page_reply(&all[..2], Some("c1"), Some(5)))
         .expect(1) // never fetched again: the listing resumes at its cursor
         .mount(&api)
         .await;
     // The second page is slower than the first scrape's budget, once.
-    Mock::given(method("GET"))
-        .and(path(P))
+    sessions_of("org-a")
         .and(query_param("after", "c1"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(page(&all[2..4], Some("c2"), None))
-                .set_delay(Duration::from_secs(5)),
-        )
+        .respond_with(page_reply(&all[2..4], Some("c2"), None).set_delay(Duration::from_secs(5)))
         .up_to_n_times(1)
         .mount(&api)
         .await;
-    Mock::given(method("GET"))
-        .and(path(P))
+    sessions_of("org-a")
         .and(query_param("after", "c1"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&all[2..4], Some("c2"), None)))
+        .respond_with(page_reply(&all[2..4], Some("c2"), None))
         .mount(&api)
         .await;
-    Mock::given(method("GET"))
-        .and(path(P))
+    sessions_of("org-a")
         .and(query_param("after", "c2"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&all[4..], None, None)))
+        .respond_with(page_reply(&all[4..], None, None))
         .mount(&api)
         .await;
-    Mock::given(method("GET"))
-        .and(path(P))
-        .and(has("updated_after"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[], None, None)))
-        .mount(&api)
-        .await;
+    no_changes(&api).await;
     // A collection's own budget (DEVIN_SCRAPE_TIMEOUT) ends before the slow page does.
     let exp = start_exporter(
         &api.uri(),
@@ -206,12 +154,11 @@ async fn interrupted_first_listing_resumes_without_double_counting() {
     )
     .await;
     let first = scrape(&exp.url, Some("2")).await;
-    assert_eq!(
-        first
-            .metrics
-            .get("devin_initial_sync_complete", &[("org_id", "org-a")]),
-        Some(0.0)
-    );
+    let complete = |s: &Scraped| {
+        let org = [("org_id", "org-a")];
+        s.metrics.get("devin_initial_sync_complete", &org)
+    };
+    assert_eq!(complete(&first), Some(0.0));
     assert_eq!(
         first.metrics.count("devin_sessions", &[]),
         0,
@@ -219,18 +166,13 @@ async fn interrupted_first_listing_resumes_without_double_counting() {
     );
     assert_eq!(first.metrics.count("devin_sessions_created_total", &[]), 0);
     assert_eq!(
-        first.metrics.get("devin_up", &[("org_id", "org-a")]),
+        first.metrics.up("org-a"),
         Some(1.0),
         "progress is not failure"
     );
 
     let second = scrape(&exp.url, None).await;
-    assert_eq!(
-        second
-            .metrics
-            .get("devin_initial_sync_complete", &[("org_id", "org-a")]),
-        Some(1.0)
-    );
+    assert_eq!(complete(&second), Some(1.0));
     assert_eq!(second.metrics.sum("devin_sessions", &[]), 5.0);
     // Counters start at zero once the listing completes, however many scrapes it took.
     // One series per documented origin (the listed sessions' slack among them).
@@ -247,9 +189,7 @@ async fn interrupted_first_listing_resumes_without_double_counting() {
 async fn a_slow_full_relisting_neither_fails_the_org_nor_delays_the_scrape() {
     let all: Vec<S> = (1..=3).map(S::new).collect();
     // Every later full listing is slower than the scrape's budget.
-    let slow = ResponseTemplate::new(200)
-        .set_body_json(page(&all[..2], None, Some(2)))
-        .set_delay(Duration::from_secs(5));
+    let slow = page_reply(&all[..2], None, Some(2)).set_delay(Duration::from_secs(5));
     let (_api, exp, _) = relisting(&all, slow).await;
     let client = reqwest::Client::new();
     let started = std::time::Instant::now();
@@ -259,11 +199,7 @@ async fn a_slow_full_relisting_neither_fails_the_org_nor_delays_the_scrape() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(
-        s.metrics.get("devin_up", &[("org_id", "org-a")]),
-        Some(1.0),
-        "data is current"
-    );
+    assert_eq!(s.metrics.up("org-a"), Some(1.0), "data is current");
     assert_eq!(
         s.metrics.sum("devin_sessions", &[]),
         3.0,
@@ -288,10 +224,8 @@ async fn cheap_passes_start_a_second_back_and_a_deep_recheck_catches_late_indexi
         - 100;
     let (mut a, mut b) = (S::new(1), S::new(2));
     (a.updated, b.updated) = (base + 1, base + 2);
-    Mock::given(method("GET"))
-        .and(path(P))
-        .and(lacks("updated_after"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[a, b], None, Some(2))))
+    full()
+        .respond_with(page_reply(&[a, b], None, Some(2)))
         .expect(1)
         .mount(&api)
         .await;
@@ -299,19 +233,17 @@ async fn cheap_passes_start_a_second_back_and_a_deep_recheck_catches_late_indexi
     // whole overlap back, asks far enough back to find it.
     let mut late = S::new(3);
     late.updated = base;
-    Mock::given(method("GET"))
-        .and(path(P))
+    sessions_of("org-a")
         .and(move |r: &Request| updated_after(r).is_some_and(|v| v <= base))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[late], None, None)))
+        .respond_with(page_reply(&[late], None, None))
         .expect(1)
         .mount(&api)
         .await;
     // Cheap passes: from a second before the watermark (first base + 2, then the server's
     // time of the last pass that found nothing).
-    Mock::given(method("GET"))
-        .and(path(P))
+    sessions_of("org-a")
         .and(move |r: &Request| updated_after(r).is_some_and(|v| v > base))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[], None, None)))
+        .respond_with(page_reply(&[], None, None))
         .expect(2)
         .mount(&api)
         .await;
@@ -335,9 +267,6 @@ async fn cheap_passes_start_a_second_back_and_a_deep_recheck_catches_late_indexi
     assert_eq!(deep.metrics.sum("devin_sessions", &[]), 3.0);
     // And back to cheap passes until the next interval.
     let again = scrape(&exp.url, None).await;
-    assert_eq!(
-        again.metrics.get("devin_up", &[("org_id", "org-a")]),
-        Some(1.0)
-    );
+    assert_eq!(again.metrics.up("org-a"), Some(1.0));
     api.verify().await;
 }

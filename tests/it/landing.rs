@@ -6,7 +6,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{S, page, scrape, start_exporter};
+use common::{S, page_reply, scrape, sessions_of, start_exporter};
 use wiremock::matchers::{method, path, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -35,17 +35,11 @@ async fn a_forbidden_org_says_what_to_do() {
     let mut exited = S::new(2);
     exited.status = "exit";
     exited.detail = None;
-    Mock::given(method("GET"))
-        .and(path("/v3/organizations/org-ok/sessions"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(
-            &[S::new(1), exited, S::new(3)],
-            None,
-            Some(3),
-        )))
+    sessions_of("org-ok")
+        .respond_with(page_reply(&[S::new(1), exited, S::new(3)], None, Some(3)))
         .mount(&api)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/v3/organizations/org-locked/sessions"))
+    sessions_of("org-locked")
         .respond_with(ResponseTemplate::new(403).set_body_json(serde_json::json!({
             "title": "Forbidden", "status": 403,
             "detail": "Missing permission ViewOrgSessions <script>alert(1)</script>"
@@ -61,30 +55,23 @@ async fn a_forbidden_org_says_what_to_do() {
     )
     .await;
     let before = get(&format!("{}/", exp.url)).await;
-    assert!(
-        row(&before, "org-ok").contains("not collected yet"),
-        "{before}"
-    );
-    assert!(row(&before, "org-ok").contains("never"), "{before}");
+    for want in ["not collected yet", "never"] {
+        assert!(row(&before, "org-ok").contains(want), "{want}: {before}");
+    }
 
     scrape(&exp.url, None).await;
     let html = get(&format!("{}/", exp.url)).await;
     let locked = row(&html, "org-locked");
-    assert!(
-        locked.contains("HTTP 403: Missing permission ViewOrgSessions"),
-        "{locked}"
-    );
-    assert!(
-        locked.contains("the token lacks ViewOrgSessions on this org"),
-        "{locked}"
-    );
+    for want in [
+        "HTTP 403: Missing permission ViewOrgSessions",
+        "the token lacks ViewOrgSessions on this org",
+        "<a href=\"/probe?org_id=org-locked\">",
+    ] {
+        assert!(locked.contains(want), "{want}: {locked}");
+    }
     assert!(
         locked.contains("&lt;script&gt;") && !html.contains("<script"),
         "API text is escaped: {locked}"
-    );
-    assert!(
-        locked.contains("<a href=\"/probe?org_id=org-locked\">"),
-        "{locked}"
     );
     let ok = row(&html, "org-ok");
     assert!(ok.contains("<td>ok</td>"), "{ok}");
@@ -93,18 +80,13 @@ async fn a_forbidden_org_says_what_to_do() {
     assert!(ok.contains("<a href=\"/probe?org_id=org-ok\">"), "{ok}");
 
     assert!(html.contains(&format!("Version {}", env!("CARGO_PKG_VERSION"))));
-    assert!(
-        html.contains("1000 requests/s, 16 in flight"),
-        "budget: {html}"
-    );
-    assert!(
-        html.contains("<th>incremental overlap</th><td>3m 0s</td>"),
-        "{html}"
-    );
-    assert!(
-        html.contains("<th>scrape timeout without header</th><td>25s</td>"),
-        "{html}"
-    );
+    for want in [
+        "1000 requests/s, 16 in flight",
+        "<th>incremental overlap</th><td>3m 0s</td>",
+        "<th>scrape timeout without header</th><td>25s</td>",
+    ] {
+        assert!(html.contains(want), "{want}: {html}");
+    }
     let host = api.uri().replace("http://", "");
     assert!(
         html.contains(&format!("<td>http://&lt;redacted&gt;@{host}</td>")),
@@ -122,17 +104,13 @@ async fn first_listing_progress_from_the_total() {
     let items: Vec<S> = (1..=63).map(S::new).collect();
     Mock::given(method("GET"))
         .and(query_param_is_missing("after"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&items, Some("c1"), Some(100))))
+        .respond_with(page_reply(&items, Some("c1"), Some(100)))
         .with_priority(1)
         .mount(&api)
         .await;
     // The next page does not come before the scrape's deadline.
     Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(page(&[], None, None))
-                .set_delay(Duration::from_secs(20)),
-        )
+        .respond_with(page_reply(&[], None, None).set_delay(Duration::from_secs(20)))
         .mount(&api)
         .await;
     let exp = start_exporter(&api.uri(), &["org-big"], &[]).await;
@@ -147,7 +125,7 @@ async fn first_listing_progress_from_the_total() {
 async fn demo_mode_has_a_banner() {
     let api = MockServer::start().await;
     Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[], None, Some(0))))
+        .respond_with(page_reply(&[], None, Some(0)))
         .mount(&api)
         .await;
     let config = devin_exporter::config::from_vars(
@@ -187,7 +165,7 @@ async fn discovery_without_manage_organizations_says_so() {
         .mount(&api)
         .await;
     Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[S::new(1)], None, Some(1))))
+        .respond_with(page_reply(&[S::new(1)], None, Some(1)))
         .mount(&api)
         .await;
     let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_DISCOVER_ORGS", "true")]).await;

@@ -6,28 +6,30 @@ use crate::common;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use common::{S, page, scrape, start_exporter, start_exporter_with_timeouts};
+use common::{
+    S, TestExporter, page_reply, scrape, sessions_of, start_exporter, start_exporter_with_timeouts,
+};
 use devin_exporter::http::ServerTimeouts;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer};
+
+/// An exporter of org-a against `api` with one `setting`.
+async fn org_a(api: &MockServer, setting: (&str, &str)) -> TestExporter {
+    start_exporter(&api.uri(), &["org-a"], &[setting]).await
+}
 
 #[tokio::test]
 async fn oversized_response_fails_the_org_without_reading_it_all() {
     let api = MockServer::start().await;
     let big: Vec<S> = (0..50).map(S::new).collect();
     Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&big, None, Some(50))))
+        .respond_with(page_reply(&big, None, Some(50)))
         .mount(&api)
         .await;
-    let exp = start_exporter(
-        &api.uri(),
-        &["org-a"],
-        &[("DEVIN_MAX_RESPONSE_BYTES", "4096")],
-    )
-    .await;
+    let exp = org_a(&api, ("DEVIN_MAX_RESPONSE_BYTES", "4096")).await;
     let s = scrape(&exp.url, None).await;
-    assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(0.0));
-    let landing = reqwest::get(&exp.url).await.unwrap().text().await.unwrap();
+    assert_eq!(s.metrics.up("org-a"), Some(0.0));
+    let landing = exp.text("/").await;
     assert!(
         landing.contains("response body larger than 4096 bytes"),
         "{landing}"
@@ -40,19 +42,10 @@ async fn oversized_response_fails_the_org_without_reading_it_all() {
 async fn every_request_has_a_timeout() {
     let api = MockServer::start().await;
     Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(page(&[S::new(1)], None, None))
-                .set_delay(Duration::from_secs(30)),
-        )
+        .respond_with(page_reply(&[S::new(1)], None, None).set_delay(Duration::from_secs(30)))
         .mount(&api)
         .await;
-    let exp = start_exporter(
-        &api.uri(),
-        &["org-a"],
-        &[("DEVIN_REQUEST_TIMEOUT", "300ms")],
-    )
-    .await;
+    let exp = org_a(&api, ("DEVIN_REQUEST_TIMEOUT", "300ms")).await;
     let started = Instant::now();
     let s = scrape(&exp.url, Some("20")).await;
     assert!(
@@ -60,7 +53,7 @@ async fn every_request_has_a_timeout() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(s.metrics.get("devin_up", &[("org_id", "org-a")]), Some(0.0));
+    assert_eq!(s.metrics.up("org-a"), Some(0.0));
     // Timed-out requests are retried (transient), each cut at the request timeout.
     let attempts = api.received_requests().await.unwrap().len();
     assert!(attempts >= 2, "{attempts} attempts");
@@ -75,12 +68,9 @@ async fn every_request_has_a_timeout() {
 async fn concurrent_collections_are_capped() {
     let api = MockServer::start().await;
     for org in ["org-a", "org-b", "org-c"] {
-        Mock::given(method("GET"))
-            .and(path(format!("/v3/organizations/{org}/sessions")))
+        sessions_of(org)
             .respond_with(
-                ResponseTemplate::new(200)
-                    .set_body_json(page(&[S::new(1)], None, Some(1)))
-                    .set_delay(Duration::from_millis(300)),
+                page_reply(&[S::new(1)], None, Some(1)).set_delay(Duration::from_millis(300)),
             )
             .mount(&api)
             .await;

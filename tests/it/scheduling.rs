@@ -6,18 +6,12 @@ use crate::common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Metrics, S, page, scrape, start_exporter};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use common::{Metrics, S, page_reply, scrape, sessions_of, start_exporter};
+use wiremock::MockServer;
 
 async fn mount_org(api: &MockServer, org: &str, delay: Duration) {
-    Mock::given(method("GET"))
-        .and(path(format!("/v3/organizations/{org}/sessions")))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(page(&[S::new(1), S::new(2)], None, Some(2)))
-                .set_delay(delay),
-        )
+    sessions_of(org)
+        .respond_with(page_reply(&[S::new(1), S::new(2)], None, Some(2)).set_delay(delay))
         .mount(api)
         .await;
 }
@@ -29,7 +23,7 @@ async fn a_collection_that_panics_leaves_the_org_down_and_the_next_scrape_recove
         mount_org(&api, org, Duration::ZERO).await;
     }
     let exp = start_exporter(&api.uri(), &["org-a", "org-b"], &[]).await;
-    let up = |s: &common::Scraped, org| s.metrics.get("devin_up", &[("org_id", org)]);
+    let up = |s: &common::Scraped, org| s.metrics.up(org);
     let first = scrape(&exp.url, None).await;
     assert_eq!(
         (up(&first, "org-a"), up(&first, "org-b")),
@@ -56,7 +50,7 @@ async fn a_collection_that_panics_leaves_the_org_down_and_the_next_scrape_recove
             .sum("devin_sessions", &[("org_id", "org-a")]),
         2.0
     );
-    let landing = reqwest::get(&exp.url).await.unwrap().text().await.unwrap();
+    let landing = exp.text("/").await;
     assert!(
         landing.contains("internal error during collection"),
         "{landing}"
@@ -91,16 +85,13 @@ async fn a_scrape_joining_a_longer_collection_answers_by_its_own_deadline() {
     let (took, short) = timed_scrape(&reqwest::Client::new(), &exp.url, "1").await;
     assert!(took < Duration::from_secs(1), "1 s scrape took {took:?}");
     assert_eq!(
-        short.get("devin_up", &[("org_id", "org-a")]),
+        short.up("org-a"),
         Some(0.0),
         "no collection of the org has finished yet"
     );
 
     let long = long.await.unwrap();
-    assert_eq!(
-        long.metrics.get("devin_up", &[("org_id", "org-a")]),
-        Some(1.0)
-    );
+    assert_eq!(long.metrics.up("org-a"), Some(1.0));
     assert_eq!(long.metrics.sum("devin_sessions", &[]), 2.0);
     // Both scrapes shared one collection.
     assert_eq!(api.received_requests().await.unwrap().len(), 1);
@@ -181,7 +172,7 @@ async fn no_org_starves_when_the_budget_covers_each_org_within_a_few_intervals()
     );
     let last = last.unwrap();
     let now = unix_now();
-    let landing = reqwest::get(&exp.url).await.unwrap().text().await.unwrap();
+    let landing = exp.text("/").await;
     for org in &ids {
         let labels = [("org_id", *org)];
         assert_eq!(last.get("devin_up", &labels), Some(1.0), "{org}: {landing}");

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use crate::common::serve_simulator as serve;
 use devin_exporter::simulator::{Fault, FaultKind, SimConfig, Simulator};
 use serde_json::Value;
 
@@ -18,12 +19,6 @@ fn frozen(orgs: usize, sessions: usize) -> SimConfig {
         start_time: Some(1_780_000_000),
         ..SimConfig::default()
     }
-}
-
-async fn serve(config: SimConfig) -> (Simulator, String) {
-    let sim = Simulator::new(config);
-    let addr = sim.spawn(([127, 0, 0, 1], 0).into()).await.unwrap();
-    (sim, format!("http://{addr}"))
 }
 
 async fn get(url: &str, token: Option<&str>) -> (u16, reqwest::header::HeaderMap, Value) {
@@ -44,6 +39,11 @@ async fn get(url: &str, token: Option<&str>) -> (u16, reqwest::header::HeaderMap
 
 fn sessions_url(base: &str, org: &str, query: &str) -> String {
     format!("{base}/v3/organizations/{org}/sessions?{query}")
+}
+
+/// The body of a listing of `org` with the simulator's token.
+async fn list(base: &str, org: &str, query: &str) -> Value {
+    get(&sessions_url(base, org, query), Some(TOKEN)).await.2
 }
 
 /// Walks every page; returns the ids in order.
@@ -87,50 +87,24 @@ async fn pagination_lists_every_session_once() {
             .all(|id| id.starts_with("devin-") && id.len() == 38)
     );
     // First unfiltered page carries total; later pages do not.
-    let (_, _, first) = get(&sessions_url(&base, org, "first=10"), Some(TOKEN)).await;
+    let first = list(&base, org, "first=10").await;
     assert_eq!(first["total"].as_u64(), Some(sim.totals()[0].sessions));
     let cursor = first["end_cursor"].as_str().unwrap();
-    let (_, _, second) = get(
-        &sessions_url(&base, org, &format!("first=10&after={cursor}")),
-        Some(TOKEN),
-    )
-    .await;
+    let second = list(&base, org, &format!("first=10&after={cursor}")).await;
     assert!(second["total"].is_null());
-    let (_, _, filtered) = get(
-        &sessions_url(&base, org, "first=10&created_after=0"),
-        Some(TOKEN),
-    )
-    .await;
+    let filtered = list(&base, org, "first=10&created_after=0").await;
     assert!(filtered["total"].is_null(), "no total with a time filter");
     // Every documented field is there.
     let item = &first["items"][0];
-    for field in [
-        "session_id",
-        "url",
-        "status",
-        "status_detail",
-        "tags",
-        "org_id",
-        "created_at",
-        "updated_at",
-        "acus_consumed",
-        "pull_requests",
-        "origin",
-        "category",
-        "subcategory",
-        "is_archived",
-        "title",
-        "user_id",
-        "service_user_id",
-        "playbook_id",
-        "parent_session_id",
-        "child_session_ids",
-        "structured_output",
-    ] {
+    let fields = "session_id url status status_detail tags org_id \
+        created_at updated_at acus_consumed pull_requests origin category \
+        subcategory is_archived title user_id service_user_id playbook_id \
+        parent_session_id child_session_ids structured_output";
+    for field in fields.split_whitespace() {
         assert!(item.get(field).is_some(), "{field} missing in {item}");
     }
     // Default page size is 100.
-    let (_, _, default) = get(&sessions_url(&base, org, ""), Some(TOKEN)).await;
+    let default = list(&base, org, "").await;
     assert_eq!(default["items"].as_array().unwrap().len(), 100);
 }
 
@@ -273,8 +247,8 @@ async fn same_seed_same_world() {
     let (_a, base_a) = serve(frozen(2, 300)).await;
     let (sim_b, base_b) = serve(frozen(2, 300)).await;
     let org = &sim_b.org_ids()[1];
-    let (_, _, a) = get(&sessions_url(&base_a, org, "first=200"), Some(TOKEN)).await;
-    let (_, _, b) = get(&sessions_url(&base_b, org, "first=200"), Some(TOKEN)).await;
+    let a = list(&base_a, org, "first=200").await;
+    let b = list(&base_b, org, "first=200").await;
     assert_eq!(a, b);
     let (other, _) = serve(SimConfig {
         seed: 7,
@@ -326,11 +300,7 @@ async fn categories_arrive_minutes_after_creation() {
     let org = sim.org_ids()[0].clone();
     sim.create(&org, 20);
     let at = sim.now();
-    let (_, _, fresh) = get(
-        &sessions_url(&base, &org, &format!("first=200&created_after={at}")),
-        Some(TOKEN),
-    )
-    .await;
+    let fresh = list(&base, &org, &format!("first=200&created_after={at}")).await;
     assert!(
         fresh["items"]
             .as_array()
@@ -339,11 +309,7 @@ async fn categories_arrive_minutes_after_creation() {
             .all(|i| i["category"].is_null())
     );
     sim.advance(Duration::from_secs(1800));
-    let (_, _, later) = get(
-        &sessions_url(&base, &org, &format!("first=200&created_after={at}")),
-        Some(TOKEN),
-    )
-    .await;
+    let later = list(&base, &org, &format!("first=200&created_after={at}")).await;
     let classified = later["items"]
         .as_array()
         .unwrap()
@@ -353,19 +319,28 @@ async fn categories_arrive_minutes_after_creation() {
     assert!(classified >= 15, "{classified} of 20 classified");
 }
 
+fn fault(org_id: Option<&String>, kind: FaultKind, count: u32) -> Fault {
+    let org_id = org_id.cloned();
+    Fault {
+        org_id,
+        kind,
+        count,
+    }
+}
+
 #[tokio::test]
 async fn injected_faults() {
     let (sim, base) = serve(frozen(2, 10)).await;
     let orgs = sim.org_ids();
     let url = sessions_url(&base, &orgs[0], "first=5");
-    sim.inject(Fault {
-        org_id: Some(orgs[0].clone()),
-        kind: FaultKind::RateLimit {
+    sim.inject(fault(
+        Some(&orgs[0]),
+        FaultKind::RateLimit {
             retry_after_seconds: Some(3),
             http_date: false,
         },
-        count: 1,
-    });
+        1,
+    ));
     let (status, headers, _) = get(&url, Some(TOKEN)).await;
     assert_eq!(
         (status, headers["retry-after"].to_str().unwrap()),
@@ -377,22 +352,18 @@ async fn injected_faults() {
         "one fault, one request"
     );
 
-    sim.inject(Fault {
-        org_id: None,
-        kind: FaultKind::RateLimit {
+    sim.inject(fault(
+        None,
+        FaultKind::RateLimit {
             retry_after_seconds: Some(5),
             http_date: true,
         },
-        count: 1,
-    });
+        1,
+    ));
     let (_, headers, _) = get(&url, Some(TOKEN)).await;
     assert!(httpdate::parse_http_date(headers["retry-after"].to_str().unwrap()).is_ok());
 
-    sim.inject(Fault {
-        org_id: Some(orgs[1].clone()),
-        kind: FaultKind::Status(503),
-        count: 2,
-    });
+    sim.inject(fault(Some(&orgs[1]), FaultKind::Status(503), 2));
     assert_eq!(
         get(&url, Some(TOKEN)).await.0,
         200,
@@ -403,20 +374,12 @@ async fn injected_faults() {
     assert_eq!(get(&other, Some(TOKEN)).await.0, 503);
     assert_eq!(get(&other, Some(TOKEN)).await.0, 200);
 
-    sim.inject(Fault {
-        org_id: None,
-        kind: FaultKind::MalformedJson,
-        count: 1,
-    });
+    sim.inject(fault(None, FaultKind::MalformedJson, 1));
     let (status, _, body) = get(&url, Some(TOKEN)).await;
     assert_eq!(status, 200);
     assert!(body.is_string(), "not JSON: {body}");
 
-    sim.inject(Fault {
-        org_id: None,
-        kind: FaultKind::Slow(Duration::from_millis(400)),
-        count: 1,
-    });
+    sim.inject(fault(None, FaultKind::Slow(Duration::from_millis(400)), 1));
     let started = Instant::now();
     assert_eq!(get(&url, Some(TOKEN)).await.0, 200);
     assert!(started.elapsed() >= Duration::from_millis(400));
@@ -452,11 +415,7 @@ async fn admin_routes_over_http() {
     assert_eq!(sim.now(), t0 + 90);
     let touched = post(format!("{base}/sim/touch?org_id={org}&n=10")).await;
     assert_eq!(touched["changed"], 10);
-    let (_, _, changed) = get(
-        &sessions_url(&base, &org, &format!("first=200&updated_after={}", t0 + 90)),
-        Some(TOKEN),
-    )
-    .await;
+    let changed = list(&base, &org, &format!("first=200&updated_after={}", t0 + 90)).await;
     assert!(changed["items"].as_array().unwrap().len() >= 10);
     let fault = client
         .post(format!("{base}/sim/faults"))
@@ -507,11 +466,7 @@ async fn transition_moves_live_sessions_into_a_documented_state_and_keeps_them_t
     assert_eq!(suspended["changed"], 2);
     // The API lists them in their new state, updated now, and they stay there.
     sim.advance(Duration::from_secs(3600));
-    let (_, _, page) = get(
-        &sessions_url(&base, &org, &format!("first=200&updated_after={t}")),
-        Some(TOKEN),
-    )
-    .await;
+    let page = list(&base, &org, &format!("first=200&updated_after={t}")).await;
     let state_of = |id: &Value| {
         let item = page["items"]
             .as_array()

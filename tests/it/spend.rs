@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::{Metrics, scrape, start_exporter};
 use devin_exporter::api::SessionPage;
 use devin_exporter::config::Attribution;
-use devin_exporter::simulator::{SimConfig, Simulator};
+use devin_exporter::simulator::Simulator;
 use devin_exporter::sync::spend::{Dimension, SpendSettings};
 use devin_exporter::sync::{SessionStore, Transitions};
 use serde_json::Value;
@@ -20,44 +20,11 @@ use serde_json::Value;
 const ALL: (&str, &str) = ("DEVIN_ATTRIBUTION", "user,playbook,tag");
 
 async fn simulator(orgs: usize, sessions: usize) -> (Simulator, String) {
-    let sim = Simulator::new(SimConfig {
-        orgs,
-        sessions_per_org: sessions,
-        speed: 0.0,
-        tokens: vec!["cog_test_token".to_string()],
-        ..SimConfig::default()
-    });
-    let addr = sim.spawn(([127, 0, 0, 1], 0).into()).await.unwrap();
-    (sim, format!("http://{addr}"))
+    common::serve_simulator(common::frozen_simulator(orgs, sessions)).await
 }
 
-/// Every session of an org, read straight from the API.
 async fn list_all(url: &str, org: &str) -> Vec<Value> {
-    let client = reqwest::Client::new();
-    let mut items = Vec::new();
-    let mut after: Option<String> = None;
-    for _ in 0..1000 {
-        let mut u = format!("{url}/v3/organizations/{org}/sessions?first=200");
-        if let Some(a) = &after {
-            u.push_str(&format!("&after={a}"));
-        }
-        let body = client
-            .get(u)
-            .bearer_auth("cog_test_token")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let page: Value = serde_json::from_str(&body).unwrap();
-        items.extend(page["items"].as_array().unwrap().iter().cloned());
-        if !page["has_next_page"].as_bool().unwrap() {
-            return items;
-        }
-        after = page["end_cursor"].as_str().map(String::from);
-    }
-    panic!("listing of {org} does not end");
+    common::list_all(url, org, "").await
 }
 
 fn micros(acus: f64) -> i64 {
@@ -174,23 +141,6 @@ fn exposed(m: &Metrics, org: &str) -> BTreeMap<String, i64> {
     out
 }
 
-fn assert_same(what: &str, got: &BTreeMap<String, i64>, want: &BTreeMap<String, i64>) {
-    let wrong: Vec<_> = got
-        .iter()
-        .filter(|(k, v)| want.get(*k) != Some(v))
-        .take(5)
-        .collect();
-    let missing: Vec<_> = want
-        .iter()
-        .filter(|(k, v)| got.get(*k) != Some(v))
-        .take(5)
-        .collect();
-    assert!(
-        wrong.is_empty() && missing.is_empty(),
-        "{what}: exposed but not so: {wrong:?}\nexpected: {missing:?}"
-    );
-}
-
 /// Every counter series of the families, keyed by name and labels.
 fn counters(m: &Metrics) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
@@ -201,6 +151,14 @@ fn counters(m: &Metrics) -> BTreeMap<String, f64> {
         }
     }
     out
+}
+
+/// The values `label` takes in the series of `name`.
+fn label_values(m: &Metrics, name: &str, label: &str) -> BTreeSet<String> {
+    m.find(name, &[])
+        .into_iter()
+        .map(|(l, _)| l[label].clone())
+        .collect()
 }
 
 fn assert_monotonic(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) {
@@ -229,12 +187,12 @@ async fn breakdowns_and_top_sessions_equal_the_api_after_changes() {
         for org in &orgs {
             let items = list_all(&url, org).await;
             let want = expected(org, &items, 5);
-            assert_same(
+            common::assert_same_map(
                 &format!("round {round} warm"),
                 &exposed(&s.metrics, org),
                 &want,
             );
-            assert_same(
+            common::assert_same_map(
                 &format!("round {round} fresh"),
                 &exposed(&f.metrics, org),
                 &want,
@@ -277,12 +235,8 @@ async fn breakdowns_and_top_sessions_equal_the_api_after_changes() {
     // The simulator gives every breakdown several values.
     let s = scrape(&warm.url, None).await;
     for (dimension, label) in DIMENSIONS {
-        let values: BTreeSet<String> = s
-            .metrics
-            .find(&format!("devin_{dimension}_acus_consumed"), &[])
-            .into_iter()
-            .map(|(l, _)| l[label].clone())
-            .collect();
+        let name = format!("devin_{dimension}_acus_consumed");
+        let values = label_values(&s.metrics, &name, label);
         assert!(values.len() >= 5, "{dimension}: {values:?}");
         assert!(!values.contains("overflow"), "{dimension}: {values:?}");
     }
@@ -305,12 +259,8 @@ async fn counters_stay_monotonic_across_folds_into_overflow() {
         assert_monotonic(&last, &now);
         last = now;
         for (dimension, label) in DIMENSIONS {
-            let values: BTreeSet<String> = s
-                .metrics
-                .find(&format!("devin_{dimension}_acus_consumed_total"), &[])
-                .into_iter()
-                .map(|(l, _)| l[label].clone())
-                .collect();
+            let name = format!("devin_{dimension}_acus_consumed_total");
+            let values = label_values(&s.metrics, &name, label);
             // At most 4 values besides none and overflow.
             let named = values
                 .iter()
@@ -397,34 +347,15 @@ async fn histograms_observe_each_ending_once() {
         scrape(&exp.url, None).await;
         let s = scrape(&exp.url, None).await;
         let mut got: BTreeMap<(String, String), (f64, f64, i64)> = BTreeMap::new();
-        for (labels, n) in s
-            .metrics
-            .find("devin_ended_session_duration_seconds_count", &[])
-        {
+        let m = &s.metrics;
+        for (labels, n) in m.find("devin_ended_session_duration_seconds_count", &[]) {
             let key = (labels["origin"].clone(), labels["status"].clone());
-            got.entry(key.clone()).or_default().0 = n;
-            got.entry(key.clone()).or_default().1 = s
-                .metrics
-                .get(
-                    "devin_ended_session_duration_seconds_sum",
-                    &[("origin", &key.0), ("status", &key.1)],
-                )
-                .unwrap();
-            got.entry(key.clone()).or_default().2 = micros(
-                s.metrics
-                    .get(
-                        "devin_ended_session_acus_sum",
-                        &[("origin", &key.0), ("status", &key.1)],
-                    )
-                    .unwrap(),
-            );
-            assert_eq!(
-                s.metrics.get(
-                    "devin_ended_session_acus_count",
-                    &[("origin", &key.0), ("status", &key.1)]
-                ),
-                Some(n)
-            );
+            let l = [("origin", key.0.as_str()), ("status", key.1.as_str())];
+            let duration = m.get("devin_ended_session_duration_seconds_sum", &l);
+            let acus = m.get("devin_ended_session_acus_sum", &l).unwrap();
+            let acus_count = m.get("devin_ended_session_acus_count", &l);
+            assert_eq!(acus_count, Some(n), "{l:?}");
+            got.insert(key, (n, duration.unwrap(), micros(acus)));
         }
         assert_eq!(got, want);
     }

@@ -8,24 +8,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{Metrics, scrape, start_exporter};
+use common::{frozen_simulator as frozen, serve_simulator as simulator};
 use devin_exporter::simulator::{SimConfig, Simulator};
-
-async fn simulator(config: SimConfig) -> (Simulator, String) {
-    let sim = Simulator::new(config);
-    let addr = sim.spawn(([127, 0, 0, 1], 0).into()).await.unwrap();
-    (sim, format!("http://{addr}"))
-}
-
-fn frozen(orgs: usize, sessions: usize) -> SimConfig {
-    SimConfig {
-        orgs,
-        sessions_per_org: sessions,
-        speed: 0.0,
-        // The token the test exporters send.
-        tokens: vec!["cog_test_token".to_string()],
-        ..SimConfig::default()
-    }
-}
 
 /// The session-derived series (gauges), keyed by name and labels.
 fn session_state(m: &Metrics) -> BTreeMap<String, f64> {
@@ -47,40 +31,18 @@ fn session_state(m: &Metrics) -> BTreeMap<String, f64> {
 }
 
 fn assert_same(warm: &BTreeMap<String, f64>, fresh: &BTreeMap<String, f64>) {
-    let only_warm: Vec<_> = warm
-        .iter()
-        .filter(|(k, v)| fresh.get(*k) != Some(v))
-        .take(5)
-        .collect();
-    let only_fresh: Vec<_> = fresh
-        .iter()
-        .filter(|(k, v)| warm.get(*k) != Some(v))
-        .take(5)
-        .collect();
-    assert!(
-        only_warm.is_empty() && only_fresh.is_empty(),
-        "warm differs: {only_warm:?}\nfresh has: {only_fresh:?}"
-    );
+    common::assert_same_map("warm vs fresh", warm, fresh);
 }
 
 fn totals_match(sim: &Simulator, m: &Metrics) {
     for t in sim.totals() {
         let org = [("org_id", t.org_id.as_str())];
-        assert_eq!(
-            m.sum("devin_sessions", &org),
-            t.sessions as f64,
-            "{}",
-            t.org_id
-        );
-        assert!(
-            (m.sum("devin_sessions_acus_consumed", &org) - t.acus_consumed).abs() < 1e-3,
-            "{}",
-            t.org_id
-        );
-        assert_eq!(
-            m.get("devin_sessions_archived", &org),
-            Some(t.archived as f64)
-        );
+        let id = &t.org_id;
+        assert_eq!(m.sum("devin_sessions", &org), t.sessions as f64, "{id}");
+        let acus = m.sum("devin_sessions_acus_consumed", &org);
+        assert!((acus - t.acus_consumed).abs() < 1e-3, "{id}");
+        let archived = m.get("devin_sessions_archived", &org);
+        assert_eq!(archived, Some(t.archived as f64), "{id}");
     }
 }
 
@@ -152,14 +114,13 @@ async fn deleted_sessions_leave_at_the_full_resync() {
         &session_state(&scrape(&fresh.url, None).await.metrics),
     );
     // Deleted sessions take nothing back from the counters.
-    assert!(
-        after.metrics.sum("devin_sessions_created_total", &[])
-            >= stale.metrics.sum("devin_sessions_created_total", &[])
-    );
-    assert!(
-        after.metrics.sum("devin_acus_consumed_total", &[])
-            >= stale.metrics.sum("devin_acus_consumed_total", &[])
-    );
+    for counter in ["devin_sessions_created_total", "devin_acus_consumed_total"] {
+        let (now, then) = (
+            after.metrics.sum(counter, &[]),
+            stale.metrics.sum(counter, &[]),
+        );
+        assert!(now >= then, "{counter}: {then} -> {now}");
+    }
 }
 
 #[tokio::test]
@@ -255,51 +216,11 @@ async fn lookback_keeps_only_recent_sessions() {
     let cutoff = sim.now() - 7 * 86_400;
     let expected = {
         // Count from the API itself: sessions created within the window.
-        let body = reqwest::Client::new()
-            .get(format!("{url}/v3/organizations/{org}/sessions?first=1"))
-            .bearer_auth("cog_test_token")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let all: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert!(all["total"].as_u64().unwrap() == 3000);
-        let mut n = 0u64;
-        let mut after: Option<String> = None;
-        loop {
-            let mut u = format!(
-                "{url}/v3/organizations/{org}/sessions?first=200&created_after={}",
-                cutoff - 1
-            );
-            if let Some(a) = &after {
-                u.push_str(&format!("&after={a}"));
-            }
-            let page: serde_json::Value = serde_json::from_str(
-                &reqwest::Client::new()
-                    .get(u)
-                    .bearer_auth("cog_test_token")
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap(),
-            )
-            .unwrap();
-            n += page["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|i| i["created_at"].as_i64().unwrap() >= cutoff)
-                .count() as u64;
-            if !page["has_next_page"].as_bool().unwrap() {
-                break;
-            }
-            after = page["end_cursor"].as_str().map(String::from);
-        }
-        n
+        assert_eq!(common::list_all(&url, &org, "").await.len(), 3000);
+        let recent = format!("&created_after={}", cutoff - 1);
+        let listed = common::list_all(&url, &org, &recent).await;
+        let created = |i: &&serde_json::Value| i["created_at"].as_i64().unwrap() >= cutoff;
+        listed.iter().filter(created).count() as u64
     };
     let got = s.metrics.sum("devin_sessions", &[]);
     assert!(expected > 0 && expected < 3000);

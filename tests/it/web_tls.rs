@@ -4,23 +4,11 @@
 
 use crate::common;
 
-use std::path::Path;
-
-use common::{S, page, start_exporter};
+use common::{TestExporter, one_session_api, start_with_web_config};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
 };
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
-
-async fn api() -> MockServer {
-    let api = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page(&[S::new(1)], None, Some(1))))
-        .mount(&api)
-        .await;
-    api
-}
+use wiremock::MockServer;
 
 /// A CA and what it signs.
 struct Ca {
@@ -59,20 +47,41 @@ impl Ca {
     }
 }
 
-/// Writes the server's files and a web config with `extra` under `tls_server_config` and
-/// `rest` at the top level; returns the config's path.
-fn web_config(dir: &Path, server_ca: &Ca, client_ca: &Ca, tls_extra: &str, rest: &str) -> String {
-    let (cert, key) = server_ca.sign(&["localhost", "127.0.0.1"], false);
-    std::fs::write(dir.join("tls.crt"), cert).unwrap();
-    std::fs::write(dir.join("tls.key"), key).unwrap();
-    std::fs::write(dir.join("clients.crt"), client_ca.pem()).unwrap();
-    let path = dir.join("web.yml");
-    std::fs::write(
-        &path,
-        format!("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n{tls_extra}{rest}"),
-    )
-    .unwrap();
-    path.to_str().unwrap().to_string()
+/// Client certificates signed by `clients.crt` are required.
+const VERIFY: &str =
+    "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: clients.crt\n";
+
+/// An exporter of one session behind TLS, and the directory of its files.
+struct Tls {
+    dir: tempfile::TempDir,
+    exp: TestExporter,
+    _api: MockServer,
+}
+
+impl Tls {
+    /// Writes the server's files and a web config with `tls_extra` under `tls_server_config`
+    /// and `rest` at the top level, and starts the exporter behind it.
+    async fn start(server_ca: &Ca, client_ca: &Ca, tls_extra: &str, rest: &str) -> Self {
+        let api = one_session_api().await;
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = server_ca.sign(&["localhost", "127.0.0.1"], false);
+        std::fs::write(dir.path().join("tls.crt"), cert).unwrap();
+        std::fs::write(dir.path().join("tls.key"), key).unwrap();
+        std::fs::write(dir.path().join("clients.crt"), client_ca.pem()).unwrap();
+        let path = dir.path().join("web.yml");
+        let tls = "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n";
+        std::fs::write(&path, format!("{tls}{tls_extra}{rest}")).unwrap();
+        let exp = start_with_web_config(&api, path.to_str().unwrap()).await;
+        Tls {
+            dir,
+            exp,
+            _api: api,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.exp.url)
+    }
 }
 
 fn client(server_ca: &Ca, identity: Option<&(String, String)>) -> reqwest::ClientBuilder {
@@ -96,18 +105,10 @@ async fn get(client: reqwest::ClientBuilder, url: &str) -> Result<reqwest::Respo
 
 #[tokio::test]
 async fn require_and_verify_client_cert() {
-    let api = api().await;
-    let dir = tempfile::tempdir().unwrap();
     let (server_ca, client_ca, stranger_ca) = (Ca::new("server"), Ca::new("clients"), Ca::new("x"));
-    let web = web_config(
-        dir.path(),
-        &server_ca,
-        &client_ca,
-        "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: clients.crt\n",
-        "http_server_config:\n  headers:\n    X-Frame-Options: deny\n    Strict-Transport-Security: max-age=31536000\n",
-    );
-    let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_WEB_CONFIG_FILE", &web)]).await;
-    let metrics = format!("{}/metrics", exp.url);
+    let headers = "http_server_config:\n  headers:\n    X-Frame-Options: deny\n    Strict-Transport-Security: max-age=31536000\n";
+    let t = Tls::start(&server_ca, &client_ca, VERIFY, headers).await;
+    let metrics = t.url("/metrics");
 
     let refused = get(client(&server_ca, None), &metrics).await;
     assert!(refused.is_err(), "no client certificate: {refused:?}");
@@ -119,19 +120,11 @@ async fn require_and_verify_client_cert() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-frame-options"], "deny");
     assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000");
-    assert!(
-        r.text()
-            .await
-            .unwrap()
-            .contains("devin_up{org_id=\"org-a\"} 1")
-    );
+    let body = r.text().await.unwrap();
+    assert!(body.contains("devin_up{org_id=\"org-a\"} 1"));
     // Every response carries the headers, errors included.
-    let r = get(
-        client(&server_ca, Some(&good)),
-        &format!("{}/probe", exp.url),
-    )
-    .await
-    .unwrap();
+    let probe = t.url("/probe");
+    let r = get(client(&server_ca, Some(&good)), &probe).await.unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(r.headers()["x-frame-options"], "deny");
 
@@ -142,18 +135,10 @@ async fn require_and_verify_client_cert() {
 
 #[tokio::test]
 async fn allowed_sans_narrow_the_accepted_clients() {
-    let api = api().await;
-    let dir = tempfile::tempdir().unwrap();
     let (server_ca, client_ca) = (Ca::new("server"), Ca::new("clients"));
-    let web = web_config(
-        dir.path(),
-        &server_ca,
-        &client_ca,
-        "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: clients.crt\n  client_allowed_sans: [prometheus.example]\n",
-        "",
-    );
-    let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_WEB_CONFIG_FILE", &web)]).await;
-    let metrics = format!("{}/metrics", exp.url);
+    let sans = format!("{VERIFY}  client_allowed_sans: [prometheus.example]\n");
+    let t = Tls::start(&server_ca, &client_ca, &sans, "").await;
+    let metrics = t.url("/metrics");
     let allowed = client_ca.sign(&["prometheus.example"], true);
     let r = get(client(&server_ca, Some(&allowed)), &metrics)
         .await
@@ -166,48 +151,30 @@ async fn allowed_sans_narrow_the_accepted_clients() {
 
 #[tokio::test]
 async fn min_version_tls13_refuses_a_tls12_client() {
-    let api = api().await;
-    let dir = tempfile::tempdir().unwrap();
     let server_ca = Ca::new("server");
-    let web = web_config(
-        dir.path(),
-        &server_ca,
-        &server_ca,
-        "  min_version: TLS13\n",
-        "",
-    );
-    let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_WEB_CONFIG_FILE", &web)]).await;
-    let healthz = format!("{}/healthz", exp.url);
-    let tls12 = client(&server_ca, None).max_tls_version(reqwest::tls::Version::TLS_1_2);
-    let refused = get(tls12, &healthz).await;
+    let tls12 = || client(&server_ca, None).max_tls_version(reqwest::tls::Version::TLS_1_2);
+    let t = Tls::start(&server_ca, &server_ca, "  min_version: TLS13\n", "").await;
+    let refused = get(tls12(), &t.url("/healthz")).await;
     assert!(refused.is_err(), "TLS 1.2 client: {refused:?}");
-    let r = get(client(&server_ca, None), &healthz).await.unwrap();
-    assert_eq!(r.status(), 200);
+    let r = get(client(&server_ca, None), &t.url("/healthz")).await;
+    assert_eq!(r.unwrap().status(), 200);
 
     // The default accepts TLS 1.2.
-    let dir = tempfile::tempdir().unwrap();
-    let web = web_config(dir.path(), &server_ca, &server_ca, "", "");
-    let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_WEB_CONFIG_FILE", &web)]).await;
-    let tls12 = client(&server_ca, None).max_tls_version(reqwest::tls::Version::TLS_1_2);
-    let r = get(tls12, &format!("{}/healthz", exp.url)).await.unwrap();
+    let t = Tls::start(&server_ca, &server_ca, "", "").await;
+    let r = get(tls12(), &t.url("/healthz")).await.unwrap();
     assert_eq!(r.status(), 200);
 }
 
 #[tokio::test]
 async fn http2_can_be_turned_off() {
-    let api = api().await;
     let server_ca = Ca::new("server");
+    let off = "http_server_config:\n  http2: false\n";
     for (http2, want) in [
         ("", reqwest::Version::HTTP_2),
-        (
-            "http_server_config:\n  http2: false\n",
-            reqwest::Version::HTTP_11,
-        ),
+        (off, reqwest::Version::HTTP_11),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let web = web_config(dir.path(), &server_ca, &server_ca, "", http2);
-        let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_WEB_CONFIG_FILE", &web)]).await;
-        let r = get(client(&server_ca, None), &format!("{}/healthz", exp.url))
+        let t = Tls::start(&server_ca, &server_ca, "", http2).await;
+        let r = get(client(&server_ca, None), &t.url("/healthz"))
             .await
             .unwrap();
         assert_eq!(r.version(), want, "{http2:?}");
@@ -216,21 +183,13 @@ async fn http2_can_be_turned_off() {
 
 #[tokio::test]
 async fn healthcheck_presents_its_client_certificate() {
-    let api = api().await;
-    let dir = tempfile::tempdir().unwrap();
     let (server_ca, client_ca) = (Ca::new("server"), Ca::new("clients"));
-    let web = web_config(
-        dir.path(),
-        &server_ca,
-        &client_ca,
-        "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: clients.crt\n",
-        "",
-    );
-    let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_WEB_CONFIG_FILE", &web)]).await;
+    let t = Tls::start(&server_ca, &client_ca, VERIFY, "").await;
     let (cert, key) = client_ca.sign(&["healthcheck"], true);
-    std::fs::write(dir.path().join("hc.crt"), cert).unwrap();
-    std::fs::write(dir.path().join("hc.key"), key).unwrap();
-    let url = format!("{}/healthz", exp.url);
+    let file = |name: &str| t.dir.path().join(name).display().to_string();
+    std::fs::write(file("hc.crt"), cert).unwrap();
+    std::fs::write(file("hc.key"), key).unwrap();
+    let url = t.url("/healthz");
     let run = |env: Vec<(&'static str, String)>| {
         let url = url.clone();
         tokio::task::spawn_blocking(move || {
@@ -248,40 +207,22 @@ async fn healthcheck_presents_its_client_certificate() {
     };
     let (code, err) = run(vec![]).await.unwrap();
     assert_eq!(code, Some(1), "refused without a certificate: {err}");
-    let with = vec![
-        (
-            "DEVIN_HEALTHCHECK_CLIENT_CERT",
-            dir.path().join("hc.crt").display().to_string(),
-        ),
-        (
-            "DEVIN_HEALTHCHECK_CLIENT_KEY",
-            dir.path().join("hc.key").display().to_string(),
-        ),
-    ];
-    let (code, err) = run(with).await.unwrap();
+    let cert = ("DEVIN_HEALTHCHECK_CLIENT_CERT", file("hc.crt"));
+    let key = ("DEVIN_HEALTHCHECK_CLIENT_KEY", file("hc.key"));
+    let (code, err) = run(vec![cert.clone(), key]).await.unwrap();
     assert_eq!(code, Some(0), "{err}");
-    let (code, err) = run(vec![(
-        "DEVIN_HEALTHCHECK_CLIENT_CERT",
-        dir.path().join("hc.crt").display().to_string(),
-    )])
-    .await
-    .unwrap();
+    let (code, err) = run(vec![cert]).await.unwrap();
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("DEVIN_HEALTHCHECK_CLIENT_KEY"), "{err}");
 }
 
 #[tokio::test]
 async fn rate_limit_answers_429_beyond_the_burst() {
-    let api = api().await;
+    let api = one_session_api().await;
     let dir = tempfile::tempdir().unwrap();
     let web = dir.path().join("web.yml");
     std::fs::write(&web, "rate_limit:\n  interval: 1h\n  burst: 2\n").unwrap();
-    let exp = start_exporter(
-        &api.uri(),
-        &["org-a"],
-        &[("DEVIN_WEB_CONFIG_FILE", web.to_str().unwrap())],
-    )
-    .await;
+    let exp = start_with_web_config(&api, web.to_str().unwrap()).await;
     let url = format!("{}/healthz", exp.url);
     let mut codes = Vec::new();
     for _ in 0..3 {
@@ -292,20 +233,17 @@ async fn rate_limit_answers_429_beyond_the_burst() {
 
 #[tokio::test]
 async fn a_renewed_certificate_is_served_without_a_restart() {
-    let api = api().await;
-    let dir = tempfile::tempdir().unwrap();
     let (old_ca, new_ca) = (Ca::new("old"), Ca::new("new"));
-    let web = web_config(dir.path(), &old_ca, &old_ca, "", "");
-    let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_WEB_CONFIG_FILE", &web)]).await;
-    let healthz = format!("{}/healthz", exp.url);
+    let t = Tls::start(&old_ca, &old_ca, "", "").await;
+    let healthz = t.url("/healthz");
     assert!(get(client(&old_ca, None), &healthz).await.is_ok());
     assert!(get(client(&new_ca, None), &healthz).await.is_err());
 
     // A half-done renewal (new certificate, old key) keeps the old pair in service.
     let (cert, key) = new_ca.sign(&["localhost", "127.0.0.1"], false);
-    std::fs::write(dir.path().join("tls.crt"), &cert).unwrap();
+    std::fs::write(t.dir.path().join("tls.crt"), &cert).unwrap();
     assert!(get(client(&old_ca, None), &healthz).await.is_ok());
-    std::fs::write(dir.path().join("tls.key"), &key).unwrap();
+    std::fs::write(t.dir.path().join("tls.key"), &key).unwrap();
     let r = get(client(&new_ca, None), &healthz).await;
     assert_eq!(r.map(|r| r.status().as_u16()), Ok(200));
     assert!(get(client(&old_ca, None), &healthz).await.is_err());
@@ -313,20 +251,12 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
 
 #[tokio::test]
 async fn require_any_client_cert_takes_any_certificate_but_not_none() {
-    let api = api().await;
     let server_ca = Ca::new("server");
     let stranger = Ca::new("anyone").sign(&["someone.example"], true);
     for (mode, without) in [("RequireAnyClientCert", false), ("RequestClientCert", true)] {
-        let dir = tempfile::tempdir().unwrap();
-        let web = web_config(
-            dir.path(),
-            &server_ca,
-            &server_ca,
-            &format!("  client_auth_type: {mode}\n"),
-            "",
-        );
-        let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_WEB_CONFIG_FILE", &web)]).await;
-        let healthz = format!("{}/healthz", exp.url);
+        let mode_line = format!("  client_auth_type: {mode}\n");
+        let t = Tls::start(&server_ca, &server_ca, &mode_line, "").await;
+        let healthz = t.url("/healthz");
         let r = get(client(&server_ca, Some(&stranger)), &healthz).await;
         assert_eq!(r.map(|r| r.status().as_u16()), Ok(200), "{mode}");
         let r = get(client(&server_ca, None), &healthz).await;

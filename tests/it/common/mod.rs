@@ -12,6 +12,8 @@ use devin_exporter::exporter::Exporter;
 use devin_exporter::http::ServerTimeouts;
 use devin_exporter::http::web_config::WebConfig;
 use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
 
 /// An exporter serving on a free loopback port.
 pub struct TestExporter {
@@ -20,6 +22,14 @@ pub struct TestExporter {
     /// The exporter behind it.
     pub exporter: Arc<Exporter>,
     server: tokio::task::JoinHandle<()>,
+}
+
+impl TestExporter {
+    /// The body of a GET of `path` (e.g. `/` for the landing page).
+    pub async fn text(&self, path: &str) -> String {
+        let resp = reqwest::get(format!("{}{path}", self.url)).await.unwrap();
+        resp.text().await.unwrap()
+    }
 }
 
 impl Drop for TestExporter {
@@ -117,9 +127,16 @@ pub async fn scrape_with(
     base: &str,
     timeout_header: Option<&str>,
 ) -> Scraped {
-    let mut req = client
-        .get(format!("{base}/metrics"))
-        .timeout(Duration::from_secs(60));
+    get_metrics(client, &format!("{base}/metrics"), timeout_header).await
+}
+
+/// GETs `url`, a /metrics or /probe address, optionally with the scrape timeout header.
+pub async fn get_metrics(
+    client: &reqwest::Client,
+    url: &str,
+    timeout_header: Option<&str>,
+) -> Scraped {
+    let mut req = client.get(url).timeout(Duration::from_secs(60));
     if let Some(t) = timeout_header {
         req = req.header("X-Prometheus-Scrape-Timeout-Seconds", t);
     }
@@ -202,6 +219,11 @@ impl Metrics {
         self.find(name, labels).iter().map(|(_, v)| v).sum()
     }
 
+    /// `devin_up` of `org`.
+    pub fn up(&self, org: &str) -> Option<f64> {
+        self.get("devin_up", &[("org_id", org)])
+    }
+
     /// Number of series of `name` that include `labels`.
     pub fn count(&self, name: &str, labels: &[(&str, &str)]) -> usize {
         self.find(name, labels).len()
@@ -270,4 +292,107 @@ pub fn page(items: &[S], end_cursor: Option<&str>, total: Option<u64>) -> Value 
         "has_next_page": end_cursor.is_some(),
         "total": total,
     })
+}
+
+/// The API path of `org`'s session listing.
+pub fn sessions_path(org: &str) -> String {
+    format!("/v3/organizations/{org}/sessions")
+}
+
+/// A mock of GETs of `org`'s session listing.
+pub fn sessions_of(org: &str) -> MockBuilder {
+    Mock::given(method("GET")).and(path(sessions_path(org)))
+}
+
+/// A 200 answer with [`page`] as its body.
+pub fn page_reply(items: &[S], end_cursor: Option<&str>, total: Option<u64>) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(page(items, end_cursor, total))
+}
+
+/// Mounts `items` as the one page of `org`'s sessions.
+pub async fn mount_page(api: &MockServer, org: &str, items: &[S]) {
+    sessions_of(org)
+        .respond_with(page_reply(items, None, Some(items.len() as u64)))
+        .mount(api)
+        .await;
+}
+
+/// A mock API that answers every GET with a page of one session.
+pub async fn one_session_api() -> MockServer {
+    let api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(page_reply(&[S::new(1)], None, Some(1)))
+        .mount(&api)
+        .await;
+    api
+}
+
+/// An exporter of org-a against `api`, behind the web config file at `web`.
+pub async fn start_with_web_config(api: &MockServer, web: &str) -> TestExporter {
+    start_exporter(&api.uri(), &["org-a"], &[("DEVIN_WEB_CONFIG_FILE", web)]).await
+}
+
+/// The simulated API serving `config` on a free loopback port, and its base URL.
+#[cfg(feature = "simulator")]
+pub async fn serve_simulator(
+    config: devin_exporter::simulator::SimConfig,
+) -> (devin_exporter::simulator::Simulator, String) {
+    let sim = devin_exporter::simulator::Simulator::new(config);
+    let addr = sim.spawn(([127, 0, 0, 1], 0).into()).await.unwrap();
+    (sim, format!("http://{addr}"))
+}
+
+/// A simulated API standing still, that takes the test exporters' token.
+#[cfg(feature = "simulator")]
+pub fn frozen_simulator(orgs: usize, sessions: usize) -> devin_exporter::simulator::SimConfig {
+    devin_exporter::simulator::SimConfig {
+        orgs,
+        sessions_per_org: sessions,
+        speed: 0.0,
+        tokens: vec!["cog_test_token".to_string()],
+        ..Default::default()
+    }
+}
+
+/// Every session of `org` read straight from the API, with `query` added to each request.
+pub async fn list_all(url: &str, org: &str, query: &str) -> Vec<Value> {
+    let client = reqwest::Client::new();
+    let mut items = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..1000 {
+        let mut u = format!("{url}{}?first=200{query}", sessions_path(org));
+        if let Some(a) = &after {
+            u.push_str(&format!("&after={a}"));
+        }
+        let resp = client.get(u).bearer_auth("cog_test_token").send().await;
+        let page: Value = serde_json::from_str(&resp.unwrap().text().await.unwrap()).unwrap();
+        items.extend(page["items"].as_array().unwrap().iter().cloned());
+        if !page["has_next_page"].as_bool().unwrap() {
+            return items;
+        }
+        after = page["end_cursor"].as_str().map(String::from);
+    }
+    panic!("listing of {org} does not end");
+}
+
+/// Asserts that two keyed maps are equal, showing up to five differences each way.
+pub fn assert_same_map<V: PartialEq + std::fmt::Debug>(
+    what: &str,
+    got: &BTreeMap<String, V>,
+    want: &BTreeMap<String, V>,
+) {
+    let wrong: Vec<_> = got
+        .iter()
+        .filter(|(k, v)| want.get(*k) != Some(v))
+        .take(5)
+        .collect();
+    let missing: Vec<_> = want
+        .iter()
+        .filter(|(k, v)| got.get(*k) != Some(v))
+        .take(5)
+        .collect();
+    assert!(
+        wrong.is_empty() && missing.is_empty(),
+        "{what}: exposed but not so: {wrong:?}\nexpected: {missing:?}"
+    );
 }
