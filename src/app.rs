@@ -65,6 +65,26 @@ impl StartupError {
 /// Windows of one org's listing fetched at once.
 const WINDOW_CONCURRENCY: usize = 8;
 
+/// The API client the configuration describes: its URL, request budget and limits.
+pub(crate) fn api_client(
+    config: &Config,
+    token: Arc<TokenProvider>,
+) -> Result<ApiClient, StartupError> {
+    let budget = Arc::new(RequestBudget::new(
+        config.max_requests_per_second,
+        config.max_concurrent_requests,
+    ));
+    Ok(ApiClient::new(
+        &config.api_url,
+        token,
+        budget,
+        config.max_response_bytes,
+        config.request_timeout,
+    )
+    .map_err(StartupError::Client)?
+    .with_max_retry_after(config.max_retry_after))
+}
+
 /// Builds the exporter and its router. `token` overrides the configured token source (demo
 /// mode supplies the simulator's).
 pub fn build(
@@ -77,19 +97,7 @@ pub fn build(
         .or_else(|| config.token.clone())
         .ok_or_else(|| ConfigError("DEVIN_API_TOKEN is not set".to_string()))?;
     let token = Arc::new(TokenProvider::new(&source).map_err(ConfigError)?);
-    let budget = Arc::new(RequestBudget::new(
-        config.max_requests_per_second,
-        config.max_concurrent_requests,
-    ));
-    let client = ApiClient::new(
-        &config.api_url,
-        token,
-        budget,
-        config.max_response_bytes,
-        config.request_timeout,
-    )
-    .map_err(StartupError::Client)?
-    .with_max_retry_after(config.max_retry_after);
+    let client = api_client(config, token)?;
     let settings = SyncSettings {
         page_size: config.page_size,
         overlap: config.sync_overlap,

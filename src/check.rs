@@ -9,12 +9,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::api::budget::RequestBudget;
 use crate::api::explain::{self, Scope};
 use crate::api::model::Principal;
 use crate::api::redact::{redact, redact_url};
 use crate::api::token::TokenProvider;
-use crate::api::{ApiClient, ApiError, ListQuery, Organization, RequestObserver};
+use crate::api::{ApiError, ListQuery, Organization, RequestObserver};
 use crate::app::StartupError;
 use crate::config::{Config, ConfigError};
 use crate::http::web_config::WebConfig;
@@ -123,18 +122,7 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupEr
     })?;
     let provider = Arc::new(TokenProvider::new(&source).map_err(ConfigError)?);
     let token = provider.current().expose().to_string();
-    let budget = Arc::new(RequestBudget::new(
-        config.max_requests_per_second,
-        config.max_concurrent_requests,
-    ));
-    let client = ApiClient::new(
-        &config.api_url,
-        provider,
-        budget,
-        config.max_response_bytes,
-        config.request_timeout,
-    )
-    .map_err(StartupError::Client)?;
+    let client = crate::app::api_client(config, provider)?;
     let deadline = || Instant::now() + config.request_timeout;
     let io = StartupError::Report;
 
