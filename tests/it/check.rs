@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use common::procs::{Sim, exporter_command, run, simulator};
+use common::procs::{Sim, exporter_command, run, simulator, temp_file};
 
 /// Runs `check` with `env`; returns exit code, stdout and stderr.
 fn check(env: &[(&str, &str)]) -> (i32, String, String) {
@@ -102,13 +102,10 @@ fn bad_configuration_exits_2() {
     assert!(out.is_empty());
     assert!(err.starts_with("error: DEVIN_PAGE_SIZE=0:"), "{err}");
     // The web config is checked too: the server would not start with this one.
-    let dir = tempfile::tempdir().unwrap();
-    let web = dir.path().join("web.yml");
-    std::fs::write(
-        &web,
+    let (_dir, web) = temp_file(
+        "web.yml",
         "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n",
-    )
-    .unwrap();
+    );
     let (code, out, err) = check(&[
         ("DEVIN_API_TOKEN", "cog_x"),
         ("DEVIN_ORG_IDS", "org-a"),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::procs::{require_tool, run};
+use common::procs::{require_tool, run, temp_file};
 use dockerfile_parser::{Dockerfile, Instruction, ShellOrExecExpr, Stage};
 use globset::{GlobBuilder, GlobMatcher};
 use serde::Deserialize;
@@ -427,9 +427,8 @@ fn promtool_accepts_the_prometheus_config() {
         .unwrap()
         .remove("rule_files")
         .expect("rule_files");
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("prometheus.yml");
-    std::fs::write(&copy, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
+    let text = serde_yaml_ng::to_string(&config).unwrap();
+    let (_dir, copy) = temp_file("prometheus.yml", &text);
     promtool_check_config(&copy);
 
     // The file as it is, rule files included, once those exist.
@@ -459,13 +458,10 @@ fn hadolint_accepts_the_dockerfile_and_rejects_a_careless_one() {
     assert!(ok, "hadolint Dockerfile:\n{text}");
 
     // Unpinned packages, root at run time, a shell-form entrypoint: each is reported.
-    let dir = tempfile::tempdir().unwrap();
-    let careless = dir.path().join("Dockerfile");
-    std::fs::write(
-        &careless,
+    let (dir, careless) = temp_file(
+        "Dockerfile",
         "FROM debian:bookworm\nRUN apt-get update && apt-get install -y curl\nUSER root\nENTRYPOINT /usr/local/bin/devin-exporter\n",
-    )
-    .unwrap();
+    );
     let (ok, text) = hadolint(dir.path(), &careless);
     assert!(!ok, "{text}");
     for rule in ["DL3008", "DL3002", "DL3025"] {

@@ -7,14 +7,14 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::procs::{
     Proc, Sim, blocking_get, listening_on, post_json, require_tool, run, sample_value, simulator,
-    start_prometheus_with,
+    start_prometheus_with, temp_file,
 };
 use serde_json::{Value, json};
 use serde_yaml_ng::Value as Yaml;
@@ -121,9 +121,7 @@ struct Alertmanager {
 }
 
 fn start_alertmanager(config: &str) -> Alertmanager {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("alertmanager.yml");
-    std::fs::write(&path, config).unwrap();
+    let (dir, path) = temp_file("alertmanager.yml", config);
     let (mut proc, addr) = Proc::spawn_until(
         Command::new(ALERTMANAGER)
             .arg(format!("--config.file={}", path.display()))
@@ -366,10 +364,8 @@ fn amtool_accepts_the_example_which_pages_critical_and_sends_the_rest_to_a_chann
     );
 
     // amtool does catch a broken configuration: a route to a receiver that is not there.
-    let dir = tempfile::tempdir().unwrap();
-    let broken: PathBuf = dir.path().join("broken.yml");
     let without_pager = example.replace("receiver: devin-pager", "receiver: nobody");
-    std::fs::write(&broken, without_pager).unwrap();
+    let (_dir, broken) = temp_file("broken.yml", &without_pager);
     let (ok, _, text) = amtool(&["check-config", &broken.to_string_lossy()]);
     assert!(!ok, "{text}");
 }

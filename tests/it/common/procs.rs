@@ -138,6 +138,14 @@ pub fn exporter_command(env: &[(&str, &str)], args: &[&str]) -> Command {
     cmd
 }
 
+/// A file `name` holding `text` in a new temporary directory, removed when it drops.
+pub fn temp_file(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
 /// Whether `tool` is on PATH, for the tests that run it. Without it they skip with a notice,
 /// unless `DEVIN_E2E_REQUIRED=1` (as in CI, whose `.ci/run` installs every tool), where
 /// they fail instead.
@@ -313,7 +321,6 @@ pub fn start_prometheus(targets: &[String], rule_files: &[&Path]) -> Prometheus 
 /// Starts Prometheus with the given `scrape_configs` entries (YAML, indented by two) and
 /// `rule_files`; scrapes and rule evaluation every second.
 pub fn start_prometheus_with(scrape_configs: &str, rule_files: &[&Path]) -> Prometheus {
-    let dir = tempfile::tempdir().unwrap();
     let rules: Vec<String> = rule_files
         .iter()
         .map(|p| format!("  - {}\n", std::fs::canonicalize(p).unwrap().display()))
@@ -326,8 +333,7 @@ pub fn start_prometheus_with(scrape_configs: &str, rule_files: &[&Path]) -> Prom
             format!("rule_files:\n{}", rules.concat())
         },
     );
-    let config_path = dir.path().join("prometheus.yml");
-    std::fs::write(&config_path, config).unwrap();
+    let (dir, config_path) = temp_file("prometheus.yml", &config);
     let (mut proc, addr) = Proc::spawn_until(
         Command::new("prometheus")
             .arg(format!("--config.file={}", config_path.display()))
