@@ -3,16 +3,11 @@
 
 use crate::common;
 
-use std::process::Command;
-
-use common::procs::{Sim, exporter_bin, run, simulator};
+use common::procs::{Sim, exporter_command, run, simulator, temp_file};
 
 /// Runs `check` with `env`; returns exit code, stdout and stderr.
 fn check(env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = run(Command::new(exporter_bin())
-        .arg("check")
-        .env_clear()
-        .envs(env.iter().copied()));
+    let out = run(&mut exporter_command(env, &["check"]));
     (out.code, out.stdout, out.stderr)
 }
 
@@ -24,6 +19,13 @@ fn check_sim(sim: &Sim, token: &str, orgs: (&str, &str)) -> (i32, String, String
         ("DEVIN_API_URL", &sim.url),
         orgs,
     ])
+}
+
+/// Asserts that `line` contains each of `parts`.
+fn assert_has(line: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(line.contains(part), "no {part:?} in: {line}");
+    }
 }
 
 fn line<'a>(out: &'a str, label: &str) -> &'a str {
@@ -41,36 +43,22 @@ fn good_forbidden_and_unknown_orgs() {
     println!("{out}");
     assert_eq!(code, 1, "one org is unreadable: {out}{err}");
     assert!(out.starts_with(&format!("API {}\n", sim.url)), "{out}");
-    let token = line(&out, "token");
-    assert!(
-        token.contains(" ok ") && token.contains("service user"),
-        "{token}"
-    );
-    let ok = line(&out, good);
-    assert!(ok.contains(" ok ") && ok.contains("HTTP 200"), "{ok}");
-    assert!(
-        ok.contains("30 sessions on the first page (total 30)"),
-        "{ok}"
-    );
-    assert!(ok.contains(" ms "), "latency shown: {ok}");
-    let locked = line(&out, "org-locked");
-    assert!(
-        locked.contains("FAIL") && locked.contains("HTTP 403"),
-        "{locked}"
-    );
-    assert!(
-        locked.contains("Missing permission ViewOrgSessions for organization org-locked"),
-        "the API's detail: {locked}"
-    );
-    assert!(
-        locked.contains("the token lacks ViewOrgSessions on this org"),
-        "what to do: {locked}"
+    assert_has(line(&out, "token"), &[" ok ", "service user"]);
+    // The org's size, and the latency.
+    let first_page = "30 sessions on the first page (total 30)";
+    assert_has(line(&out, good), &[" ok ", "HTTP 200", first_page, " ms "]);
+    // The API's detail, and what to do.
+    assert_has(
+        line(&out, "org-locked"),
+        &[
+            "FAIL",
+            "HTTP 403",
+            "Missing permission ViewOrgSessions for organization org-locked",
+            "the token lacks ViewOrgSessions on this org",
+        ],
     );
     let nope = line(&out, "org-nope");
-    assert!(
-        nope.contains("FAIL") && nope.contains("HTTP 404") && nope.contains("no such org id"),
-        "{nope}"
-    );
+    assert_has(nope, &["FAIL", "HTTP 404", "no such org id"]);
     assert!(out.contains("1 of 3 orgs readable"), "{out}");
     assert!(!out.contains(&sim.token) && !err.contains(&sim.token));
 
@@ -87,11 +75,8 @@ fn revoked_token_and_discovery() {
     let (code, out, _) = check_sim(&sim, "cog_revoked_secret_0123456789", discover);
     assert_eq!(code, 1, "{out}");
     for label in ["token", "discovery"] {
-        let l = line(&out, label);
-        assert!(
-            l.contains("HTTP 401") && l.contains("the token is invalid or revoked"),
-            "{l}"
-        );
+        let revoked = "the token is invalid or revoked";
+        assert_has(line(&out, label), &["HTTP 401", revoked]);
     }
     assert!(!out.contains("revoked_secret"), "token leaked: {out}");
 
@@ -117,13 +102,10 @@ fn bad_configuration_exits_2() {
     assert!(out.is_empty());
     assert!(err.starts_with("error: DEVIN_PAGE_SIZE=0:"), "{err}");
     // The web config is checked too: the server would not start with this one.
-    let dir = tempfile::tempdir().unwrap();
-    let web = dir.path().join("web.yml");
-    std::fs::write(
-        &web,
+    let (_dir, web) = temp_file(
+        "web.yml",
         "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n",
-    )
-    .unwrap();
+    );
     let (code, out, err) = check(&[
         ("DEVIN_API_TOKEN", "cog_x"),
         ("DEVIN_ORG_IDS", "org-a"),
@@ -185,19 +167,15 @@ async fn rate_limited_org_and_a_detail_that_echoes_the_token() {
         line(&out, "token").contains("service user su-1 of org org-busy"),
         "{out}"
     );
-    let busy = line(&out, "org-busy");
-    assert!(
-        busy.contains("HTTP 429")
-            && busy.contains("rate limited until ")
-            && busy.contains("retry later"),
-        "{busy}"
+    let busy = ["HTTP 429", "rate limited until ", "retry later"];
+    assert_has(line(&out, "org-busy"), &busy);
+    assert_has(
+        line(&out, "org-echo"),
+        &[
+            "token <redacted> revoked [31m; also cog_<redacted>",
+            "the token is invalid or revoked",
+        ],
     );
-    let echo = line(&out, "org-echo");
-    assert!(
-        echo.contains("token <redacted> revoked [31m; also cog_<redacted>"),
-        "{echo}"
-    );
-    assert!(echo.contains("the token is invalid or revoked"), "{echo}");
     assert!(
         !out.contains("echoed_secret") && !out.contains("cog_other"),
         "{out}"

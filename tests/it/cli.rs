@@ -3,22 +3,18 @@
 
 use crate::common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use common::procs::{
-    Proc, Ran, blocking_get, exporter_bin, first_line, simulator, start_exporter_process_with_args,
+    Proc, Ran, blocking_get, exporter_command, first_line, simulator,
+    start_exporter_process_with_args,
 };
 use devin_exporter::config;
 
 fn run(env: &[(&str, &str)], args: &[&str]) -> Ran {
-    common::procs::run(
-        Command::new(exporter_bin())
-            .env_clear()
-            .envs(env.iter().copied())
-            .args(args),
-    )
+    common::procs::run(&mut exporter_command(env, args))
 }
 
 /// The exporter binary on port 0 with `token` against `sim`; see [`start_logged`].
@@ -30,6 +26,23 @@ fn spawn_exporter(sim: &common::procs::Sim, token: &str, rust_log: &str) -> (Pro
         ("DEVIN_API_URL", &sim.url),
         ("RUST_LOG", rust_log),
     ])
+}
+
+/// Its `/metrics` and `/` pages, then its whole log once stopped: (log, /metrics, /).
+fn scrape_and_stop((child, listen, log): (Proc, String, Log)) -> (String, String, String) {
+    let body = blocking_get(&format!("http://{listen}/metrics"));
+    let landing = blocking_get(&format!("http://{listen}/"));
+    drop(child);
+    (log.finish(), body, landing)
+}
+
+/// Asserts that no `secret` shows in the logs, `/metrics` or `/` of [`scrape_and_stop`].
+fn assert_hidden((logs, body, landing): &(String, String, String), secrets: &[&str]) {
+    for (what, text) in [("logs", logs), ("/metrics", body), ("/", landing)] {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret} leaked into {what}");
+        }
+    }
 }
 
 /// Log lines of a process: those read so far, and the rest to come.
@@ -184,24 +197,15 @@ fn the_token_never_reaches_a_log_line() {
     // The simulator rejects this token, so every request fails with 401 and gets logged.
     let sim = simulator("--orgs 2 --sessions-per-org 10");
     let token = "cog_super_secret_value_0123456789";
-    let (child, listen, log) = spawn_exporter(&sim, token, "trace");
-    let body = blocking_get(&format!("http://{listen}/metrics"));
+    let pages = scrape_and_stop(spawn_exporter(&sim, token, "trace"));
+    let (logs, body, _) = &pages;
     assert!(
         body.contains("devin_up{org_id=\"") && body.contains("} 0"),
         "orgs fail with 401"
     );
-    let landing = blocking_get(&format!("http://{listen}/"));
-    drop(child);
-    let logs = log.finish();
-    assert!(
-        logs.contains("HTTP 401"),
-        "the failure is logged with its status"
-    );
+    assert!(logs.contains("HTTP 401"), "logged with its status");
     assert!(logs.lines().count() > 20, "trace logging was on");
-    for text in [&logs, &body, &landing] {
-        assert!(!text.contains(token), "token leaked");
-        assert!(!text.contains("super_secret"), "part of the token leaked");
-    }
+    assert_hidden(&pages, &[token, "super_secret"]);
 }
 
 #[test]
@@ -252,17 +256,13 @@ impl wiremock::Respond for EchoAuthorization {
 async fn run_against(api_url: &str, token: &str) -> (String, String, String) {
     let (api_url, token) = (api_url.to_string(), token.to_string());
     tokio::task::spawn_blocking(move || {
-        let (child, listen, log) = start_logged(&[
+        scrape_and_stop(start_logged(&[
             ("DEVIN_API_TOKEN", &token),
             ("DEVIN_ORG_IDS", "org-401,org-500"),
             ("DEVIN_API_URL", &api_url),
             ("DEVIN_SCRAPE_TIMEOUT", "2s"),
             ("RUST_LOG", "trace"),
-        ]);
-        let body = blocking_get(&format!("http://{listen}/metrics"));
-        let landing = blocking_get(&format!("http://{listen}/"));
-        drop(child);
-        (log.finish(), body, landing)
+        ]))
     })
     .await
     .unwrap()
@@ -280,7 +280,8 @@ async fn a_token_echoed_by_the_api_is_redacted_everywhere() {
     }
     // Not cog_-shaped: only redacting the token itself hides it.
     let token = "tok-Sup3rS3cret-0123456789";
-    let (logs, body, landing) = run_against(&api.uri(), token).await;
+    let pages = run_against(&api.uri(), token).await;
+    let (logs, _, landing) = &pages;
     // The API did receive the token, and echoed it back.
     let received = api.received_requests().await.unwrap();
     let bearer = format!("Bearer {token}");
@@ -291,19 +292,13 @@ async fn a_token_echoed_by_the_api_is_redacted_everywhere() {
             .is_some_and(|v| v.as_bytes() == bearer.as_bytes())),
         "the token was sent"
     );
-    assert!(
-        logs.contains("HTTP 401") && logs.contains("HTTP 500"),
-        "{logs}"
-    );
+    assert!(logs.contains("HTTP 401"), "{logs}");
+    assert!(logs.contains("HTTP 500"), "{logs}");
     assert!(
         landing.contains("rejected Authorization: Bearer &lt;redacted&gt;"),
         "{landing}"
     );
-    for (what, text) in [("logs", &logs), ("/metrics", &body), ("/", &landing)] {
-        for secret in [token, "Sup3rS3cret", "cog_echoed"] {
-            assert!(!text.contains(secret), "{secret} leaked into {what}");
-        }
-    }
+    assert_hidden(&pages, &[token, "Sup3rS3cret", "cog_echoed"]);
 }
 
 #[tokio::test]
@@ -315,7 +310,8 @@ async fn credentials_in_the_api_url_are_redacted() {
         .mount(&api)
         .await;
     let with_credentials = api.uri().replace("http://", "http://proxyuser:hunter2@");
-    let (logs, body, landing) = run_against(&with_credentials, "cog_x").await;
+    let pages = run_against(&with_credentials, "cog_x").await;
+    let (logs, _, landing) = &pages;
     assert!(logs.contains("starting"), "{logs}");
     assert!(
         landing.contains("http://&lt;redacted&gt;@127.0.0.1:"),
@@ -323,11 +319,7 @@ async fn credentials_in_the_api_url_are_redacted() {
     );
     // The credentials go to the API as basic auth; echoed, they are redacted too.
     let basic = "cHJveHl1c2VyOmh1bnRlcjI"; // base64("proxyuser:hunter2")
-    for (what, text) in [("logs", &logs), ("/metrics", &body), ("/", &landing)] {
-        for secret in ["hunter2", basic] {
-            assert!(!text.contains(secret), "{secret} leaked into {what}");
-        }
-    }
+    assert_hidden(&pages, &["hunter2", basic]);
 }
 
 #[test]
@@ -367,11 +359,7 @@ fn an_empty_or_incomplete_configuration_is_not_demo_mode() {
 /// Starts the binary with `env` and `args`; returns it and a channel of its stderr lines.
 fn spawn_with_log(env: &[(&str, &str)], args: &[&str]) -> (Proc, Receiver<String>) {
     Proc::spawn_log(
-        Command::new(exporter_bin())
-            .env_clear()
-            .envs(env.iter().copied())
-            .args(args)
-            .stdout(Stdio::null()),
+        exporter_command(env, args).stdout(Stdio::null()),
         "exporter",
     )
 }

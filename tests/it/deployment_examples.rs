@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::procs::{require_tool, run};
+use common::procs::{require_tool, run, temp_file};
 use dockerfile_parser::{Dockerfile, Instruction, ShellOrExecExpr, Stage};
 use globset::{GlobBuilder, GlobMatcher};
 use serde::Deserialize;
@@ -33,8 +33,13 @@ fn read(relative: impl AsRef<Path>) -> String {
 
 /// Every document of a YAML file, empty documents left out.
 fn documents(path: &Path) -> Vec<Value> {
-    serde_yaml_ng::Deserializer::from_str(&read(path))
-        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+    parse_documents(&read(path), &path.display().to_string())
+}
+
+/// Every document of YAML `text` (from `what`), empty documents left out.
+fn parse_documents(text: &str, what: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{what}: {e}")))
         .filter(|doc| !doc.is_null())
         .collect()
 }
@@ -75,6 +80,12 @@ fn duration(text: &str) -> Duration {
     promql_parser::util::parse_duration(text).unwrap_or_else(|e| panic!("{text}: {e}"))
 }
 
+/// The strings of the list `value`.
+fn strs<'a>(value: &'a Value, what: &str) -> Vec<&'a str> {
+    let list = seq_of(value, what);
+    list.iter().map(|v| str_of(v, what)).collect()
+}
+
 /// The entry of the list `list` whose `key` is `value`.
 fn entry<'a>(list: &'a Value, key: &str, value: &str) -> Option<&'a Value> {
     seq_of(list, key)
@@ -84,16 +95,15 @@ fn entry<'a>(list: &'a Value, key: &str, value: &str) -> Option<&'a Value> {
 
 /// Asserts a scrape once a minute with a 30 s timeout.
 fn assert_scraped_once_a_minute(interval: &Value, timeout: &Value) {
-    let interval = duration(str_of(interval, "interval"));
-    let timeout = duration(str_of(timeout, "timeout"));
-    assert_eq!(interval, Duration::from_secs(60));
-    assert_eq!(timeout, Duration::from_secs(30));
+    let d = |v| duration(str_of(v, "interval or timeout"));
+    assert_eq!([d(interval), d(timeout)], [60, 30].map(Duration::from_secs));
 }
 
-/// `true` when `labels` (a mapping) holds every pair of `selector` (a mapping).
-fn selects(selector: &Value, labels: &Value) -> bool {
-    let selector = selector.as_mapping().expect("selector is a mapping");
-    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+/// Asserts that `labels` (a mapping) holds every pair of `selector` (a non-empty mapping).
+fn assert_selects(selector: &Value, labels: &Value) {
+    let map = selector.as_mapping().expect("selector is a mapping");
+    let selects = !map.is_empty() && map.iter().all(|(k, v)| labels.get(k) == Some(v));
+    assert!(selects, "{selector:?} does not select {labels:?}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -133,10 +143,8 @@ fn manifests() -> Manifests {
 }
 
 fn the_container(deployment: &Value) -> &Value {
-    let containers = seq_of(
-        &deployment["spec"]["template"]["spec"]["containers"],
-        "containers",
-    );
+    let pod = &deployment["spec"]["template"]["spec"];
+    let containers = seq_of(&pod["containers"], "containers");
     assert_eq!(containers.len(), 1, "one container");
     &containers[0]
 }
@@ -178,16 +186,15 @@ fn kustomization_lists_every_manifest() {
     let dir = kubernetes_dir();
     let kustomization = documents(&dir.join("kustomization.yaml")).remove(0);
     assert_eq!(kustomization["kind"].as_str(), Some("Kustomization"));
-    let listed: BTreeSet<String> = seq_of(&kustomization["resources"], "resources")
-        .iter()
-        .map(|r| str_of(r, "resource").to_string())
+    let listed: BTreeSet<&str> = strs(&kustomization["resources"], "resources")
+        .into_iter()
         .collect();
-    let present: BTreeSet<String> = yaml_files(&dir)
+    let present: Vec<String> = yaml_files(&dir)
         .iter()
         .map(|p| p.strip_prefix(&dir).unwrap().to_string_lossy().into_owned())
         .filter(|p| p != "kustomization.yaml")
         .collect();
-    assert_eq!(listed, present);
+    assert_eq!(listed, present.iter().map(String::as_str).collect());
 }
 
 #[test]
@@ -201,16 +208,11 @@ fn deployment_probes_use_the_named_metrics_port() {
         assert_eq!(get["path"].as_str(), Some(path), "{probe}");
         assert_eq!(get["port"].as_str(), Some("metrics"), "{probe}");
         // The exporter serves plain HTTP unless DEVIN_WEB_CONFIG_FILE enables TLS.
-        assert!(
-            get["scheme"].is_null() || get["scheme"].as_str() == Some("HTTP"),
-            "{probe}"
-        );
+        let scheme = get["scheme"].as_str();
+        assert!(get["scheme"].is_null() || scheme == Some("HTTP"), "{probe}");
         let timeout = container[probe]["timeoutSeconds"].as_u64().unwrap_or(1);
         let period = container[probe]["periodSeconds"].as_u64().unwrap_or(10);
-        assert!(
-            timeout < period,
-            "{probe}: timeout {timeout}s, period {period}s"
-        );
+        assert!(timeout < period, "{probe}: {timeout}s, period {period}s");
     }
 }
 
@@ -231,15 +233,8 @@ fn deployment_runs_unprivileged_on_a_read_only_root() {
     assert_eq!(security["readOnlyRootFilesystem"].as_bool(), Some(true));
     assert_ne!(security["privileged"].as_bool(), Some(true));
     assert_ne!(security["runAsNonRoot"].as_bool(), Some(false));
-    let dropped: Vec<&str> = seq_of(&security["capabilities"]["drop"], "capabilities.drop")
-        .iter()
-        .map(|c| str_of(c, "capability"))
-        .collect();
-    assert_eq!(dropped, ["ALL"]);
-    assert!(
-        security["capabilities"]["add"].is_null(),
-        "no capability added"
-    );
+    assert_eq!(strs(&security["capabilities"]["drop"], "drop"), ["ALL"]);
+    assert!(security["capabilities"]["add"].is_null());
 
     // Requests small enough for an exporter, and a memory limit.
     let resources = &container["resources"];
@@ -270,16 +265,10 @@ fn token_comes_from_the_mounted_secret_and_never_from_a_literal() {
         .chain(pod["initContainers"].as_sequence().into_iter().flatten())
     {
         if let Some(token) = env_var(c, "DEVIN_API_TOKEN") {
-            assert!(
-                token["value"].is_null(),
-                "DEVIN_API_TOKEN as a literal value"
-            );
+            assert!(token["value"].is_null(), "token as a literal value");
             assert!(!token["valueFrom"]["secretKeyRef"].is_null());
         }
-        assert!(
-            c["envFrom"].is_null(),
-            "no bulk environment from a Secret or ConfigMap"
-        );
+        assert!(c["envFrom"].is_null(), "environment from a Secret");
     }
     let value = |name| str_of(&env_var(container, name).expect(name)["value"], name);
     value("DEVIN_ORG_IDS");
@@ -293,17 +282,11 @@ fn token_comes_from_the_mounted_secret_and_never_from_a_literal() {
         .unwrap_or_else(|| panic!("no volume mounted at {dir}"));
     assert_eq!(mount["readOnly"].as_bool(), Some(true));
     // A subPath mount is never updated: the exporter could not pick up a rotated token.
-    assert!(
-        mount["subPath"].is_null(),
-        "the token is mounted with subPath"
-    );
+    assert!(mount["subPath"].is_null(), "token mounted with subPath");
     let volume_name = str_of(&mount["name"], "volumeMount name");
     let volume = entry(&pod["volumes"], "name", volume_name)
         .unwrap_or_else(|| panic!("no volume {volume_name}"));
-    let secret_name = str_of(
-        &volume["secret"]["secretName"],
-        "secret volume's secretName",
-    );
+    let secret_name = str_of(&volume["secret"]["secretName"], "secretName");
     assert_eq!(m.secret["metadata"]["name"].as_str(), Some(secret_name));
     if let Some(items) = volume["secret"]["items"].as_sequence() {
         assert!(items.iter().any(|i| i["path"].as_str() == Some(key)));
@@ -313,11 +296,7 @@ fn token_comes_from_the_mounted_secret_and_never_from_a_literal() {
     }
     // Readable by the exporter through its group, never by others.
     if let Some(mode) = volume["secret"]["defaultMode"].as_u64() {
-        assert_eq!(
-            mode & 0o007,
-            0,
-            "defaultMode {mode:o} lets others read the token"
-        );
+        assert_eq!(mode & 0o007, 0, "defaultMode {mode:o}: others read");
         // The file belongs to root and to the fsGroup: the exporter (uid 65532) reads it
         // through the group.
         assert!(
@@ -352,14 +331,8 @@ fn no_example_or_doc_carries_a_real_looking_token() {
 fn service_and_service_monitor_match_the_deployment() {
     let m = manifests();
     let pod_labels = &m.deployment["spec"]["template"]["metadata"]["labels"];
-    assert!(
-        selects(&m.deployment["spec"]["selector"]["matchLabels"], pod_labels),
-        "the Deployment's selector matches its pods"
-    );
-    assert!(
-        selects(&m.service["spec"]["selector"], pod_labels),
-        "the Service selects the exporter's pods"
-    );
+    assert_selects(&m.deployment["spec"]["selector"]["matchLabels"], pod_labels);
+    assert_selects(&m.service["spec"]["selector"], pod_labels);
 
     // Service port = container port = 10164, both named metrics.
     let port = entry(&m.service["spec"]["ports"], "name", "metrics")
@@ -376,12 +349,9 @@ fn service_and_service_monitor_match_the_deployment() {
     // by name.
     let sm = &m.service_monitor;
     assert_eq!(sm["apiVersion"].as_str(), Some("monitoring.coreos.com/v1"));
-    assert!(
-        selects(
-            &sm["spec"]["selector"]["matchLabels"],
-            &m.service["metadata"]["labels"]
-        ),
-        "the ServiceMonitor selects the Service's labels"
+    assert_selects(
+        &sm["spec"]["selector"]["matchLabels"],
+        &m.service["metadata"]["labels"],
     );
     let endpoints = seq_of(&sm["spec"]["endpoints"], "endpoints");
     assert_eq!(endpoints.len(), 1);
@@ -400,18 +370,10 @@ fn kustomize_renders_the_kubernetes_example() {
         .arg("kustomize")
         .arg(kubernetes_dir()));
     assert!(out.ok(), "kubectl kustomize failed: {}", out.stderr);
-    let kinds: BTreeSet<String> = serde_yaml_ng::Deserializer::from_str(&out.stdout)
-        .map(|doc| {
-            Value::deserialize(doc).unwrap()["kind"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    let expected: BTreeSet<String> = ["Deployment", "Secret", "Service", "ServiceMonitor"]
-        .map(String::from)
-        .into();
-    assert_eq!(kinds, expected);
+    let docs = parse_documents(&out.stdout, "kubectl kustomize");
+    let kinds: BTreeSet<&str> = docs.iter().map(|d| str_of(&d["kind"], "kind")).collect();
+    let expected = ["Deployment", "Secret", "Service", "ServiceMonitor"];
+    assert_eq!(kinds, BTreeSet::from(expected));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -431,12 +393,8 @@ fn prometheus_config_scrapes_the_exporter_once_a_minute() {
         .collect();
     assert_eq!(targets, [format!("localhost:{PORT}")]);
 
-    let rules: Vec<&str> = seq_of(&config["rule_files"], "rule_files")
-        .iter()
-        .map(|r| str_of(r, "rule file"))
-        .collect();
     assert_eq!(
-        rules,
+        strs(&config["rule_files"], "rule_files"),
         [
             "../../dashboards/prometheus/alerts.yml",
             "../../dashboards/prometheus/recording.yml"
@@ -446,13 +404,9 @@ fn prometheus_config_scrapes_the_exporter_once_a_minute() {
 
 fn promtool_check_config(path: &Path) -> String {
     let out = run(Command::new("promtool").args(["check", "config"]).arg(path));
-    assert!(
-        out.ok(),
-        "promtool check config {}:\n{}",
-        path.display(),
-        out.all()
-    );
-    out.all()
+    let text = out.all();
+    assert!(out.ok(), "promtool check config {path:?}:\n{text}");
+    text
 }
 
 #[test]
@@ -464,18 +418,17 @@ fn promtool_accepts_the_prometheus_config() {
     // The scrape configuration on its own: a copy without rule_files, so that this check
     // does not depend on the rule files.
     let mut config = documents(&original).remove(0);
-    let rule_files: Vec<PathBuf> = seq_of(&config["rule_files"], "rule_files")
+    let rule_files: Vec<PathBuf> = strs(&config["rule_files"], "rule_files")
         .iter()
-        .map(|r| original.parent().unwrap().join(str_of(r, "rule file")))
+        .map(|r| original.parent().unwrap().join(r))
         .collect();
     config
         .as_mapping_mut()
         .unwrap()
         .remove("rule_files")
         .expect("rule_files");
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("prometheus.yml");
-    std::fs::write(&copy, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
+    let text = serde_yaml_ng::to_string(&config).unwrap();
+    let (_dir, copy) = temp_file("prometheus.yml", &text);
     promtool_check_config(&copy);
 
     // The file as it is, rule files included, once those exist.
@@ -505,13 +458,10 @@ fn hadolint_accepts_the_dockerfile_and_rejects_a_careless_one() {
     assert!(ok, "hadolint Dockerfile:\n{text}");
 
     // Unpinned packages, root at run time, a shell-form entrypoint: each is reported.
-    let dir = tempfile::tempdir().unwrap();
-    let careless = dir.path().join("Dockerfile");
-    std::fs::write(
-        &careless,
+    let (dir, careless) = temp_file(
+        "Dockerfile",
         "FROM debian:bookworm\nRUN apt-get update && apt-get install -y curl\nUSER root\nENTRYPOINT /usr/local/bin/devin-exporter\n",
-    )
-    .unwrap();
+    );
     let (ok, text) = hadolint(dir.path(), &careless);
     assert!(!ok, "{text}");
     for rule in ["DL3008", "DL3002", "DL3025"] {
@@ -610,15 +560,10 @@ fn dockerfile_builds_in_stages_with_the_runtime_glibc() {
             .content
             .clone()
     };
-    let builder = stages
-        .get_by_name("builder")
-        .expect("a stage named builder");
+    let builder = stages.get_by_name("builder").expect("a builder stage");
     assert_eq!(builder.index, 0, "the builder comes first");
     let builder_image = image(builder);
-    assert!(
-        builder_image.starts_with("rust:"),
-        "builder from the official Rust image"
-    );
+    assert!(builder_image.starts_with("rust:"), "{builder_image}");
     // The builder's glibc is the runtime's: a newer one could link symbols the runtime
     // lacks. Both name their Debian release.
     let runtime_image = image(stages.stages.last().unwrap());
@@ -734,10 +679,7 @@ fn dockerfile_runtime_needs_no_shell_runs_unprivileged_and_checks_its_health() {
     };
     let misc_args = |word: &str| one(word).as_misc().unwrap().arguments.to_string();
     // Nothing runs a shell in the image, at build time or at run time.
-    assert!(
-        runtime.iter().all(|i| keyword(i) != "RUN"),
-        "no RUN in the runtime stage"
-    );
+    assert!(runtime.iter().all(|i| keyword(i) != "RUN"));
 
     let copy = one("COPY").as_copy().unwrap();
     let from: Vec<(&str, &str)> = copy
@@ -747,25 +689,14 @@ fn dockerfile_runtime_needs_no_shell_runs_unprivileged_and_checks_its_health() {
         .collect();
     assert_eq!(from, [("from", "builder")]);
     assert_eq!(copy.sources.len(), 1);
-    assert!(
-        copy.sources[0]
-            .content
-            .ends_with("/target/release/devin-exporter"),
-        "{:?}",
-        copy.sources
-    );
+    let src = &copy.sources[0].content;
+    assert!(src.ends_with("/target/release/devin-exporter"), "{src}");
     assert_eq!(copy.destination.content, BINARY);
 
     // Numeric, so that Kubernetes' runAsNonRoot can verify it.
     let user = misc_args("USER");
-    let uid: u32 = user
-        .trim()
-        .split(':')
-        .next()
-        .unwrap()
-        .parse()
-        .expect("a numeric USER");
-    assert_ne!(uid, 0, "USER {user}");
+    let uid = user.trim().split(':').next().unwrap();
+    assert_ne!(uid.parse::<u32>().expect("numeric USER"), 0, "{user}");
     assert_eq!(misc_args("EXPOSE").trim(), PORT.to_string());
 
     // Exec form: the binary runs without a shell.
@@ -777,10 +708,7 @@ fn dockerfile_runtime_needs_no_shell_runs_unprivileged_and_checks_its_health() {
     let healthcheck = misc_args("HEALTHCHECK");
     let (options, cmd) = healthcheck.split_once("CMD ").expect("HEALTHCHECK CMD");
     let cmd: Vec<String> = serde_json::from_str(cmd.trim()).expect("HEALTHCHECK CMD in exec form");
-    assert!(
-        cmd.starts_with(&[BINARY.into(), "healthcheck".into()]),
-        "{cmd:?}"
-    );
+    assert_eq!(cmd[..2], [BINARY, "healthcheck"], "{cmd:?}");
     // Longer than the healthcheck subcommand's own 5 s HTTP timeout.
     let timeout = shell_words::split(options)
         .unwrap()

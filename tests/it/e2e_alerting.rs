@@ -7,14 +7,14 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::procs::{
     Proc, Sim, blocking_get, listening_on, post_json, require_tool, run, sample_value, simulator,
-    start_prometheus_with,
+    start_prometheus_with, temp_file,
 };
 use serde_json::{Value, json};
 use serde_yaml_ng::Value as Yaml;
@@ -121,9 +121,7 @@ struct Alertmanager {
 }
 
 fn start_alertmanager(config: &str) -> Alertmanager {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("alertmanager.yml");
-    std::fs::write(&path, config).unwrap();
+    let (dir, path) = temp_file("alertmanager.yml", config);
     let (mut proc, addr) = Proc::spawn_until(
         Command::new(ALERTMANAGER)
             .arg(format!("--config.file={}", path.display()))
@@ -201,11 +199,8 @@ fn an_error_and_a_blocking_suspension_page_within_a_minute_and_a_quiet_org_sends
     // (The waiting alerts hold for 5 minutes first: only firing ones count here.)
     let firing = prom.query(r#"ALERTS{alertname=~"DevinSession.*", alertstate="firing"}"#);
     assert!(firing.is_empty(), "quiet simulator, alerts: {firing:?}");
-    assert!(
-        session_alerts(&webhook.alerts()).is_empty(),
-        "{:?}",
-        webhook.alerts()
-    );
+    let received = webhook.alerts();
+    assert!(session_alerts(&received).is_empty(), "{received:?}");
 
     // One session goes into error, one is suspended out of credits.
     sim.admin("/sim/advance?seconds=1");
@@ -214,6 +209,10 @@ fn an_error_and_a_blocking_suspension_page_within_a_minute_and_a_quiet_org_sends
         &sim,
         &blocked_org,
         "status=suspended&status_detail=out_of_credits",
+    );
+    let (entering_error, suspended) = (
+        "DevinSessionsEnteringError",
+        "DevinSessionsSuspendedForCreditsOrLimits",
     );
     let deadline = error_at + Duration::from_secs(60);
     let find = |name: &str, org: &str| {
@@ -224,8 +223,8 @@ fn an_error_and_a_blocking_suspension_page_within_a_minute_and_a_quiet_org_sends
     };
     let (error, blocked) = loop {
         if let (Some(e), Some(b)) = (
-            find("DevinSessionsEnteringError", &error_org),
-            find("DevinSessionsSuspendedForCreditsOrLimits", &blocked_org),
+            find(entering_error, &error_org),
+            find(suspended, &blocked_org),
         ) {
             break (e, b);
         }
@@ -276,17 +275,13 @@ fn an_error_and_a_blocking_suspension_page_within_a_minute_and_a_quiet_org_sends
     );
 
     // Nothing else: the third org, untouched, and no other state raised a session alert.
+    let expected = [
+        (entering_error, error_org.as_str()),
+        (suspended, blocked_org.as_str()),
+    ];
     for alert in session_alerts(&webhook.alerts()) {
         let key = (label(&alert, "alertname"), label(&alert, "org_id"));
-        assert!(
-            key == ("DevinSessionsEnteringError", error_org.as_str())
-                || key
-                    == (
-                        "DevinSessionsSuspendedForCreditsOrLimits",
-                        blocked_org.as_str()
-                    ),
-            "unexpected {alert}"
-        );
+        assert!(expected.contains(&key), "unexpected {alert}");
     }
     exporter.assert_running();
 }
@@ -317,11 +312,8 @@ fn the_example_silences_an_orgs_session_alerts_while_its_collection_fails() {
         Some(!alert["status"]["inhibitedBy"].as_array()?.is_empty())
     };
     while webhook.alerts().len() < 2 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{:?}",
-            webhook.alerts()
-        );
+        let waited = started.elapsed();
+        assert!(waited < Duration::from_secs(30), "{:?}", webhook.alerts());
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(inhibited("org-a"), Some(true));
@@ -364,22 +356,16 @@ fn amtool_accepts_the_example_which_pages_critical_and_sends_the_rest_to_a_chann
         assert!(ok, "{text}");
         assert_eq!(receivers.trim(), receiver, "{labels:?}: {text}");
     }
-    let parsed: Yaml = serde_yaml_ng::from_str(&std::fs::read_to_string(EXAMPLE).unwrap()).unwrap();
+    let example = std::fs::read_to_string(EXAMPLE).unwrap();
+    let parsed: Yaml = serde_yaml_ng::from_str(&example).unwrap();
     assert_eq!(
         parsed["route"]["group_by"],
         serde_yaml_ng::from_str::<Yaml>("[org_id]").unwrap()
     );
 
     // amtool does catch a broken configuration: a route to a receiver that is not there.
-    let dir = tempfile::tempdir().unwrap();
-    let broken: PathBuf = dir.path().join("broken.yml");
-    std::fs::write(
-        &broken,
-        std::fs::read_to_string(EXAMPLE)
-            .unwrap()
-            .replace("receiver: devin-pager", "receiver: nobody"),
-    )
-    .unwrap();
+    let without_pager = example.replace("receiver: devin-pager", "receiver: nobody");
+    let (_dir, broken) = temp_file("broken.yml", &without_pager);
     let (ok, _, text) = amtool(&["check-config", &broken.to_string_lossy()]);
     assert!(!ok, "{text}");
 }

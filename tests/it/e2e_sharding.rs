@@ -39,10 +39,8 @@ fn two_replicas_share_ten_orgs_by_hashmod() {
     };
     let (mut a, url_a) = replica();
     let (mut b, url_b) = replica();
-    let (host_a, host_b) = (
-        url_a.trim_start_matches("http://"),
-        url_b.trim_start_matches("http://"),
-    );
+    let host_a = url_a.trim_start_matches("http://");
+    let host_b = url_b.trim_start_matches("http://");
     let jobs = format!(
         r#"  - job_name: devin
     metrics_path: /probe
@@ -76,37 +74,22 @@ fn two_replicas_share_ten_orgs_by_hashmod() {
     let up = prom.wait_for("devin_up", timeout, |r| {
         r.len() == 10 && r.iter().all(|s| sample_value(s) == 1.0)
     });
-    let by_replica: BTreeMap<String, BTreeSet<String>> =
-        up.iter().fold(BTreeMap::new(), |mut m, s| {
-            m.entry(s["metric"]["replica"].as_str().unwrap().to_string())
-                .or_default()
-                .insert(s["metric"]["org_id"].as_str().unwrap().to_string());
-            m
-        });
-    assert_eq!(
-        by_replica.len(),
-        2,
-        "both replicas get orgs: {by_replica:?}"
-    );
+    let mut by_replica: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for s in &up {
+        let [replica, org] = ["replica", "org_id"].map(|l| s["metric"][l].as_str().unwrap());
+        by_replica.entry(replica).or_default().insert(org.into());
+    }
+    assert_eq!(by_replica.len(), 2, "{by_replica:?}");
     // Each org has exactly one series per metric: one replica scrapes it.
-    let per_org = prom.query("count by (org_id) (devin_up)");
-    assert_eq!(per_org.len(), 10);
-    assert!(
-        per_org.iter().all(|s| sample_value(s) == 1.0),
-        "{per_org:?}"
-    );
+    let counts = prom.query("count by (org_id) (devin_up)");
+    assert_eq!(counts.len(), 10);
+    assert!(counts.iter().all(|s| sample_value(s) == 1.0), "{counts:?}");
 
     // Each replica collected exactly its own shard, no more.
     let landing_a = collected_orgs(&blocking_get(&url_a));
     let landing_b = collected_orgs(&blocking_get(&url_b));
-    assert_eq!(
-        landing_a, by_replica["0"],
-        "replica 0 collected only its shard"
-    );
-    assert_eq!(
-        landing_b, by_replica["1"],
-        "replica 1 collected only its shard"
-    );
+    assert_eq!(landing_a, by_replica["0"], "replica 0");
+    assert_eq!(landing_b, by_replica["1"], "replica 1");
     assert!(landing_a.is_disjoint(&landing_b));
     assert_eq!(landing_a.len() + landing_b.len(), 10);
 

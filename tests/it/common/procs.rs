@@ -115,12 +115,9 @@ pub fn run_with_input(cmd: &mut Command, input: &str) -> Ran {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
+    // Written before waiting, and closed by `wait_with_output`.
+    let stdin = child.stdin.as_mut().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     Ran {
         code: out.status.code().unwrap_or(-1),
@@ -132,6 +129,21 @@ pub fn run_with_input(cmd: &mut Command, input: &str) -> Ran {
 /// Path of the exporter binary built for these tests.
 pub fn exporter_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_devin-exporter"))
+}
+
+/// The exporter binary with `args` and nothing in its environment but `env`.
+pub fn exporter_command(env: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut cmd = Command::new(exporter_bin());
+    cmd.env_clear().envs(env.iter().copied()).args(args);
+    cmd
+}
+
+/// A file `name` holding `text` in a new temporary directory, removed when it drops.
+pub fn temp_file(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
 }
 
 /// Whether `tool` is on PATH, for the tests that run it. Without it they skip with a notice,
@@ -300,11 +312,8 @@ pub struct Prometheus {
 
 /// Starts Prometheus scraping `targets` (host:port) every second as job `devin`.
 pub fn start_prometheus(targets: &[String], rule_files: &[&Path]) -> Prometheus {
-    let list = targets
-        .iter()
-        .map(|t| format!("'{t}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+    let list = list.join(", ");
     let jobs = format!("  - job_name: devin\n    static_configs:\n      - targets: [{list}]\n");
     start_prometheus_with(&jobs, rule_files)
 }
@@ -312,7 +321,6 @@ pub fn start_prometheus(targets: &[String], rule_files: &[&Path]) -> Prometheus 
 /// Starts Prometheus with the given `scrape_configs` entries (YAML, indented by two) and
 /// `rule_files`; scrapes and rule evaluation every second.
 pub fn start_prometheus_with(scrape_configs: &str, rule_files: &[&Path]) -> Prometheus {
-    let dir = tempfile::tempdir().unwrap();
     let rules: Vec<String> = rule_files
         .iter()
         .map(|p| format!("  - {}\n", std::fs::canonicalize(p).unwrap().display()))
@@ -325,8 +333,7 @@ pub fn start_prometheus_with(scrape_configs: &str, rule_files: &[&Path]) -> Prom
             format!("rule_files:\n{}", rules.concat())
         },
     );
-    let config_path = dir.path().join("prometheus.yml");
-    std::fs::write(&config_path, config).unwrap();
+    let (dir, config_path) = temp_file("prometheus.yml", &config);
     let (mut proc, addr) = Proc::spawn_until(
         Command::new("prometheus")
             .arg(format!("--config.file={}", config_path.display()))
