@@ -108,8 +108,7 @@ fn rules(file: &str) -> Vec<Rule> {
     let doc: Value = yaml(&rules_dir().join(file));
     let mut rules: Vec<Rule> = Vec::new();
     for group in doc["groups"].as_array().expect("groups") {
-        let group = group["rules"].clone();
-        rules.extend(serde_json::from_value::<Vec<Rule>>(group).unwrap());
+        rules.extend(serde_json::from_value::<Vec<Rule>>(group["rules"].clone()).unwrap());
     }
     let mut names = BTreeSet::new();
     for rule in &rules {
@@ -168,11 +167,10 @@ impl Known {
     /// Problems of an expression: variables left unsubstituted, PromQL that does not parse,
     /// unknown metrics, label matchers on labels the metric does not have.
     fn check_expr(&self, expr: &str) -> Vec<String> {
-        let unsubstituted = expr.find('$').map(|i| &expr[i..]);
-        let mut problems: Vec<String> = unsubstituted
-            .map(|rest| format!("unsubstituted variable at {rest:?}"))
-            .into_iter()
-            .collect();
+        let mut problems = Vec::new();
+        if let Some(rest) = expr.find('$').map(|i| &expr[i..]) {
+            problems.push(format!("unsubstituted variable at {rest:?}"));
+        }
         let expr = match parse(expr) {
             Ok(expr) => expr,
             Err(e) => return [problems, vec![format!("does not parse: {e}")]].concat(),
@@ -208,20 +206,14 @@ fn is_our_datasource(value: &Value) -> bool {
 
 /// Every `datasource` anywhere in the JSON that is not the `${datasource}` variable.
 fn hard_coded_datasources(value: &Value, path: &str, out: &mut Vec<String>) {
-    let children: Vec<(String, &Value)> = match value {
-        Value::Object(o) => o.iter().map(|(k, v)| (format!("{path}.{k}"), v)).collect(),
-        Value::Array(a) => a
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (format!("{path}[{i}]"), v))
-            .collect(),
-        _ => Vec::new(),
-    };
     if let Some(v) = value.get("datasource").filter(|v| !is_our_datasource(v)) {
         out.push(format!("{path}.datasource is {v}, not {DATASOURCE_UID}"));
     }
-    for (here, v) in children {
-        hard_coded_datasources(v, &here, out);
+    for (k, v) in value.as_object().into_iter().flatten() {
+        hard_coded_datasources(v, &format!("{path}.{k}"), out);
+    }
+    for (i, v) in value.as_array().into_iter().flatten().enumerate() {
+        hard_coded_datasources(v, &format!("{path}[{i}]"), out);
     }
 }
 
@@ -976,18 +968,11 @@ fn promtool_accepts_the_compose_prometheus_config() {
 fn readme_describes_every_row_and_alert_and_the_test_command() {
     let readme = read(&root().join("dashboards/README.md"));
     let mut wanted = vec!["promtool test rules dashboards/prometheus/tests/*.yml".to_string()];
-    for path in dashboard_files() {
-        wanted.extend(
-            row_titles(&load(&path))
-                .iter()
-                .map(|row| format!("**{row}**")),
-        );
+    for dashboard in dashboard_files().iter().map(|path| load(path)) {
+        let rows = row_titles(&dashboard);
+        wanted.extend(rows.iter().map(|row| format!("**{row}**")));
     }
-    wanted.extend(
-        rules("alerts.yml")
-            .iter()
-            .map(|alert| format!("`{}`", alert.name)),
-    );
+    wanted.extend(alert_names().iter().map(|name| format!("`{name}`")));
     for text in wanted {
         assert!(readme.contains(&text), "README lacks {text}");
     }
