@@ -315,9 +315,8 @@ fn every_dashboard_passes_the_static_checks() {
 
 /// The titles of the dashboard's rows, in order.
 fn row_titles(dashboard: &Value) -> Vec<&str> {
-    let rows = all_panels(dashboard)
-        .into_iter()
-        .filter(|p| p["type"] == "row");
+    let panels = all_panels(dashboard).into_iter();
+    let rows = panels.filter(|p| p["type"] == "row");
     rows.map(|row| row["title"].as_str().unwrap()).collect()
 }
 
@@ -391,26 +390,25 @@ fn the_checker_catches_a_bad_dashboard() {
     });
     let problems = check_dashboard("devin-bad", &bad, &Known::with_recording_rules());
     let text = problems.join("\n");
-    for expected in [
-        "uid \"something-else\" is not the file name devin-bad",
-        "schemaVersion 27 < 39",
-        "no datasource variable",
-        "no org_id variable",
-        "panel 2 \"Nested without unit\": no unit",
-        "duplicate id 2",
-        "panel 2 \"\": no title",
-        "panel 2 \"\": no description",
-        "gridPos",
-        "panel 2 \"\": datasource is not ${datasource}",
-        "a target's datasource is not ${datasource}",
-        "a target has no expr",
-        "duplicate refId",
-        "$.templating.list[0].datasource",
-        "\"abc123\"",
-        "unknown metric devin_sessions_total",
-        "devin_up has no label status",
-        "unsubstituted variable at \"$org",
-    ] {
+    let expected = r#"uid "something-else" is not the file name devin-bad
+schemaVersion 27 < 39
+no datasource variable
+no org_id variable
+panel 2 "Nested without unit": no unit
+duplicate id 2
+panel 2 "": no title
+panel 2 "": no description
+gridPos
+panel 2 "": datasource is not ${datasource}
+a target's datasource is not ${datasource}
+a target has no expr
+duplicate refId
+$.templating.list[0].datasource
+"abc123"
+unknown metric devin_sessions_total
+devin_up has no label status
+unsubstituted variable at "$org"#;
+    for expected in expected.lines() {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
     // And a good dashboard has none of them (see every_dashboard_passes_the_static_checks).
@@ -651,7 +649,7 @@ fn every_alert_links_its_runbook_section_which_says_what_how_and_what_to_do() {
         return;
     }
     let rules = json!({"groups": [{"name": "runbook", "rules": queries}]});
-    let (ok, text) = promtool_yaml(&["check", "rules"], &rules);
+    let (ok, text) = promtool_on(&["check", "rules"], &rules);
     assert!(ok, "a runbook query does not parse:\n{text}\n{queries:?}");
 }
 
@@ -700,17 +698,12 @@ fn promtool(args: &[&str], files: &[PathBuf]) -> (bool, String) {
     (out.status.success(), text.into_owned())
 }
 
-/// Runs promtool on a scratch file holding `text`.
-fn promtool_on(args: &[&str], text: &str) -> (bool, String) {
+/// Runs promtool on a scratch file holding `text`: YAML, or JSON, which is YAML too.
+fn promtool_on(args: &[&str], text: impl std::fmt::Display) -> (bool, String) {
     let scratch = TempDir::new().unwrap();
     let file = scratch.path().join("file.yml");
-    std::fs::write(&file, text).unwrap();
+    std::fs::write(&file, text.to_string()).unwrap();
     promtool(args, &[file])
-}
-
-/// Runs promtool on `value` written as YAML.
-fn promtool_yaml(args: &[&str], value: &Value) -> (bool, String) {
-    promtool_on(args, &serde_yaml_ng::to_string(value).unwrap())
 }
 
 /// A promtool unit test (1m steps) expecting each of `exprs` to return series at 2h:
@@ -740,7 +733,7 @@ fn promtool_accepts_the_rule_files_and_rejects_a_broken_one() {
 
     let broken = json!({"alert": "Broken", "expr": "sum by (org_id (devin_up)"});
     let broken = json!({"groups": [{"name": "broken", "rules": [broken]}]});
-    let (ok, text) = promtool_yaml(&["check", "rules"], &broken);
+    let (ok, text) = promtool_on(&["check", "rules"], &broken);
     assert!(!ok, "promtool accepted a broken rule:\n{text}");
 }
 
@@ -766,7 +759,7 @@ fn promtool_rule_unit_tests_pass_and_a_wrong_expectation_fails() {
             }]
         }]
     });
-    let (ok, text) = promtool_yaml(&["test", "rules"], &wrong);
+    let (ok, text) = promtool_on(&["test", "rules"], &wrong);
     let caught = !ok && text.contains("FAILED");
     assert!(caught, "promtool passed a wrong expectation:\n{text}");
 }
@@ -842,7 +835,7 @@ fn every_dashboard_query_parses_and_returns_data_on_synthetic_metrics() {
         let queries = dashboard_queries(&path, &[]);
         let exprs: Vec<&str> = queries.iter().map(|(_, e)| e.as_str()).collect();
         let test = expect_data(&recording, &synthetic_series(), &exprs);
-        let (ok, text) = promtool_yaml(&["test", "rules"], &test);
+        let (ok, text) = promtool_on(&["test", "rules"], &test);
         let listing: Vec<String> = queries.iter().map(|(t, e)| format!("{t}: {e}")).collect();
         let (path, listing) = (path.display(), listing.join("\n"));
         assert!(
@@ -853,7 +846,7 @@ fn every_dashboard_query_parses_and_returns_data_on_synthetic_metrics() {
     // And the check notices a query reading a series that does not exist.
     let series = [json!({"series": r#"devin_up{org_id="org-a"}"#, "values": "1x150"})];
     let test = expect_data(&[], &series, &[r#"devin_up{org_id="org-b"}"#]);
-    let (ok, text) = promtool_yaml(&["test", "rules"], &test);
+    let (ok, text) = promtool_on(&["test", "rules"], &test);
     assert!(!ok, "promtool passed a query without data:\n{text}");
 }
 
