@@ -6,6 +6,7 @@ use crate::common;
 
 use std::time::Duration;
 
+use common::procs::start_exporter_process_with_args;
 use common::{S, page, scrape, start_exporter};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param_is_missing};
@@ -147,28 +148,12 @@ async fn first_listing_progress_from_the_total() {
     );
 }
 
+/// The exporter binary run with `--demo`, as users run it.
 #[tokio::test]
 async fn demo_mode_has_a_banner() {
-    let api = MockServer::start().await;
-    answer(&api, None, 200, page(&[], None, Some(0))).await;
-    let uri = api.uri();
-    let vars = [
-        ("DEVIN_API_TOKEN", "cog_test_token"),
-        ("DEVIN_ORG_IDS", "org-sim"),
-        ("DEVIN_API_URL", &uri),
-    ];
-    let config =
-        devin_exporter::config::from_vars(vars.map(|(k, v)| (k.to_string(), v.to_string())));
-    let web = devin_exporter::http::web_config::WebConfig::default();
-    let simulated = devin_exporter::DataSource::Simulated;
-    let (_, router) = devin_exporter::app::build(&config.unwrap(), None, simulated, &web).unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(devin_exporter::http::serve(listener, router, None));
-    let html = landing(&url).await;
-    server.abort();
+    let (_demo, url) = start_exporter_process_with_args(&[], &["--demo"]);
     let banner = "DEMO MODE:</strong> these numbers come from the built-in simulated Devin API";
-    assert_contains(&html, &[banner]);
+    assert_contains(&landing(&url).await, &[banner]);
 }
 
 #[tokio::test]
