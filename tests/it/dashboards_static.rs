@@ -146,13 +146,9 @@ impl Known {
             let (name, problems) = (&rule.name, known.check_expr(&rule.expr));
             assert!(problems.is_empty(), "recording rule {name}: {problems:?}");
             let expr = rule.parsed();
-            let labels = grouping_labels(&expr).unwrap_or_else(|| {
-                let metrics = metric_names(&expr);
-                metrics
-                    .iter()
-                    .flat_map(|m| known.labels_of(m).unwrap())
-                    .collect()
-            });
+            let read = |metric: &String| known.labels_of(metric).unwrap();
+            let labels = grouping_labels(&expr)
+                .unwrap_or_else(|| metric_names(&expr).iter().flat_map(read).collect());
             known.labels.insert(rule.name, labels);
         }
         known
@@ -531,8 +527,7 @@ fn recording_rules_follow_the_naming_convention_and_read_the_contract() {
         let parts: Vec<&str> = name.split(':').collect();
         assert_eq!(parts.len(), 3, "{name}: not level:metric:operations");
         assert!(parts.iter().all(|p| !p.is_empty()), "{name}");
-        let source = parts[1];
-        let named = source.starts_with("devin_");
+        let named = parts[1].starts_with("devin_");
         assert!(named, "{name}: the metric part names the source metric");
         assert!(!rule.expr.is_empty(), "{name}: no expr");
         // A rule reads the contract or a rule recorded above it.
@@ -673,14 +668,10 @@ fn every_alert_has_a_firing_and_a_quiet_unit_test() {
         }
     }
     let names = alert_names();
-    let mut missing = Vec::new();
-    for name in &names {
-        for (fires, kind) in [(true, "firing"), (false, "quiet")] {
-            if !cases.contains(&(name.clone(), fires)) {
-                missing.push(format!("{name} {kind}"));
-            }
-        }
-    }
+    // Each alert with a firing (true) and a quiet (false) case.
+    let both = |n: &String| [(n.clone(), true), (n.clone(), false)];
+    let wanted = names.iter().flat_map(both);
+    let missing: Vec<_> = wanted.filter(|case| !cases.contains(case)).collect();
     assert!(missing.is_empty(), "alerts without unit tests: {missing:?}");
     // Tests name only existing alerts.
     for (name, _) in &cases {

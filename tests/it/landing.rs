@@ -131,12 +131,10 @@ async fn first_listing_progress_from_the_total() {
         .mount(&api)
         .await;
     // The next page does not come before the scrape's deadline.
+    let slow = ResponseTemplate::new(200).set_body_json(page(&[], None, None));
+    let slow = slow.set_delay(Duration::from_secs(20));
     Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(page(&[], None, None))
-                .set_delay(Duration::from_secs(20)),
-        )
+        .respond_with(slow)
         .mount(&api)
         .await;
     let exp = start_exporter(&api.uri(), &["org-big"], &[]).await;
