@@ -338,19 +338,14 @@ fn the_overview_keeps_its_uid_rows_and_filters() {
     values.insert("org_id".into(), "ORG_FILTER".into());
     let known = Known::with_recording_rules();
     let filter = r#"org_id=~"ORG_FILTER""#.to_string();
-    for (title, expr) in raw_queries(&dashboard) {
-        if title.starts_with("variable ") {
-            continue;
-        }
+    let queries = raw_queries(&dashboard).into_iter();
+    for (title, expr) in queries.filter(|(title, _)| !title.starts_with("variable ")) {
         for selector in selectors(&parse(&substitute(&expr, &values)).unwrap()) {
             let metric = selector.metric.unwrap_or_default();
             let labels = known.labels_of(&metric);
             let per_org = labels.is_some_and(|l| l.contains("org_id"));
             let filtered = !per_org || selector.matchers.contains(&filter);
-            assert!(
-                filtered,
-                "{title}: {metric} without org_id=~\"$org_id\" in {expr}"
-            );
+            assert!(filtered, "{title}: {metric} without {filter} in {expr}");
         }
     }
 }
@@ -713,30 +708,13 @@ fn expect_data(rule_files: &[PathBuf], input_series: &[Value], exprs: &[&str]) -
 }
 
 #[test]
-fn promtool_accepts_the_rule_files_and_rejects_a_broken_one() {
+fn promtool_accepts_the_rules_and_their_unit_tests_and_fails_broken_ones() {
     if !require_tool("promtool") {
         return;
     }
-    let files = ["alerts.yml", "recording.yml"].map(|f| rules_dir().join(f));
-    let (ok, text) = promtool(&["check", "rules"], &files);
-    let passed = ok && text.contains("SUCCESS");
-    assert!(passed, "promtool check rules:\n{text}");
-
     let broken = json!({"alert": "Broken", "expr": "sum by (org_id (devin_up)"});
     let broken = json!({"groups": [{"name": "broken", "rules": [broken]}]});
-    let (ok, text) = promtool_on(&["check", "rules"], &broken);
-    assert!(!ok, "promtool accepted a broken rule:\n{text}");
-}
-
-#[test]
-fn promtool_rule_unit_tests_pass_and_a_wrong_expectation_fails() {
-    if !require_tool("promtool") {
-        return;
-    }
-    let (ok, text) = promtool(&["test", "rules"], &rule_test_files());
-    assert!(ok, "promtool test rules:\n{text}");
-
-    // The same machinery catches a wrong expectation: DevinExporterDown for a target up.
+    // A wrong expectation: DevinExporterDown for a target up.
     let wrong = json!({
         "rule_files": [rules_dir().join("alerts.yml")],
         "evaluation_interval": "1m",
@@ -750,9 +728,19 @@ fn promtool_rule_unit_tests_pass_and_a_wrong_expectation_fails() {
             }]
         }]
     });
-    let (ok, text) = promtool_on(&["test", "rules"], &wrong);
-    let caught = !ok && text.contains("FAILED");
-    assert!(caught, "promtool passed a wrong expectation:\n{text}");
+    let rule_files = ["alerts.yml", "recording.yml"].map(|f| rules_dir().join(f));
+    let cases = [
+        ("check", rule_files.to_vec(), broken),
+        ("test", rule_test_files(), wrong),
+    ];
+    for (command, files, bad) in cases {
+        let (ok, text) = promtool(&[command, "rules"], &files);
+        let passed = ok && text.contains("SUCCESS");
+        assert!(passed, "promtool {command} rules:\n{text}");
+        let (ok, text) = promtool_on(&[command, "rules"], &bad);
+        let caught = !ok && text.contains("FAILED");
+        assert!(caught, "promtool {command} rules passed {bad}:\n{text}");
+    }
 }
 
 /// Synthetic series for every metric of the contract, one org, two hours at 1m: what a
@@ -829,10 +817,8 @@ fn every_dashboard_query_parses_and_returns_data_on_synthetic_metrics() {
         let (ok, text) = promtool_on(&["test", "rules"], &test);
         let listing: Vec<String> = queries.iter().map(|(t, e)| format!("{t}: {e}")).collect();
         let (path, listing) = (path.display(), listing.join("\n"));
-        assert!(
-            ok,
-            "{path}: a query does not parse or returns nothing:\n{text}\nqueries:\n{listing}"
-        );
+        let why = "a query does not parse or returns nothing";
+        assert!(ok, "{path}: {why}:\n{text}\nqueries:\n{listing}");
     }
     // And the check notices a query reading a series that does not exist.
     let series = [json!({"series": r#"devin_up{org_id="org-a"}"#, "values": "1x150"})];
