@@ -323,10 +323,8 @@ fn the_overview_keeps_its_uid_rows_and_filters() {
     let dashboard = load(&root().join(OVERVIEW));
     assert_eq!(dashboard["uid"], "devin-overview");
     let rows = row_titles(&dashboard);
-    let expected: Vec<&str> = "Health,Sessions,ACUs,Activity,Exporter & API,Spend,Lifecycle"
-        .split(',')
-        .collect();
-    assert_eq!(rows, expected);
+    let expected = "Health,Sessions,ACUs,Activity,Exporter & API,Spend,Lifecycle".split(',');
+    assert_eq!(rows, expected.collect::<Vec<_>>());
     let vars = variables(&dashboard);
     let names: Vec<&str> = vars.iter().map(|v| v["name"].as_str().unwrap()).collect();
     for name in ["datasource", "org_id", "origin", "category"] {

@@ -43,11 +43,11 @@ fn forbidden(detail: &str) -> Value {
     json!({"title": "Forbidden", "status": 403, "detail": detail})
 }
 
-/// The table row of `org`.
-fn row<'a>(html: &'a str, org: &str) -> &'a str {
+/// The line of the page that starts with `start`, e.g. `<tr><td>org-a` for its row.
+fn line<'a>(html: &'a str, start: &str) -> &'a str {
     html.lines()
-        .find(|l| l.starts_with(&format!("<tr><td>{org}")))
-        .unwrap_or_else(|| panic!("no row for {org} in:\n{html}"))
+        .find(|l| l.starts_with(start))
+        .unwrap_or_else(|| panic!("no line {start:?} in:\n{html}"))
 }
 
 #[tokio::test]
@@ -77,11 +77,14 @@ async fn a_forbidden_org_says_what_to_do() {
     let orgs = ["org-ok", "org-locked"];
     let exp = start_exporter(&with_credentials, &orgs, &[("DEVIN_SYNC_OVERLAP", "3m")]).await;
     let before = landing(&exp.url).await;
-    assert_contains(row(&before, "org-ok"), &["not collected yet", "never"]);
+    assert_contains(
+        line(&before, "<tr><td>org-ok"),
+        &["not collected yet", "never"],
+    );
 
     scrape(&exp.url, None).await;
     let html = landing(&exp.url).await;
-    let locked = row(&html, "org-locked");
+    let locked = line(&html, "<tr><td>org-locked");
     assert_contains(
         locked,
         &[
@@ -92,7 +95,7 @@ async fn a_forbidden_org_says_what_to_do() {
         ],
     );
     assert_contains(
-        row(&html, "org-ok"),
+        line(&html, "<tr><td>org-ok"),
         &[
             "<td>ok</td>",
             "running 2, exit 1",
@@ -141,7 +144,7 @@ async fn first_listing_progress_from_the_total() {
     scrape(&exp.url, Some("1")).await;
     let html = landing(&exp.url).await;
     assert_contains(
-        row(&html, "org-big"),
+        line(&html, "<tr><td>org-big"),
         &["first listing 63% done", "63 listed so far"],
     );
 }
@@ -163,17 +166,13 @@ async fn discovery_without_manage_organizations_says_so() {
     let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_DISCOVER_ORGS", "true")]).await;
     scrape(&exp.url, None).await;
     let html = landing(&exp.url).await;
-    let line = html
-        .lines()
-        .find(|l| l.starts_with("<p>Org discovery:"))
-        .unwrap_or_else(|| panic!("no discovery line in:\n{html}"));
     assert_contains(
-        line,
+        line(&html, "<p>Org discovery:"),
         &[
             "HTTP 403: Missing permission ManageOrganizations",
             "the token lacks ManageOrganizations on the enterprise",
         ],
     );
     assert_contains(&html, &["<th>org discovery</th><td>on, every 10m 0s</td>"]);
-    assert_contains(row(&html, "org-a"), &["<td>ok</td>"]);
+    assert_contains(line(&html, "<tr><td>org-a"), &["<td>ok</td>"]);
 }
