@@ -562,8 +562,7 @@ fn alerts_read_the_contract_and_carry_severity_and_runbook_annotations() {
         // Plain enough to adapt: a few lines, no look-back comparisons.
         let plain = expr.lines().count() <= 5 && !expr.contains("offset");
         assert!(plain, "{name}: expr too involved:\n{expr}");
-        let description = alert.annotation("description");
-        let long = description.len() >= 150;
+        let long = alert.annotation("description").len() >= 150;
         assert!(long, "{name}: description too short to say what to do");
     }
     // The severities used, and the alerts the org's blocking reasons depend on.
@@ -693,13 +692,11 @@ fn promtool_on(args: &[&str], text: impl std::fmt::Display) -> (bool, String) {
 /// A promtool unit test (1m steps) expecting each of `exprs` to return series at 2h:
 /// `count(q) > bool 0` is 1 when q has series, nothing when not.
 fn expect_data(rule_files: &[PathBuf], input_series: &[Value], exprs: &[&str]) -> Value {
-    let expr_tests: Vec<Value> = exprs
-        .iter()
-        .map(|expr| {
-            let expr = format!("count({expr}) > bool 0");
-            json!({"expr": expr, "eval_time": "2h", "exp_samples": [{"labels": "{}", "value": 1}]})
-        })
-        .collect();
+    let has_data = |expr: &&str| {
+        let expr = format!("count({expr}) > bool 0");
+        json!({"expr": expr, "eval_time": "2h", "exp_samples": [{"labels": "{}", "value": 1}]})
+    };
+    let expr_tests: Vec<Value> = exprs.iter().map(has_data).collect();
     let test =
         json!({"interval": "1m", "input_series": input_series, "promql_expr_test": expr_tests});
     json!({"rule_files": rule_files, "evaluation_interval": "1m", "tests": [test]})

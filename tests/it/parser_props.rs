@@ -20,10 +20,8 @@ fn valid_item(i: u32, status: String, acus: f64) -> Value {
 
 /// Arbitrary JSON values, nested a few levels.
 fn any_json() -> impl Strategy<Value = Value> {
-    let keys: Vec<String> = format!("items {FIELDS}")
-        .split(' ')
-        .map(String::from)
-        .collect();
+    let keys = format!("items {FIELDS}");
+    let keys: Vec<String> = keys.split(' ').map(String::from).collect();
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
