@@ -57,30 +57,17 @@ async fn a_forbidden_org_says_what_to_do() {
     exited.status = "exit";
     exited.detail = None;
     let sessions = page(&[S::new(1), exited, S::new(3)], None, Some(3));
-    answer(
-        &api,
-        Some("/v3/organizations/org-ok/sessions"),
-        200,
-        sessions,
-    )
-    .await;
+    let sessions_of = |org: &str| format!("/v3/organizations/{org}/sessions");
+    answer(&api, Some(&sessions_of("org-ok")), 200, sessions).await;
     let locked = forbidden("Missing permission ViewOrgSessions <script>alert(1)</script>");
-    answer(
-        &api,
-        Some("/v3/organizations/org-locked/sessions"),
-        403,
-        locked,
-    )
-    .await;
+    answer(&api, Some(&sessions_of("org-locked")), 403, locked).await;
     // Credentials in the URL must not reach the page.
     let with_credentials = api.uri().replace("http://", "http://alice:hunter2@");
     let orgs = ["org-ok", "org-locked"];
     let exp = start_exporter(&with_credentials, &orgs, &[("DEVIN_SYNC_OVERLAP", "3m")]).await;
     let before = landing(&exp.url).await;
-    assert_contains(
-        line(&before, "<tr><td>org-ok"),
-        &["not collected yet", "never"],
-    );
+    let ok_before = line(&before, "<tr><td>org-ok");
+    assert_contains(ok_before, &["not collected yet", "never"]);
 
     scrape(&exp.url, None).await;
     let html = landing(&exp.url).await;
@@ -104,10 +91,8 @@ async fn a_forbidden_org_says_what_to_do() {
         ],
     );
     let version = format!("Version {}", env!("CARGO_PKG_VERSION"));
-    let api_url = format!(
-        "<td>http://&lt;redacted&gt;@{}</td>",
-        api.uri().trim_start_matches("http://")
-    );
+    let host = api.uri().replace("http://", "");
+    let api_url = format!("<td>http://&lt;redacted&gt;@{host}</td>");
     assert_contains(
         &html,
         &[
@@ -136,17 +121,13 @@ async fn first_listing_progress_from_the_total() {
     // The next page does not come before the scrape's deadline.
     let slow = ResponseTemplate::new(200).set_body_json(page(&[], None, None));
     let slow = slow.set_delay(Duration::from_secs(20));
-    Mock::given(method("GET"))
-        .respond_with(slow)
-        .mount(&api)
-        .await;
+    let any_get = Mock::given(method("GET"));
+    any_get.respond_with(slow).mount(&api).await;
     let exp = start_exporter(&api.uri(), &["org-big"], &[]).await;
     scrape(&exp.url, Some("1")).await;
     let html = landing(&exp.url).await;
-    assert_contains(
-        line(&html, "<tr><td>org-big"),
-        &["first listing 63% done", "63 listed so far"],
-    );
+    let big = line(&html, "<tr><td>org-big");
+    assert_contains(big, &["first listing 63% done", "63 listed so far"]);
 }
 
 /// The exporter binary run with `--demo`, as users run it.
