@@ -108,8 +108,7 @@ fn rules(file: &str) -> Vec<Rule> {
     let doc: Value = yaml(&rules_dir().join(file));
     let mut rules: Vec<Rule> = Vec::new();
     for group in doc["groups"].as_array().expect("groups") {
-        let group = group["rules"].clone();
-        rules.extend(serde_json::from_value::<Vec<Rule>>(group).unwrap());
+        rules.extend(serde_json::from_value::<Vec<Rule>>(group["rules"].clone()).unwrap());
     }
     let mut names = BTreeSet::new();
     for rule in &rules {
@@ -147,13 +146,9 @@ impl Known {
             let (name, problems) = (&rule.name, known.check_expr(&rule.expr));
             assert!(problems.is_empty(), "recording rule {name}: {problems:?}");
             let expr = rule.parsed();
-            let labels = grouping_labels(&expr).unwrap_or_else(|| {
-                let metrics = metric_names(&expr);
-                metrics
-                    .iter()
-                    .flat_map(|m| known.labels_of(m).unwrap())
-                    .collect()
-            });
+            let read = |metric: &String| known.labels_of(metric).unwrap();
+            let labels = grouping_labels(&expr)
+                .unwrap_or_else(|| metric_names(&expr).iter().flat_map(read).collect());
             known.labels.insert(rule.name, labels);
         }
         known
@@ -168,11 +163,10 @@ impl Known {
     /// Problems of an expression: variables left unsubstituted, PromQL that does not parse,
     /// unknown metrics, label matchers on labels the metric does not have.
     fn check_expr(&self, expr: &str) -> Vec<String> {
-        let unsubstituted = expr.find('$').map(|i| &expr[i..]);
-        let mut problems: Vec<String> = unsubstituted
-            .map(|rest| format!("unsubstituted variable at {rest:?}"))
-            .into_iter()
-            .collect();
+        let mut problems = Vec::new();
+        if let Some(rest) = expr.find('$').map(|i| &expr[i..]) {
+            problems.push(format!("unsubstituted variable at {rest:?}"));
+        }
         let expr = match parse(expr) {
             Ok(expr) => expr,
             Err(e) => return [problems, vec![format!("does not parse: {e}")]].concat(),
@@ -208,20 +202,14 @@ fn is_our_datasource(value: &Value) -> bool {
 
 /// Every `datasource` anywhere in the JSON that is not the `${datasource}` variable.
 fn hard_coded_datasources(value: &Value, path: &str, out: &mut Vec<String>) {
-    let children: Vec<(String, &Value)> = match value {
-        Value::Object(o) => o.iter().map(|(k, v)| (format!("{path}.{k}"), v)).collect(),
-        Value::Array(a) => a
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (format!("{path}[{i}]"), v))
-            .collect(),
-        _ => Vec::new(),
-    };
     if let Some(v) = value.get("datasource").filter(|v| !is_our_datasource(v)) {
         out.push(format!("{path}.datasource is {v}, not {DATASOURCE_UID}"));
     }
-    for (here, v) in children {
-        hard_coded_datasources(v, &here, out);
+    for (k, v) in value.as_object().into_iter().flatten() {
+        hard_coded_datasources(v, &format!("{path}.{k}"), out);
+    }
+    for (i, v) in value.as_array().into_iter().flatten().enumerate() {
+        hard_coded_datasources(v, &format!("{path}[{i}]"), out);
     }
 }
 
@@ -323,9 +311,8 @@ fn every_dashboard_passes_the_static_checks() {
 
 /// The titles of the dashboard's rows, in order.
 fn row_titles(dashboard: &Value) -> Vec<&str> {
-    let rows = all_panels(dashboard)
-        .into_iter()
-        .filter(|p| p["type"] == "row");
+    let panels = all_panels(dashboard).into_iter();
+    let rows = panels.filter(|p| p["type"] == "row");
     rows.map(|row| row["title"].as_str().unwrap()).collect()
 }
 
@@ -336,10 +323,8 @@ fn the_overview_keeps_its_uid_rows_and_filters() {
     let dashboard = load(&root().join(OVERVIEW));
     assert_eq!(dashboard["uid"], "devin-overview");
     let rows = row_titles(&dashboard);
-    let expected: Vec<&str> = "Health,Sessions,ACUs,Activity,Exporter & API,Spend,Lifecycle"
-        .split(',')
-        .collect();
-    assert_eq!(rows, expected);
+    let expected = "Health,Sessions,ACUs,Activity,Exporter & API,Spend,Lifecycle".split(',');
+    assert_eq!(rows, expected.collect::<Vec<_>>());
     let vars = variables(&dashboard);
     let names: Vec<&str> = vars.iter().map(|v| v["name"].as_str().unwrap()).collect();
     for name in ["datasource", "org_id", "origin", "category"] {
@@ -351,19 +336,14 @@ fn the_overview_keeps_its_uid_rows_and_filters() {
     values.insert("org_id".into(), "ORG_FILTER".into());
     let known = Known::with_recording_rules();
     let filter = r#"org_id=~"ORG_FILTER""#.to_string();
-    for (title, expr) in raw_queries(&dashboard) {
-        if title.starts_with("variable ") {
-            continue;
-        }
+    let queries = raw_queries(&dashboard).into_iter();
+    for (title, expr) in queries.filter(|(title, _)| !title.starts_with("variable ")) {
         for selector in selectors(&parse(&substitute(&expr, &values)).unwrap()) {
             let metric = selector.metric.unwrap_or_default();
             let labels = known.labels_of(&metric);
             let per_org = labels.is_some_and(|l| l.contains("org_id"));
             let filtered = !per_org || selector.matchers.contains(&filter);
-            assert!(
-                filtered,
-                "{title}: {metric} without org_id=~\"$org_id\" in {expr}"
-            );
+            assert!(filtered, "{title}: {metric} without {filter} in {expr}");
         }
     }
 }
@@ -399,26 +379,25 @@ fn the_checker_catches_a_bad_dashboard() {
     });
     let problems = check_dashboard("devin-bad", &bad, &Known::with_recording_rules());
     let text = problems.join("\n");
-    for expected in [
-        "uid \"something-else\" is not the file name devin-bad",
-        "schemaVersion 27 < 39",
-        "no datasource variable",
-        "no org_id variable",
-        "panel 2 \"Nested without unit\": no unit",
-        "duplicate id 2",
-        "panel 2 \"\": no title",
-        "panel 2 \"\": no description",
-        "gridPos",
-        "panel 2 \"\": datasource is not ${datasource}",
-        "a target's datasource is not ${datasource}",
-        "a target has no expr",
-        "duplicate refId",
-        "$.templating.list[0].datasource",
-        "\"abc123\"",
-        "unknown metric devin_sessions_total",
-        "devin_up has no label status",
-        "unsubstituted variable at \"$org",
-    ] {
+    let expected = r#"uid "something-else" is not the file name devin-bad
+schemaVersion 27 < 39
+no datasource variable
+no org_id variable
+panel 2 "Nested without unit": no unit
+duplicate id 2
+panel 2 "": no title
+panel 2 "": no description
+gridPos
+panel 2 "": datasource is not ${datasource}
+a target's datasource is not ${datasource}
+a target has no expr
+duplicate refId
+$.templating.list[0].datasource
+"abc123"
+unknown metric devin_sessions_total
+devin_up has no label status
+unsubstituted variable at "$org"#;
+    for expected in expected.lines() {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
     // And a good dashboard has none of them (see every_dashboard_passes_the_static_checks).
@@ -541,8 +520,7 @@ fn recording_rules_follow_the_naming_convention_and_read_the_contract() {
         let parts: Vec<&str> = name.split(':').collect();
         assert_eq!(parts.len(), 3, "{name}: not level:metric:operations");
         assert!(parts.iter().all(|p| !p.is_empty()), "{name}");
-        let source = parts[1];
-        let named = source.starts_with("devin_");
+        let named = parts[1].starts_with("devin_");
         assert!(named, "{name}: the metric part names the source metric");
         assert!(!rule.expr.is_empty(), "{name}: no expr");
         // A rule reads the contract or a rule recorded above it.
@@ -584,8 +562,7 @@ fn alerts_read_the_contract_and_carry_severity_and_runbook_annotations() {
         // Plain enough to adapt: a few lines, no look-back comparisons.
         let plain = expr.lines().count() <= 5 && !expr.contains("offset");
         assert!(plain, "{name}: expr too involved:\n{expr}");
-        let description = alert.annotation("description");
-        let long = description.len() >= 150;
+        let long = alert.annotation("description").len() >= 150;
         assert!(long, "{name}: description too short to say what to do");
     }
     // The severities used, and the alerts the org's blocking reasons depend on.
@@ -659,7 +636,7 @@ fn every_alert_links_its_runbook_section_which_says_what_how_and_what_to_do() {
         return;
     }
     let rules = json!({"groups": [{"name": "runbook", "rules": queries}]});
-    let (ok, text) = promtool_yaml(&["check", "rules"], &rules);
+    let (ok, text) = promtool_on(&["check", "rules"], &rules);
     assert!(ok, "a runbook query does not parse:\n{text}\n{queries:?}");
 }
 
@@ -683,14 +660,10 @@ fn every_alert_has_a_firing_and_a_quiet_unit_test() {
         }
     }
     let names = alert_names();
-    let mut missing = Vec::new();
-    for name in &names {
-        for (fires, kind) in [(true, "firing"), (false, "quiet")] {
-            if !cases.contains(&(name.clone(), fires)) {
-                missing.push(format!("{name} {kind}"));
-            }
-        }
-    }
+    // Each alert with a firing (true) and a quiet (false) case.
+    let both = |n: &String| [(n.clone(), true), (n.clone(), false)];
+    let wanted = names.iter().flat_map(both);
+    let missing: Vec<_> = wanted.filter(|case| !cases.contains(case)).collect();
     assert!(missing.is_empty(), "alerts without unit tests: {missing:?}");
     // Tests name only existing alerts.
     for (name, _) in &cases {
@@ -708,59 +681,35 @@ fn promtool(args: &[&str], files: &[PathBuf]) -> (bool, String) {
     (out.status.success(), text.into_owned())
 }
 
-/// Runs promtool on a scratch file holding `text`.
-fn promtool_on(args: &[&str], text: &str) -> (bool, String) {
+/// Runs promtool on a scratch file holding `text`: YAML, or JSON, which is YAML too.
+fn promtool_on(args: &[&str], text: impl std::fmt::Display) -> (bool, String) {
     let scratch = TempDir::new().unwrap();
     let file = scratch.path().join("file.yml");
-    std::fs::write(&file, text).unwrap();
+    std::fs::write(&file, text.to_string()).unwrap();
     promtool(args, &[file])
-}
-
-/// Runs promtool on `value` written as YAML.
-fn promtool_yaml(args: &[&str], value: &Value) -> (bool, String) {
-    promtool_on(args, &serde_yaml_ng::to_string(value).unwrap())
 }
 
 /// A promtool unit test (1m steps) expecting each of `exprs` to return series at 2h:
 /// `count(q) > bool 0` is 1 when q has series, nothing when not.
 fn expect_data(rule_files: &[PathBuf], input_series: &[Value], exprs: &[&str]) -> Value {
-    let expr_tests: Vec<Value> = exprs
-        .iter()
-        .map(|expr| {
-            let expr = format!("count({expr}) > bool 0");
-            json!({"expr": expr, "eval_time": "2h", "exp_samples": [{"labels": "{}", "value": 1}]})
-        })
-        .collect();
+    let has_data = |expr: &&str| {
+        let expr = format!("count({expr}) > bool 0");
+        json!({"expr": expr, "eval_time": "2h", "exp_samples": [{"labels": "{}", "value": 1}]})
+    };
+    let expr_tests: Vec<Value> = exprs.iter().map(has_data).collect();
     let test =
         json!({"interval": "1m", "input_series": input_series, "promql_expr_test": expr_tests});
     json!({"rule_files": rule_files, "evaluation_interval": "1m", "tests": [test]})
 }
 
 #[test]
-fn promtool_accepts_the_rule_files_and_rejects_a_broken_one() {
+fn promtool_accepts_the_rules_and_their_unit_tests_and_fails_broken_ones() {
     if !require_tool("promtool") {
         return;
     }
-    let files = ["alerts.yml", "recording.yml"].map(|f| rules_dir().join(f));
-    let (ok, text) = promtool(&["check", "rules"], &files);
-    let passed = ok && text.contains("SUCCESS");
-    assert!(passed, "promtool check rules:\n{text}");
-
     let broken = json!({"alert": "Broken", "expr": "sum by (org_id (devin_up)"});
     let broken = json!({"groups": [{"name": "broken", "rules": [broken]}]});
-    let (ok, text) = promtool_yaml(&["check", "rules"], &broken);
-    assert!(!ok, "promtool accepted a broken rule:\n{text}");
-}
-
-#[test]
-fn promtool_rule_unit_tests_pass_and_a_wrong_expectation_fails() {
-    if !require_tool("promtool") {
-        return;
-    }
-    let (ok, text) = promtool(&["test", "rules"], &rule_test_files());
-    assert!(ok, "promtool test rules:\n{text}");
-
-    // The same machinery catches a wrong expectation: DevinExporterDown for a target up.
+    // A wrong expectation: DevinExporterDown for a target up.
     let wrong = json!({
         "rule_files": [rules_dir().join("alerts.yml")],
         "evaluation_interval": "1m",
@@ -774,9 +723,19 @@ fn promtool_rule_unit_tests_pass_and_a_wrong_expectation_fails() {
             }]
         }]
     });
-    let (ok, text) = promtool_yaml(&["test", "rules"], &wrong);
-    let caught = !ok && text.contains("FAILED");
-    assert!(caught, "promtool passed a wrong expectation:\n{text}");
+    let rule_files = ["alerts.yml", "recording.yml"].map(|f| rules_dir().join(f));
+    let cases = [
+        ("check", rule_files.to_vec(), broken),
+        ("test", rule_test_files(), wrong),
+    ];
+    for (command, files, bad) in cases {
+        let (ok, text) = promtool(&[command, "rules"], &files);
+        let passed = ok && text.contains("SUCCESS");
+        assert!(passed, "promtool {command} rules:\n{text}");
+        let (ok, text) = promtool_on(&[command, "rules"], &bad);
+        let caught = !ok && text.contains("FAILED");
+        assert!(caught, "promtool {command} rules passed {bad}:\n{text}");
+    }
 }
 
 /// Synthetic series for every metric of the contract, one org, two hours at 1m: what a
@@ -850,18 +809,16 @@ fn every_dashboard_query_parses_and_returns_data_on_synthetic_metrics() {
         let queries = dashboard_queries(&path, &[]);
         let exprs: Vec<&str> = queries.iter().map(|(_, e)| e.as_str()).collect();
         let test = expect_data(&recording, &synthetic_series(), &exprs);
-        let (ok, text) = promtool_yaml(&["test", "rules"], &test);
+        let (ok, text) = promtool_on(&["test", "rules"], &test);
         let listing: Vec<String> = queries.iter().map(|(t, e)| format!("{t}: {e}")).collect();
         let (path, listing) = (path.display(), listing.join("\n"));
-        assert!(
-            ok,
-            "{path}: a query does not parse or returns nothing:\n{text}\nqueries:\n{listing}"
-        );
+        let why = "a query does not parse or returns nothing";
+        assert!(ok, "{path}: {why}:\n{text}\nqueries:\n{listing}");
     }
     // And the check notices a query reading a series that does not exist.
     let series = [json!({"series": r#"devin_up{org_id="org-a"}"#, "values": "1x150"})];
     let test = expect_data(&[], &series, &[r#"devin_up{org_id="org-b"}"#]);
-    let (ok, text) = promtool_yaml(&["test", "rules"], &test);
+    let (ok, text) = promtool_on(&["test", "rules"], &test);
     assert!(!ok, "promtool passed a query without data:\n{text}");
 }
 
@@ -976,18 +933,11 @@ fn promtool_accepts_the_compose_prometheus_config() {
 fn readme_describes_every_row_and_alert_and_the_test_command() {
     let readme = read(&root().join("dashboards/README.md"));
     let mut wanted = vec!["promtool test rules dashboards/prometheus/tests/*.yml".to_string()];
-    for path in dashboard_files() {
-        wanted.extend(
-            row_titles(&load(&path))
-                .iter()
-                .map(|row| format!("**{row}**")),
-        );
+    for dashboard in dashboard_files().iter().map(|path| load(path)) {
+        let rows = row_titles(&dashboard);
+        wanted.extend(rows.iter().map(|row| format!("**{row}**")));
     }
-    wanted.extend(
-        rules("alerts.yml")
-            .iter()
-            .map(|alert| format!("`{}`", alert.name)),
-    );
+    wanted.extend(alert_names().iter().map(|name| format!("`{name}`")));
     for text in wanted {
         assert!(readme.contains(&text), "README lacks {text}");
     }

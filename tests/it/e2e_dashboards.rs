@@ -12,8 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use common::procs::{
-    blocking_get, require_tool, sample_value, start_exporter_process, start_prometheus,
-    start_simulator,
+    blocking_get, require_tool, sample_value, simulator, start_exporter_process, start_prometheus,
 };
 
 /// A wait condition: the first sample is at least `min`.
@@ -27,10 +26,7 @@ fn every_dashboard_query_runs_and_returns_data() {
         return;
     }
     // A fast simulated clock so that sessions move between states while Prometheus watches.
-    let args: Vec<&str> = "--orgs 3 --sessions-per-org 1500 --speed 120 --seed 21"
-        .split(' ')
-        .collect();
-    let sim = start_simulator(&args);
+    let sim = simulator("--orgs 3 --sessions-per-org 1500 --speed 120 --seed 21");
     // Every spend breakdown on, as the demo runs, so that the Spend row has data.
     let orgs = sim.orgs.join(",");
     let (mut exporter, url) = start_exporter_process(&[
@@ -102,11 +98,8 @@ fn every_dashboard_query_runs_and_returns_data() {
     // Every rule loaded and evaluates without error.
     let rules: Value =
         serde_json::from_str(&blocking_get(&format!("{}/api/v1/rules", prom.url))).unwrap();
-    let groups = rules["data"]["groups"].as_array().unwrap();
-    let rules: Vec<&Value> = groups
-        .iter()
-        .flat_map(|g| g["rules"].as_array().unwrap())
-        .collect();
+    let rules = rules["data"]["groups"].as_array().unwrap().iter();
+    let rules: Vec<&Value> = rules.flat_map(|g| g["rules"].as_array().unwrap()).collect();
     for rule in &rules {
         let (name, error) = (&rule["name"], &rule["lastError"]);
         assert_eq!(rule["health"], "ok", "{name}: {error}");

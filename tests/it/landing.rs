@@ -6,27 +6,48 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{S, page_reply, scrape, sessions_of, start_exporter};
+use common::procs::start_exporter_process_with_args;
+use common::{S, page, scrape, start_exporter};
+use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-async fn get(url: &str) -> String {
-    let r = reqwest::get(url).await.unwrap();
+/// The landing page of the exporter at `base`, asserting that it is served as HTML.
+async fn landing(base: &str) -> String {
+    let r = reqwest::get(format!("{base}/")).await.unwrap();
     assert_eq!(r.status(), 200);
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
+    let content_type = r.headers()["content-type"].to_str().unwrap();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
     r.text().await.unwrap()
 }
 
-/// The table row of `org`.
-fn row<'a>(html: &'a str, org: &str) -> &'a str {
+/// Asserts that `text` contains each of `parts`.
+fn assert_contains(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "no {part:?} in:\n{text}");
+    }
+}
+
+/// Answers every GET (of `at` only, if given) with `status` and `body`.
+async fn answer(api: &MockServer, at: Option<&str>, status: u16, body: Value) {
+    let mut mock = Mock::given(method("GET"));
+    if let Some(at) = at {
+        mock = mock.and(path(at));
+    }
+    let response = ResponseTemplate::new(status).set_body_json(body);
+    mock.respond_with(response).mount(api).await;
+}
+
+/// The API's 403 answer.
+fn forbidden(detail: &str) -> Value {
+    json!({"title": "Forbidden", "status": 403, "detail": detail})
+}
+
+/// The line of the page that starts with `start`, e.g. `<tr><td>org-a` for its row.
+fn line<'a>(html: &'a str, start: &str) -> &'a str {
     html.lines()
-        .find(|l| l.starts_with(&format!("<tr><td>{org}")))
-        .unwrap_or_else(|| panic!("no row for {org} in:\n{html}"))
+        .find(|l| l.starts_with(start))
+        .unwrap_or_else(|| panic!("no line {start:?} in:\n{html}"))
 }
 
 #[tokio::test]
@@ -35,67 +56,56 @@ async fn a_forbidden_org_says_what_to_do() {
     let mut exited = S::new(2);
     exited.status = "exit";
     exited.detail = None;
-    sessions_of("org-ok")
-        .respond_with(page_reply(&[S::new(1), exited, S::new(3)], None, Some(3)))
-        .mount(&api)
-        .await;
-    sessions_of("org-locked")
-        .respond_with(ResponseTemplate::new(403).set_body_json(serde_json::json!({
-            "title": "Forbidden", "status": 403,
-            "detail": "Missing permission ViewOrgSessions <script>alert(1)</script>"
-        })))
-        .mount(&api)
-        .await;
+    let sessions = page(&[S::new(1), exited, S::new(3)], None, Some(3));
+    let sessions_of = |org: &str| format!("/v3/organizations/{org}/sessions");
+    answer(&api, Some(&sessions_of("org-ok")), 200, sessions).await;
+    let locked = forbidden("Missing permission ViewOrgSessions <script>alert(1)</script>");
+    answer(&api, Some(&sessions_of("org-locked")), 403, locked).await;
     // Credentials in the URL must not reach the page.
     let with_credentials = api.uri().replace("http://", "http://alice:hunter2@");
-    let exp = start_exporter(
-        &with_credentials,
-        &["org-ok", "org-locked"],
-        &[("DEVIN_SYNC_OVERLAP", "3m")],
-    )
-    .await;
-    let before = get(&format!("{}/", exp.url)).await;
-    for want in ["not collected yet", "never"] {
-        assert!(row(&before, "org-ok").contains(want), "{want}: {before}");
-    }
+    let orgs = ["org-ok", "org-locked"];
+    let exp = start_exporter(&with_credentials, &orgs, &[("DEVIN_SYNC_OVERLAP", "3m")]).await;
+    let before = landing(&exp.url).await;
+    let ok_before = line(&before, "<tr><td>org-ok");
+    assert_contains(ok_before, &["not collected yet", "never"]);
 
     scrape(&exp.url, None).await;
-    let html = get(&format!("{}/", exp.url)).await;
-    let locked = row(&html, "org-locked");
-    for want in [
-        "HTTP 403: Missing permission ViewOrgSessions",
-        "the token lacks ViewOrgSessions on this org",
-        "<a href=\"/probe?org_id=org-locked\">",
-    ] {
-        assert!(locked.contains(want), "{want}: {locked}");
-    }
-    assert!(
-        locked.contains("&lt;script&gt;") && !html.contains("<script"),
-        "API text is escaped: {locked}"
+    let html = landing(&exp.url).await;
+    let locked = line(&html, "<tr><td>org-locked");
+    assert_contains(
+        locked,
+        &[
+            "HTTP 403: Missing permission ViewOrgSessions",
+            "the token lacks ViewOrgSessions on this org",
+            "&lt;script&gt;",
+            "<a href=\"/probe?org_id=org-locked\">",
+        ],
     );
-    let ok = row(&html, "org-ok");
-    assert!(ok.contains("<td>ok</td>"), "{ok}");
-    assert!(ok.contains("running 2, exit 1"), "sessions by status: {ok}");
-    assert!(ok.contains("s ago"), "data age: {ok}");
-    assert!(ok.contains("<a href=\"/probe?org_id=org-ok\">"), "{ok}");
-
-    assert!(html.contains(&format!("Version {}", env!("CARGO_PKG_VERSION"))));
-    for want in [
-        "1000 requests/s, 16 in flight",
-        "<th>incremental overlap</th><td>3m 0s</td>",
-        "<th>scrape timeout without header</th><td>25s</td>",
-    ] {
-        assert!(html.contains(want), "{want}: {html}");
-    }
+    assert_contains(
+        line(&html, "<tr><td>org-ok"),
+        &[
+            "<td>ok</td>",
+            "running 2, exit 1",
+            "s ago",
+            "<a href=\"/probe?org_id=org-ok\">",
+        ],
+    );
+    let version = format!("Version {}", env!("CARGO_PKG_VERSION"));
     let host = api.uri().replace("http://", "");
-    assert!(
-        html.contains(&format!("<td>http://&lt;redacted&gt;@{host}</td>")),
-        "API URL: {html}"
+    let api_url = format!("<td>http://&lt;redacted&gt;@{host}</td>");
+    assert_contains(
+        &html,
+        &[
+            &version,
+            "1000 requests/s, 16 in flight",
+            "<th>incremental overlap</th><td>3m 0s</td>",
+            "<th>scrape timeout without header</th><td>25s</td>",
+            &api_url,
+        ],
     );
-    for secret in ["hunter2", "alice", "cog_test_token"] {
-        assert!(!html.contains(secret), "{secret} on the page");
+    for absent in ["hunter2", "alice", "cog_test_token", "DEMO MODE", "<script"] {
+        assert!(!html.contains(absent), "{absent} on the page");
     }
-    assert!(!html.contains("DEMO MODE") && !html.contains("<script"));
 }
 
 #[tokio::test]
@@ -104,85 +114,46 @@ async fn first_listing_progress_from_the_total() {
     let items: Vec<S> = (1..=63).map(S::new).collect();
     Mock::given(method("GET"))
         .and(query_param_is_missing("after"))
-        .respond_with(page_reply(&items, Some("c1"), Some(100)))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(&items, Some("c1"), Some(100))))
         .with_priority(1)
         .mount(&api)
         .await;
     // The next page does not come before the scrape's deadline.
-    Mock::given(method("GET"))
-        .respond_with(page_reply(&[], None, None).set_delay(Duration::from_secs(20)))
-        .mount(&api)
-        .await;
+    let slow = ResponseTemplate::new(200).set_body_json(page(&[], None, None));
+    let slow = slow.set_delay(Duration::from_secs(20));
+    let any_get = Mock::given(method("GET"));
+    any_get.respond_with(slow).mount(&api).await;
     let exp = start_exporter(&api.uri(), &["org-big"], &[]).await;
     scrape(&exp.url, Some("1")).await;
-    let html = get(&format!("{}/", exp.url)).await;
-    let big = row(&html, "org-big");
-    assert!(big.contains("first listing 63% done"), "{big}");
-    assert!(big.contains("63 listed so far"), "{big}");
+    let html = landing(&exp.url).await;
+    let big = line(&html, "<tr><td>org-big");
+    assert_contains(big, &["first listing 63% done", "63 listed so far"]);
 }
 
+/// The exporter binary run with `--demo`, as users run it.
 #[tokio::test]
 async fn demo_mode_has_a_banner() {
-    let api = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(page_reply(&[], None, Some(0)))
-        .mount(&api)
-        .await;
-    let config = devin_exporter::config::from_vars(
-        [
-            ("DEVIN_API_TOKEN", "cog_test_token"),
-            ("DEVIN_ORG_IDS", "org-sim"),
-            ("DEVIN_API_URL", api.uri().as_str()),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string())),
-    )
-    .unwrap();
-    let web = devin_exporter::http::web_config::WebConfig::default();
-    let (_, router) =
-        devin_exporter::app::build(&config, None, devin_exporter::DataSource::Simulated, &web)
-            .unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(devin_exporter::http::serve(listener, router, None));
-    let html = get(&format!("{url}/")).await;
-    server.abort();
-    assert!(
-        html.contains(
-            "DEMO MODE:</strong> these numbers come from the built-in simulated Devin API"
-        ),
-        "{html}"
-    );
+    let (_demo, url) = start_exporter_process_with_args(&[], &["--demo"]);
+    let banner = "DEMO MODE:</strong> these numbers come from the built-in simulated Devin API";
+    assert_contains(&landing(&url).await, &[banner]);
 }
 
 #[tokio::test]
 async fn discovery_without_manage_organizations_says_so() {
     let api = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/v3/enterprise/organizations"))
-        .respond_with(ResponseTemplate::new(403).set_body_json(serde_json::json!({
-            "title": "Forbidden", "status": 403, "detail": "Missing permission ManageOrganizations"
-        })))
-        .mount(&api)
-        .await;
-    Mock::given(method("GET"))
-        .respond_with(page_reply(&[S::new(1)], None, Some(1)))
-        .mount(&api)
-        .await;
+    let forbidden = forbidden("Missing permission ManageOrganizations");
+    answer(&api, Some("/v3/enterprise/organizations"), 403, forbidden).await;
+    answer(&api, None, 200, page(&[S::new(1)], None, Some(1))).await;
     let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_DISCOVER_ORGS", "true")]).await;
     scrape(&exp.url, None).await;
-    let html = get(&format!("{}/", exp.url)).await;
-    let line = html
-        .lines()
-        .find(|l| l.starts_with("<p>Org discovery:"))
-        .unwrap_or_else(|| panic!("no discovery line in:\n{html}"));
-    assert!(
-        line.contains("HTTP 403: Missing permission ManageOrganizations")
-            && line.contains("the token lacks ManageOrganizations on the enterprise"),
-        "{line}"
+    let html = landing(&exp.url).await;
+    assert_contains(
+        line(&html, "<p>Org discovery:"),
+        &[
+            "HTTP 403: Missing permission ManageOrganizations",
+            "the token lacks ManageOrganizations on the enterprise",
+        ],
     );
-    assert!(
-        html.contains("<th>org discovery</th><td>on, every 10m 0s</td>"),
-        "{html}"
-    );
-    assert!(row(&html, "org-a").contains("<td>ok</td>"), "{html}");
+    assert_contains(&html, &["<th>org discovery</th><td>on, every 10m 0s</td>"]);
+    assert_contains(line(&html, "<tr><td>org-a"), &["<td>ok</td>"]);
 }

@@ -12,6 +12,10 @@ use proptest::prelude::*;
 
 const DEFAULT: Duration = Duration::from_secs(25);
 
+/// Header values at the edges: huge, infinite, not a number, negative, zero, tiny.
+const EDGES: &str =
+    "1e20 1e308 1.8e308 inf -inf infinity NaN -1 -0 0 1e-300 5e-324 18446744073709551615";
+
 fn budget(value: &str) -> Duration {
     let mut h = HeaderMap::new();
     h.insert(SCRAPE_TIMEOUT_HEADER, value.parse().unwrap());
@@ -26,23 +30,8 @@ fn numeric() -> impl Strategy<Value = String> {
         any::<u64>().prop_map(|n| n.to_string()),
         any::<i64>().prop_map(|n| n.to_string()),
         (0.0..2000.0f64).prop_map(|f| format!("{f}")),
-        prop::sample::select(vec![
-            "1e20",
-            "1e308",
-            "1.8e308",
-            "inf",
-            "-inf",
-            "infinity",
-            "NaN",
-            "-1",
-            "-0",
-            "0",
-            "1e-300",
-            "5e-324",
-            "18446744073709551615",
-            " 10 ",
-        ])
-        .prop_map(String::from),
+        prop::sample::select(EDGES.split(' ').chain([" 10 "]).collect::<Vec<_>>())
+            .prop_map(String::from),
     ]
 }
 
@@ -83,15 +72,7 @@ proptest! {
 async fn hostile_timeout_headers_get_a_normal_answer() {
     let api = one_session_api().await;
     let exp = start_exporter(&api.uri(), &["org-a"], &[]).await;
-    for value in [
-        "1e20",
-        "1e308",
-        "inf",
-        "-1",
-        "NaN",
-        "18446744073709551615",
-        "0",
-    ] {
+    for value in EDGES.split(' ') {
         let s = scrape(&exp.url, Some(value)).await;
         assert_eq!(s.status, 200, "{value}");
         assert_eq!(s.metrics.up("org-a"), Some(1.0), "{value}");

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use promql_parser::label::MatchOp;
+use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{Expr, LabelModifier};
 use regex::{Captures, Regex};
 use serde_json::Value;
@@ -235,18 +235,13 @@ pub fn selectors(expr: &Expr) -> Vec<Selector> {
         })
         .map(|vs| {
             let matchers = &vs.matchers.matchers;
-            let all = matchers
-                .iter()
-                .chain(vs.matchers.or_matchers.iter().flatten());
-            let named = matchers
-                .iter()
-                .find(|m| m.name == "__name__" && m.op == MatchOp::Equal);
+            let or_matchers = vs.matchers.or_matchers.iter().flatten();
+            let names = matchers.iter().chain(or_matchers).map(|m| m.name.clone());
+            let is_name = |m: &&Matcher| m.name == "__name__" && m.op == MatchOp::Equal;
+            let named = matchers.iter().find(is_name);
             Selector {
                 metric: vs.name.clone().or_else(|| named.map(|m| m.value.clone())),
-                labels: all
-                    .map(|m| m.name.clone())
-                    .filter(|n| n != "__name__")
-                    .collect(),
+                labels: names.filter(|n| n != "__name__").collect(),
                 matchers: matchers.iter().map(|m| m.to_string()).collect(),
             }
         })
