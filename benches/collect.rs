@@ -103,17 +103,7 @@ async fn start_exporter(sim: &Sim, extra: &[(&str, &str)]) -> Running {
 }
 
 async fn scrape(url: &str) -> (Duration, String) {
-    let started = Instant::now();
-    let body = reqwest::Client::new()
-        .get(url)
-        .header("X-Prometheus-Scrape-Timeout-Seconds", "120")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    (started.elapsed(), body)
+    support::timed_get(&reqwest::Client::new(), url, "120").await
 }
 
 fn api_requests(body: &str) -> f64 {

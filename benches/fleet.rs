@@ -85,17 +85,7 @@ fn main() {
         let (mut worst_scrape, mut worst_warm_age, mut warm_all_up) = (Duration::ZERO, 0.0, true);
         for n in 1..=SCRAPES {
             ticks.tick().await;
-            let begun = Instant::now();
-            let body = client
-                .get(&url)
-                .header("X-Prometheus-Scrape-Timeout-Seconds", "10")
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let took = begun.elapsed();
+            let (took, body) = support::timed_get(&client, &url, "10").await;
             let now = unix_now();
             let up = per_org(&body, "devin_up").iter().filter(|v| **v == 1.0).count();
             let last = per_org(&body, "devin_last_successful_scrape_timestamp_seconds");

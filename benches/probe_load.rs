@@ -97,21 +97,12 @@ fn main() {
                     let at = started + INTERVAL * i as u32 / ORGS as u32;
                     tokio::spawn(async move {
                         tokio::time::sleep_until(at.into()).await;
-                        let t = Instant::now();
-                        let body = client
-                            .get(url)
-                            .header("X-Prometheus-Scrape-Timeout-Seconds", "10")
-                            .send()
-                            .await
-                            .unwrap()
-                            .text()
-                            .await
-                            .unwrap();
+                        let (took, body) = support::timed_get(&client, &url, "10").await;
                         let up = body.lines().any(|l| l.starts_with("devin_up{") && l.ends_with(" 1"));
                         if !up {
                             eprintln!("probe without devin_up 1: {}", &body[..body.len().min(300)]);
                         }
-                        (t.elapsed(), up)
+                        (took, up)
                     })
                 })
                 .collect();

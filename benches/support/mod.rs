@@ -70,6 +70,24 @@ pub fn cpu_time() -> Duration {
 }
 
 /// A duration in milliseconds, for printing.
+/// GETs `url` as Prometheus would with a scrape timeout of `timeout_secs`: how long the
+/// answer took, and the body.
+pub async fn timed_get(
+    client: &reqwest::Client,
+    url: &str,
+    timeout_secs: &str,
+) -> (Duration, String) {
+    let started = std::time::Instant::now();
+    let response = client
+        .get(url)
+        .header("X-Prometheus-Scrape-Timeout-Seconds", timeout_secs)
+        .send()
+        .await
+        .expect("scrape answered");
+    let body = response.text().await.expect("scrape body");
+    (started.elapsed(), body)
+}
+
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
