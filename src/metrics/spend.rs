@@ -6,22 +6,20 @@ use super::text::{Bound, Family};
 use crate::sync::SessionStore;
 use crate::sync::spend::{Dimension, Ended, Histogram};
 
-/// The buckets, sum and count of a histogram kept in whole units: seconds as they are, or
-/// millionths of an ACU written as ACUs, exactly.
-fn histogram(family: &mut Family, labels: &[(&str, &str)], h: &Histogram, millionths: bool) {
-    let bound = |v: u64| {
-        if millionths {
-            Bound::Millionths(v)
-        } else {
-            Bound::Float(v as f64)
-        }
-    };
+/// The buckets, sum and count of a histogram kept in whole units, each written as `unit`
+/// reads it: seconds as they are, or millionths of an ACU as ACUs, exactly.
+fn histogram(family: &mut Family, labels: &[(&str, &str)], h: &Histogram, unit: fn(u64) -> Bound) {
     family.histogram_series(
         labels,
-        h.cumulative().map(|(b, n)| (bound(b), n)),
-        bound(h.sum),
+        h.cumulative().map(|(b, n)| (unit(b), n)),
+        unit(h.sum),
         h.count(),
     );
+}
+
+/// Whole seconds.
+fn seconds(v: u64) -> Bound {
+    Bound::Float(v as f64)
 }
 
 /// Families per breakdown: sessions, ACUs (gauge), ACUs consumed (counter).
@@ -119,8 +117,8 @@ impl SpendFamilies {
                 ("origin", store.label(origin)),
                 ("status", store.label(status)),
             ];
-            histogram(&mut self.duration, &labels, duration, false);
-            histogram(&mut self.ended_acus, &labels, acus, true);
+            histogram(&mut self.duration, &labels, duration, seconds);
+            histogram(&mut self.ended_acus, &labels, acus, Bound::Millionths);
         }
         for (session_id, url, micros) in spend.top_active() {
             self.top.millionths(
