@@ -20,12 +20,12 @@ use std::time::{Duration, Instant};
 use devin_exporter::api::budget::RequestBudget;
 use devin_exporter::api::token::TokenProvider;
 use devin_exporter::api::{ApiClient, ListQuery, RequestObserver};
-use devin_exporter::config::{self, Secret, TokenSource};
-use devin_exporter::exporter::Exporter;
-use devin_exporter::http::web_config::WebConfig;
+use devin_exporter::config::{Secret, TokenSource};
 use devin_exporter::metrics::{Renderer, Scope};
 use devin_exporter::sync::{SessionStore, Transitions};
-use support::{Sim, cpu_time, ms, peak_rss_bytes, percentile, rss_bytes};
+use support::{
+    InProcess, Sim, cpu_time, ms, peak_rss_bytes, percentile, rss_bytes, start_exporter,
+};
 
 const ORGS: usize = 5;
 const SESSIONS: usize = 20_000;
@@ -52,7 +52,8 @@ fn start_sim() -> Sim {
     ])
 }
 
-fn post(url: &str) {
+/// POSTs to an admin route of the simulator and returns its JSON answer.
+fn post(url: &str) -> serde_json::Value {
     let rt = tokio::runtime::Handle::current();
     tokio::task::block_in_place(|| {
         rt.block_on(async {
@@ -62,44 +63,23 @@ fn post(url: &str) {
                 .await
                 .expect("admin call");
             assert!(r.status().is_success(), "{url}: {}", r.status());
+            let body = r.bytes().await.expect("admin answer");
+            serde_json::from_slice(&body).expect("admin answer is JSON")
         })
-    });
+    })
 }
 
-struct Running {
-    exporter: Arc<Exporter>,
-    url: String,
-    server: tokio::task::JoinHandle<()>,
-}
-
-async fn start_exporter(sim: &Sim, extra: &[(&str, &str)]) -> Running {
-    let mut vars = vec![
-        ("DEVIN_API_URL".to_string(), sim.url.clone()),
-        ("DEVIN_ORG_IDS".to_string(), sim.orgs.join(",")),
-        ("DEVIN_API_TOKEN".to_string(), "cog_bench".to_string()),
-    ];
-    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let config = config::from_vars(vars).unwrap();
-    let (exporter, router) = devin_exporter::app::build(
-        &config,
-        None,
-        devin_exporter::DataSource::Api,
-        &WebConfig::default(),
-    )
-    .unwrap();
-    // Served as the binary serves it (socket options included).
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/metrics", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move {
-        devin_exporter::http::serve(listener, router, None)
-            .await
-            .unwrap();
-    });
-    Running {
-        exporter,
-        url,
-        server,
+/// What happens between two churn scrapes: 7 steps of 2 simulated seconds, each changing
+/// `per_step` sessions per org, then one more second. Returns the simulated time then.
+fn churn_between_scrapes(sim: &Sim, per_step: usize) -> i64 {
+    for _ in 0..7 {
+        post(&format!("{}/sim/advance?seconds=2", sim.url));
+        for org in &sim.orgs {
+            post(&format!("{}/sim/touch?org_id={org}&n={per_step}", sim.url));
+        }
     }
+    let now = post(&format!("{}/sim/advance?seconds=1", sim.url));
+    now["now"].as_i64().expect("simulated time")
 }
 
 async fn scrape(url: &str) -> (Duration, String) {
@@ -130,7 +110,7 @@ fn all_complete(body: &str) -> bool {
         .all(|l| l.ends_with(" 1"))
 }
 
-async fn cold(sim: &Sim, label: &str, extra: &[(&str, &str)]) -> Running {
+async fn cold(sim: &Sim, label: &str, extra: &[(&str, &str)]) -> InProcess {
     let exp = start_exporter(sim, extra).await;
     let started = Instant::now();
     let mut scrapes = 0;
@@ -151,7 +131,7 @@ async fn cold(sim: &Sim, label: &str, extra: &[(&str, &str)]) -> Running {
     exp
 }
 
-async fn warm(sim: &Sim, exp: &Running, label: &str, per_org: usize) -> Duration {
+async fn warm(sim: &Sim, exp: &InProcess, label: &str, per_org: usize) -> Duration {
     let mut latencies = Vec::new();
     let mut requests = Vec::new();
     let mut cpu = Duration::ZERO;
@@ -192,7 +172,7 @@ async fn warm(sim: &Sim, exp: &Running, label: &str, per_org: usize) -> Duration
 
 /// Changes every 2 simulated seconds, a scrape every 15, after a burst of churn: requests
 /// per warm scrape and latency.
-async fn churn(sim: &Sim, exp: &Running, per_step: usize) -> Duration {
+async fn churn(sim: &Sim, exp: &InProcess, per_step: usize) -> Duration {
     // A burst: thousands of changes within the overlap, which cheap passes need not re-read.
     for org in &sim.orgs {
         post(&format!("{}/sim/touch?org_id={org}&n=2000", sim.url));
@@ -203,13 +183,7 @@ async fn churn(sim: &Sim, exp: &Running, per_step: usize) -> Duration {
     let mut last = api_requests(&body);
     let (mut latencies, mut requests, mut collecting) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..WARM_SCRAPES {
-        for _ in 0..7 {
-            post(&format!("{}/sim/advance?seconds=2", sim.url));
-            for org in &sim.orgs {
-                post(&format!("{}/sim/touch?org_id={org}&n={per_step}", sim.url));
-            }
-        }
-        post(&format!("{}/sim/advance?seconds=1", sim.url));
+        churn_between_scrapes(sim, per_step);
         let (took, body) = scrape(&exp.url).await;
         latencies.push(took);
         collecting.push(longest_collection(&body));
@@ -241,32 +215,12 @@ async fn churn(sim: &Sim, exp: &Running, per_step: usize) -> Duration {
 /// the same CPUs as the exporter, so this is more than the 50 ms of added latency.
 async fn bare_api(sim: &Sim, per_step: usize) -> Duration {
     let client = reqwest::Client::new();
-    let advance = |seconds: u64| {
-        let url = format!("{}/sim/advance?seconds={seconds}", sim.url);
-        let client = client.clone();
-        async move {
-            let body = client
-                .post(url)
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
-            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            v["now"].as_i64().expect("simulated time")
-        }
-    };
-    let mut watermark = advance(0).await;
+    let mut watermark = post(&format!("{}/sim/advance?seconds=0", sim.url))["now"]
+        .as_i64()
+        .expect("simulated time");
     let mut rounds = Vec::new();
     for _ in 0..WARM_SCRAPES {
-        for _ in 0..7 {
-            advance(2).await;
-            for org in &sim.orgs {
-                post(&format!("{}/sim/touch?org_id={org}&n={per_step}", sim.url));
-            }
-        }
-        let now = advance(1).await;
+        let now = churn_between_scrapes(sim, per_step);
         let started = Instant::now();
         let fetches = sim.orgs.iter().map(|org| {
             let url = format!(
@@ -408,7 +362,7 @@ async fn naive(sim: &Sim) -> Duration {
     p50
 }
 
-fn render_figures(exp: &Running) {
+fn render_figures(exp: &InProcess) {
     let orgs = exp.exporter.orgs();
     let scope = Scope {
         orgs: &orgs,

@@ -13,9 +13,6 @@ mod support;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use devin_exporter::DataSource;
-use devin_exporter::config;
-use devin_exporter::http::web_config::WebConfig;
 use support::{Sim, ms};
 
 const ORGS: usize = 500;
@@ -56,24 +53,8 @@ fn main() {
             "--token",
             "cog_bench",
         ]);
-        let vars = [
-            ("DEVIN_API_URL", sim.url.clone()),
-            ("DEVIN_ORG_IDS", sim.orgs.join(",")),
-            ("DEVIN_API_TOKEN", "cog_bench".to_string()),
-        ]
-        .map(|(k, v)| (k.to_string(), v));
-        let config = config::from_vars(vars).unwrap();
-        let (_exporter, router) =
-            devin_exporter::app::build(&config, None, DataSource::Api, &WebConfig::default())
-                .unwrap();
-        // Served as the binary serves it (socket options included).
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/metrics", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            devin_exporter::http::serve(listener, router, None)
-                .await
-                .unwrap();
-        });
+        let exporter = support::start_exporter(&sim, &[]).await;
+        let (url, server) = (exporter.url, exporter.server);
         println!(
             "scenario: orgs={ORGS} sessions_per_org={SESSIONS} latency=50ms budget=20 requests/s \
              scrape every {}s with a 10s timeout",

@@ -226,3 +226,42 @@ impl Sim {
         Sim { url, orgs, child }
     }
 }
+
+/// An exporter served in-process over HTTP, as the binary serves it (socket options
+/// included), collecting from a simulator.
+pub struct InProcess {
+    pub exporter: std::sync::Arc<devin_exporter::exporter::Exporter>,
+    /// Its `/metrics` URL.
+    pub url: String,
+    pub server: tokio::task::JoinHandle<()>,
+}
+
+/// Starts an [`InProcess`] exporter on `sim` with the token `cog_bench`, plus `extra` variables.
+pub async fn start_exporter(sim: &Sim, extra: &[(&str, &str)]) -> InProcess {
+    let mut vars = vec![
+        ("DEVIN_API_URL".to_string(), sim.url.clone()),
+        ("DEVIN_ORG_IDS".to_string(), sim.orgs.join(",")),
+        ("DEVIN_API_TOKEN".to_string(), "cog_bench".to_string()),
+    ];
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config = devin_exporter::config::from_vars(vars).unwrap();
+    let (exporter, router) = devin_exporter::app::build(
+        &config,
+        None,
+        devin_exporter::DataSource::Api,
+        &devin_exporter::http::web_config::WebConfig::default(),
+    )
+    .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        devin_exporter::http::serve(listener, router, None)
+            .await
+            .unwrap();
+    });
+    InProcess {
+        exporter,
+        url,
+        server,
+    }
+}
