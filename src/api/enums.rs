@@ -50,3 +50,39 @@ pub const ORIGINS: &[&str] = &[
     "code_scan",
     "other",
 ];
+
+/// The documented `category` values.
+pub const CATEGORIES: &[&str] = &[
+    "bug_fixing",
+    "ci_cd_and_devops",
+    "code_quality_and_security",
+    "code_review",
+    "code_review_and_analysis",
+    "data_and_automation",
+    "documentation_and_content",
+    "feature_development",
+    "migrations_and_upgrades",
+    "other",
+    "refactoring_and_optimization",
+    "research_and_exploration",
+    "security",
+    "unit_test_generation",
+];
+
+/// The documented `status` values.
+pub fn statuses() -> impl Iterator<Item = &'static str> {
+    STATUS_DETAILS.iter().map(|(s, _)| *s)
+}
+
+/// The documented `status_detail` values (each once, whatever the status).
+pub fn status_details() -> impl Iterator<Item = &'static str> {
+    let mut seen = Vec::new();
+    STATUS_DETAILS
+        .iter()
+        .flat_map(|(_, details)| details.iter().flatten().copied())
+        .filter(move |d| {
+            let new = !seen.contains(d);
+            seen.push(*d);
+            new
+        })
+}

@@ -1,26 +1,103 @@
 //! Label values interned to small integers, so that a session record holds no strings.
+//!
+//! Each label keeps every value the API documents, however many sessions and combinations
+//! there are, so that `sum by (status)` and every alert on a documented value stay exact.
+//! Only values the API never documented can grow without bound: each label admits at most
+//! [`MAX_UNDOCUMENTED`] of them; later ones read [`OVERFLOW`].
+
+use std::borrow::Cow;
 
 use indexmap::IndexSet;
+
+use crate::api::enums;
 
 /// An interned label value.
 pub type Sym = u16;
 
 /// Longest label value kept; longer values (a broken upstream) are cut.
 pub const MAX_LABEL_VALUE_LEN: usize = 100;
-/// Distinct label values kept per org; more fold into [`OVERFLOW`] so that a hostile or
-/// broken upstream cannot blow up the series count.
-pub const MAX_VALUES: usize = 2000;
-/// Label value that stands in for values past [`MAX_VALUES`].
+/// Distinct undocumented values each label admits per org; later ones read [`OVERFLOW`].
+pub const MAX_UNDOCUMENTED: usize = 16;
+/// Label value that stands in for values past a cap.
 pub const OVERFLOW: &str = "overflow";
 /// The symbol of [`OVERFLOW`] in every interner.
 pub const OVERFLOW_SYM: Sym = 1;
-/// Label value of a null field.
+/// Label value of a null (or empty) field.
 pub const NONE: &str = "none";
+/// The symbol of [`NONE`] in every interner.
+pub const NONE_SYM: Sym = 0;
+
+/// The session labels whose values are interned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Label {
+    /// `status`.
+    Status,
+    /// `status_detail`.
+    StatusDetail,
+    /// `origin`.
+    Origin,
+    /// `category`.
+    Category,
+    /// `pr_state` of a pull request.
+    PrState,
+}
+
+impl Label {
+    const ALL: [Label; 5] = [
+        Label::Status,
+        Label::StatusDetail,
+        Label::Origin,
+        Label::Category,
+        Label::PrState,
+    ];
+
+    /// The values the API documents for this label (`pr_state` has none documented).
+    pub fn documented(self) -> Vec<&'static str> {
+        match self {
+            Label::Status => enums::statuses().collect(),
+            Label::StatusDetail => enums::status_details().collect(),
+            Label::Origin => enums::ORIGINS.to_vec(),
+            Label::Category => enums::CATEGORIES.to_vec(),
+            Label::PrState => Vec::new(),
+        }
+    }
+}
+
+/// Cuts `v` to at most `max` bytes, on a character boundary.
+pub fn cut(v: &str, max: usize) -> &str {
+    if v.len() <= max {
+        return v;
+    }
+    let mut end = max;
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    &v[..end]
+}
+
+/// The label value of a field from the network: `None` for null or empty (they read
+/// [`NONE`]); cut to [`MAX_LABEL_VALUE_LEN`]; and a value that spells a marker (`none`,
+/// `overflow`, or one of them followed by underscores) gets one more underscore, so that a
+/// user or tag really named `overflow` never merges with the marker of that name.
+pub fn label_value(value: Option<&str>) -> Option<Cow<'_, str>> {
+    let v = cut(value.filter(|v| !v.is_empty())?, MAX_LABEL_VALUE_LEN);
+    let stem = v.trim_end_matches('_');
+    Some(if stem == NONE || stem == OVERFLOW {
+        Cow::Owned(format!("{v}_"))
+    } else {
+        Cow::Borrowed(v)
+    })
+}
 
 /// Label values of one org, each stored once.
 #[derive(Debug)]
 pub struct Interner {
     values: IndexSet<Box<str>>,
+    /// Per label, bit `s` is set when symbol `s` is documented for it (all documented
+    /// values are interned first, so their symbols are small).
+    documented: [u128; 5],
+    /// Per label, the undocumented values it admitted, at most [`MAX_UNDOCUMENTED`].
+    admitted: [Vec<Sym>; 5],
 }
 
 impl Default for Interner {
@@ -28,31 +105,57 @@ impl Default for Interner {
         let mut values = IndexSet::new();
         values.insert(NONE.into());
         values.insert(OVERFLOW.into());
-        Interner { values }
+        let mut documented = [0u128; 5];
+        for label in Label::ALL {
+            // A null field and the marker are valid for every label.
+            let mut bits = 1 << NONE_SYM | 1 << OVERFLOW_SYM;
+            for v in label.documented() {
+                let sym = values.insert_full(v.into()).0;
+                bits |= 1 << sym;
+            }
+            documented[label as usize] = bits;
+        }
+        Interner {
+            values,
+            documented,
+            admitted: Default::default(),
+        }
     }
 }
 
 impl Interner {
-    /// The symbol of `value` (`None` means a null field).
-    pub fn intern(&mut self, value: Option<&str>) -> Sym {
-        let value = match value {
-            None => NONE,
-            Some(v) if v.len() > MAX_LABEL_VALUE_LEN => {
-                let mut end = MAX_LABEL_VALUE_LEN;
-                while !v.is_char_boundary(end) {
-                    end -= 1;
-                }
-                &v[..end]
-            }
-            Some(v) => v,
+    /// The symbol of `value` as a value of `label` (`None` means a null field).
+    pub fn intern(&mut self, label: Label, value: Option<&str>) -> Sym {
+        let Some(value) = label_value(value) else {
+            return NONE_SYM;
         };
-        if let Some(i) = self.values.get_index_of(value) {
-            return i as Sym;
+        let sym = match self.values.get_index_of(value.as_ref()) {
+            Some(i) => i as Sym,
+            None => {
+                // Full for this label: the value is not stored at all.
+                if self.admitted[label as usize].len() >= MAX_UNDOCUMENTED {
+                    return OVERFLOW_SYM;
+                }
+                self.values.insert_full(value.into()).0 as Sym
+            }
+        };
+        if self.is_documented(label, sym) {
+            return sym;
         }
-        if self.values.len() >= MAX_VALUES {
-            return OVERFLOW_SYM;
+        let admitted = &mut self.admitted[label as usize];
+        if admitted.contains(&sym) {
+            sym
+        } else if admitted.len() < MAX_UNDOCUMENTED {
+            admitted.push(sym);
+            sym
+        } else {
+            OVERFLOW_SYM
         }
-        self.values.insert_full(value.into()).0 as Sym
+    }
+
+    /// Whether `sym` is documented for `label` (`none` and `overflow` count as documented).
+    pub fn is_documented(&self, label: Label, sym: Sym) -> bool {
+        u32::from(sym) < u128::BITS && self.documented[label as usize] & (1 << sym) != 0
     }
 
     /// The symbol of `value` if it was ever interned.
@@ -72,22 +175,60 @@ mod tests {
     use super::*;
 
     #[test]
-    fn interns_nulls_long_values_and_caps() {
+    fn documented_values_always_have_their_own_symbol() {
         let mut i = Interner::default();
-        let a = i.intern(Some("running"));
-        assert_eq!(i.intern(Some("running")), a);
-        assert_eq!(i.resolve(a), "running");
-        let none = i.intern(None);
-        assert_eq!(i.resolve(none), "none");
+        // Undocumented values fill every label's budget first.
+        for label in Label::ALL {
+            for n in 0..MAX_UNDOCUMENTED + 50 {
+                i.intern(label, Some(&format!("odd-{n}")));
+            }
+        }
+        for label in Label::ALL {
+            for v in label.documented() {
+                let sym = i.intern(label, Some(v));
+                assert_eq!(i.resolve(sym), v, "{label:?}");
+                assert!(i.is_documented(label, sym));
+            }
+        }
+    }
+
+    #[test]
+    fn each_label_admits_a_bounded_number_of_undocumented_values() {
+        let mut i = Interner::default();
+        let kept: Vec<Sym> = (0..MAX_UNDOCUMENTED)
+            .map(|n| i.intern(Label::Status, Some(&format!("s{n}"))))
+            .collect();
+        assert!(kept.iter().all(|s| *s != OVERFLOW_SYM));
+        assert_eq!(i.intern(Label::Status, Some("one-more")), OVERFLOW_SYM);
+        // Values admitted stay; another label has its own budget, even for the same value.
+        assert_eq!(i.intern(Label::Status, Some("s3")), kept[3]);
+        assert_eq!(i.intern(Label::Origin, Some("s3")), kept[3]);
+        assert_ne!(i.intern(Label::Origin, Some("one-more")), OVERFLOW_SYM);
+        // A documented status used as an origin is undocumented there.
+        let running = i.intern(Label::Origin, Some("running"));
+        assert!(!i.is_documented(Label::Origin, running));
+        assert!(i.is_documented(Label::Status, running));
+    }
+
+    #[test]
+    fn nulls_empty_long_and_marker_like_values() {
+        let mut i = Interner::default();
+        assert_eq!(i.intern(Label::Origin, None), NONE_SYM);
+        assert_eq!(i.intern(Label::Origin, Some("")), NONE_SYM);
         let long = "é".repeat(80);
-        let cut_sym = i.intern(Some(&long));
+        let cut_sym = i.intern(Label::Category, Some(&long));
         let cut = i.resolve(cut_sym).to_string();
         assert!(cut.len() <= MAX_LABEL_VALUE_LEN && long.starts_with(&cut));
-        for n in 0..MAX_VALUES + 10 {
-            i.intern(Some(&format!("v{n}")));
+        for (given, shown) in [
+            ("none", "none_"),
+            ("overflow", "overflow_"),
+            ("overflow_", "overflow__"),
+            ("none__", "none___"),
+            ("nonexistent", "nonexistent"),
+        ] {
+            let sym = i.intern(Label::StatusDetail, Some(given));
+            assert_eq!(i.resolve(sym), shown, "{given}");
+            assert!(sym != NONE_SYM && sym != OVERFLOW_SYM);
         }
-        let late = i.intern(Some("brand-new"));
-        assert_eq!(i.resolve(late), OVERFLOW);
-        assert_eq!(i.resolve(a), "running");
     }
 }

@@ -53,16 +53,6 @@ pub struct GroupKey {
 }
 
 impl GroupKey {
-    /// The key whose four labels are all `sym`.
-    pub const fn all(sym: Sym) -> Self {
-        GroupKey {
-            status: sym,
-            status_detail: sym,
-            origin: sym,
-            category: sym,
-        }
-    }
-
     /// `(status, status_detail)`.
     pub fn status_pair(&self) -> (Sym, Sym) {
         (self.status, self.status_detail)

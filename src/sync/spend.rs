@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use indexmap::IndexSet;
 
-use super::intern::{MAX_LABEL_VALUE_LEN, NONE, OVERFLOW, Sym};
+use super::intern::{NONE, OVERFLOW, Sym, cut, label_value};
 use super::key::SessionKey;
 use crate::api::Session;
 use crate::config::Attribution;
@@ -88,17 +88,6 @@ impl Dimension {
     }
 }
 
-fn cut(v: &str, max: usize) -> &str {
-    if v.len() <= max {
-        return v;
-    }
-    let mut end = max;
-    while !v.is_char_boundary(end) {
-        end -= 1;
-    }
-    &v[..end]
-}
-
 /// Label values of one breakdown: `none`, `overflow`, then at most `max` others, first come
 /// first kept. A value past the cap folds into `overflow` for good (values are never
 /// forgotten), so that no counter series ever moves and counters stay monotonic.
@@ -117,9 +106,10 @@ impl Values {
     }
 
     fn intern(&mut self, value: Option<&str>) -> Sym {
-        let Some(v) = value else { return 0 };
-        let v = cut(v, MAX_LABEL_VALUE_LEN);
-        if let Some(i) = self.set.get_index_of(v) {
+        let Some(v) = label_value(value) else {
+            return 0;
+        };
+        if let Some(i) = self.set.get_index_of(v.as_ref()) {
             return i as Sym;
         }
         if self.set.len() >= self.max + 2 || self.set.len() > Sym::MAX as usize {
@@ -335,7 +325,10 @@ impl Spend {
         let [user, playbook, tag] = self.enabled();
         let mut attrs = [0; 3];
         if user {
-            let who = s.user_id.as_deref().or(s.service_user_id.as_deref());
+            // An empty id is no id: fall back as for null.
+            let who = [&s.user_id, &s.service_user_id]
+                .into_iter()
+                .find_map(|v| v.as_deref().filter(|v| !v.is_empty()));
             attrs[0] = self.values[0].intern(who);
         }
         if playbook {
@@ -345,6 +338,7 @@ impl Spend {
             let mut set: Vec<Sym> = s
                 .tags
                 .iter()
+                .filter(|t| !t.is_empty())
                 .enumerate()
                 .map(|(i, t)| {
                     if i < MAX_TAGS_PER_SESSION {

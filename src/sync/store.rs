@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use indexmap::IndexMap;
 
-use super::intern::{Interner, OVERFLOW_SYM, Sym};
+use super::intern::{Interner, Label, OVERFLOW_SYM, Sym};
 use super::key::{GroupKey, SessionKey};
 use super::spend::{Attrs, Spend, SpendSettings};
 use crate::api::Session;
@@ -18,14 +18,17 @@ const MICROS: f64 = 1_000_000.0;
 /// before any arithmetic, so that sums neither wrap nor drown every other session.
 pub const MAX_SESSION_ACUS: f64 = 1e9;
 
-/// Label combinations (series of `devin_sessions` and `devin_sessions_acus_consumed`) kept
-/// per org. The 2000-values cap of the interner bounds each label, not their combinations;
-/// sessions of combinations past this fold into one series whose labels all read
-/// `overflow`, so the sums stay exact.
-pub const MAX_GROUPS: usize = 2000;
+/// Longest a session is taken to have run (30 days): `updated_at - created_at` beyond it is
+/// a clock gone wrong (a session dated in the year 9999), which must not add millennia to
+/// `devin_ended_session_duration_seconds_sum`.
+pub const MAX_SESSION_DURATION_SECONDS: i64 = 30 * 86_400;
 
-/// The group of sessions folded past [`MAX_GROUPS`].
-const OVERFLOW_GROUP: GroupKey = GroupKey::all(OVERFLOW_SYM);
+/// Label combinations (series of `devin_sessions` and `devin_sessions_acus_consumed`) with an
+/// undocumented value kept per org. The interner bounds each label's undocumented values, not
+/// their combinations: a session whose combination comes past this is counted with its
+/// undocumented labels reading `overflow` (its documented ones stay), so the sums, and every
+/// sum by a documented label, stay exact. Combinations of documented values never fold.
+pub const MAX_UNDOCUMENTED_GROUPS: usize = 2000;
 
 /// One session, without strings.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +41,8 @@ struct Record {
     /// Listing generation that last saw this session (for the full resync).
     seen_gen: u32,
     archived: bool,
-    /// Counted in [`OVERFLOW_GROUP`] rather than its own labels' group.
+    /// Counted with its undocumented labels folded into `overflow` (see
+    /// [`MAX_UNDOCUMENTED_GROUPS`]).
     folded: bool,
     /// User, playbook and tag set, for the spend breakdowns.
     attrs: Attrs,
@@ -46,12 +50,29 @@ struct Record {
 
 impl Record {
     /// The group whose totals include this session.
-    fn group(&self) -> GroupKey {
+    fn group(&self, interner: &Interner) -> GroupKey {
         if self.folded {
-            OVERFLOW_GROUP
+            fold(interner, &self.labels)
         } else {
             self.labels
         }
+    }
+}
+
+/// `key` with each undocumented value read as `overflow`.
+fn fold(interner: &Interner, key: &GroupKey) -> GroupKey {
+    let keep = |label, sym| {
+        if interner.is_documented(label, sym) {
+            sym
+        } else {
+            OVERFLOW_SYM
+        }
+    };
+    GroupKey {
+        status: keep(Label::Status, key.status),
+        status_detail: keep(Label::StatusDetail, key.status_detail),
+        origin: keep(Label::Origin, key.origin),
+        category: keep(Label::Category, key.category),
     }
 }
 
@@ -68,6 +89,8 @@ pub struct GroupTotals {
 #[derive(Debug, Default)]
 struct Aggregates {
     groups: HashMap<GroupKey, GroupTotals>,
+    /// Groups with an undocumented label value that is not `overflow`.
+    undocumented_groups: usize,
     pr_states: HashMap<Sym, u64>,
     archived: u64,
     /// For sessions still in play: `updated_at` values per (status, status_detail).
@@ -124,7 +147,8 @@ pub struct SessionStore {
 impl Default for SessionStore {
     fn default() -> Self {
         let mut interner = Interner::default();
-        let settled = ["exit", "error", "suspended"].map(|s| interner.intern(Some(s)));
+        let settled =
+            ["exit", "error", "suspended"].map(|s| interner.intern(Label::Status, Some(s)));
         SessionStore {
             records: IndexMap::new(),
             interner,
@@ -152,14 +176,20 @@ fn bad_acus(acus: f64) -> bool {
 }
 
 impl Aggregates {
-    /// Whether a session with `labels` must go to the overflow group: its own group does not
-    /// exist and there are as many groups as allowed.
-    fn must_fold(&self, labels: &GroupKey) -> bool {
-        self.groups.len() >= MAX_GROUPS && !self.groups.contains_key(labels)
+    /// Whether a session with `labels` must be counted folded: its own group does not exist,
+    /// would hold an undocumented value, and there are as many such groups as allowed.
+    fn must_fold(&self, interner: &Interner, labels: &GroupKey) -> bool {
+        self.undocumented_groups >= MAX_UNDOCUMENTED_GROUPS
+            && !self.groups.contains_key(labels)
+            && fold(interner, labels) != *labels
     }
 
-    fn add(&mut self, r: &Record, settled: &[Sym; 3]) {
-        let g = self.groups.entry(r.group()).or_default();
+    fn add(&mut self, r: &Record, interner: &Interner, settled: &[Sym; 3]) {
+        let key = r.group(interner);
+        let g = self.groups.entry(key).or_default();
+        if g.sessions == 0 && fold(interner, &key) != key {
+            self.undocumented_groups += 1;
+        }
         g.sessions += 1;
         g.acus_micros = g.acus_micros.saturating_add(r.acus_micros);
         for s in r.pr_states.iter() {
@@ -172,13 +202,16 @@ impl Aggregates {
         }
     }
 
-    fn remove(&mut self, r: &Record, settled: &[Sym; 3]) {
-        let key = r.group();
+    fn remove(&mut self, r: &Record, interner: &Interner, settled: &[Sym; 3]) {
+        let key = r.group(interner);
         if let Some(g) = self.groups.get_mut(&key) {
             g.sessions = g.sessions.saturating_sub(1);
             g.acus_micros = g.acus_micros.saturating_sub(r.acus_micros);
             if g.sessions == 0 {
                 self.groups.remove(&key);
+                if fold(interner, &key) != key {
+                    self.undocumented_groups -= 1;
+                }
             }
         }
         for s in r.pr_states.iter() {
@@ -238,15 +271,15 @@ impl SessionStore {
         let key = SessionKey::new(&s.session_id);
         let interner = &mut self.interner;
         let labels = GroupKey {
-            status: interner.intern(Some(&s.status)),
-            status_detail: interner.intern(s.status_detail.as_deref()),
-            origin: interner.intern(s.origin.as_deref()),
-            category: interner.intern(s.category.as_deref()),
+            status: interner.intern(Label::Status, Some(&s.status)),
+            status_detail: interner.intern(Label::StatusDetail, s.status_detail.as_deref()),
+            origin: interner.intern(Label::Origin, s.origin.as_deref()),
+            category: interner.intern(Label::Category, s.category.as_deref()),
         };
         let pr_states: Box<[Sym]> = s
             .pull_requests
             .iter()
-            .map(|p| interner.intern(p.pr_state.as_deref()))
+            .map(|p| interner.intern(Label::PrState, p.pr_state.as_deref()))
             .collect();
         let attrs = self.spend.attrs(s);
         let url = s.url.as_deref();
@@ -276,9 +309,11 @@ impl SessionStore {
                     return Upsert::Unchanged;
                 }
                 warn_bad_acus(s);
-                self.aggregates.remove(stored, &self.settled);
-                incoming.folded = self.aggregates.must_fold(&incoming.labels);
-                self.aggregates.add(&incoming, &self.settled);
+                self.aggregates
+                    .remove(stored, &self.interner, &self.settled);
+                incoming.folded = self.aggregates.must_fold(&self.interner, &incoming.labels);
+                self.aggregates
+                    .add(&incoming, &self.interner, &self.settled);
                 spend_change(
                     &mut self.spend,
                     &self.settled,
@@ -302,8 +337,9 @@ impl SessionStore {
             }
             None => {
                 warn_bad_acus(s);
-                incoming.folded = self.aggregates.must_fold(&incoming.labels);
-                self.aggregates.add(&incoming, &self.settled);
+                incoming.folded = self.aggregates.must_fold(&self.interner, &incoming.labels);
+                self.aggregates
+                    .add(&incoming, &self.interner, &self.settled);
                 spend_change(
                     &mut self.spend,
                     &self.settled,
@@ -336,12 +372,13 @@ impl SessionStore {
     fn retain(&mut self, mut keep: impl FnMut(&Record) -> bool) -> usize {
         let before = self.records.len();
         let aggregates = &mut self.aggregates;
+        let interner = &self.interner;
         let settled = &self.settled;
         let spend = &mut self.spend;
         self.records.retain(|key, r| {
             let k = keep(r);
             if !k {
-                aggregates.remove(r, settled);
+                aggregates.remove(r, interner, settled);
                 let active = !settled.contains(&r.labels.status);
                 spend.remove(key, &r.attrs, r.labels.status, r.acus_micros, active);
             }
@@ -421,12 +458,14 @@ impl SessionStore {
         let mut counters = Counters::default();
         let interner = &mut self.interner;
         for origin in enums::ORIGINS {
-            counters.created.insert(interner.intern(Some(origin)), 0);
+            counters
+                .created
+                .insert(interner.intern(Label::Origin, Some(origin)), 0);
         }
         for (status, details) in enums::STATUS_DETAILS {
-            let status = interner.intern(Some(status));
+            let status = interner.intern(Label::Status, Some(status));
             for detail in *details {
-                let pair = (status, interner.intern(*detail));
+                let pair = (status, interner.intern(Label::StatusDetail, *detail));
                 counters.entered_status.insert(pair, 0);
             }
         }
@@ -494,8 +533,12 @@ fn spend_change(
     let ends = settled[..2].contains(&new.labels.status)
         && old.is_none_or(|o| o.labels.status != new.labels.status);
     if count_transitions && ends {
-        // API timestamps compared only with each other; a clock oddity counts as 0.
-        let duration = new.updated_at.saturating_sub(new.created_at).max(0) as u64;
+        // API timestamps compared only with each other; a clock oddity counts as 0, and a
+        // session dated centuries ahead as the longest a session is taken to run.
+        let duration = new
+            .updated_at
+            .saturating_sub(new.created_at)
+            .clamp(0, MAX_SESSION_DURATION_SECONDS) as u64;
         spend.ended(
             new.labels.origin,
             new.labels.status,
@@ -634,28 +677,92 @@ mod tests {
         assert_eq!(s.counters().created.values().sum::<u64>(), 2);
     }
 
-    #[test]
-    fn combinations_past_the_cap_fold_into_overflow_and_come_back_out_exactly() {
-        let mut s = SessionStore::default();
-        let n = MAX_GROUPS + 500;
-        for i in 0..n {
-            let detail = format!(r#""d{}""#, i % 60);
-            let mut json = item(&format!("s{i}"), "running", &detail, 1.0, 10);
-            json = json.replace(
+    /// A session with the four labels given (`None` for null), as JSON.
+    fn labelled(
+        id: &str,
+        status: &str,
+        detail: Option<&str>,
+        origin: &str,
+        category: &str,
+    ) -> String {
+        let q = |v: Option<&str>| v.map_or("null".to_string(), |v| format!(r#""{v}""#));
+        item(id, status, &q(detail), 1.0, 10)
+            .replace(
+                r#""origin":"slack""#,
+                &format!(r#""origin":{}"#, q(Some(origin))),
+            )
+            .replace(
                 r#""category":null"#,
-                &format!(r#""category":"c{}""#, i / 60),
-            );
-            upsert(&mut s, &json, 1, Ignored);
+                &format!(r#""category":{}"#, q(Some(category))),
+            )
+    }
+
+    /// Sessions per status label, as exposed.
+    fn by_status(s: &SessionStore) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for (k, g) in s.groups() {
+            *out.entry(s.label(k.status).to_string()).or_default() += g.sessions;
         }
-        let groups: Vec<_> = s.groups().map(|(k, g)| (*k, *g)).collect();
-        assert_eq!(groups.len(), MAX_GROUPS + 1);
-        let overflow = groups.iter().find(|(k, _)| *k == OVERFLOW_GROUP).unwrap().1;
-        assert_eq!(overflow.sessions, 500);
-        let total: u64 = groups.iter().map(|(_, g)| g.sessions).sum();
-        assert_eq!(total, n as u64);
-        // A full re-listing that sees none of them empties every group, overflow included.
-        assert_eq!(s.drop_unseen(2), n);
+        out
+    }
+
+    #[test]
+    fn documented_values_never_fold_and_undocumented_combinations_are_bounded() {
+        let mut s = SessionStore::default();
+        let mut n = 0;
+        // Undocumented details, origins and categories first: 4,096 combinations, 16 more
+        // details than a label admits, all under the documented status `running`.
+        for d in 0..16 + 4 {
+            for o in 0..16 {
+                for c in 0..16 {
+                    let json = labelled(
+                        &format!("u{n}"),
+                        "running",
+                        Some(&format!("d{d}")),
+                        &format!("o{o}"),
+                        &format!("c{c}"),
+                    );
+                    upsert(&mut s, &json, 1, Ignored);
+                    n += 1;
+                }
+            }
+        }
+        let undocumented = s.groups().count();
+        // The cap plus the folded groups (running, overflow-or-documented ...): here one.
+        assert_eq!(undocumented, MAX_UNDOCUMENTED_GROUPS + 1);
+        assert_eq!(by_status(&s).get("running"), Some(&(n as u64)));
+        assert!(s.groups().all(|(k, _)| s.label(k.status) == "running"));
+        // Then every documented combination: each keeps its own group.
+        let mut documented = 0;
+        for (status, details) in enums::STATUS_DETAILS {
+            for detail in *details {
+                for origin in enums::ORIGINS {
+                    for category in enums::CATEGORIES {
+                        let json =
+                            labelled(&format!("k{documented}"), status, *detail, origin, category);
+                        upsert(&mut s, &json, 1, Ignored);
+                        documented += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(s.groups().count(), undocumented + documented);
+        let sessions: u64 = s.groups().map(|(_, g)| g.sessions).sum();
+        assert_eq!(sessions, (n + documented) as u64);
+        for (status, details) in enums::STATUS_DETAILS {
+            let per_status = details.len() * enums::ORIGINS.len() * enums::CATEGORIES.len();
+            let extra = if *status == "running" { n } else { 0 };
+            assert_eq!(
+                by_status(&s).get(*status),
+                Some(&((per_status + extra) as u64)),
+                "{status}"
+            );
+        }
+        // A full re-listing that sees none of them empties every group, and the cap's room
+        // comes back.
+        assert_eq!(s.drop_unseen(2), n + documented);
         assert_eq!(s.groups().count(), 0);
+        assert_eq!(s.aggregates.undocumented_groups, 0);
     }
 
     #[test]
