@@ -1,6 +1,7 @@
 //! Org discovery: the enterprise's organizations, listed through
 //! `GET /v3/enterprise/organizations` and refreshed periodically.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -8,6 +9,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::api::{ApiClient, ApiError, ApiStats, ListQuery, Organization, OrganizationPage};
+use crate::sync::intern::{MAX_LABEL_VALUE_LEN, cut};
 
 /// What the last discovery found and how it went.
 #[derive(Debug, Clone, Default)]
@@ -148,18 +150,53 @@ impl Discovery {
             ..Default::default()
         };
         let mut orgs = Vec::new();
+        let mut cursors = HashSet::new();
         loop {
             let body = client
                 .list_organizations(&query, deadline, &self.api_stats)
                 .await?;
             let page: OrganizationPage = body.parse_as()?;
-            orgs.extend(page.items);
+            orgs.extend(page.items.into_iter().filter_map(usable));
+            if orgs.len() > MAX_DISCOVERED_ORGS {
+                return Err(ApiError::Protocol(format!(
+                    "the org listing has more than {MAX_DISCOVERED_ORGS} orgs"
+                )));
+            }
             match page.end_cursor {
-                Some(cursor) if page.has_next_page => query.after = Some(cursor),
+                Some(cursor) if page.has_next_page => {
+                    if !cursors.insert(cursor.clone()) {
+                        return Err(ApiError::Protocol(format!(
+                            "end_cursor {:?} repeated: the org listing loops",
+                            cut(&cursor, 64)
+                        )));
+                    }
+                    query.after = Some(cursor)
+                }
                 _ => return Ok(orgs),
             }
         }
     }
+}
+
+/// Most orgs one discovery accepts: an org listing that pages on past this is broken.
+const MAX_DISCOVERED_ORGS: usize = 100_000;
+/// Longest org id taken from the org listing. Ids are short (`org-<hex>`); a longer one
+/// would be exposed in every `org_id` label and request path.
+const MAX_ORG_ID_LEN: usize = 128;
+
+/// A listed org as the exporter keeps it: an empty or absurdly long id is skipped (with a
+/// log line), and the name is cut like every label value from the network.
+fn usable(mut org: Organization) -> Option<Organization> {
+    if org.org_id.is_empty() || org.org_id.len() > MAX_ORG_ID_LEN {
+        tracing::warn!(
+            org_id = %cut(&org.org_id, 64),
+            len = org.org_id.len(),
+            "org listing returned an org id that is empty or longer than {MAX_ORG_ID_LEN} bytes; skipped"
+        );
+        return None;
+    }
+    org.name = org.name.map(|n| cut(&n, MAX_LABEL_VALUE_LEN).to_string());
+    Some(org)
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ pub struct OrgTotals {
     pub archived: u64,
     /// Sessions per status.
     pub by_status: BTreeMap<String, u64>,
+    /// Sessions per status and status detail (`none` for null).
+    pub by_status_detail: BTreeMap<String, BTreeMap<String, u64>>,
     /// Pull requests per state (`none` for null).
     pub pull_requests: BTreeMap<String, u64>,
 }
@@ -288,12 +290,18 @@ impl SimOrg {
             acus_consumed: 0.0,
             archived: 0,
             by_status: BTreeMap::new(),
+            by_status_detail: BTreeMap::new(),
             pull_requests: BTreeMap::new(),
         };
         for s in &self.sessions {
             t.acus_consumed += s.acus;
             t.archived += u64::from(s.archived);
             *t.by_status.entry(s.status.to_string()).or_default() += 1;
+            *t.by_status_detail
+                .entry(s.status.to_string())
+                .or_default()
+                .entry(s.detail.unwrap_or("none").to_string())
+                .or_default() += 1;
             for pr in &s.prs {
                 *t.pull_requests.entry(pr.to_string()).or_default() += 1;
             }

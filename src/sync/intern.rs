@@ -75,6 +75,24 @@ pub fn cut(v: &str, max: usize) -> &str {
     &v[..end]
 }
 
+/// `v` cut to at most `max` bytes (`max` > 17) such that two different long values stay
+/// different: a cut value ends in `~` and 16 hex digits of a hash of the whole. For values
+/// that name one thing each (a session id), where [`cut`] could merge two into one series.
+pub fn cut_distinct(v: &str, max: usize) -> Cow<'_, str> {
+    use std::hash::{Hash, Hasher};
+    if v.len() <= max {
+        return Cow::Borrowed(v);
+    }
+    // Fixed keys: the same value gives the same label in every process of this build.
+    let mut hasher = std::hash::DefaultHasher::new();
+    v.hash(&mut hasher);
+    Cow::Owned(format!(
+        "{}~{:016x}",
+        cut(v, max.saturating_sub(17)),
+        hasher.finish()
+    ))
+}
+
 /// The label value of a field from the network: `None` for null or empty (they read
 /// [`NONE`]); cut to [`MAX_LABEL_VALUE_LEN`]; and a value that spells a marker (`none`,
 /// `overflow`, or one of them followed by underscores) gets one more underscore, so that a
@@ -208,6 +226,22 @@ mod tests {
         let running = i.intern(Label::Origin, Some("running"));
         assert!(!i.is_documented(Label::Origin, running));
         assert!(i.is_documented(Label::Status, running));
+    }
+
+    #[test]
+    fn long_values_cut_distinctly() {
+        assert_eq!(cut_distinct("short", 64), "short");
+        let (a, b) = (
+            "x".repeat(1 << 20),
+            format!("{}y", "x".repeat((1 << 20) - 1)),
+        );
+        let (ca, cb) = (cut_distinct(&a, 64), cut_distinct(&b, 64));
+        assert!(ca.len() <= 64 && cb.len() <= 64, "{ca} {cb}");
+        assert_ne!(ca, cb);
+        assert_eq!(ca, cut_distinct(&a, 64));
+        assert!(ca.starts_with(&"x".repeat(47)));
+        // Multi-byte characters are never split.
+        assert!(cut_distinct(&"é".repeat(100), 64).len() <= 64);
     }
 
     #[test]

@@ -2,7 +2,12 @@
 //! anything else is kept as text, so no id is ever confused with another; and of a group of
 //! sessions sharing the labels of the session gauges.
 
-use super::intern::Sym;
+use super::intern::{Sym, cut_distinct};
+
+/// Longest session id kept as given; a longer one (a broken upstream, a 1 MB id) is cut,
+/// keeping ids distinct (see [`cut_distinct`]), so that neither memory nor the
+/// `session_id` label of the top active sessions grows with it.
+pub const MAX_SESSION_ID_LEN: usize = 128;
 
 /// Key of a session in the store.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -18,7 +23,7 @@ impl SessionKey {
     pub fn new(id: &str) -> Self {
         match id.strip_prefix("devin-").and_then(pack_hex) {
             Some(bytes) => SessionKey::Packed(bytes),
-            None => SessionKey::Text(id.into()),
+            None => SessionKey::Text(cut_distinct(id, MAX_SESSION_ID_LEN).into()),
         }
     }
 
@@ -99,5 +104,9 @@ mod tests {
             assert_eq!(SessionKey::new(other).id(), other);
         }
         assert_eq!(SessionKey::new(id).id(), id);
+        let huge = format!("devin-{}", "a".repeat(1 << 20));
+        let key = SessionKey::new(&huge);
+        assert!(key.id().len() <= MAX_SESSION_ID_LEN);
+        assert_ne!(key, SessionKey::new(&format!("{huge}b")));
     }
 }

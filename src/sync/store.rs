@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use indexmap::IndexMap;
 
-use super::intern::{Interner, Label, OVERFLOW_SYM, Sym};
-use super::key::{GroupKey, SessionKey};
+use super::intern::{Interner, Label, OVERFLOW_SYM, Sym, cut};
+use super::key::{GroupKey, MAX_SESSION_ID_LEN, SessionKey};
 use super::spend::{Attrs, Spend, SpendSettings};
 use crate::api::Session;
 use crate::api::enums;
@@ -245,7 +245,7 @@ impl Aggregates {
 fn warn_bad_acus(s: &Session<'_>) {
     if bad_acus(s.acus_consumed) {
         tracing::warn!(
-            session_id = %s.session_id,
+            session_id = %cut(&s.session_id, MAX_SESSION_ID_LEN),
             acus_consumed = s.acus_consumed,
             "session reports an impossible acus_consumed; counted with {} ACUs",
             micros(s.acus_consumed) as f64 / MICROS
@@ -779,6 +779,22 @@ mod tests {
         assert_eq!(g.sessions, 4);
         assert_eq!(g.acus_micros, 2 * 1_000_000_000_000_000 + 2_000_000);
         assert_eq!(s.counters().acus_micros, g.acus_micros);
+    }
+
+    #[test]
+    fn an_ending_dated_millennia_ahead_counts_the_longest_duration() {
+        let mut s = SessionStore::default();
+        put(
+            &mut s,
+            &item("a", "running", r#""working""#, 1.0, 100),
+            Ignored,
+        );
+        s.start_counters();
+        let far = crate::api::model::MAX_UNIX;
+        put(&mut s, &item("a", "exit", "null", 1.0, far), Counted);
+        let (_, ended) = s.spend().ended_sessions().next().unwrap();
+        assert_eq!(ended.duration.count(), 1);
+        assert_eq!(ended.duration.sum, MAX_SESSION_DURATION_SECONDS as u64);
     }
 
     #[test]
