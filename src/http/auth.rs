@@ -1,12 +1,14 @@
-//! Basic authentication against bcrypt hashes. A successful check is remembered per user so
-//! that each scrape does not pay for a bcrypt round (tens of milliseconds by design), and
-//! unknown users cost the same run as a wrong password (see [`hash::dummy`]) lest timing
-//! tell which user names exist.
+//! Basic authentication against bcrypt hashes. A bcrypt run takes tens of milliseconds by
+//! design, so successes are remembered (see [`cache`]), and unknown users cost the same run
+//! as a wrong password (see [`hash::dummy`]) lest timing tell which user names exist.
 
+mod cache;
 pub(super) mod hash;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+#[cfg(test)]
+use std::sync::Mutex;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -19,8 +21,8 @@ pub struct BasicAuth {
     users: BTreeMap<String, String>,
     /// What unknown users are verified against: a hash of the highest configured cost.
     dummy: String,
-    /// The last credentials accepted per user, as sent (base64 of `user:password`).
-    accepted: Mutex<HashMap<String, String>>,
+    /// Credentials that verified, by digest.
+    accepted: cache::Verified,
     /// The hashes bcrypt ran against, in order.
     #[cfg(test)]
     verified: Mutex<Vec<String>>,
@@ -49,7 +51,7 @@ impl BasicAuth {
         Arc::new(BasicAuth {
             users: costs.into_iter().map(|(user, (h, _))| (user, h)).collect(),
             dummy: hash::dummy(cost),
-            accepted: Mutex::new(HashMap::new()),
+            accepted: cache::Verified::default(),
             #[cfg(test)]
             verified: Mutex::new(Vec::new()),
         })
@@ -72,18 +74,13 @@ impl BasicAuth {
         let Some((user, password)) = decoded.split_once(':') else {
             return false;
         };
-        // Known or not, one bcrypt run follows.
+        // Known or not, the same steps follow: a cache look-up, then one bcrypt run.
         let (hash, known) = match self.users.get(user) {
             Some(hash) => (hash.clone(), true),
             None => (self.dummy.clone(), false),
         };
-        let remembered = self
-            .accepted
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(user)
-            .is_some_and(|a| a == encoded);
-        if remembered {
+        let key = cache::Key::of(user, &hash, password);
+        if self.accepted.contains(&key) {
             return true;
         }
         #[cfg(test)]
@@ -99,10 +96,7 @@ impl BasicAuth {
                 .unwrap_or(false);
         let ok = matched && known;
         if ok {
-            self.accepted
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(user.to_string(), encoded.to_string());
+            self.accepted.insert(key);
         }
         ok
     }
@@ -129,15 +123,6 @@ pub async fn require(State(auth): State<Arc<BasicAuth>>, request: Request, next:
 mod tests {
     use super::*;
     use std::str::FromStr;
-
-    #[tokio::test]
-    async fn a_hash_above_the_cost_bound_is_never_run() {
-        let mut users = BTreeMap::new();
-        users.insert("slow".to_string(), hash::dummy(31));
-        let auth = BasicAuth::new(users);
-        assert!(!auth.check(Some(&header("slow", "pw"))).await);
-        assert_eq!(verified(&auth), [hash::dummy(FALLBACK_COST)]);
-    }
 
     fn header(user: &str, password: &str) -> HeaderValue {
         let encoded =
@@ -174,5 +159,52 @@ mod tests {
         // A wrong password for a known user costs the same one run.
         assert!(!auth.check(Some(&header("bob", "guess"))).await);
         assert_eq!(verified(&auth).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_success_is_remembered_without_the_password() {
+        let auth = auth(&[("alice", "s3cret", 4)]);
+        for _ in 0..3 {
+            assert!(auth.check(Some(&header("alice", "s3cret"))).await);
+        }
+        assert_eq!(
+            verified(&auth).len(),
+            1,
+            "later checks answer from the cache"
+        );
+        let cached = format!("{:?}", auth.accepted);
+        let encoded = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
+        assert!(
+            !cached.contains("s3cret") && !cached.contains(&encoded),
+            "{cached}"
+        );
+        // A wrong password after a success still fails, at the price of a bcrypt run.
+        assert!(!auth.check(Some(&header("alice", "guess"))).await);
+        assert_eq!(verified(&auth).len(), 2);
+        assert!(auth.check(Some(&header("alice", "s3cret"))).await);
+        assert_eq!(verified(&auth).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_cache_holds_a_bounded_number_of_successes() {
+        // bcrypt reads 72 bytes of a password: all these verify, each a distinct success.
+        let password = "p".repeat(72);
+        let auth = auth(&[("alice", &password, 4)]);
+        for i in 0..cache::CAPACITY + 10 {
+            assert!(
+                auth.check(Some(&header("alice", &format!("{password}{i}"))))
+                    .await
+            );
+        }
+        assert_eq!(auth.accepted.len(), cache::CAPACITY);
+    }
+
+    #[tokio::test]
+    async fn a_hash_above_the_cost_bound_is_never_run() {
+        let mut users = BTreeMap::new();
+        users.insert("slow".to_string(), hash::dummy(31));
+        let auth = BasicAuth::new(users);
+        assert!(!auth.check(Some(&header("slow", "pw"))).await);
+        assert_eq!(verified(&auth), [hash::dummy(FALLBACK_COST)]);
     }
 }
