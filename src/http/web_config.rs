@@ -271,10 +271,10 @@ impl WebConfig {
             limit.period().map_err(fail)?;
         }
         for (user, hash) in &config.basic_auth_users {
-            // A malformed hash would lock everybody out at the first scrape: refuse it now.
-            if bcrypt::verify("", hash).is_err() {
-                return Err(fail(format!("basic_auth_users.{user}: not a bcrypt hash")));
-            }
+            // A malformed hash would lock everybody out at the first scrape, and a costly one
+            // hang each check: refuse them now, by reading the hash rather than running it.
+            super::auth::hash::cost(hash)
+                .map_err(|why| fail(format!("basic_auth_users.{user}: {why}")))?;
         }
         Ok(config)
     }
@@ -490,6 +490,10 @@ rate_limit:
             (
                 "rate_limit:\n  interval: 1s\n  burst: 0\n",
                 "rate_limit.burst: must be at least 1",
+            ),
+            (
+                "basic_auth_users:\n  slow: $2b$31$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi\n",
+                "basic_auth_users.slow: bcrypt cost 31 is above 14, the most accepted",
             ),
         ] {
             let err = load(dir.path(), yaml).unwrap_err();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::procs::{
     Proc, Ran, blocking_get, exporter_command, first_line, simulator,
-    start_exporter_process_with_args,
+    start_exporter_process_with_args, temp_file,
 };
 use devin_exporter::config;
 
@@ -172,6 +172,34 @@ fn bad_configuration_stops_with_one_line_and_exit_code_2() {
     ] {
         let (var, value) = setting.split_once('=').unwrap();
         assert_refused(&[base[0], base[1], (var, value)], 2, want);
+    }
+}
+
+#[test]
+fn a_costly_bcrypt_hash_stops_start_up_and_check_with_one_line() {
+    // Cost 31 is 2^31 rounds: a start-up that verified it would run for days.
+    let hash = "$2b$31$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
+    let (_dir, web) = temp_file(
+        "web.yml",
+        &format!("basic_auth_users:\n  prometheus: '{hash}'\n"),
+    );
+    let env = [
+        ("DEVIN_API_TOKEN", "cog_x"),
+        ("DEVIN_ORG_IDS", "org-a"),
+        ("DEVIN_WEB_CONFIG_FILE", web.to_str().unwrap()),
+    ];
+    for args in [&[][..], &["check"]] {
+        let out = run(&env, args);
+        let err = out.stderr.trim();
+        assert_eq!(out.code, 2, "{args:?}: {err}");
+        assert!(err.starts_with("error: DEVIN_WEB_CONFIG_FILE="), "{err}");
+        assert!(
+            err.ends_with(
+                "basic_auth_users.prometheus: bcrypt cost 31 is above 14, the most accepted"
+            ),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
     }
 }
 

@@ -107,22 +107,48 @@ pub fn run(cmd: &mut Command) -> Ran {
     run_with_input(cmd, "")
 }
 
-/// Runs `cmd` to its end with `input` on its stdin.
+/// Runs `cmd` to its end with `input` on its stdin. A command still running after a minute
+/// is killed and fails the test, so that a hang is a failure rather than a stuck suite.
 pub fn run_with_input(cmd: &mut Command, input: &str) -> Ran {
-    let mut child = cmd
+    let child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    // Written before waiting, and closed by `wait_with_output`.
-    let stdin = child.stdin.as_mut().unwrap();
+    let mut proc = Proc {
+        child,
+        name: "command",
+    };
+    // Written and closed before waiting.
+    let mut stdin = proc.child.stdin.take().unwrap();
     stdin.write_all(input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    // Drained on threads so that the child never blocks on a full pipe.
+    let read = |mut stream: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = stream.read_to_end(&mut text);
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let stdout = read(Box::new(proc.child.stdout.take().unwrap()));
+    let stderr = read(Box::new(proc.child.stderr.take().unwrap()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = proc.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{cmd:?} still running after a minute"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
     Ran {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: status.code().unwrap_or(-1),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
     }
 }
 
