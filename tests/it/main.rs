@@ -3,6 +3,12 @@
 
 mod common;
 
+// The build script, for the tests of how it finds the tools some tests need (its `main`
+// goes unused here).
+#[allow(dead_code)]
+#[path = "../../build.rs"]
+mod build_script;
+
 mod check;
 mod cli;
 mod collection;
