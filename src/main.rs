@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use devin_exporter::app::StartupError;
-use devin_exporter::config::ConfigError;
 #[cfg(feature = "simulator")]
-use devin_exporter::config::{Config, LogFormat, Secret, TokenSource};
+use devin_exporter::config::{Config, Secret, TokenSource};
+use devin_exporter::config::{ConfigError, LogFormat};
 use devin_exporter::http::web_config::WebConfig;
 #[cfg(feature = "simulator")]
 use devin_exporter::simulator::cli::SimulateArgs;
@@ -60,7 +60,7 @@ enum Command {
 /// failure at run time.
 fn fail(error: impl Into<StartupError>) -> ExitCode {
     let error = error.into();
-    eprintln!("error: {error}");
+    logging::stderr_line(format_args!("error: {error}"));
     ExitCode::from(error.exit_code())
 }
 
@@ -72,7 +72,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            logging::stderr_line(format_args!("error: cannot start the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -95,11 +95,16 @@ fn main() -> ExitCode {
         }
         #[cfg(feature = "simulator")]
         Some(Command::Simulate(args)) => {
-            logging::init(LogFormat::Text);
-            return match runtime.block_on(devin_exporter::simulator::cli::run(args)) {
+            let log = match start_logging(LogFormat::Text) {
+                Ok(log) => log,
+                Err(code) => return code,
+            };
+            let result = runtime.block_on(devin_exporter::simulator::cli::run(args));
+            drop(log);
+            return match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("error: simulator: {e}");
+                    logging::stderr_line(format_args!("error: simulator: {e}"));
                     ExitCode::FAILURE
                 }
             };
@@ -123,7 +128,10 @@ fn main() -> ExitCode {
             without_simulator("demo mode")
         )));
     }
-    logging::init(config.log_format);
+    let log = match start_logging(config.log_format) {
+        Ok(log) => log,
+        Err(code) => return code,
+    };
     let result = runtime.block_on(async {
         #[cfg(feature = "simulator")]
         if cli.demo || config.is_demo() {
@@ -131,11 +139,21 @@ fn main() -> ExitCode {
         }
         app::run(&config, None, DataSource::Api).await
     });
+    // The log's last lines come out before an error line, and before the exit.
+    drop(log);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // One line, whatever the log format, naming the variable at fault if there is one.
         Err(e) => fail(e),
     }
+}
+
+/// Starts the log; if it cannot start, says so on stderr and returns the exit code.
+fn start_logging(format: LogFormat) -> Result<logging::Flush, ExitCode> {
+    logging::init(format).map_err(|e| {
+        logging::stderr_line(format_args!("error: cannot start the log writer: {e}"));
+        ExitCode::FAILURE
+    })
 }
 
 /// The error of a feature that needs the simulator, in a build without it.
@@ -256,11 +274,11 @@ async fn healthcheck(url: &str, identity: Option<reqwest::Identity>) -> ExitCode
     match client.get(url).send().await {
         Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
         Ok(r) => {
-            eprintln!("unhealthy: {url} answered {}", r.status());
+            logging::stderr_line(format_args!("unhealthy: {url} answered {}", r.status()));
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("unhealthy: {url}: {e}");
+            logging::stderr_line(format_args!("unhealthy: {url}: {e}"));
             ExitCode::FAILURE
         }
     }

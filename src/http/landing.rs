@@ -83,7 +83,12 @@ fn state_in_words(st: &OrgState) -> String {
         (Some(false), None) => Some("last collection failed".to_string()),
     };
     match (st.health.up, health, listing) {
-        (_, None, None) => "not collected yet".to_string(),
+        // Collections run on scrapes only: until Prometheus (or a person) fetches /metrics,
+        // the page would say this forever without saying why.
+        (_, None, None) => {
+            "not collected yet: collection starts with the first scrape of /metrics or /probe"
+                .to_string()
+        }
         // A collection that went well while a listing goes on: the listing is the news.
         (Some(true), _, Some(l)) | (_, None, Some(l)) => l,
         (_, Some(h), None) => h,

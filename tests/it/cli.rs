@@ -5,7 +5,6 @@ use crate::common;
 
 use std::process::Stdio;
 use std::sync::mpsc::Receiver;
-use std::time::Duration;
 
 use common::procs::{
     Proc, Ran, blocking_get, exporter_command, first_line, simulator,
@@ -241,22 +240,7 @@ fn sigterm_shuts_down_gracefully() {
     let sim = simulator("--orgs 1 --sessions-per-org 10");
     let (mut proc, listen, log) = spawn_exporter(&sim, &sim.token, "info");
     blocking_get(&format!("http://{listen}/metrics"));
-    // SAFETY: signalling our own child process by its pid.
-    assert_eq!(
-        unsafe { libc::kill(proc.child.id() as i32, libc::SIGTERM) },
-        0
-    );
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = proc.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "still running after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = proc.terminate();
     assert!(status.success(), "exit status {status:?}");
     let logs = log.finish();
     assert!(logs.contains("shutting down"), "{logs}");

@@ -604,10 +604,7 @@ fn every_alert_links_its_runbook_section_which_says_what_how_and_what_to_do() {
     let runbook = read(&root().join("docs/runbook.md"));
     let sections = runbook_sections(&runbook);
     let contract = Known::contract();
-    let alerts = rules("alerts.yml");
-    // The confirming queries, as recording rules named after their alerts.
-    let mut queries = Vec::new();
-    for alert in &alerts {
+    for alert in &rules("alerts.yml") {
         let name = &alert.name;
         let url = format!("{RUNBOOK_BASE}runbook.md#{}", name.to_lowercase());
         assert_eq!(alert.annotation("runbook_url"), url, "{name}: runbook_url");
@@ -621,7 +618,6 @@ fn every_alert_links_its_runbook_section_which_says_what_how_and_what_to_do() {
         assert_eq!(confirm.len(), 1, "{name}: one query to confirm");
         let problems = contract.check_expr(&confirm[0]);
         assert!(problems.is_empty(), "{name}: {problems:?}");
-        queries.push(json!({"record": format!("runbook_{name}"), "expr": confirm[0]}));
     }
     // No section for an alert that does not exist.
     let names = alert_names();
@@ -631,10 +627,27 @@ fn every_alert_links_its_runbook_section_which_says_what_how_and_what_to_do() {
     }
     // The runbook says how to replace the base.
     assert!(runbook.contains(&format!("s#{RUNBOOK_BASE}#")));
-    // Every query parses: promtool checks them as recording rules.
+}
+
+#[test]
+#[cfg_attr(
+    not(has_promtool),
+    ignore = "needs promtool: apt-get install prometheus"
+)]
+fn promtool_parses_every_runbook_query() {
     if !require_tool("promtool") {
         return;
     }
+    // The confirming queries, as recording rules named after their alerts.
+    let sections = runbook_sections(&read(&root().join("docs/runbook.md")));
+    let queries: Vec<Value> = sections
+        .iter()
+        .flat_map(|(name, section)| {
+            let rule = move |q| json!({"record": format!("runbook_{name}"), "expr": q});
+            promql_blocks(section).into_iter().map(rule)
+        })
+        .collect();
+    assert!(!queries.is_empty(), "docs/runbook.md has queries");
     let rules = json!({"groups": [{"name": "runbook", "rules": queries}]});
     let (ok, text) = promtool_on(&["check", "rules"], &rules);
     assert!(ok, "a runbook query does not parse:\n{text}\n{queries:?}");
@@ -703,6 +716,10 @@ fn expect_data(rule_files: &[PathBuf], input_series: &[Value], exprs: &[&str]) -
 }
 
 #[test]
+#[cfg_attr(
+    not(has_promtool),
+    ignore = "needs promtool: apt-get install prometheus"
+)]
 fn promtool_accepts_the_rules_and_their_unit_tests_and_fails_broken_ones() {
     if !require_tool("promtool") {
         return;
@@ -800,6 +817,10 @@ fn synthetic_series() -> Vec<Value> {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_promtool),
+    ignore = "needs promtool: apt-get install prometheus"
+)]
 fn every_dashboard_query_parses_and_returns_data_on_synthetic_metrics() {
     if !require_tool("promtool") {
         return;
@@ -913,6 +934,10 @@ fn compose_example_mounts_what_exists_where_the_configs_expect_it() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_promtool),
+    ignore = "needs promtool: apt-get install prometheus"
+)]
 fn promtool_accepts_the_compose_prometheus_config() {
     if !require_tool("promtool") {
         return;

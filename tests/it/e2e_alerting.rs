@@ -153,6 +153,10 @@ fn transition(sim: &Sim, org: &str, query: &str) -> Instant {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_prometheus, has_alertmanager)),
+    ignore = "needs prometheus and prometheus-alertmanager: apt-get install prometheus prometheus-alertmanager"
+)]
 fn an_error_and_a_blocking_suspension_page_within_a_minute_and_a_quiet_org_sends_nothing() {
     if !require_tool("prometheus") || !require_tool(ALERTMANAGER) {
         return;
@@ -287,6 +291,10 @@ fn an_error_and_a_blocking_suspension_page_within_a_minute_and_a_quiet_org_sends
 }
 
 #[test]
+#[cfg_attr(
+    not(has_alertmanager),
+    ignore = "needs prometheus-alertmanager: apt-get install prometheus-alertmanager"
+)]
 fn the_example_silences_an_orgs_session_alerts_while_its_collection_fails() {
     if !require_tool(ALERTMANAGER) {
         return;
@@ -338,6 +346,10 @@ fn amtool(args: &[&str]) -> (bool, String, String) {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_amtool),
+    ignore = "needs amtool: apt-get install prometheus-alertmanager"
+)]
 fn amtool_accepts_the_example_which_pages_critical_and_sends_the_rest_to_a_channel() {
     if !require_tool("amtool") {
         return;

@@ -21,6 +21,10 @@ fn first_at_least(min: f64) -> impl Fn(&[Value]) -> bool {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_prometheus),
+    ignore = "needs prometheus: apt-get install prometheus"
+)]
 fn every_dashboard_query_runs_and_returns_data() {
     if !require_tool("prometheus") {
         return;

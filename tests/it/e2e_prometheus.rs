@@ -12,6 +12,10 @@ use common::procs::{
 };
 
 #[test]
+#[cfg_attr(
+    not(has_prometheus),
+    ignore = "needs prometheus: apt-get install prometheus"
+)]
 fn prometheus_scrapes_the_exporter_and_totals_match_the_simulator() {
     if !require_tool("prometheus") {
         return;
@@ -44,6 +48,10 @@ fn prometheus_scrapes_the_exporter_and_totals_match_the_simulator() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_promtool),
+    ignore = "needs promtool: apt-get install prometheus"
+)]
 fn promtool_accepts_a_live_metrics_body() {
     if !require_tool("promtool") {
         return;

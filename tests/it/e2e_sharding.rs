@@ -23,6 +23,10 @@ fn collected_orgs(landing: &str) -> BTreeSet<String> {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_prometheus),
+    ignore = "needs prometheus: apt-get install prometheus"
+)]
 fn two_replicas_share_ten_orgs_by_hashmod() {
     if !require_tool("prometheus") {
         return;
@@ -106,6 +110,10 @@ fn two_replicas_share_ten_orgs_by_hashmod() {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_promtool),
+    ignore = "needs promtool: apt-get install prometheus"
+)]
 fn sharding_examples_are_valid_prometheus_configs() {
     if !require_tool("promtool") {
         return;

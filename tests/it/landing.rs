@@ -67,7 +67,8 @@ async fn a_forbidden_org_says_what_to_do() {
     let exp = start_exporter(&with_credentials, &orgs, &[("DEVIN_SYNC_OVERLAP", "3m")]).await;
     let before = landing(&exp.url).await;
     let ok_before = line(&before, "<tr><td>org-ok");
-    assert_contains(ok_before, &["not collected yet", "never"]);
+    let waiting = "not collected yet: collection starts with the first scrape of /metrics";
+    assert_contains(ok_before, &[waiting, "never"]);
 
     scrape(&exp.url, None).await;
     let html = landing(&exp.url).await;

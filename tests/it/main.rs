@@ -3,6 +3,12 @@
 
 mod common;
 
+// The build script, for the tests of how it finds the tools some tests need (its `main`
+// goes unused here).
+#[allow(dead_code)]
+#[path = "../../build.rs"]
+mod build_script;
+
 mod check;
 mod cli;
 mod collection;
@@ -19,6 +25,7 @@ mod hostile_sync;
 mod incremental;
 mod landing;
 mod limits;
+mod log_pipes;
 mod parser_props;
 mod scheduling;
 mod scrape_timeout_header;

@@ -34,14 +34,17 @@ impl Proc {
         assert!(self.running(), "{} exited early", self.name);
     }
 
+    /// Spawns `cmd`, its streams as set there.
+    pub fn spawn(cmd: &mut Command, name: &'static str) -> Proc {
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("{name} starts: {e}"));
+        Proc { child, name }
+    }
+
     /// Spawns `cmd` with its stderr piped; returns it and the lines of its stderr.
     pub fn spawn_log(cmd: &mut Command, name: &'static str) -> (Proc, Receiver<String>) {
-        let mut child = cmd
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{name} starts: {e}"));
-        let lines = lines_of(child.stderr.take().unwrap());
-        (Proc { child, name }, lines)
+        let mut proc = Proc::spawn(cmd.stderr(Stdio::piped()), name);
+        let lines = lines_of(proc.child.stderr.take().unwrap());
+        (proc, lines)
     }
 
     /// Spawns `cmd` with its stderr piped; returns it and what `want` finds in a stderr line
@@ -54,6 +57,25 @@ impl Proc {
         let (proc, lines) = Proc::spawn_log(cmd, name);
         let found = first_line(&lines, "the address it listens on", want);
         (proc, found)
+    }
+
+    /// Sends SIGTERM and returns the exit status, which must come within 15 seconds.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: signalling our own child process by its pid.
+        let sent = unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        assert_eq!(sent, 0, "SIGTERM to {}", self.name);
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "{} still running 15 s after SIGTERM",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Waits up to a minute until `{url}/-/ready` answers, the process running all along.
