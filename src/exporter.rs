@@ -120,17 +120,18 @@ impl Exporter {
             .map(|id| (id.clone(), None))
             .chain(found.into_iter().map(|o| (o.org_id.clone(), Some(o))));
         for (id, info) in wanted {
-            if self.exclude.contains(&id) || next.contains_key(&id) {
+            if self.exclude.contains(&id) {
                 continue;
             }
-            let org = orgs
-                .get(&id)
-                .cloned()
-                .unwrap_or_else(|| Arc::new(Org::new(id.clone())));
+            // A configured org that discovery lists too keeps its place and gets its info.
+            let org = next.entry(id).or_insert_with_key(|id| {
+                orgs.get(id)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Org::new(id.clone())))
+            });
             if let Some(info) = info {
                 org.set_info(info);
             }
-            next.insert(id, org);
         }
         *orgs = next;
     }

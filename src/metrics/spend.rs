@@ -2,15 +2,19 @@
 //! sessions seen ending, and the top active sessions. Read from aggregates the store keeps
 //! on write; nothing here walks the sessions.
 
+use super::families::{
+    ENDED_ACUS, ENDED_DURATION, FamilyDef, PLAYBOOK_ACUS, PLAYBOOK_CONSUMED, PLAYBOOK_SESSIONS,
+    TAG_ACUS, TAG_CONSUMED, TAG_SESSIONS, TOP_ACTIVE, USER_ACUS, USER_CONSUMED, USER_SESSIONS,
+};
 use super::text::{Bound, Family};
 use crate::sync::SessionStore;
 use crate::sync::spend::{Dimension, Ended, Histogram};
 
 /// The buckets, sum and count of a histogram kept in whole units, each written as `unit`
 /// reads it: seconds as they are, or millionths of an ACU as ACUs, exactly.
-fn histogram(family: &mut Family, labels: &[(&str, &str)], h: &Histogram, unit: fn(u64) -> Bound) {
+fn histogram(family: &mut Family, values: &[&str], h: &Histogram, unit: fn(u64) -> Bound) {
     family.histogram_series(
-        labels,
+        values,
         h.cumulative().map(|(b, n)| (unit(b), n)),
         unit(h.sum),
         h.count(),
@@ -38,43 +42,34 @@ pub struct SpendFamilies {
     top: Family,
 }
 
+/// The families of a breakdown: sessions, ACUs (gauge), ACUs consumed (counter).
+fn breakdown_families(d: Dimension) -> [&'static FamilyDef; 3] {
+    match d {
+        Dimension::User => [&USER_SESSIONS, &USER_ACUS, &USER_CONSUMED],
+        Dimension::Playbook => [&PLAYBOOK_SESSIONS, &PLAYBOOK_ACUS, &PLAYBOOK_CONSUMED],
+        Dimension::Tag => [&TAG_SESSIONS, &TAG_ACUS, &TAG_CONSUMED],
+    }
+}
+
 impl Default for SpendFamilies {
     fn default() -> Self {
         let breakdowns = Dimension::ALL
             .into_iter()
             .map(|dimension| {
-                let (prefix, label) = dimension.names();
+                let [sessions, acus, consumed] = breakdown_families(dimension);
                 BreakdownFamilies {
                     dimension,
-                    sessions: Family::gauge(
-                        format!("devin_{prefix}_sessions"),
-                        format!("Sessions in this state now, by {label} (at most DEVIN_ATTRIBUTION_MAX_VALUES values, then overflow)."),
-                    ),
-                    acus: Family::gauge(
-                        format!("devin_{prefix}_acus_consumed"),
-                        format!("Sum of acus_consumed of the sessions held now, by {label}."),
-                    ),
-                    consumed: Family::counter(
-                        format!("devin_{prefix}_acus_consumed_total"),
-                        format!("ACUs consumed since this process finished its first listing of the org, by {label}."),
-                    ),
+                    sessions: Family::new(sessions),
+                    acus: Family::new(acus),
+                    consumed: Family::new(consumed),
                 }
             })
             .collect();
         SpendFamilies {
             breakdowns,
-            duration: Family::histogram(
-                "devin_ended_session_duration_seconds",
-                "updated_at - created_at of the sessions seen moving into exit or error after the org's first listing.",
-            ),
-            ended_acus: Family::histogram(
-                "devin_ended_session_acus",
-                "acus_consumed of the sessions seen moving into exit or error after the org's first listing.",
-            ),
-            top: Family::gauge(
-                "devin_active_session_acus_consumed",
-                "ACUs of the DEVIN_TOP_ACTIVE_SESSIONS sessions not in exit, error or suspended with the most ACUs.",
-            ),
+            duration: Family::new(&ENDED_DURATION),
+            ended_acus: Family::new(&ENDED_ACUS),
+            top: Family::new(&TOP_ACTIVE),
         }
     }
 }
@@ -87,48 +82,25 @@ impl SpendFamilies {
             let Some(f) = self.breakdowns.iter_mut().find(|f| f.dimension == d) else {
                 continue;
             };
-            let label = d.names().1;
             for ((value, status), n) in spend.sessions(d) {
-                f.sessions.count(
-                    &[
-                        ("org_id", org_id),
-                        (label, spend.label(d, value)),
-                        ("status", store.label(status)),
-                    ],
-                    n,
-                );
+                let values = [org_id, spend.label(d, value), store.label(status)];
+                f.sessions.count(&values, n);
             }
             for (value, micros) in spend.acus(d) {
-                f.acus.millionths(
-                    &[("org_id", org_id), (label, spend.label(d, value))],
-                    micros,
-                );
+                f.acus.millionths(&[org_id, spend.label(d, value)], micros);
             }
             for (value, micros) in spend.consumed_totals(d) {
-                f.consumed.millionths(
-                    &[("org_id", org_id), (label, spend.label(d, value))],
-                    micros,
-                );
+                f.consumed
+                    .millionths(&[org_id, spend.label(d, value)], micros);
             }
         }
         for ((origin, status), Ended { duration, acus }) in spend.ended_sessions() {
-            let labels = [
-                ("org_id", org_id),
-                ("origin", store.label(origin)),
-                ("status", store.label(status)),
-            ];
-            histogram(&mut self.duration, &labels, duration, seconds);
-            histogram(&mut self.ended_acus, &labels, acus, Bound::Millionths);
+            let values = [org_id, store.label(origin), store.label(status)];
+            histogram(&mut self.duration, &values, duration, seconds);
+            histogram(&mut self.ended_acus, &values, acus, Bound::Millionths);
         }
         for (session_id, url, micros) in spend.top_active() {
-            self.top.millionths(
-                &[
-                    ("org_id", org_id),
-                    ("session_id", &session_id),
-                    ("url", &url),
-                ],
-                micros,
-            );
+            self.top.millionths(&[org_id, &session_id, &url], micros);
         }
     }
 

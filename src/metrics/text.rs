@@ -3,84 +3,58 @@
 //! cost about 1.2 us a series, several times the text itself; at fleet scale that was most of
 //! a scrape's CPU.
 
-use std::borrow::Cow;
 use std::io::Write;
+
+use super::families::FamilyDef;
 
 /// One family written as text into its own buffer, appended to the body when the scrape's
 /// series are all in. Its header goes above the first series, so a family without series
-/// leaves nothing behind (a HELP/TYPE pair with nothing under it).
+/// leaves nothing behind (a HELP/TYPE pair with nothing under it). A series is given as its
+/// label values, in the order of the family's declared label names.
 pub(super) struct Family {
-    name: Cow<'static, str>,
-    help: Cow<'static, str>,
-    kind: &'static str,
+    def: &'static FamilyDef,
     buf: Vec<u8>,
 }
 
 impl Family {
-    fn new(
-        name: impl Into<Cow<'static, str>>,
-        help: impl Into<Cow<'static, str>>,
-        kind: &'static str,
-    ) -> Self {
+    /// An empty family of `def`.
+    pub(super) fn new(def: &'static FamilyDef) -> Self {
         Family {
-            name: name.into(),
-            help: help.into(),
-            kind,
+            def,
             buf: Vec::new(),
         }
     }
 
-    pub(super) fn gauge(
-        name: impl Into<Cow<'static, str>>,
-        help: impl Into<Cow<'static, str>>,
-    ) -> Self {
-        Family::new(name, help, "gauge")
-    }
-
-    pub(super) fn counter(
-        name: impl Into<Cow<'static, str>>,
-        help: impl Into<Cow<'static, str>>,
-    ) -> Self {
-        Family::new(name, help, "counter")
-    }
-
-    pub(super) fn histogram(
-        name: impl Into<Cow<'static, str>>,
-        help: impl Into<Cow<'static, str>>,
-    ) -> Self {
-        Family::new(name, help, "histogram")
-    }
-
     /// Starts a series line: the header first if this is the family's first series.
-    fn line(&mut self, suffix: &str, labels: &[(&str, &str)], le: Option<&str>) -> &mut Vec<u8> {
+    fn line(&mut self, suffix: &str, values: &[&str], le: Option<&str>) -> &mut Vec<u8> {
         if self.buf.is_empty() {
-            header(&mut self.buf, &self.name, &self.help, self.kind);
+            header(&mut self.buf, self.def);
         }
-        self.buf.extend_from_slice(self.name.as_bytes());
-        series_with(&mut self.buf, suffix, labels, le);
+        self.buf.extend_from_slice(self.def.name.as_bytes());
+        series_with(&mut self.buf, suffix, self.def.labels, values, le);
         &mut self.buf
     }
 
     /// A series with a float value.
-    pub(super) fn value(&mut self, labels: &[(&str, &str)], v: f64) {
-        float(self.line("", labels, None), v);
+    pub(super) fn value(&mut self, values: &[&str], v: f64) {
+        float(self.line("", values, None), v);
     }
 
     /// A series with a whole-number value.
-    pub(super) fn count(&mut self, labels: &[(&str, &str)], n: u64) {
-        count(self.line("", labels, None), n);
+    pub(super) fn count(&mut self, values: &[&str], n: u64) {
+        count(self.line("", values, None), n);
     }
 
     /// A series whose value is `micros` millionths, written exactly.
-    pub(super) fn millionths(&mut self, labels: &[(&str, &str)], micros: u64) {
-        millionths(self.line("", labels, None), micros);
+    pub(super) fn millionths(&mut self, values: &[&str], micros: u64) {
+        millionths(self.line("", values, None), micros);
     }
 
     /// The `_bucket` series (cumulative counts by upper bound; `+Inf` is added), `_sum` and
     /// `_count` of one histogram.
     pub(super) fn histogram_series(
         &mut self,
-        labels: &[(&str, &str)],
+        values: &[&str],
         buckets: impl IntoIterator<Item = (Bound, u64)>,
         sum: Bound,
         count_all: u64,
@@ -91,14 +65,14 @@ impl Family {
             bound.number(&mut le);
             // Written from numbers: always ASCII.
             let le = std::str::from_utf8(&le).unwrap_or("+Inf");
-            count(self.line("_bucket", labels, Some(le)), n);
+            count(self.line("_bucket", values, Some(le)), n);
         }
-        count(self.line("_bucket", labels, Some("+Inf")), count_all);
-        let line = self.line("_sum", labels, None);
+        count(self.line("_bucket", values, Some("+Inf")), count_all);
+        let line = self.line("_sum", values, None);
         line.push(b' ');
         sum.number(line);
         line.push(b'\n');
-        count(self.line("_count", labels, None), count_all);
+        count(self.line("_count", values, None), count_all);
     }
 
     /// Appends the family to the body (nothing if it has no series).
@@ -126,11 +100,12 @@ impl Bound {
 }
 
 /// Writes the `# HELP` and `# TYPE` lines of a family.
-pub(super) fn header(out: &mut Vec<u8>, name: &str, help: &str, kind: &str) {
+pub(super) fn header(out: &mut Vec<u8>, def: &FamilyDef) {
+    let name = def.name;
     out.extend_from_slice(b"# HELP ");
     out.extend_from_slice(name.as_bytes());
     out.push(b' ');
-    for b in help.bytes() {
+    for b in def.help.bytes() {
         match b {
             b'\\' => out.extend_from_slice(b"\\\\"),
             b'\n' => out.extend_from_slice(b"\\n"),
@@ -140,26 +115,32 @@ pub(super) fn header(out: &mut Vec<u8>, name: &str, help: &str, kind: &str) {
     out.extend_from_slice(b"\n# TYPE ");
     out.extend_from_slice(name.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(def.kind.as_str().as_bytes());
     out.push(b'\n');
 }
 
-/// Writes `{k="v",...}`: label values escaped as the format requires.
-pub(super) fn label_set(out: &mut Vec<u8>, labels: &[(&str, &str)]) {
-    series_with(out, "", labels, None);
+/// Writes `{k="v",...}` of `def`'s label names and `values`: escaped as the format requires.
+pub(super) fn label_set(out: &mut Vec<u8>, def: &FamilyDef, values: &[&str]) {
+    series_with(out, "", def.labels, values, None);
 }
 
 /// Writes `suffix{k="v",...,le="..."}` after a family's name; nothing in braces when there
 /// are no labels.
-fn series_with(out: &mut Vec<u8>, suffix: &str, labels: &[(&str, &str)], le: Option<&str>) {
+fn series_with(out: &mut Vec<u8>, suffix: &str, names: &[&str], values: &[&str], le: Option<&str>) {
+    // A writer that gives other labels than its family declares is a bug, caught by the
+    // tests (which run debug builds); a release build never pays for the check.
+    debug_assert_eq!(names.len(), values.len(), "labels {names:?}");
     out.extend_from_slice(suffix.as_bytes());
-    if labels.is_empty() && le.is_none() {
+    if names.is_empty() && le.is_none() {
         return;
     }
     out.push(b'{');
-    for (i, (key, value)) in labels
+    let le = le.map(|v| ("le", v));
+    for (i, (key, value)) in names
         .iter()
-        .chain(le.map(|v| ("le", v)).iter())
+        .copied()
+        .zip(values.iter().copied())
+        .chain(le)
         .enumerate()
     {
         if i > 0 {
@@ -244,6 +225,22 @@ fn millionths_number(out: &mut Vec<u8>, micros: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::families::Kind;
+
+    /// A family for the tests: `name` with `labels`.
+    fn def(
+        name: &'static str,
+        kind: Kind,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> &'static FamilyDef {
+        Box::leak(Box::new(FamilyDef {
+            name,
+            kind,
+            help,
+            labels,
+        }))
+    }
 
     fn text(f: impl FnOnce(&mut Vec<u8>)) -> String {
         let mut out = Vec::new();
@@ -254,11 +251,15 @@ mod tests {
     #[test]
     fn escapes_label_values_and_help() {
         assert_eq!(
-            text(|o| label_set(o, &[("a", "x\"y\\z\nw"), ("b", "plain")])),
+            text(|o| label_set(
+                o,
+                def("m", Kind::Gauge, "h.", &["a", "b"]),
+                &["x\"y\\z\nw", "plain"]
+            )),
             r#"{a="x\"y\\z\nw",b="plain"}"#
         );
         assert_eq!(
-            text(|o| header(o, "m", "line\\one\ntwo", "gauge")),
+            text(|o| header(o, def("m", Kind::Gauge, "line\\one\ntwo", &[]))),
             "# HELP m line\\\\one\\ntwo\n# TYPE m gauge\n"
         );
     }
@@ -281,7 +282,7 @@ mod tests {
 
     #[test]
     fn an_empty_family_writes_nothing() {
-        let f = Family::gauge("m", "help");
+        let f = Family::new(def("m", Kind::Gauge, "help", &[]));
         assert_eq!(text(|o| f.write_to(o)), "");
     }
 
@@ -305,9 +306,9 @@ mod tests {
 
         let m = h.metric();
         let p = m.get_histogram();
-        let mut ours = Family::histogram("lat_seconds", "Latency.");
+        let mut ours = Family::new(def("lat_seconds", Kind::Histogram, "Latency.", &["org_id"]));
         ours.histogram_series(
-            &[("org_id", "a\"b")],
+            &["a\"b"],
             p.get_bucket()
                 .iter()
                 .map(|b| (Bound::Float(b.upper_bound()), b.cumulative_count())),
@@ -320,14 +321,15 @@ mod tests {
         );
 
         let g = prometheus::Gauge::new("g", "A gauge.").unwrap();
-        let mut gauge = Family::gauge("g", "A gauge.");
+        let g_def = def("g", Kind::Gauge, "A gauge.", &[]);
+        let mut gauge = Family::new(g_def);
         for v in [0.0, 1.0, -3.0, 0.1, 1234.5678, 1e-7, 1.5e20] {
             g.set(v);
             let mut theirs = Vec::new();
             TextEncoder::new()
                 .encode(&g.collect(), &mut theirs)
                 .unwrap();
-            let mut one = Family::gauge("g", "A gauge.");
+            let mut one = Family::new(g_def);
             one.value(&[], v);
             assert_eq!(
                 text(|o| one.write_to(o)),
@@ -342,9 +344,9 @@ mod tests {
 
     #[test]
     fn millionth_histograms_are_exact() {
-        let mut f = Family::histogram("acus", "ACUs.");
+        let mut f = Family::new(def("acus", Kind::Histogram, "ACUs.", &["org_id"]));
         f.histogram_series(
-            &[("org_id", "a")],
+            &["a"],
             [
                 (Bound::Millionths(500_000), 1),
                 (Bound::Millionths(2_000_000), 3),

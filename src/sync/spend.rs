@@ -77,15 +77,6 @@ pub enum Dimension {
 impl Dimension {
     /// All three, in the order of [`Attrs`].
     pub const ALL: [Dimension; 3] = [Dimension::User, Dimension::Playbook, Dimension::Tag];
-
-    /// The metric name prefix (`devin_user_...`) and label name of the breakdown.
-    pub fn names(self) -> (&'static str, &'static str) {
-        match self {
-            Dimension::User => ("user", "user_id"),
-            Dimension::Playbook => ("playbook", "playbook_id"),
-            Dimension::Tag => ("tag", "tag"),
-        }
-    }
 }
 
 /// Label values of one breakdown: `none`, `overflow`, then at most `max` others, first come

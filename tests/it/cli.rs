@@ -97,23 +97,11 @@ fn help_and_version() {
 
 /// The rows of the README's configuration table: variable, meaning, default.
 fn readme_settings() -> Vec<(String, String, String)> {
-    let readme = std::fs::read_to_string("README.md").unwrap();
-    let section = readme
-        .split("\n## Configuration\n")
-        .nth(1)
-        .and_then(|s| s.split("\n## ").next())
-        .expect("README has a Configuration section");
-    section
-        .lines()
-        .filter(|l| l.starts_with("| `DEVIN_"))
-        .map(|l| {
-            let cells: Vec<&str> = l.trim_matches('|').split(" | ").map(str::trim).collect();
-            assert_eq!(cells.len(), 3, "{l}");
-            (
-                cells[0].trim_matches('`').to_string(),
-                cells[1].to_string(),
-                cells[2].to_string(),
-            )
+    common::readme::table(&["variable", "meaning", "default"])
+        .into_iter()
+        .map(|cells| {
+            let [name, meaning, default] = <[String; 3]>::try_from(cells).expect("three cells");
+            (name.trim_matches('`').to_string(), meaning, default)
         })
         .collect()
 }

@@ -24,45 +24,7 @@ use dashboards::{
     grouping_labels, load, metric_names, non_empty_str, parse, raw_queries, read, root, selectors,
     substitute, variable_expr, variables,
 };
-
-/// The exporter's metrics, each followed by its labels (target labels `job` and `instance`
-/// come on top), and Prometheus' own per-target `up`.
-const CONTRACT: &str = "
-devin_sessions org_id status status_detail origin category
-devin_sessions_acus_consumed org_id status status_detail origin category
-devin_acus_consumed_total org_id
-devin_sessions_created_total org_id origin
-devin_sessions_entered_status_total org_id status status_detail
-devin_session_pull_requests org_id pr_state
-devin_sessions_archived org_id
-devin_sessions_oldest_update_timestamp_seconds org_id status status_detail
-devin_up org_id
-devin_initial_sync_complete org_id
-devin_scrape_duration_seconds org_id
-devin_last_successful_scrape_timestamp_seconds org_id
-devin_api_requests_total org_id code
-devin_api_request_duration_seconds_bucket org_id le
-devin_api_request_duration_seconds_sum org_id
-devin_api_request_duration_seconds_count org_id
-devin_exporter_build_info version revision
-devin_user_sessions org_id user_id status
-devin_user_acus_consumed org_id user_id
-devin_user_acus_consumed_total org_id user_id
-devin_playbook_sessions org_id playbook_id status
-devin_playbook_acus_consumed org_id playbook_id
-devin_playbook_acus_consumed_total org_id playbook_id
-devin_tag_sessions org_id tag status
-devin_tag_acus_consumed org_id tag
-devin_tag_acus_consumed_total org_id tag
-devin_ended_session_duration_seconds_bucket org_id origin status le
-devin_ended_session_duration_seconds_sum org_id origin status
-devin_ended_session_duration_seconds_count org_id origin status
-devin_ended_session_acus_bucket org_id origin status le
-devin_ended_session_acus_sum org_id origin status
-devin_ended_session_acus_count org_id origin status
-devin_active_session_acus_consumed org_id session_id url
-up
-";
+use devin_exporter::metrics::families;
 
 /// Labels every series has from its scrape target.
 const TARGET_LABELS: &[&str] = &["job", "instance", "__name__"];
@@ -129,12 +91,15 @@ struct Known {
 }
 
 impl Known {
+    /// The exporter's series from its family table (target labels `job` and `instance`
+    /// come on top), and Prometheus' own per-target `up`.
     fn contract() -> Known {
-        let mut labels = BTreeMap::new();
-        for line in CONTRACT.lines().filter(|l| !l.trim().is_empty()) {
-            let mut words = line.split_whitespace().map(String::from);
-            labels.insert(words.next().unwrap(), words.collect());
-        }
+        let mut labels: BTreeMap<String, BTreeSet<String>> = families::ALL
+            .iter()
+            .flat_map(|def| families::series_names(def))
+            .map(|(name, l)| (name, l.into_iter().map(String::from).collect()))
+            .collect();
+        labels.insert("up".to_string(), BTreeSet::new());
         Known { labels }
     }
 
@@ -480,7 +445,7 @@ fn variable_queries_lose_their_label_values_wrapper() {
 #[test]
 fn selectors_read_metric_names_and_matcher_labels() {
     let expr = r#"histogram_quantile(0.99, sum by (le, org_id) (rate(devin_api_request_duration_seconds_bucket{org_id=~"a|b", code!="by (x)"}[5m] offset 1h)))
-        / on (org_id) group_left (name) devin_org_info
+        / on (org_id) group_left (name) devin_org_nickname
         and ignoring(x) org_id:devin_acus_consumed:rate5m > bool 1e3 unless time() - process_start_time_seconds < inf"#;
     // Each selector as `metric{labels}`.
     let found: Vec<String> = selectors(&parse(expr).unwrap())
@@ -491,7 +456,7 @@ fn selectors_read_metric_names_and_matcher_labels() {
         found,
         [
             "devin_api_request_duration_seconds_bucket{org_id,code}",
-            "devin_org_info{}",
+            "devin_org_nickname{}",
             "org_id:devin_acus_consumed:rate5m{}",
             "process_start_time_seconds{}",
         ]
@@ -501,7 +466,7 @@ fn selectors_read_metric_names_and_matcher_labels() {
         known.check_expr(expr),
         [
             "devin_api_request_duration_seconds_bucket has no label code",
-            "unknown metric devin_org_info"
+            "unknown metric devin_org_nickname"
         ]
     );
     let problems = known.check_expr(r#"devin_sessions{pr_state="open"}"#);

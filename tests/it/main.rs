@@ -26,6 +26,7 @@ mod incremental;
 mod landing;
 mod limits;
 mod log_pipes;
+mod metric_families;
 mod parser_props;
 mod scheduling;
 mod scrape_timeout_header;

@@ -2,6 +2,7 @@
 
 pub mod dashboards;
 pub mod procs;
+pub mod readme;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

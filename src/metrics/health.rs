@@ -1,0 +1,56 @@
+//! Whether each org's collection works: `devin_up`, the first listing, the last collection's
+//! duration and the last success.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::families::{INITIAL_SYNC_COMPLETE, LAST_SUCCESS, SCRAPE_DURATION, UP};
+use super::text::Family;
+use crate::sync::OrgState;
+
+fn seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The health families under construction.
+pub(super) struct HealthFamilies {
+    up: Family,
+    initial: Family,
+    duration: Family,
+    last_success: Family,
+}
+
+impl Default for HealthFamilies {
+    fn default() -> Self {
+        HealthFamilies {
+            up: Family::new(&UP),
+            initial: Family::new(&INITIAL_SYNC_COMPLETE),
+            duration: Family::new(&SCRAPE_DURATION),
+            last_success: Family::new(&LAST_SUCCESS),
+        }
+    }
+}
+
+impl HealthFamilies {
+    /// Adds one org's series.
+    pub(super) fn push_org(&mut self, org_id: &str, st: &OrgState) {
+        let org = [org_id];
+        if let Some(ok) = st.health.up {
+            self.up.count(&org, u64::from(ok));
+        }
+        if let Some(d) = st.health.last_duration {
+            self.duration.value(&org, d.as_secs_f64());
+        }
+        if let Some(t) = st.health.last_success {
+            self.last_success.value(&org, seconds(t));
+        }
+        self.initial.count(&org, u64::from(st.initial_complete));
+    }
+
+    /// Appends the families that have series to the body.
+    pub(super) fn write_to(&self, out: &mut Vec<u8>) {
+        for family in [&self.up, &self.initial, &self.duration, &self.last_success] {
+            family.write_to(out);
+        }
+    }
+}
