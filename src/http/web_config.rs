@@ -19,62 +19,11 @@
 //! A value rustls cannot honour is refused with the key that holds it, never ignored.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::config::Secret;
-
-/// An inline private key, kept out of `Debug` output.
-fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
-    Ok(Option::<String>::deserialize(d)?.map(Secret::new))
-}
-
-/// `tls_server_config`; relative paths are relative to the web config file.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct TlsServerConfig {
-    /// PEM certificate chain file.
-    #[serde(default)]
-    pub cert_file: Option<PathBuf>,
-    /// PEM private key file.
-    #[serde(default)]
-    pub key_file: Option<PathBuf>,
-    /// PEM certificate chain inline, instead of `cert_file`.
-    #[serde(default)]
-    pub cert: Option<String>,
-    /// PEM private key inline, instead of `key_file`.
-    #[serde(default, deserialize_with = "secret")]
-    pub key: Option<Secret>,
-    /// PEM client CA certificates inline, instead of `client_ca_file`.
-    #[serde(default)]
-    pub client_ca: Option<String>,
-    /// NoClientCert (default), RequestClientCert, RequireAnyClientCert,
-    /// VerifyClientCertIfGiven or RequireAndVerifyClientCert.
-    #[serde(default)]
-    pub client_auth_type: Option<String>,
-    /// PEM CA certificates that client certificates are verified against.
-    #[serde(default)]
-    pub client_ca_file: Option<PathBuf>,
-    /// A client certificate must be valid for one of these DNS names or IP addresses.
-    #[serde(default)]
-    pub client_allowed_sans: Vec<String>,
-    /// TLS12 (default) or TLS13.
-    #[serde(default)]
-    pub min_version: Option<String>,
-    /// TLS12 or TLS13 (default).
-    #[serde(default)]
-    pub max_version: Option<String>,
-    /// TLS 1.2 cipher suites by their IANA names, in order of preference.
-    #[serde(default)]
-    pub cipher_suites: Vec<String>,
-    /// Key exchange groups by their Go names (X25519, CurveP256, ...), in order of preference.
-    #[serde(default)]
-    pub curve_preferences: Vec<String>,
-    /// The server's order of cipher suites wins over the client's (default true).
-    #[serde(default)]
-    pub prefer_server_cipher_suites: Option<bool>,
-}
+use super::tls::{self, TlsServerConfig};
 
 /// `http_server_config`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -264,7 +213,7 @@ impl WebConfig {
                     )));
                 }
             }
-            super::tls::server_config(tls, config.http_server_config.http2).map_err(fail)?;
+            tls::server_config(tls, config.http_server_config.http2).map_err(fail)?;
         }
         config.http_server_config.validate().map_err(fail)?;
         if let Some(limit) = &config.rate_limit {
@@ -374,7 +323,7 @@ rate_limit:
         let tls = c.tls_server_config.unwrap();
         assert_eq!(tls.client_ca_file, Some(dir.path().join("c.pem")));
         assert!(!c.http_server_config.http2);
-        let rustls = super::super::tls::server_config(&tls, false).unwrap();
+        let rustls = tls::server_config(&tls, false).unwrap();
         assert!(!rustls.ignore_client_order);
         assert_eq!(rustls.alpn_protocols, vec![b"http/1.1".to_vec()]);
         let limit = c.rate_limit.unwrap();
@@ -403,7 +352,7 @@ rate_limit:
         .unwrap();
         let tls = c.tls_server_config.unwrap();
         assert!(!format!("{tls:?}").contains("PRIVATE KEY"));
-        assert!(super::super::tls::server_config(&tls, true).is_ok());
+        assert!(tls::server_config(&tls, true).is_ok());
     }
 
     #[test]
