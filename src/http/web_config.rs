@@ -19,7 +19,7 @@
 //! A value rustls cannot honour is refused with the key that holds it, never ignored.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -183,16 +183,55 @@ impl RateLimit {
     }
 }
 
+/// Why the web config file cannot be used: one line that names the variable, the file and
+/// the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum WebConfigError {
+    /// The file cannot be read.
+    #[error("DEVIN_WEB_CONFIG_FILE={}: cannot read ({source})", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The file is not YAML of the format (an unknown key, an unknown name).
+    #[error("DEVIN_WEB_CONFIG_FILE={}: {}", path.display(), source.to_string().replace('\n', " "))]
+    Yaml {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, with the key and line.
+        source: serde_yaml_ng::Error,
+    },
+    /// A value cannot be honoured: a missing file, a bad hash, a setting rustls refuses.
+    #[error("DEVIN_WEB_CONFIG_FILE={}: {why}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key and what is wrong with its value.
+        why: String,
+    },
+}
+
 impl WebConfig {
     /// Reads and checks the file named by `DEVIN_WEB_CONFIG_FILE`, TLS settings included.
-    /// Errors are one line that names the variable and the key.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let fail = |why: String| format!("DEVIN_WEB_CONFIG_FILE={}: {why}", path.display());
-        let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read ({e})")))?;
+    pub fn load(path: &Path) -> Result<Self, WebConfigError> {
+        let path_buf = || path.to_path_buf();
+        let fail = |why: String| WebConfigError::Invalid {
+            path: path_buf(),
+            why,
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
+            path: path_buf(),
+            source,
+        })?;
         let mut config: WebConfig = if text.trim().is_empty() {
             WebConfig::default()
         } else {
-            serde_yaml_ng::from_str(&text).map_err(|e| fail(e.to_string().replace('\n', " ")))?
+            serde_yaml_ng::from_str(&text).map_err(|source| WebConfigError::Yaml {
+                path: path_buf(),
+                source,
+            })?
         };
         let base = path.parent().unwrap_or(Path::new("."));
         if let Some(tls) = &mut config.tls_server_config {
@@ -252,7 +291,7 @@ mod tests {
         assert_eq!(c.basic_auth_users["alice"], hash);
 
         std::fs::write(&path, "basic_auth_users:\n  bob: plaintext\n").unwrap();
-        let err = WebConfig::load(&path).unwrap_err();
+        let err = WebConfig::load(&path).unwrap_err().to_string();
         assert!(err.starts_with("DEVIN_WEB_CONFIG_FILE="), "{err}");
         assert!(
             err.ends_with("basic_auth_users.bob: not a bcrypt hash"),
@@ -267,6 +306,7 @@ mod tests {
         assert!(
             WebConfig::load(&path)
                 .unwrap_err()
+                .to_string()
                 .contains("nope.pem does not exist")
         );
 
@@ -274,6 +314,7 @@ mod tests {
         assert!(
             WebConfig::load(&path)
                 .unwrap_err()
+                .to_string()
                 .contains("unknown field")
         );
     }
@@ -288,7 +329,7 @@ mod tests {
     fn load(dir: &Path, yaml: &str) -> Result<WebConfig, String> {
         let path = dir.join("web.yml");
         std::fs::write(&path, yaml).unwrap();
-        WebConfig::load(&path)
+        WebConfig::load(&path).map_err(|e| e.to_string())
     }
 
     #[test]
