@@ -684,3 +684,29 @@ impl ClientCertVerifier for AllowedSans {
         self.inner.supported_verify_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_reads_back_as_its_value() {
+        for (name, mode) in ClientAuth::NAMES {
+            assert_eq!(ClientAuth::from_name(name), Ok(mode));
+            assert_eq!(mode.name(), name);
+        }
+        for (name, version, _) in &VERSIONS {
+            assert_eq!(TlsVersion::from_name(name), Ok(*version));
+            assert_eq!(version.name(), *name);
+        }
+        let mut versions: Vec<TlsVersion> = VERSIONS.iter().map(|(_, v, _)| *v).collect();
+        versions.sort();
+        // In protocol order, which min_version and max_version compare by.
+        assert!(
+            versions
+                .iter()
+                .zip(VERSIONS.iter())
+                .all(|(a, (_, b, _))| a == b)
+        );
+    }
+}
