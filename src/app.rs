@@ -14,7 +14,7 @@ use crate::config::{Config, ConfigError, TokenSource};
 use crate::discovery::Discovery;
 use crate::exporter::Exporter;
 use crate::http::auth::BasicAuth;
-use crate::http::web_config::WebConfig;
+use crate::http::web_config::{WebConfig, WebConfigError};
 use crate::http::{self, AppState};
 use crate::sync::SyncSettings;
 use crate::sync::spend::SpendSettings;
@@ -27,8 +27,8 @@ pub enum StartupError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// A bad web config file (`DEVIN_WEB_CONFIG_FILE`), its TLS files included.
-    #[error("{0}")]
-    WebConfig(String),
+    #[error(transparent)]
+    WebConfig(#[from] WebConfigError),
     /// The HTTP client for the API could not be built.
     #[error("{0}")]
     Client(String),

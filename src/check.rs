@@ -132,7 +132,7 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupEr
         let tls = match &web.tls_server_config {
             Some(t) => format!(
                 "TLS (client certificates: {})",
-                t.client_auth_type.as_deref().unwrap_or("NoClientCert")
+                t.client_auth_type.unwrap_or_default().name()
             ),
             None => "no TLS".to_string(),
         };

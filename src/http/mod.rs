@@ -3,7 +3,7 @@
 pub(crate) mod auth;
 pub mod compress;
 mod landing;
-mod tls;
+pub mod tls;
 pub mod web_config;
 
 use std::net::SocketAddr;
@@ -242,7 +242,7 @@ pub fn router(state: Arc<AppState>, auth: Option<Arc<auth::BasicAuth>>) -> Route
 pub async fn serve(
     listener: std::net::TcpListener,
     router: Router,
-    tls: Option<&web_config::TlsServerConfig>,
+    tls: Option<&tls::TlsServerConfig>,
 ) -> std::io::Result<()> {
     serve_with(listener, router, tls, true).await
 }
@@ -251,7 +251,7 @@ pub async fn serve(
 pub async fn serve_with(
     listener: std::net::TcpListener,
     router: Router,
-    tls: Option<&web_config::TlsServerConfig>,
+    tls: Option<&tls::TlsServerConfig>,
     http2: bool,
 ) -> std::io::Result<()> {
     serve_with_timeouts(listener, router, tls, http2, ServerTimeouts::default()).await
@@ -261,7 +261,7 @@ pub async fn serve_with(
 pub async fn serve_with_timeouts(
     listener: std::net::TcpListener,
     router: Router,
-    tls: Option<&web_config::TlsServerConfig>,
+    tls: Option<&tls::TlsServerConfig>,
     http2: bool,
     timeouts: ServerTimeouts,
 ) -> std::io::Result<()> {

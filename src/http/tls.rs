@@ -1,47 +1,256 @@
-//! The rustls server configuration of `tls_server_config`: versions, cipher suites, key
-//! exchange groups and client certificates as the web config format defines them. Errors
-//! name the key whose value cannot be honoured.
+//! `tls_server_config` of the web config format: its settings, decoded when the file is
+//! read, and the rustls server configuration built from them (versions, cipher suites, key
+//! exchange groups, client certificates). Errors name the key whose value cannot be honoured.
 
-use std::path::Path;
+mod verify;
+
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::crypto::{CryptoProvider, aws_lc_rs};
+use rustls::crypto::{CryptoProvider, SupportedKxGroup, aws_lc_rs};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, NoClientAuth, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{
-    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
-    SupportedProtocolVersion,
-};
+use rustls::{NamedGroup, RootCertStore, ServerConfig, SupportedProtocolVersion};
+use serde::Deserialize;
 
-use super::web_config::TlsServerConfig;
+use crate::config::Secret;
 
-/// A version name of the format, or why it cannot be honoured.
-fn version(key: &str, name: &str) -> Result<&'static SupportedProtocolVersion, String> {
-    match name {
-        "TLS13" => Ok(&rustls::version::TLS13),
-        "TLS12" => Ok(&rustls::version::TLS12),
-        "TLS10" | "TLS11" => Err(format!(
-            "tls_server_config.{key}: {name} is not supported (rustls speaks TLS12 and TLS13)"
-        )),
-        _ => Err(format!(
-            "tls_server_config.{key}: {name} is not a TLS version (TLS12 or TLS13)"
-        )),
+use verify::{AllowedSans, AnyClientCert};
+
+/// An inline private key, kept out of `Debug` output.
+fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(Secret::new))
+}
+
+/// `tls_server_config`; relative paths are relative to the web config file.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsServerConfig {
+    /// PEM certificate chain file.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key file.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// PEM certificate chain inline, instead of `cert_file`.
+    #[serde(default)]
+    pub cert: Option<String>,
+    /// PEM private key inline, instead of `key_file`.
+    #[serde(default, deserialize_with = "secret")]
+    pub key: Option<Secret>,
+    /// PEM client CA certificates inline, instead of `client_ca_file`.
+    #[serde(default)]
+    pub client_ca: Option<String>,
+    /// Whether client certificates are asked for, required and verified (default
+    /// NoClientCert).
+    #[serde(default)]
+    pub client_auth_type: Option<ClientAuth>,
+    /// PEM CA certificates that client certificates are verified against.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// A client certificate must be valid for one of these DNS names or IP addresses.
+    #[serde(default)]
+    pub client_allowed_sans: Vec<String>,
+    /// Lowest version offered (default TLS12).
+    #[serde(default)]
+    pub min_version: Option<TlsVersion>,
+    /// Highest version offered (default TLS13).
+    #[serde(default)]
+    pub max_version: Option<TlsVersion>,
+    /// TLS 1.2 cipher suites by their IANA names, in order of preference.
+    #[serde(default)]
+    pub cipher_suites: Vec<String>,
+    /// Key exchange groups by their Go names (X25519, CurveP256, ...), in order of preference.
+    #[serde(default)]
+    pub curve_preferences: Vec<String>,
+    /// The server's order of cipher suites wins over the client's (default true).
+    #[serde(default)]
+    pub prefer_server_cipher_suites: Option<bool>,
+}
+
+/// `client_auth_type`, by Go's `tls.ClientAuthType` names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No certificate is asked for.
+    #[default]
+    NoClientCert,
+    /// A certificate is asked for, not required, not verified.
+    RequestClientCert,
+    /// A certificate is required, not verified against a CA.
+    RequireAnyClientCert,
+    /// A certificate is asked for and, when sent, verified against `client_ca_file`.
+    VerifyClientCertIfGiven,
+    /// A certificate is required and verified against `client_ca_file`.
+    RequireAndVerifyClientCert,
+}
+
+impl ClientAuth {
+    /// Every value with its name in the format.
+    const NAMES: [(&'static str, ClientAuth); 5] = [
+        ("NoClientCert", ClientAuth::NoClientCert),
+        ("RequestClientCert", ClientAuth::RequestClientCert),
+        ("RequireAnyClientCert", ClientAuth::RequireAnyClientCert),
+        (
+            "VerifyClientCertIfGiven",
+            ClientAuth::VerifyClientCertIfGiven,
+        ),
+        (
+            "RequireAndVerifyClientCert",
+            ClientAuth::RequireAndVerifyClientCert,
+        ),
+    ];
+
+    /// The name of the value in the format.
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map_or("", |(n, _)| n)
+    }
+
+    /// Whether a client without a certificate is refused (so a SAN can always be checked).
+    fn mandatory(self) -> bool {
+        matches!(
+            self,
+            ClientAuth::RequireAnyClientCert | ClientAuth::RequireAndVerifyClientCert
+        )
+    }
+
+    /// The value `name` names in the format.
+    fn from_name(name: &str) -> Result<Self, String> {
+        // Accepted as they were before the names were checked: an empty value is the
+        // default, and RequireClientCert an old spelling of RequireAnyClientCert.
+        match name {
+            "" => return Ok(ClientAuth::NoClientCert),
+            "RequireClientCert" => return Ok(ClientAuth::RequireAnyClientCert),
+            _ => {}
+        }
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::NAMES.iter().map(|(n, _)| *n).collect();
+                format!("{name} is not one of {}", names.join(", "))
+            })
     }
 }
 
-/// Go's names of key exchange groups to rustls' (IANA) names.
-const CURVES: &[(&str, &str)] = &[
-    ("X25519", "X25519"),
-    ("CurveP256", "secp256r1"),
-    ("CurveP384", "secp384r1"),
-    ("CurveP521", "secp521r1"),
-    ("X25519MLKEM768", "X25519MLKEM768"),
+/// `min_version` and `max_version`, by the format's names, in protocol order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    /// TLS 1.0: a name of the format that rustls does not speak.
+    Tls10,
+    /// TLS 1.1: a name of the format that rustls does not speak.
+    Tls11,
+    /// TLS 1.2.
+    Tls12,
+    /// TLS 1.3.
+    Tls13,
+}
+
+/// Every version with its name in the format and rustls' version, if rustls speaks it.
+static VERSIONS: [(&str, TlsVersion, Option<&SupportedProtocolVersion>); 4] = [
+    ("TLS10", TlsVersion::Tls10, None),
+    ("TLS11", TlsVersion::Tls11, None),
+    ("TLS12", TlsVersion::Tls12, Some(&rustls::version::TLS12)),
+    ("TLS13", TlsVersion::Tls13, Some(&rustls::version::TLS13)),
 ];
+
+/// The names of the versions rustls speaks, joined by `sep`.
+fn spoken_versions(sep: &str) -> String {
+    let names: Vec<&str> = VERSIONS
+        .iter()
+        .filter(|(_, _, v)| v.is_some())
+        .map(|(n, _, _)| *n)
+        .collect();
+    names.join(sep)
+}
+
+impl TlsVersion {
+    /// The name of the version in the format.
+    pub fn name(self) -> &'static str {
+        VERSIONS
+            .iter()
+            .find(|(_, v, _)| *v == self)
+            .map_or("", |(n, _, _)| n)
+    }
+
+    /// rustls' version, or why it cannot be honoured as `key`.
+    fn rustls(self, key: &str) -> Result<&'static SupportedProtocolVersion, String> {
+        VERSIONS
+            .iter()
+            .find(|(_, v, _)| *v == self)
+            .and_then(|(_, _, r)| *r)
+            .ok_or_else(|| {
+                format!(
+                    "tls_server_config.{key}: {} is not supported (rustls speaks {})",
+                    self.name(),
+                    spoken_versions(" and ")
+                )
+            })
+    }
+
+    /// The version `name` names in the format.
+    fn from_name(name: &str) -> Result<Self, String> {
+        VERSIONS
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, v, _)| *v)
+            .ok_or_else(|| format!("{name} is not a TLS version ({})", spoken_versions(" or ")))
+    }
+}
+
+/// Reads a value by its name with `parse`. The error is raised while the scalar is read, so
+/// that serde_yaml_ng puts the key and the line of the value in front of it (a `try_from`
+/// conversion fails after the read, at the enclosing mapping).
+struct ByName<T>(fn(&str) -> Result<T, String>);
+
+impl<T> serde::de::Visitor<'_> for ByName<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<T, E> {
+        (self.0)(name).map_err(E::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClientAuth {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(ByName(ClientAuth::from_name))
+    }
+}
+
+impl<'de> Deserialize<'de> for TlsVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(ByName(TlsVersion::from_name))
+    }
+}
+
+/// Go's names of key exchange groups, with rustls' groups.
+const CURVES: [(&str, NamedGroup); 5] = [
+    ("X25519", NamedGroup::X25519),
+    ("CurveP256", NamedGroup::secp256r1),
+    ("CurveP384", NamedGroup::secp384r1),
+    ("CurveP521", NamedGroup::secp521r1),
+    ("X25519MLKEM768", NamedGroup::X25519MLKEM768),
+];
+
+/// The provider's implementation of the group `name` names, if it has one.
+fn curve(name: &str) -> Option<&'static dyn SupportedKxGroup> {
+    let (_, group) = CURVES.iter().find(|(go, _)| *go == name)?;
+    aws_lc_rs::ALL_KX_GROUPS
+        .iter()
+        .find(|g| g.name() == *group)
+        .copied()
+}
 
 /// The provider with the cipher suites and groups the configuration asks for.
 fn provider(tls: &TlsServerConfig) -> Result<CryptoProvider, String> {
@@ -84,21 +293,18 @@ fn provider(tls: &TlsServerConfig) -> Result<CryptoProvider, String> {
     if !tls.curve_preferences.is_empty() {
         let mut groups = Vec::new();
         for name in &tls.curve_preferences {
-            let iana = CURVES
-                .iter()
-                .find(|(go, _)| go == name)
-                .map(|(_, iana)| *iana);
-            let group = aws_lc_rs::ALL_KX_GROUPS
-                .iter()
-                .find(|g| iana.is_some_and(|i| format!("{:?}", g.name()) == i));
-            match group {
-                Some(g) => groups.push(*g),
-                None => {
-                    return Err(format!(
-                        "tls_server_config.curve_preferences: {name} is not supported (supported: X25519, CurveP256, CurveP384, X25519MLKEM768)"
-                    ));
-                }
-            }
+            let Some(group) = curve(name) else {
+                let names: Vec<&str> = CURVES
+                    .iter()
+                    .map(|(go, _)| *go)
+                    .filter(|go| curve(go).is_some())
+                    .collect();
+                return Err(format!(
+                    "tls_server_config.curve_preferences: {name} is not supported (supported: {})",
+                    names.join(", ")
+                ));
+            };
+            groups.push(group);
         }
         provider.kx_groups = groups;
     }
@@ -134,14 +340,17 @@ fn certificates(
     Ok(Some(certs))
 }
 
-fn client_roots(tls: &TlsServerConfig, mode: &str) -> Result<Arc<RootCertStore>, String> {
+fn client_roots(tls: &TlsServerConfig, mode: ClientAuth) -> Result<Arc<RootCertStore>, String> {
     let certs = certificates(
         tls.client_ca.as_deref(),
         tls.client_ca_file.as_deref(),
         "client_ca",
     )?
     .ok_or_else(|| {
-        format!("tls_server_config.client_ca_file: required with client_auth_type {mode}")
+        format!(
+            "tls_server_config.client_ca_file: required with client_auth_type {}",
+            mode.name()
+        )
     })?;
     let mut roots = RootCertStore::empty();
     for cert in certs {
@@ -157,53 +366,52 @@ fn client_verifier(
     tls: &TlsServerConfig,
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ClientCertVerifier>, String> {
-    let mode = tls.client_auth_type.as_deref().unwrap_or("NoClientCert");
+    let mode = tls.client_auth_type.unwrap_or_default();
     let built = |b: rustls::server::ClientCertVerifierBuilder| {
         b.build()
             .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))
     };
     let verifier: Arc<dyn ClientCertVerifier> = match mode {
-        "NoClientCert" | "" => {
+        ClientAuth::NoClientCert => {
             if tls.client_ca_file.is_some() || tls.client_ca.is_some() {
                 return Err("tls_server_config.client_ca_file: set, but client_auth_type is NoClientCert: choose a client_auth_type".to_string());
             }
             Arc::new(NoClientAuth)
         }
-        "RequestClientCert" | "RequireAnyClientCert" | "RequireClientCert" => {
+        ClientAuth::RequestClientCert | ClientAuth::RequireAnyClientCert => {
             Arc::new(AnyClientCert {
-                mandatory: mode != "RequestClientCert",
+                mandatory: mode.mandatory(),
                 provider: Arc::clone(provider),
             })
         }
-        "VerifyClientCertIfGiven" => built(
+        ClientAuth::VerifyClientCertIfGiven => built(
             WebPkiClientVerifier::builder_with_provider(
                 client_roots(tls, mode)?,
                 Arc::clone(provider),
             )
             .allow_unauthenticated(),
         )?,
-        "RequireAndVerifyClientCert" => built(WebPkiClientVerifier::builder_with_provider(
-            client_roots(tls, mode)?,
-            Arc::clone(provider),
-        ))?,
-        other => {
-            return Err(format!(
-                "tls_server_config.client_auth_type: {other} is not one of NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert"
-            ));
+        ClientAuth::RequireAndVerifyClientCert => {
+            built(WebPkiClientVerifier::builder_with_provider(
+                client_roots(tls, mode)?,
+                Arc::clone(provider),
+            ))?
         }
     };
     if tls.client_allowed_sans.is_empty() {
         return Ok(verifier);
     }
-    if !matches!(
-        mode,
-        "RequireAnyClientCert" | "RequireClientCert" | "RequireAndVerifyClientCert"
-    ) {
+    if !mode.mandatory() {
         // Other modes let a client in without a certificate, so without a SAN to check.
-        return Err(
-            "tls_server_config.client_allowed_sans: needs client_auth_type RequireAnyClientCert or RequireAndVerifyClientCert"
-                .to_string(),
-        );
+        let modes: Vec<&str> = ClientAuth::NAMES
+            .iter()
+            .filter(|(_, m)| m.mandatory())
+            .map(|(n, _)| *n)
+            .collect();
+        return Err(format!(
+            "tls_server_config.client_allowed_sans: needs client_auth_type {}",
+            modes.join(" or ")
+        ));
     }
     Ok(Arc::new(AllowedSans {
         inner: verifier,
@@ -211,50 +419,20 @@ fn client_verifier(
     }))
 }
 
-/// The subject alternative names of a certificate as Go prints them: DNS names, IP
-/// addresses, e-mail addresses and URIs.
-fn subject_alt_names(der: &[u8]) -> Vec<String> {
-    use x509_parser::extensions::GeneralName;
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
-        return Vec::new();
-    };
-    let Ok(Some(san)) = cert.subject_alternative_name() else {
-        return Vec::new();
-    };
-    san.value
-        .general_names
-        .iter()
-        .filter_map(|name| match name {
-            GeneralName::DNSName(s) | GeneralName::RFC822Name(s) | GeneralName::URI(s) => {
-                Some(s.to_string())
-            }
-            GeneralName::IPAddress(bytes) => match bytes.len() {
-                4 => <[u8; 4]>::try_from(*bytes)
-                    .ok()
-                    .map(|b| std::net::IpAddr::from(b).to_string()),
-                16 => <[u8; 16]>::try_from(*bytes)
-                    .ok()
-                    .map(|b| std::net::IpAddr::from(b).to_string()),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect()
-}
-
 /// The rustls configuration of `tls` (files already resolved); `http2` decides ALPN.
 pub fn server_config(tls: &TlsServerConfig, http2: bool) -> Result<Arc<ServerConfig>, String> {
-    let min = version("min_version", tls.min_version.as_deref().unwrap_or("TLS12"))?;
-    let max = version("max_version", tls.max_version.as_deref().unwrap_or("TLS13"))?;
-    let rank = |v: &SupportedProtocolVersion| u16::from(v.version);
-    if rank(min) > rank(max) {
+    let min = tls.min_version.unwrap_or(TlsVersion::Tls12);
+    let max = tls.max_version.unwrap_or(TlsVersion::Tls13);
+    min.rustls("min_version")?;
+    max.rustls("max_version")?;
+    if min > max {
         return Err("tls_server_config.min_version: above max_version".to_string());
     }
-    let versions: Vec<&'static SupportedProtocolVersion> =
-        [&rustls::version::TLS12, &rustls::version::TLS13]
-            .into_iter()
-            .filter(|v| rank(v) >= rank(min) && rank(v) <= rank(max))
-            .collect();
+    let versions: Vec<&'static SupportedProtocolVersion> = VERSIONS
+        .iter()
+        .filter(|(_, v, _)| (min..=max).contains(v))
+        .filter_map(|(_, _, rustls)| *rustls)
+        .collect();
     let provider = Arc::new(provider(tls)?);
     let verifier = client_verifier(tls, &provider)?;
     let server_cert = ServerCert::new(tls, &provider)?;
@@ -350,128 +528,28 @@ impl ResolvesServerCert for ServerCert {
     }
 }
 
-/// RequestClientCert and RequireAnyClientCert: a certificate is asked for (or required) but
-/// not verified against a CA; the handshake signature still proves the client holds its key.
-#[derive(Debug)]
-struct AnyClientCert {
-    mandatory: bool,
-    provider: Arc<CryptoProvider>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl ClientCertVerifier for AnyClientCert {
-    fn client_auth_mandatory(&self) -> bool {
-        self.mandatory
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        Ok(ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// `client_allowed_sans`: after `inner` accepts a certificate, one of its subject alternative
-/// names must equal one of the allowed ones exactly.
-#[derive(Debug)]
-struct AllowedSans {
-    inner: Arc<dyn ClientCertVerifier>,
-    allowed: Vec<String>,
-}
-
-impl ClientCertVerifier for AllowedSans {
-    fn offer_client_auth(&self) -> bool {
-        self.inner.offer_client_auth()
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        self.inner.client_auth_mandatory()
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
-        if subject_alt_names(end_entity)
-            .iter()
-            .any(|san| self.allowed.contains(san))
-        {
-            Ok(verified)
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::NotValidForName,
-            ))
+    #[test]
+    fn every_name_reads_back_as_its_value() {
+        for (name, mode) in ClientAuth::NAMES {
+            assert_eq!(ClientAuth::from_name(name), Ok(mode));
+            assert_eq!(mode.name(), name);
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        for (name, version, _) in &VERSIONS {
+            assert_eq!(TlsVersion::from_name(name), Ok(*version));
+            assert_eq!(version.name(), *name);
+        }
+        let mut versions: Vec<TlsVersion> = VERSIONS.iter().map(|(_, v, _)| *v).collect();
+        versions.sort();
+        // In protocol order, which min_version and max_version compare by.
+        assert!(
+            versions
+                .iter()
+                .zip(VERSIONS.iter())
+                .all(|(a, (_, b, _))| a == b)
+        );
     }
 }

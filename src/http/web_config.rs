@@ -23,58 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::config::Secret;
-
-/// An inline private key, kept out of `Debug` output.
-fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
-    Ok(Option::<String>::deserialize(d)?.map(Secret::new))
-}
-
-/// `tls_server_config`; relative paths are relative to the web config file.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct TlsServerConfig {
-    /// PEM certificate chain file.
-    #[serde(default)]
-    pub cert_file: Option<PathBuf>,
-    /// PEM private key file.
-    #[serde(default)]
-    pub key_file: Option<PathBuf>,
-    /// PEM certificate chain inline, instead of `cert_file`.
-    #[serde(default)]
-    pub cert: Option<String>,
-    /// PEM private key inline, instead of `key_file`.
-    #[serde(default, deserialize_with = "secret")]
-    pub key: Option<Secret>,
-    /// PEM client CA certificates inline, instead of `client_ca_file`.
-    #[serde(default)]
-    pub client_ca: Option<String>,
-    /// NoClientCert (default), RequestClientCert, RequireAnyClientCert,
-    /// VerifyClientCertIfGiven or RequireAndVerifyClientCert.
-    #[serde(default)]
-    pub client_auth_type: Option<String>,
-    /// PEM CA certificates that client certificates are verified against.
-    #[serde(default)]
-    pub client_ca_file: Option<PathBuf>,
-    /// A client certificate must be valid for one of these DNS names or IP addresses.
-    #[serde(default)]
-    pub client_allowed_sans: Vec<String>,
-    /// TLS12 (default) or TLS13.
-    #[serde(default)]
-    pub min_version: Option<String>,
-    /// TLS12 or TLS13 (default).
-    #[serde(default)]
-    pub max_version: Option<String>,
-    /// TLS 1.2 cipher suites by their IANA names, in order of preference.
-    #[serde(default)]
-    pub cipher_suites: Vec<String>,
-    /// Key exchange groups by their Go names (X25519, CurveP256, ...), in order of preference.
-    #[serde(default)]
-    pub curve_preferences: Vec<String>,
-    /// The server's order of cipher suites wins over the client's (default true).
-    #[serde(default)]
-    pub prefer_server_cipher_suites: Option<bool>,
-}
+use super::tls::{self, TlsServerConfig};
 
 /// `http_server_config`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -234,16 +183,55 @@ impl RateLimit {
     }
 }
 
+/// Why the web config file cannot be used: one line that names the variable, the file and
+/// the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum WebConfigError {
+    /// The file cannot be read.
+    #[error("DEVIN_WEB_CONFIG_FILE={}: cannot read ({source})", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The file is not YAML of the format (an unknown key, an unknown name).
+    #[error("DEVIN_WEB_CONFIG_FILE={}: {}", path.display(), source.to_string().replace('\n', " "))]
+    Yaml {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, with the key and line.
+        source: serde_yaml_ng::Error,
+    },
+    /// A value cannot be honoured: a missing file, a bad hash, a setting rustls refuses.
+    #[error("DEVIN_WEB_CONFIG_FILE={}: {why}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key and what is wrong with its value.
+        why: String,
+    },
+}
+
 impl WebConfig {
     /// Reads and checks the file named by `DEVIN_WEB_CONFIG_FILE`, TLS settings included.
-    /// Errors are one line that names the variable and the key.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let fail = |why: String| format!("DEVIN_WEB_CONFIG_FILE={}: {why}", path.display());
-        let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read ({e})")))?;
+    pub fn load(path: &Path) -> Result<Self, WebConfigError> {
+        let path_buf = || path.to_path_buf();
+        let fail = |why: String| WebConfigError::Invalid {
+            path: path_buf(),
+            why,
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
+            path: path_buf(),
+            source,
+        })?;
         let mut config: WebConfig = if text.trim().is_empty() {
             WebConfig::default()
         } else {
-            serde_yaml_ng::from_str(&text).map_err(|e| fail(e.to_string().replace('\n', " ")))?
+            serde_yaml_ng::from_str(&text).map_err(|source| WebConfigError::Yaml {
+                path: path_buf(),
+                source,
+            })?
         };
         let base = path.parent().unwrap_or(Path::new("."));
         if let Some(tls) = &mut config.tls_server_config {
@@ -264,7 +252,7 @@ impl WebConfig {
                     )));
                 }
             }
-            super::tls::server_config(tls, config.http_server_config.http2).map_err(fail)?;
+            tls::server_config(tls, config.http_server_config.http2).map_err(fail)?;
         }
         config.http_server_config.validate().map_err(fail)?;
         if let Some(limit) = &config.rate_limit {
@@ -303,7 +291,7 @@ mod tests {
         assert_eq!(c.basic_auth_users["alice"], hash);
 
         std::fs::write(&path, "basic_auth_users:\n  bob: plaintext\n").unwrap();
-        let err = WebConfig::load(&path).unwrap_err();
+        let err = WebConfig::load(&path).unwrap_err().to_string();
         assert!(err.starts_with("DEVIN_WEB_CONFIG_FILE="), "{err}");
         assert!(
             err.ends_with("basic_auth_users.bob: not a bcrypt hash"),
@@ -318,6 +306,7 @@ mod tests {
         assert!(
             WebConfig::load(&path)
                 .unwrap_err()
+                .to_string()
                 .contains("nope.pem does not exist")
         );
 
@@ -325,6 +314,7 @@ mod tests {
         assert!(
             WebConfig::load(&path)
                 .unwrap_err()
+                .to_string()
                 .contains("unknown field")
         );
     }
@@ -339,7 +329,7 @@ mod tests {
     fn load(dir: &Path, yaml: &str) -> Result<WebConfig, String> {
         let path = dir.join("web.yml");
         std::fs::write(&path, yaml).unwrap();
-        WebConfig::load(&path)
+        WebConfig::load(&path).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -374,7 +364,7 @@ rate_limit:
         let tls = c.tls_server_config.unwrap();
         assert_eq!(tls.client_ca_file, Some(dir.path().join("c.pem")));
         assert!(!c.http_server_config.http2);
-        let rustls = super::super::tls::server_config(&tls, false).unwrap();
+        let rustls = tls::server_config(&tls, false).unwrap();
         assert!(!rustls.ignore_client_order);
         assert_eq!(rustls.alpn_protocols, vec![b"http/1.1".to_vec()]);
         let limit = c.rate_limit.unwrap();
@@ -403,101 +393,6 @@ rate_limit:
         .unwrap();
         let tls = c.tls_server_config.unwrap();
         assert!(!format!("{tls:?}").contains("PRIVATE KEY"));
-        assert!(super::super::tls::server_config(&tls, true).is_ok());
-    }
-
-    #[test]
-    fn refuses_what_cannot_be_honoured_naming_the_key() {
-        let dir = tempfile::tempdir().unwrap();
-        write_cert(dir.path());
-        let tls = "tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n";
-        for (extra, want) in [
-            (
-                "  min_version: TLS10\n",
-                "tls_server_config.min_version: TLS10 is not supported",
-            ),
-            (
-                "  max_version: TLS11\n",
-                "tls_server_config.max_version: TLS11 is not supported",
-            ),
-            (
-                "  min_version: TLS13\n  max_version: TLS12\n",
-                "tls_server_config.min_version: above max_version",
-            ),
-            (
-                "  cipher_suites: [TLS_RSA_WITH_AES_128_CBC_SHA]\n",
-                "tls_server_config.cipher_suites: TLS_RSA_WITH_AES_128_CBC_SHA is not supported",
-            ),
-            (
-                "  curve_preferences: [CurveP521]\n",
-                "tls_server_config.curve_preferences: CurveP521 is not supported",
-            ),
-            (
-                "  client_auth_type: Sometimes\n",
-                "tls_server_config.client_auth_type: Sometimes is not one of",
-            ),
-            (
-                "  client_auth_type: RequireAndVerifyClientCert\n",
-                "tls_server_config.client_ca_file: required with client_auth_type RequireAndVerifyClientCert",
-            ),
-            (
-                "  client_ca_file: c.pem\n",
-                "tls_server_config.client_ca_file: set, but client_auth_type is NoClientCert",
-            ),
-            (
-                "  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: c.pem\n  client_allowed_sans: [a.example]\n",
-                "tls_server_config.client_allowed_sans: needs client_auth_type RequireAnyClientCert or RequireAndVerifyClientCert",
-            ),
-            (
-                "  cert: x\n",
-                "tls_server_config.cert: set together with cert_file: use one",
-            ),
-            (
-                "  client_ca_file: nope.pem\n",
-                "tls_server_config.client_ca_file: ",
-            ),
-            (
-                "  session_tickets: true\n",
-                "unknown field `session_tickets`",
-            ),
-        ] {
-            let err = load(dir.path(), &format!("{tls}{extra}")).unwrap_err();
-            assert!(err.starts_with("DEVIN_WEB_CONFIG_FILE="), "{err}");
-            assert!(err.contains(want), "{extra}: {err}");
-            assert_eq!(err.lines().count(), 1, "{err}");
-        }
-        for (yaml, want) in [
-            (
-                "http_server_config:\n  headers:\n    Server: devin\n",
-                "http_server_config.headers.Server: this header cannot be set",
-            ),
-            (
-                "http_server_config:\n  headers:\n    X-Frame-Options: allow\n",
-                "http_server_config.headers.X-Frame-Options: must be one of deny, sameorigin",
-            ),
-            (
-                "http_server_config:\n  http3: true\n",
-                "unknown field `http3`",
-            ),
-            (
-                "tls_server_config:\n  key_file: k.pem\n",
-                "tls_server_config.cert_file: required (or cert, inline)",
-            ),
-            (
-                "rate_limit:\n  interval: soon\n  burst: 1\n",
-                "rate_limit.interval: \"soon\" is not a duration",
-            ),
-            (
-                "rate_limit:\n  interval: 1s\n  burst: 0\n",
-                "rate_limit.burst: must be at least 1",
-            ),
-            (
-                "basic_auth_users:\n  slow: $2b$31$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi\n",
-                "basic_auth_users.slow: bcrypt cost 31 is above 14, the most accepted",
-            ),
-        ] {
-            let err = load(dir.path(), yaml).unwrap_err();
-            assert!(err.contains(want), "{yaml}: {err}");
-        }
+        assert!(tls::server_config(&tls, true).is_ok());
     }
 }

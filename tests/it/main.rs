@@ -33,5 +33,6 @@ mod scrape_timeout_header;
 mod simulator;
 mod spend;
 mod sync_equivalence;
+mod web_config_files;
 mod web_security;
 mod web_tls;
