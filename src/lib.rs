@@ -19,6 +19,7 @@ pub mod metrics;
 #[cfg(feature = "simulator")]
 pub mod simulator;
 pub mod sync;
+pub mod watch;
 
 /// Version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -2,28 +2,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Secret, TokenSource};
-
-/// How often a token file is checked for changes.
-const RECHECK: Duration = Duration::from_secs(1);
+use crate::watch::FileWatch;
 
 /// Supplies the current token; rotation of a token file needs no restart.
 pub struct TokenProvider {
-    file: Option<PathBuf>,
-    state: Mutex<Cached>,
-}
-
-struct Cached {
-    token: Secret,
-    stamp: Option<(SystemTime, u64)>,
-    checked: Instant,
-}
-
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
+    file: Option<(PathBuf, FileWatch)>,
+    token: Mutex<Secret>,
 }
 
 fn read_token(path: &Path) -> Result<Secret, String> {
@@ -44,42 +30,35 @@ impl TokenProvider {
     pub fn new(source: &TokenSource) -> Result<Self, String> {
         let (token, file) = match source {
             TokenSource::Value(s) => (s.clone(), None),
-            TokenSource::File(p) => (read_token(p)?, Some(p.clone())),
+            TokenSource::File(p) => (
+                read_token(p)?,
+                Some((p.clone(), FileWatch::new([p.clone()]))),
+            ),
         };
-        let stamp = file.as_deref().and_then(stamp);
         Ok(TokenProvider {
             file,
-            state: Mutex::new(Cached {
-                token,
-                stamp,
-                checked: Instant::now(),
-            }),
+            token: Mutex::new(token),
         })
     }
 
     /// The token to send now, re-reading the file if it changed since the last look.
     pub fn current(&self) -> Secret {
-        let mut cached = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(path) = &self.file {
-            if cached.checked.elapsed() >= RECHECK {
-                cached.checked = Instant::now();
-                let now = stamp(path);
-                if now.is_some() && now != cached.stamp {
-                    match read_token(path) {
-                        Ok(token) => {
-                            if token != cached.token {
-                                tracing::info!(file = %path.display(), "API token file changed; using the new token");
-                            }
-                            cached.token = token;
-                            cached.stamp = now;
+        let mut cached = self.token.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((path, watch)) = &self.file {
+            if watch.changed() {
+                match read_token(path) {
+                    Ok(token) => {
+                        if token != *cached {
+                            tracing::info!(file = %path.display(), "API token file changed; using the new token");
                         }
-                        // Keep the old token: a half-written file must not break collection.
-                        Err(e) => tracing::warn!("{e}; keeping the previous token"),
+                        *cached = token;
                     }
+                    // Keep the old token: a half-written file must not break collection.
+                    Err(e) => tracing::warn!("{e}; keeping the previous token"),
                 }
             }
         }
-        cached.token.clone()
+        cached.clone()
     }
 }
 
@@ -87,19 +66,21 @@ impl TokenProvider {
 mod tests {
     use super::*;
 
-    #[test]
-    fn file_is_reread_when_changed() {
+    use crate::watch::RECHECK;
+
+    #[tokio::test(start_paused = true)]
+    async fn file_is_reread_when_changed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
         std::fs::write(&path, "cog_first\n").unwrap();
         let provider = TokenProvider::new(&TokenSource::File(path.clone())).unwrap();
         assert_eq!(provider.current().expose(), "cog_first");
         std::fs::write(&path, "  cog_second_longer\n").unwrap();
-        std::thread::sleep(RECHECK + Duration::from_millis(50));
+        tokio::time::advance(RECHECK).await;
         assert_eq!(provider.current().expose(), "cog_second_longer");
         // An emptied file (mid-rotation) keeps the last good token.
         std::fs::write(&path, "").unwrap();
-        std::thread::sleep(RECHECK + Duration::from_millis(50));
+        tokio::time::advance(RECHECK).await;
         assert_eq!(provider.current().expose(), "cog_second_longer");
     }
 

@@ -4,9 +4,8 @@
 
 mod verify;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use rustls::crypto::{CryptoProvider, SupportedKxGroup, aws_lc_rs};
 use rustls::pki_types::pem::PemObject;
@@ -18,6 +17,7 @@ use rustls::{NamedGroup, RootCertStore, ServerConfig, SupportedProtocolVersion};
 use serde::Deserialize;
 
 use crate::config::Secret;
+use crate::watch::FileWatch;
 
 use verify::{AllowedSans, AnyClientCert};
 
@@ -472,59 +472,48 @@ fn certified_key(tls: &TlsServerConfig, provider: &CryptoProvider) -> Result<Cer
         .map_err(|e| format!("tls_server_config.{name}: {e}"))
 }
 
-/// Size and modification time of a file, to notice that it changed.
-type Stamp = Option<(SystemTime, u64)>;
-
-fn stamp(path: &Path) -> Stamp {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
-}
-
 /// The server's certificate, read again from its files when they change: a renewed
 /// certificate needs no restart (exporter-toolkit, too, re-reads them).
 #[derive(Debug)]
 struct ServerCert {
     tls: TlsServerConfig,
     provider: Arc<CryptoProvider>,
-    current: Mutex<([Stamp; 2], Arc<CertifiedKey>)>,
+    files: FileWatch,
+    current: Mutex<Arc<CertifiedKey>>,
 }
 
 impl ServerCert {
     fn new(tls: &TlsServerConfig, provider: &Arc<CryptoProvider>) -> Result<Self, String> {
-        let stamps = ServerCert::stamps(tls);
+        let files = [&tls.cert_file, &tls.key_file]
+            .into_iter()
+            .flatten()
+            .cloned();
+        let files = FileWatch::new(files);
         let key = certified_key(tls, provider)?;
         Ok(ServerCert {
             tls: tls.clone(),
             provider: Arc::clone(provider),
-            current: Mutex::new((stamps, Arc::new(key))),
+            files,
+            current: Mutex::new(Arc::new(key)),
         })
-    }
-
-    fn stamps(tls: &TlsServerConfig) -> [Stamp; 2] {
-        [
-            tls.cert_file.as_deref().and_then(stamp),
-            tls.key_file.as_deref().and_then(stamp),
-        ]
     }
 }
 
 impl ResolvesServerCert for ServerCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        let now = ServerCert::stamps(&self.tls);
-        if now != current.0 {
-            // Remembered even when the new files do not load (half-written, key and
-            // certificate from different pairs): they are tried again when they change.
-            current.0 = now;
+        // A change is taken once, even when the new files do not load (half-written, key and
+        // certificate from different pairs): they are tried again when they change again.
+        if self.files.changed() {
             match certified_key(&self.tls, &self.provider) {
                 Ok(key) => {
                     tracing::info!("TLS certificate files changed; serving the new certificate");
-                    current.1 = Arc::new(key);
+                    *current = Arc::new(key);
                 }
                 Err(e) => tracing::warn!("{e}; keeping the previous certificate"),
             }
         }
-        Some(Arc::clone(&current.1))
+        Some(Arc::clone(&current))
     }
 }
 

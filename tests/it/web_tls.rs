@@ -5,6 +5,7 @@
 use crate::common;
 
 use common::{TestExporter, one_session_api, start_with_web_config};
+use devin_exporter::watch::RECHECK;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
 };
@@ -242,8 +243,15 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     // A half-done renewal (new certificate, old key) keeps the old pair in service.
     let (cert, key) = new_ca.sign(&["localhost", "127.0.0.1"], false);
     std::fs::write(t.dir.path().join("tls.crt"), &cert).unwrap();
+    // The files are looked at once per RECHECK at most.
+    common::skip_time(RECHECK).await;
     assert!(get(client(&old_ca, None), &healthz).await.is_ok());
     std::fs::write(t.dir.path().join("tls.key"), &key).unwrap();
+    assert!(
+        get(client(&new_ca, None), &healthz).await.is_err(),
+        "not looked at again yet"
+    );
+    common::skip_time(RECHECK).await;
     let r = get(client(&new_ca, None), &healthz).await;
     assert_eq!(r.map(|r| r.status().as_u16()), Ok(200));
     assert!(get(client(&old_ca, None), &healthz).await.is_err());
