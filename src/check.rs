@@ -147,7 +147,7 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupEr
     writeln!(out, "API {}", redact_url(&config.api_url)).map_err(io)?;
     let started = Instant::now();
     let identity = match client.whoami(deadline(), &Quiet).await {
-        Ok(body) => match body.parse_as::<Principal>() {
+        Ok(body) => match body.parse_as::<Principal>().and_then(identified) {
             Ok(p) => success(started.elapsed(), clean(&describe(&p), &token)),
             Err(e) => failure(&e, Scope::Identity, started.elapsed(), &token),
         },
@@ -228,10 +228,25 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupEr
         print(out, label, width, result).map_err(io)?;
     }
     let readable = results.iter().filter(|r| r.ok).count();
-    let all = readable == results.len() && discovery.as_ref().is_none_or(|d| d.ok);
+    // The token and discovery lines count as much as the orgs': a server started with a
+    // token that fails them would not collect what the org lines promise.
+    let failed: Vec<&str> = [
+        ("the token", Some(&identity)),
+        ("discovery", discovery.as_ref()),
+    ]
+    .into_iter()
+    .filter(|(_, o)| o.is_some_and(|o| !o.ok))
+    .map(|(name, _)| name)
+    .collect();
+    let all = readable == results.len() && failed.is_empty();
+    let but = if failed.is_empty() {
+        String::new()
+    } else {
+        format!(", but {} failed", failed.join(" and "))
+    };
     writeln!(
         out,
-        "{readable} of {} orgs readable{}",
+        "{readable} of {} orgs readable{but}{}",
         results.len(),
         if all {
             ""
@@ -241,6 +256,17 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupEr
     )
     .map_err(io)?;
     Ok(all && !results.is_empty())
+}
+
+/// `p` if it says who the token is: an answer without `principal_type` (`{}`, `[]`) is not
+/// one, whatever serde's defaults make of it.
+fn identified(p: Principal) -> Result<Principal, ApiError> {
+    match p.principal_type.as_deref() {
+        Some(t) if !t.trim().is_empty() => Ok(p),
+        _ => Err(ApiError::Decode(
+            "no principal_type: not who the token is".to_string(),
+        )),
+    }
 }
 
 fn total(total: Option<u64>) -> String {

@@ -3,7 +3,12 @@
 
 use crate::common;
 
+use std::time::Duration;
+
 use common::procs::{Sim, exporter_command, run, simulator, temp_file};
+use common::{S, mount_page};
+use wiremock::matchers::path;
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// Runs `check` with `env`; returns exit code, stdout and stderr.
 fn check(env: &[(&str, &str)]) -> (i32, String, String) {
@@ -121,15 +126,26 @@ fn bad_configuration_exits_2() {
 
 /// `check` in-process against a mocked API, for answers the simulator does not give.
 async fn check_against(api: &wiremock::MockServer, orgs: &str, token: &str) -> (bool, String) {
-    let config = devin_exporter::config::from_vars(
-        [
-            ("DEVIN_API_TOKEN", token),
-            ("DEVIN_ORG_IDS", orgs),
-            ("DEVIN_API_URL", api.uri().as_str()),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string())),
-    )
-    .unwrap();
+    check_against_with(api, orgs, token, &[]).await
+}
+
+/// [`check_against`] with `extra` variables.
+async fn check_against_with(
+    api: &wiremock::MockServer,
+    orgs: &str,
+    token: &str,
+    extra: &[(&str, &str)],
+) -> (bool, String) {
+    let uri = api.uri();
+    let base = [
+        ("DEVIN_API_TOKEN", token),
+        ("DEVIN_ORG_IDS", orgs),
+        ("DEVIN_API_URL", uri.as_str()),
+    ];
+    let vars = base.iter().chain(extra);
+    let config =
+        devin_exporter::config::from_vars(vars.map(|(k, v)| (k.to_string(), v.to_string())))
+            .unwrap();
     let mut out = Vec::new();
     let ok = devin_exporter::check::run(&config, &mut out).await.unwrap();
     (ok, String::from_utf8(out).unwrap())
@@ -137,8 +153,6 @@ async fn check_against(api: &wiremock::MockServer, orgs: &str, token: &str) -> (
 
 #[tokio::test]
 async fn rate_limited_org_and_a_detail_that_echoes_the_token() {
-    use wiremock::matchers::path;
-    use wiremock::{Mock, MockServer, ResponseTemplate};
     let token = "cog_echoed_secret_42";
     let api = MockServer::start().await;
     Mock::given(path("/v3/self"))
@@ -181,4 +195,46 @@ async fn rate_limited_org_and_a_detail_that_echoes_the_token() {
         "{out}"
     );
     assert!(!out.contains('\u{1b}'), "control characters are dropped");
+}
+
+/// A `/v3/self` answering with `reply`.
+async fn mount_self(api: &MockServer, reply: ResponseTemplate) {
+    Mock::given(path("/v3/self"))
+        .respond_with(reply)
+        .mount(api)
+        .await;
+}
+
+#[tokio::test]
+async fn a_token_line_that_fails_fails_the_check() {
+    let principal =
+        serde_json::json!({"principal_type": "service_user", "service_user_id": "su-1"});
+    let slow = ResponseTemplate::new(200)
+        .set_body_json(principal)
+        .set_delay(Duration::from_secs(5));
+    let garbage = |body: &str| ResponseTemplate::new(200).set_body_string(body);
+    for (what, reply, status) in [
+        ("a timeout", slow, "no answer"),
+        ("not JSON", garbage("<html>oops</html>"), "bad answer"),
+        ("a JSON list", garbage("[]"), "bad answer"),
+        (
+            "an object without principal_type",
+            garbage("{}"),
+            "bad answer",
+        ),
+    ] {
+        let api = MockServer::start().await;
+        mount_self(&api, reply).await;
+        mount_page(&api, "org-a", &[S::new(1)]).await;
+        let timeout = [("DEVIN_REQUEST_TIMEOUT", "500ms")];
+        let (ok, out) = check_against_with(&api, "org-a", "cog_x", &timeout).await;
+        assert!(!ok, "{what}: {out}");
+        assert_has(line(&out, "token"), &["FAIL", status]);
+        assert_has(line(&out, "org-a"), &[" ok "]);
+        let summary = out.lines().last().unwrap();
+        assert_eq!(
+            summary, "1 of 1 orgs readable, but the token failed: fix the lines marked FAIL",
+            "{what}"
+        );
+    }
 }
