@@ -6,7 +6,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::procs::{Sim, exporter_command, run, simulator, temp_file};
-use common::{S, mount_page};
+use common::{S, mount_page, page_reply};
 use wiremock::matchers::path;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -236,5 +236,46 @@ async fn a_token_line_that_fails_fails_the_check() {
             summary, "1 of 1 orgs readable, but the token failed: fix the lines marked FAIL",
             "{what}"
         );
+    }
+}
+
+#[tokio::test]
+async fn waiting_for_the_request_budget_is_not_a_timeout() {
+    // 150 orgs at 50 requests a second take two seconds, four times the request timeout:
+    // only the time on the wire counts against it, not the time in the budget's queue. (Real
+    // time: the requests go over sockets, which a paused clock would skip past.)
+    let api = MockServer::start().await;
+    mount_self(
+        &api,
+        ResponseTemplate::new(200)
+            .set_body_json(serde_json::json!({"principal_type": "service_user"})),
+    )
+    .await;
+    Mock::given(wiremock::matchers::path_regex(
+        "^/v3/organizations/[^/]+/sessions$",
+    ))
+    .respond_with(page_reply(&[S::new(1)], None, Some(1)))
+    .mount(&api)
+    .await;
+    let orgs: Vec<String> = (0..150).map(|i| format!("org-{i}")).collect();
+    let budget = [
+        ("DEVIN_MAX_REQUESTS_PER_SECOND", "50"),
+        ("DEVIN_REQUEST_TIMEOUT", "500ms"),
+    ];
+    let (ok, out) = check_against_with(&api, &orgs.join(","), "cog_x", &budget).await;
+    assert!(ok, "{out}");
+    assert!(out.ends_with("150 of 150 orgs readable\n"), "{out}");
+    // The latency shown is the API's, within the timeout, not the wait in the queue.
+    for org in &orgs {
+        let ms: u64 = line(&out, org)
+            .split(" ms ")
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(ms <= 500, "{out}");
     }
 }
