@@ -404,8 +404,10 @@ impl ApiClient {
         }
         let error = ApiError::Status {
             code: status.as_u16(),
-            // Scrubbed before the detail is cut to length, so no part of a secret survives.
-            detail: error_detail(self.scrub(&String::from_utf8_lossy(&body)).as_bytes()),
+            // Scrubbed before the detail is cut to length, so no part of a secret survives,
+            // and after it is parsed, for a secret written with JSON escapes.
+            detail: error_detail(self.scrub(&String::from_utf8_lossy(&body)).as_bytes())
+                .map(|d| self.scrub(&d)),
         };
         if is_retryable_status(status.as_u16()) {
             let wait = if status == StatusCode::TOO_MANY_REQUESTS {

@@ -6,7 +6,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::procs::{Sim, exporter_command, run, simulator, temp_file};
-use common::{S, mount_page, page_reply};
+use common::{S, mount_page, page_reply, sessions_of};
 use wiremock::matchers::path;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -277,5 +277,81 @@ async fn waiting_for_the_request_budget_is_not_a_timeout() {
             .parse()
             .unwrap();
         assert!(ms <= 500, "{out}");
+    }
+}
+
+#[tokio::test]
+async fn a_token_of_any_shape_echoed_in_any_case_or_in_part_is_redacted() {
+    // Not cog_-shaped: only the token's own value can be recognised.
+    let token = "tok-Sup3rS3cret-0123456789abcdef";
+    let api = MockServer::start().await;
+    let detail = |text: String| serde_json::json!({ "detail": text });
+    mount_self(
+        &api,
+        ResponseTemplate::new(401).set_body_json(detail(format!("bad token {token}"))),
+    )
+    .await;
+    let echoes = [
+        ("org-whole", 403, format!("token {token} lacks it")),
+        (
+            "org-prefix",
+            403,
+            format!("token {}... lacks it", &token[..16]),
+        ),
+        (
+            "org-upper",
+            404,
+            format!("TOKEN {} UNKNOWN", token.to_uppercase()),
+        ),
+        (
+            "org-lower",
+            404,
+            format!("token {} unknown", token.to_lowercase()),
+        ),
+    ];
+    for (org, status, text) in &echoes {
+        sessions_of(org)
+            .respond_with(ResponseTemplate::new(*status).set_body_json(detail(text.clone())))
+            .mount(&api)
+            .await;
+    }
+    // The token written with JSON escapes, which only the parsed detail shows.
+    let escaped: String = token
+        .chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect();
+    sessions_of("org-escaped")
+        .respond_with(
+            ResponseTemplate::new(403)
+                .set_body_string(format!(r#"{{"detail": "token {escaped}"}}"#)),
+        )
+        .mount(&api)
+        .await;
+    // A body that is not a page: the parser's message quotes the value.
+    let quoted = format!(r#"{{"items": "{}"}}"#, token.to_uppercase());
+    sessions_of("org-parse")
+        .respond_with(ResponseTemplate::new(200).set_body_string(quoted))
+        .mount(&api)
+        .await;
+    let orgs = "org-whole,org-prefix,org-upper,org-lower,org-escaped,org-parse";
+    let (ok, out) = check_against(&api, orgs, token).await;
+    assert!(!ok, "{out}");
+    for label in [
+        "token",
+        "org-whole",
+        "org-prefix",
+        "org-upper",
+        "org-lower",
+        "org-escaped",
+        "org-parse",
+    ] {
+        assert_has(line(&out, label), &["FAIL", "<redacted>"]);
+    }
+    let lower = out.to_lowercase();
+    for secret in [&token[..16], "sup3rs3cret", "0123456789abcdef"] {
+        assert!(
+            !lower.contains(&secret.to_lowercase()),
+            "{secret} leaked: {out}"
+        );
     }
 }
