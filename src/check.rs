@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::time::Instant;
 
 use crate::api::explain::{self, Scope};
 use crate::api::model::Principal;
 use crate::api::redact::{redact, redact_url};
 use crate::api::token::TokenProvider;
-use crate::api::{ApiError, ListQuery, Organization, RequestObserver};
+use crate::api::{ApiError, Deadline, ListQuery, Organization, RequestObserver};
 use crate::app::StartupError;
 use crate::config::{Config, ConfigError};
 use crate::http::web_config::WebConfig;
@@ -21,10 +20,22 @@ use crate::http::web_config::WebConfig;
 /// Longest text from the network put on one line.
 const MAX_TEXT: usize = 300;
 
-struct Quiet;
+/// The time one check's requests spent on the wire: the latency printed is the API's, not
+/// the wait in the request budget's queue.
+#[derive(Default)]
+struct Wire(std::sync::Mutex<Duration>);
 
-impl RequestObserver for Quiet {
-    fn observe(&self, _code: &str, _elapsed: Duration) {}
+impl Wire {
+    fn total(&self) -> Duration {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl RequestObserver for Wire {
+    fn observe(&self, _code: &str, elapsed: Duration) {
+        let mut total = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *total = total.saturating_add(elapsed);
+    }
 }
 
 /// One request's outcome, ready to print.
@@ -71,11 +82,11 @@ fn failure(error: &ApiError, scope: Scope, latency: Duration, token: &str) -> Ou
         ),
         ApiError::Deadline => (
             "no answer".to_string(),
-            "no answer within DEVIN_REQUEST_TIMEOUT, or held back by a rate limit on the token: \
-             check DEVIN_API_URL and the network, or retry later"
+            "no answer within DEVIN_REQUEST_TIMEOUT: check DEVIN_API_URL and the network, \
+             or retry later"
                 .to_string(),
         ),
-        // A 429 whose Retry-After outlasts the check's deadline.
+        // A 429 whose Retry-After outlasts DEVIN_REQUEST_TIMEOUT.
         ApiError::RateLimited { .. } => (
             "HTTP 429".to_string(),
             format!(
@@ -123,7 +134,9 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupEr
     let provider = Arc::new(TokenProvider::new(&source).map_err(ConfigError)?);
     let token = provider.current().expose().to_string();
     let client = crate::app::api_client(config, provider)?;
-    let deadline = || Instant::now() + config.request_timeout;
+    // No scrape to finish in time: every request waits its turn in the budget, however long
+    // the queue of orgs, and then has DEVIN_REQUEST_TIMEOUT.
+    let deadline = Deadline::PerRequest;
     let io = StartupError::Report;
 
     // The server would refuse to start on a bad web config: say so now, not at deploy time.
@@ -145,24 +158,24 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupEr
         .map_err(io)?;
     }
     writeln!(out, "API {}", redact_url(&config.api_url)).map_err(io)?;
-    let started = Instant::now();
-    let identity = match client.whoami(deadline(), &Quiet).await {
-        Ok(body) => match body.parse_as::<Principal>() {
-            Ok(p) => success(started.elapsed(), clean(&describe(&p), &token)),
-            Err(e) => failure(&e, Scope::Identity, started.elapsed(), &token),
+    let wire = Wire::default();
+    let identity = match client.whoami(deadline, &wire).await {
+        Ok(body) => match body.parse_as::<Principal>().and_then(identified) {
+            Ok(p) => success(wire.total(), clean(&describe(&p), &token)),
+            Err(e) => failure(&e, Scope::Identity, wire.total(), &token),
         },
-        Err(e) => failure(&e, Scope::Identity, started.elapsed(), &token),
+        Err(e) => failure(&e, Scope::Identity, wire.total(), &token),
     };
 
     let mut orgs: Vec<String> = config.org_ids.clone();
     let mut discovery = None;
     if config.discover_orgs {
-        let started = Instant::now();
+        let wire = Wire::default();
         let query = ListQuery {
             first: config.page_size,
             ..ListQuery::default()
         };
-        let outcome = match client.list_organizations(&query, deadline(), &Quiet).await {
+        let outcome = match client.list_organizations(&query, deadline, &wire).await {
             Ok(body) => match body.parse_as::<OrgListing>() {
                 Ok(page) => {
                     for org in &page.items {
@@ -171,7 +184,7 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupEr
                         }
                     }
                     success(
-                        started.elapsed(),
+                        wire.total(),
                         format!(
                             "{} orgs on the first page{}",
                             page.items.len(),
@@ -179,9 +192,9 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupEr
                         ),
                     )
                 }
-                Err(e) => failure(&e, Scope::Discovery, started.elapsed(), &token),
+                Err(e) => failure(&e, Scope::Discovery, wire.total(), &token),
             },
-            Err(e) => failure(&e, Scope::Discovery, started.elapsed(), &token),
+            Err(e) => failure(&e, Scope::Discovery, wire.total(), &token),
         };
         discovery = Some(outcome);
     }
@@ -194,20 +207,20 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupEr
     let checks = orgs.iter().map(|org| {
         let (client, query, token) = (&client, &query, &token);
         async move {
-            let started = Instant::now();
-            match client.list_sessions(org, query, deadline(), &Quiet).await {
+            let wire = Wire::default();
+            match client.list_sessions(org, query, deadline, &wire).await {
                 Ok(body) => match body.parse() {
                     Ok(page) => success(
-                        started.elapsed(),
+                        wire.total(),
                         format!(
                             "{} sessions on the first page{}",
                             page.items.len(),
                             total(page.total)
                         ),
                     ),
-                    Err(e) => failure(&e, Scope::OrgSessions, started.elapsed(), token),
+                    Err(e) => failure(&e, Scope::OrgSessions, wire.total(), token),
                 },
-                Err(e) => failure(&e, Scope::OrgSessions, started.elapsed(), token),
+                Err(e) => failure(&e, Scope::OrgSessions, wire.total(), token),
             }
         }
     });
@@ -228,10 +241,25 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupEr
         print(out, label, width, result).map_err(io)?;
     }
     let readable = results.iter().filter(|r| r.ok).count();
-    let all = readable == results.len() && discovery.as_ref().is_none_or(|d| d.ok);
+    // The token and discovery lines count as much as the orgs': a server started with a
+    // token that fails them would not collect what the org lines promise.
+    let failed: Vec<&str> = [
+        ("the token", Some(&identity)),
+        ("discovery", discovery.as_ref()),
+    ]
+    .into_iter()
+    .filter(|(_, o)| o.is_some_and(|o| !o.ok))
+    .map(|(name, _)| name)
+    .collect();
+    let all = readable == results.len() && failed.is_empty();
+    let but = if failed.is_empty() {
+        String::new()
+    } else {
+        format!(", but {} failed", failed.join(" and "))
+    };
     writeln!(
         out,
-        "{readable} of {} orgs readable{}",
+        "{readable} of {} orgs readable{but}{}",
         results.len(),
         if all {
             ""
@@ -241,6 +269,17 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupEr
     )
     .map_err(io)?;
     Ok(all && !results.is_empty())
+}
+
+/// `p` if it says who the token is: an answer without `principal_type` (`{}`, `[]`) is not
+/// one, whatever serde's defaults make of it.
+fn identified(p: Principal) -> Result<Principal, ApiError> {
+    match p.principal_type.as_deref() {
+        Some(t) if !t.trim().is_empty() => Ok(p),
+        _ => Err(ApiError::Decode(
+            "no principal_type: not who the token is".to_string(),
+        )),
+    }
 }
 
 fn total(total: Option<u64>) -> String {

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use reqwest::{StatusCode, Url};
+use tokio::sync::SemaphorePermit;
 use tokio::time::Instant;
 
 use super::budget::{RequestBudget, clock_utc};
@@ -59,6 +60,24 @@ pub enum ApiError {
 pub trait RequestObserver: Send + Sync {
     /// Called once per HTTP request, retries included.
     fn observe(&self, code: &str, elapsed: Duration);
+}
+
+/// How long a call may take in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    /// Everything ends by then, the waits for the request budget and retries included (a
+    /// scrape's deadline); each request is also cut at `DEVIN_REQUEST_TIMEOUT`.
+    At(Instant),
+    /// No limit of the caller's: a request waits for the budget as long as it takes, and
+    /// from when the budget lets it go it has `DEVIN_REQUEST_TIMEOUT` for its answer and any
+    /// wait before its retry (`check`, which has no scrape to finish in time).
+    PerRequest,
+}
+
+impl From<Instant> for Deadline {
+    fn from(at: Instant) -> Self {
+        Deadline::At(at)
+    }
 }
 
 /// Filters and paging of one list request.
@@ -216,54 +235,50 @@ impl ApiClient {
         &self,
         org_id: &str,
         query: &ListQuery,
-        deadline: Instant,
+        deadline: impl Into<Deadline>,
         observer: &dyn RequestObserver,
     ) -> Result<PageBody, ApiError> {
         let url = self.url(&["v3", "organizations", org_id, "sessions"], query);
-        self.get(&url, deadline, observer).await
+        self.get(&url, deadline.into(), observer).await
     }
 
     /// Fetches one page of the enterprise's organizations (`GET /v3/enterprise/organizations`).
     pub async fn list_organizations(
         &self,
         query: &ListQuery,
-        deadline: Instant,
+        deadline: impl Into<Deadline>,
         observer: &dyn RequestObserver,
     ) -> Result<PageBody, ApiError> {
         let url = self.url(&["v3", "enterprise", "organizations"], query);
-        self.get(&url, deadline, observer).await
+        self.get(&url, deadline.into(), observer).await
     }
 
     /// Who the token is (`GET /v3/self`); parse the body as [`super::model::Principal`].
     pub async fn whoami(
         &self,
-        deadline: Instant,
+        deadline: impl Into<Deadline>,
         observer: &dyn RequestObserver,
     ) -> Result<PageBody, ApiError> {
         let mut url = self.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().extend(["v3", "self"]);
         }
-        self.get(&url, deadline, observer).await
+        self.get(&url, deadline.into(), observer).await
     }
 
     /// GETs `url`, retrying 429, 5xx and transport errors within `deadline`. 401, 403, 404
-    /// and 422 fail at once.
+    /// and 422 fail at once. The request timeout starts when the budget lets a request go:
+    /// a queue of requests on the token must not time them out before they are sent.
     async fn get(
         &self,
         url: &Url,
-        deadline: Instant,
+        deadline: Deadline,
         observer: &dyn RequestObserver,
     ) -> Result<PageBody, ApiError> {
         let mut attempt = 0;
         loop {
-            let Some(permit) = self.budget.acquire(deadline).await else {
-                return Err(match self.budget.paused_past(deadline) {
-                    Some(until) => ApiError::RateLimited { until },
-                    None => ApiError::Deadline,
-                });
-            };
-            let outcome = self.attempt(url, deadline, observer).await;
+            let (permit, by) = self.admit(deadline).await?;
+            let outcome = self.attempt(url, by, observer).await;
             drop(permit);
             let (error, wait) = match outcome {
                 Attempt::Done(body, server_time) => {
@@ -289,22 +304,47 @@ impl ApiClient {
                 // back that long.
                 Some(w) => {
                     let until = self.budget.pause_for(w);
-                    if Instant::now().checked_add(w).is_none_or(|t| t >= deadline) {
+                    if Instant::now().checked_add(w).is_none_or(|t| t >= by) {
                         return Err(until.map_or(error, |until| ApiError::RateLimited { until }));
                     }
                     w
                 }
                 None => backoff(attempt - 1),
             };
-            if Instant::now()
-                .checked_add(wait)
-                .is_none_or(|t| t >= deadline)
-            {
+            if Instant::now().checked_add(wait).is_none_or(|t| t >= by) {
                 return Err(error);
             }
             tracing::debug!(url = %url.path(), %error, wait_ms = wait.as_millis() as u64, "retrying API request");
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Waits for the budget to let one request go; returns its permit and the deadline of
+    /// that request and the wait before its retry.
+    async fn admit(&self, deadline: Deadline) -> Result<(SemaphorePermit<'_>, Instant), ApiError> {
+        let admit_by = match deadline {
+            Deadline::At(at) => at,
+            Deadline::PerRequest => {
+                // A 429's pause is the API's answer, not a queue: one that outlasts the
+                // request timeout is reported, as under a scrape deadline.
+                let horizon = Instant::now() + self.request_timeout;
+                if let Some(until) = self.budget.paused_past(horizon) {
+                    return Err(ApiError::RateLimited { until });
+                }
+                far_future()
+            }
+        };
+        let Some(permit) = self.budget.acquire(admit_by).await else {
+            return Err(match self.budget.paused_past(admit_by) {
+                Some(until) => ApiError::RateLimited { until },
+                None => ApiError::Deadline,
+            });
+        };
+        let deadline = match deadline {
+            Deadline::At(at) => at,
+            Deadline::PerRequest => Instant::now() + self.request_timeout,
+        };
+        Ok((permit, deadline))
     }
 
     async fn attempt(
@@ -364,8 +404,10 @@ impl ApiClient {
         }
         let error = ApiError::Status {
             code: status.as_u16(),
-            // Scrubbed before the detail is cut to length, so no part of a secret survives.
-            detail: error_detail(self.scrub(&String::from_utf8_lossy(&body)).as_bytes()),
+            // Scrubbed before the detail is cut to length, so no part of a secret survives,
+            // and after it is parsed, for a secret written with JSON escapes.
+            detail: error_detail(self.scrub(&String::from_utf8_lossy(&body)).as_bytes())
+                .map(|d| self.scrub(&d)),
         };
         if is_retryable_status(status.as_u16()) {
             let wait = if status == StatusCode::TOO_MANY_REQUESTS {
@@ -378,6 +420,13 @@ impl ApiClient {
             Attempt::Fail(error)
         }
     }
+}
+
+/// An instant no wait reaches: about thirty years from now.
+fn far_future() -> Instant {
+    let now = Instant::now();
+    now.checked_add(Duration::from_secs(30 * 365 * 86_400))
+        .unwrap_or(now)
 }
 
 /// Server time at local instant `at`, given that it was `date` at local instant `seen`.

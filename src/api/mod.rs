@@ -11,6 +11,6 @@ pub(crate) mod retry;
 pub(crate) mod stats;
 pub mod token;
 
-pub use client::{ApiClient, ApiError, ListQuery, RequestObserver};
+pub use client::{ApiClient, ApiError, Deadline, ListQuery, RequestObserver};
 pub use model::{Organization, OrganizationPage, PullRequest, Session, SessionPage};
 pub use stats::ApiStats;

@@ -3,7 +3,12 @@
 
 use crate::common;
 
+use std::time::Duration;
+
 use common::procs::{Sim, exporter_command, run, simulator, temp_file};
+use common::{S, mount_page, page_reply, sessions_of};
+use wiremock::matchers::path;
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// Runs `check` with `env`; returns exit code, stdout and stderr.
 fn check(env: &[(&str, &str)]) -> (i32, String, String) {
@@ -121,15 +126,26 @@ fn bad_configuration_exits_2() {
 
 /// `check` in-process against a mocked API, for answers the simulator does not give.
 async fn check_against(api: &wiremock::MockServer, orgs: &str, token: &str) -> (bool, String) {
-    let config = devin_exporter::config::from_vars(
-        [
-            ("DEVIN_API_TOKEN", token),
-            ("DEVIN_ORG_IDS", orgs),
-            ("DEVIN_API_URL", api.uri().as_str()),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string())),
-    )
-    .unwrap();
+    check_against_with(api, orgs, token, &[]).await
+}
+
+/// [`check_against`] with `extra` variables.
+async fn check_against_with(
+    api: &wiremock::MockServer,
+    orgs: &str,
+    token: &str,
+    extra: &[(&str, &str)],
+) -> (bool, String) {
+    let uri = api.uri();
+    let base = [
+        ("DEVIN_API_TOKEN", token),
+        ("DEVIN_ORG_IDS", orgs),
+        ("DEVIN_API_URL", uri.as_str()),
+    ];
+    let vars = base.iter().chain(extra);
+    let config =
+        devin_exporter::config::from_vars(vars.map(|(k, v)| (k.to_string(), v.to_string())))
+            .unwrap();
     let mut out = Vec::new();
     let ok = devin_exporter::check::run(&config, &mut out).await.unwrap();
     (ok, String::from_utf8(out).unwrap())
@@ -137,8 +153,6 @@ async fn check_against(api: &wiremock::MockServer, orgs: &str, token: &str) -> (
 
 #[tokio::test]
 async fn rate_limited_org_and_a_detail_that_echoes_the_token() {
-    use wiremock::matchers::path;
-    use wiremock::{Mock, MockServer, ResponseTemplate};
     let token = "cog_echoed_secret_42";
     let api = MockServer::start().await;
     Mock::given(path("/v3/self"))
@@ -181,4 +195,163 @@ async fn rate_limited_org_and_a_detail_that_echoes_the_token() {
         "{out}"
     );
     assert!(!out.contains('\u{1b}'), "control characters are dropped");
+}
+
+/// A `/v3/self` answering with `reply`.
+async fn mount_self(api: &MockServer, reply: ResponseTemplate) {
+    Mock::given(path("/v3/self"))
+        .respond_with(reply)
+        .mount(api)
+        .await;
+}
+
+#[tokio::test]
+async fn a_token_line_that_fails_fails_the_check() {
+    let principal =
+        serde_json::json!({"principal_type": "service_user", "service_user_id": "su-1"});
+    let slow = ResponseTemplate::new(200)
+        .set_body_json(principal)
+        .set_delay(Duration::from_secs(5));
+    let garbage = |body: &str| ResponseTemplate::new(200).set_body_string(body);
+    for (what, reply, status) in [
+        ("a timeout", slow, "no answer"),
+        ("not JSON", garbage("<html>oops</html>"), "bad answer"),
+        ("a JSON list", garbage("[]"), "bad answer"),
+        (
+            "an object without principal_type",
+            garbage("{}"),
+            "bad answer",
+        ),
+    ] {
+        let api = MockServer::start().await;
+        mount_self(&api, reply).await;
+        mount_page(&api, "org-a", &[S::new(1)]).await;
+        let timeout = [("DEVIN_REQUEST_TIMEOUT", "500ms")];
+        let (ok, out) = check_against_with(&api, "org-a", "cog_x", &timeout).await;
+        assert!(!ok, "{what}: {out}");
+        assert_has(line(&out, "token"), &["FAIL", status]);
+        assert_has(line(&out, "org-a"), &[" ok "]);
+        let summary = out.lines().last().unwrap();
+        assert_eq!(
+            summary, "1 of 1 orgs readable, but the token failed: fix the lines marked FAIL",
+            "{what}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn waiting_for_the_request_budget_is_not_a_timeout() {
+    // 150 orgs at 50 requests a second take two seconds, four times the request timeout:
+    // only the time on the wire counts against it, not the time in the budget's queue. (Real
+    // time: the requests go over sockets, which a paused clock would skip past.)
+    let api = MockServer::start().await;
+    mount_self(
+        &api,
+        ResponseTemplate::new(200)
+            .set_body_json(serde_json::json!({"principal_type": "service_user"})),
+    )
+    .await;
+    Mock::given(wiremock::matchers::path_regex(
+        "^/v3/organizations/[^/]+/sessions$",
+    ))
+    .respond_with(page_reply(&[S::new(1)], None, Some(1)))
+    .mount(&api)
+    .await;
+    let orgs: Vec<String> = (0..150).map(|i| format!("org-{i}")).collect();
+    let budget = [
+        ("DEVIN_MAX_REQUESTS_PER_SECOND", "50"),
+        ("DEVIN_REQUEST_TIMEOUT", "500ms"),
+    ];
+    let (ok, out) = check_against_with(&api, &orgs.join(","), "cog_x", &budget).await;
+    assert!(ok, "{out}");
+    assert!(out.ends_with("150 of 150 orgs readable\n"), "{out}");
+    // The latency shown is the API's, within the timeout, not the wait in the queue.
+    for org in &orgs {
+        let ms: u64 = line(&out, org)
+            .split(" ms ")
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(ms <= 500, "{out}");
+    }
+}
+
+#[tokio::test]
+async fn a_token_of_any_shape_echoed_in_any_case_or_in_part_is_redacted() {
+    // Not cog_-shaped: only the token's own value can be recognised.
+    let token = "tok-Sup3rS3cret-0123456789abcdef";
+    let api = MockServer::start().await;
+    let detail = |text: String| serde_json::json!({ "detail": text });
+    mount_self(
+        &api,
+        ResponseTemplate::new(401).set_body_json(detail(format!("bad token {token}"))),
+    )
+    .await;
+    let echoes = [
+        ("org-whole", 403, format!("token {token} lacks it")),
+        (
+            "org-prefix",
+            403,
+            format!("token {}... lacks it", &token[..16]),
+        ),
+        (
+            "org-upper",
+            404,
+            format!("TOKEN {} UNKNOWN", token.to_uppercase()),
+        ),
+        (
+            "org-lower",
+            404,
+            format!("token {} unknown", token.to_lowercase()),
+        ),
+    ];
+    for (org, status, text) in &echoes {
+        sessions_of(org)
+            .respond_with(ResponseTemplate::new(*status).set_body_json(detail(text.clone())))
+            .mount(&api)
+            .await;
+    }
+    // The token written with JSON escapes, which only the parsed detail shows.
+    let escaped: String = token
+        .chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect();
+    sessions_of("org-escaped")
+        .respond_with(
+            ResponseTemplate::new(403)
+                .set_body_string(format!(r#"{{"detail": "token {escaped}"}}"#)),
+        )
+        .mount(&api)
+        .await;
+    // A body that is not a page: the parser's message quotes the value.
+    let quoted = format!(r#"{{"items": "{}"}}"#, token.to_uppercase());
+    sessions_of("org-parse")
+        .respond_with(ResponseTemplate::new(200).set_body_string(quoted))
+        .mount(&api)
+        .await;
+    let orgs = "org-whole,org-prefix,org-upper,org-lower,org-escaped,org-parse";
+    let (ok, out) = check_against(&api, orgs, token).await;
+    assert!(!ok, "{out}");
+    for label in [
+        "token",
+        "org-whole",
+        "org-prefix",
+        "org-upper",
+        "org-lower",
+        "org-escaped",
+        "org-parse",
+    ] {
+        assert_has(line(&out, label), &["FAIL", "<redacted>"]);
+    }
+    let lower = out.to_lowercase();
+    for secret in [&token[..16], "sup3rs3cret", "0123456789abcdef"] {
+        assert!(
+            !lower.contains(&secret.to_lowercase()),
+            "{secret} leaked: {out}"
+        );
+    }
 }
