@@ -174,6 +174,7 @@ pub struct Org {
     state: Mutex<OrgState>,
     info: Mutex<Option<Organization>>,
     pub(super) run: Mutex<RunSlot>,
+    #[cfg(feature = "fault-injection")]
     panic_next: std::sync::atomic::AtomicBool,
 }
 
@@ -210,6 +211,7 @@ impl Org {
             state: Mutex::new(OrgState::default()),
             info: Mutex::new(None),
             run: Mutex::new(RunSlot::default()),
+            #[cfg(feature = "fault-injection")]
             panic_next: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -242,9 +244,10 @@ impl Org {
         }
     }
 
-    /// Makes the org's next collection panic. A fault-injection seam: tests use it to prove
-    /// that a collection that dies, however it dies, leaves the org down and collectable.
-    #[doc(hidden)]
+    /// Makes the org's next collection panic. A fault-injection seam, compiled only for the
+    /// tests: they use it to prove that a collection that dies, however it dies, leaves the
+    /// org down and collectable.
+    #[cfg(feature = "fault-injection")]
     pub fn panic_next_collection(&self) {
         self.panic_next
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -257,6 +260,7 @@ impl Org {
 
     /// Brings the org's state up to date within `deadline` and records how that went.
     pub async fn collect(&self, client: &ApiClient, settings: &SyncSettings, deadline: Instant) {
+        #[cfg(feature = "fault-injection")]
         if self
             .panic_next
             .swap(false, std::sync::atomic::Ordering::Relaxed)
