@@ -9,7 +9,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 
-use super::listing::{Listing, ListingKind, PageSummary};
+use super::listing::{Listing, ListingKind, PageSummary, Window};
 use super::schedule::RunSlot;
 use super::spend::SpendSettings;
 use super::store::{SessionStore, Transitions};
@@ -134,14 +134,16 @@ impl PassClock {
     /// at least the newest update on the first page (when not itself in the future).
     /// With nothing seen: the server's time at the start, or no lower bound.
     fn watermark(&self) -> Option<i64> {
+        self.seen().or(self.first.map(|f| f.start))
+    }
+
+    /// The watermark from the updates the pass saw alone, `None` when it saw none.
+    fn seen(&self) -> Option<i64> {
         let bound = match self.first {
             Some(f) => f.start.max(f.newest.map_or(f.start, |n| n.min(f.date))),
             None => self.started_wall,
         };
-        match self.newest {
-            Some(n) => Some(n.min(bound)),
-            None => self.first.map(|f| f.start),
-        }
+        self.newest.map(|n| n.min(bound))
     }
 }
 
@@ -503,6 +505,9 @@ impl Org {
 
     /// Lists the sessions updated since a second before the watermark, all pages; every
     /// `deep_recheck_interval`, since the full overlap before it instead (late indexing).
+    /// An org holding no sessions is listed in full instead (within the lookback): that
+    /// costs the same one request, and needs no watermark, which with nothing seen could
+    /// only come from `Date` and so be ahead of the sessions' own clock.
     async fn incremental(
         &self,
         client: &ApiClient,
@@ -510,12 +515,12 @@ impl Org {
         deadline: Instant,
         cutoff: Option<i64>,
     ) -> Result<(), ApiError> {
-        let (watermark, deep) = {
+        let (watermark, deep, empty) = {
             let st = self.state();
             let deep = st
                 .last_deep_recheck
                 .is_none_or(|t| t.elapsed() >= settings.deep_recheck_interval);
-            (st.watermark, deep)
+            (st.watermark, deep, st.store.is_empty())
         };
         // One second back covers both bound semantics: a strict `updated_after` still
         // returns a session changed again within the watermark's second.
@@ -526,10 +531,20 @@ impl Org {
         } else {
             1
         };
-        let mut query = crate::api::ListQuery {
-            first: settings.page_size,
-            updated_after: watermark.map(|w| w.saturating_sub(back)),
-            ..Default::default()
+        let mut query = if empty {
+            let all = Window {
+                lo: cutoff,
+                hi: None,
+                cursor: None,
+                depth: 0,
+            };
+            all.query(settings.page_size)
+        } else {
+            crate::api::ListQuery {
+                first: settings.page_size,
+                updated_after: watermark.map(|w| w.saturating_sub(back)),
+                ..Default::default()
+            }
         };
         let mut pass = PassClock::new();
         let mut cursors = HashSet::new();
@@ -572,7 +587,10 @@ impl Org {
         }
         // Only a complete pass may move the watermark: an interrupted one is redone.
         let mut st = self.state();
-        if let Some(seen) = pass.watermark() {
+        if empty {
+            // A full listing: what it saw replaces the watermark, as a re-listing's does.
+            st.watermark = pass.seen();
+        } else if let Some(seen) = pass.watermark() {
             let mut watermark = st.watermark.map_or(seen, |w| w.max(seen));
             // Nor may it stay beyond the server's clock (should that clock be set back).
             if let Some(now) = client.server_now() {
@@ -580,7 +598,7 @@ impl Org {
             }
             st.watermark = Some(watermark);
         }
-        if deep {
+        if deep || empty {
             st.last_deep_recheck = Some(pass.started);
         }
         Ok(())
@@ -639,6 +657,8 @@ mod tests {
         let mut p = PassClock::new();
         p.observe(Some(1_000), None);
         assert!(p.watermark().is_some_and(|w| (999..=1_000).contains(&w)));
+        // ... which a pass that goes by what it saw does not take.
+        assert_eq!(p.seen(), None);
         // No `Date` and nothing seen: no lower bound.
         let mut p = PassClock::new();
         p.observe(None, None);
