@@ -9,7 +9,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 
-use super::listing::{Listing, ListingKind, PageSummary, Window};
+use super::listing::{Listing, ListingKind, PageSummary, Window, streams_worth_opening};
 use super::schedule::RunSlot;
 use super::spend::SpendSettings;
 use super::store::{SessionStore, Transitions};
@@ -34,6 +34,10 @@ pub struct SyncSettings {
     pub lookback: Option<Duration>,
     /// Windows of one listing fetched at once.
     pub window_concurrency: usize,
+    /// The token's request budget per second, which the orgs collecting at once share.
+    pub requests_per_second: f64,
+    /// The token's requests in flight at once.
+    pub max_in_flight: usize,
     /// Org collections allowed to run at once, across the process.
     pub collection_limit: usize,
     /// Shortest budget of a collection, however little time the scrape that asked for it has.
@@ -75,6 +79,9 @@ pub struct OrgState {
     last_deep_recheck: Option<Instant>,
     generation: u32,
 }
+
+/// Counts the org collections running now.
+pub type Collecting<'a> = dyn Fn() -> usize + Sync + 'a;
 
 /// Pages an incremental pass holds back: they are applied only once the pass
 /// ends well (a cursor loop merges nothing); a longer pass (after an outage) applies as it
@@ -258,7 +265,15 @@ impl Org {
     }
 
     /// Brings the org's state up to date within `deadline` and records how that went.
-    pub async fn collect(&self, client: &ApiClient, settings: &SyncSettings, deadline: Instant) {
+    /// `collecting` counts the org collections running at the time it is called (this one
+    /// included), which share the request budget.
+    pub async fn collect(
+        &self,
+        client: &ApiClient,
+        settings: &SyncSettings,
+        deadline: Instant,
+        collecting: &Collecting<'_>,
+    ) {
         if self
             .panic_next
             .swap(false, std::sync::atomic::Ordering::Relaxed)
@@ -270,11 +285,15 @@ impl Org {
         // Every wait inside honours the deadline itself (and says which one ran out); this is
         // only a backstop, a little later, for anything that would not.
         let backstop = deadline + Duration::from_millis(200);
-        let result =
-            match tokio::time::timeout_at(backstop, self.sync(client, settings, deadline)).await {
-                Ok(r) => r,
-                Err(_) => Err(ApiError::Deadline),
-            };
+        let result = match tokio::time::timeout_at(
+            backstop,
+            self.sync(client, settings, deadline, collecting),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(ApiError::Deadline),
+        };
         let mut st = self.state();
         st.health.last_attempt = Some(started_wall);
         st.health.last_duration = Some(started.elapsed());
@@ -297,6 +316,7 @@ impl Org {
         client: &ApiClient,
         settings: &SyncSettings,
         deadline: Instant,
+        collecting: &Collecting<'_>,
     ) -> Result<(), ApiError> {
         // The lookback is compared with the API's `created_at`: server time. Only before
         // the API has ever sent a `Date` does the local clock stand in.
@@ -308,7 +328,7 @@ impl Org {
             self.state().store.set_spend_settings(settings.spend);
             self.start_listing(ListingKind::Initial, cutoff);
             if self
-                .drive_listing(client, settings, deadline, cutoff)
+                .drive_listing(client, settings, deadline, cutoff, collecting)
                 .await?
             {
                 self.finish_initial();
@@ -325,7 +345,10 @@ impl Org {
         };
         if resync_due {
             self.start_listing(ListingKind::Resync, cutoff);
-            match self.drive_listing(client, settings, deadline, cutoff).await {
+            match self
+                .drive_listing(client, settings, deadline, cutoff, collecting)
+                .await
+            {
                 Ok(true) => self.finish_resync(),
                 Ok(false) => {}
                 // The data is current (the incremental pass succeeded); a re-listing that
@@ -439,6 +462,7 @@ impl Org {
         settings: &SyncSettings,
         deadline: Instant,
         cutoff: Option<i64>,
+        collecting: &Collecting<'_>,
     ) -> Result<bool, ApiError> {
         let mut queue: VecDeque<_> = match &self.state().listing {
             Some(l) => l.pending().into(),
@@ -472,6 +496,14 @@ impl Org {
             pages += 1;
             let summary = summarize(&page);
             let now = client.server_now().unwrap_or_else(unix_now);
+            // Round trips measured on the org's own requests (this page's included).
+            let streams = streams_worth_opening(
+                settings.requests_per_second,
+                settings.max_in_flight,
+                self.api_stats.mean_latency(),
+                collecting(),
+                settings.window_concurrency,
+            );
             let advanced = {
                 let mut st = self.state();
                 if let Some(clock) = st.listing_clock.as_mut() {
@@ -482,7 +514,7 @@ impl Org {
                 }
                 match st.listing.as_mut() {
                     Some(listing) => listing
-                        .advance(id, &summary, settings.page_size, now)
+                        .advance(id, &summary, settings.page_size, now, streams)
                         .map_err(|e| ApiError::Protocol(e.to_string()))
                         .and_then(|next| {
                             if listing.items > settings.max_sessions {
