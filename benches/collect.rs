@@ -121,12 +121,12 @@ async fn cold(sim: &Sim, label: &str, extra: &[(&str, &str)]) -> InProcess {
             break body;
         }
     };
+    let (requests, pages) = (api_requests(&body), ORGS * SESSIONS / 200);
     println!(
-        "cold[{label}]: sessions={} time={:.2}s scrapes={scrapes} requests={} (pages of data: {})",
+        "cold[{label}]: sessions={} time={:.2}s scrapes={scrapes} requests={requests} (pages of data: {pages}) requests_per_page={:.3}",
         ORGS * SESSIONS,
         started.elapsed().as_secs_f64(),
-        api_requests(&body),
-        ORGS * SESSIONS / 200
+        requests / pages as f64,
     );
     exp
 }

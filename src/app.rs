@@ -106,6 +106,8 @@ pub fn build(
         full_resync_interval: config.full_resync_interval,
         lookback: config.lookback,
         window_concurrency: WINDOW_CONCURRENCY,
+        requests_per_second: config.max_requests_per_second,
+        max_in_flight: config.max_concurrent_requests,
         // Each collection has at least one request in flight while it runs: more would only
         // wait for the request budget.
         collection_limit: config.max_concurrent_requests,

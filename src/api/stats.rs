@@ -39,6 +39,13 @@ impl ApiStats {
         map.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
+    /// Mean latency of the requests so far; zero before the first.
+    pub fn mean_latency(&self) -> Duration {
+        let n = self.latency.get_sample_count();
+        let mean = self.latency.get_sample_sum() / n.max(1) as f64;
+        Duration::try_from_secs_f64(mean).unwrap_or(Duration::ZERO)
+    }
+
     /// The latency histogram (a collector that can join any registry).
     pub fn latency(&self) -> &Histogram {
         &self.latency

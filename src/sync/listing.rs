@@ -6,19 +6,19 @@
 //! API bounds both leave no gap; a session listed twice is simply applied twice.
 //!
 //! Every window costs a partly filled last page and every split re-reads its parent's first
-//! page, so windows are few and large: about [`TARGET_WINDOWS`] of them, enough to keep
-//! the org's concurrent requests busy, and a window splits again only when it holds more
-//! than twice its share.
+//! page, so windows are few and large: about one per stream of requests worth opening (see
+//! [`streams_worth_opening`]), and a window splits again only when it holds more than twice
+//! its share. With one stream worth opening nothing splits: the listing follows one cursor
+//! and costs exactly the data's pages.
 
 use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
 
 use crate::api::ListQuery;
 
 const DAY: i64 = 86_400;
 /// Pages one window is expected to hold before it is worth splitting.
 const PAGES_PER_WINDOW: u64 = 8;
-/// Windows a listing aims for: the windows of one org fetched at once.
-pub const TARGET_WINDOWS: u64 = 8;
 /// Most children one split makes.
 const MAX_SPLIT: u64 = 16;
 /// How deep windows are split; bounds the requests spent on planning.
@@ -159,13 +159,15 @@ impl Listing {
 
     /// Records a page of window `id` and returns the windows to fetch next because of it:
     /// the same window with its new cursor, its children after a split, or nothing. `now` is
-    /// the server's time. A cursor that is missing or that loops is an error.
+    /// the server's time; `streams` how many streams of requests are worth opening now. A
+    /// cursor that is missing or that loops is an error.
     pub fn advance(
         &mut self,
         id: u32,
         page: &PageSummary,
         page_size: u32,
         now: i64,
+        streams: u64,
     ) -> Result<Vec<(u32, Window)>, CursorError> {
         let Some(mut window) = self.windows.remove(&id) else {
             return Ok(Vec::new());
@@ -186,10 +188,12 @@ impl Listing {
             // The first page of the whole listing: how many pages a window should hold.
             self.total_pages =
                 estimate(&window, page).map(|n| n.div_ceil(u64::from(page_size.max(1))));
-            self.share = self.total_pages.map(|p| p.div_ceil(TARGET_WINDOWS));
+            self.share = self.total_pages.map(|p| p.div_ceil(streams.max(1)));
         }
         let share = self.share.unwrap_or(0).max(PAGES_PER_WINDOW);
-        if window.cursor.is_none() && window.depth < MAX_DEPTH {
+        // With one stream nothing would run beside a child: following the cursor costs
+        // exactly the pages there are, and a split only adds requests.
+        if streams > 1 && window.cursor.is_none() && window.depth < MAX_DEPTH {
             let plan = Plan {
                 page_size,
                 now,
@@ -222,6 +226,26 @@ impl Listing {
         let expected = self.expected.filter(|e| *e > 0)?;
         Some((listed as f64 / expected as f64).clamp(0.0, 0.99))
     }
+}
+
+/// Streams of requests worth opening at once for one org's listing: as many as keep its
+/// part of the token's budget busy for one `round_trip`. The budget allows `per_second`
+/// requests, `in_flight` at once, shared by the `collecting` orgs; beyond that a stream only
+/// waits for the budget, yet its window still costs a partly filled page. At least 1, at
+/// most `most` (the windows fetched at once).
+pub fn streams_worth_opening(
+    per_second: f64,
+    in_flight: usize,
+    round_trip: Duration,
+    collecting: usize,
+    most: usize,
+) -> u64 {
+    let busy = (per_second.max(0.0) * round_trip.as_secs_f64()).min(in_flight as f64);
+    let per_org = busy / collecting.max(1) as f64;
+    // Rounded up: a stream too few leaves budget unused for the whole listing, one too many
+    // costs a page or two; the slack keeps an exact fit (20/s x 50 ms) at one. The cast
+    // saturates (NaN is 0), so the clamp bounds any input.
+    ((per_org - 1e-6).ceil() as u64).clamp(1, (most as u64).max(1))
 }
 
 /// Estimated sessions in a window from its first page.
@@ -258,8 +282,14 @@ fn split(window: &Window, page: &PageSummary, plan: &Plan) -> Option<Vec<Window>
     let estimate = estimate(window, page);
     let pages = estimate.map(|n| n.div_ceil(u64::from(page_size.max(1))));
     // A window up to twice its share is cheaper to follow than to split: a split re-reads
-    // the first page and adds a partly filled last page per child.
-    if pages.is_some_and(|p| p <= 2 * share) {
+    // the first page and adds a partly filled last page per child. The whole listing is
+    // its streams' shares, so it splits once it holds more than one, unless it is small.
+    let follow_up_to = if window.depth == 0 {
+        share.max(2 * PAGES_PER_WINDOW)
+    } else {
+        2 * share
+    };
+    if pages.is_some_and(|p| p <= follow_up_to) {
         return None;
     }
     let depth = window.depth + 1;
@@ -344,6 +374,8 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_800_000_000;
+    /// Streams worth opening when the budget leaves room: the windows fetched at once.
+    const MANY: u64 = 8;
 
     fn plan(share: u64) -> Plan {
         Plan {
@@ -382,7 +414,7 @@ mod tests {
             items: 12,
             ..Default::default()
         };
-        assert!(l.advance(0, &page, 200, NOW).unwrap().is_empty());
+        assert!(l.advance(0, &page, 200, NOW, MANY).unwrap().is_empty());
         assert!(l.is_done());
         assert_eq!(l.pages, 1);
     }
@@ -391,7 +423,13 @@ mod tests {
     fn root_splits_into_exponential_windows_covering_all_time() {
         let mut l = Listing::new(ListingKind::Initial, 1, None);
         let next = l
-            .advance(0, &full_page(None, Some((NOW - 100, NOW - 5))), 200, NOW)
+            .advance(
+                0,
+                &full_page(None, Some((NOW - 100, NOW - 5))),
+                200,
+                NOW,
+                MANY,
+            )
             .unwrap();
         let windows: Vec<_> = next.iter().map(|(_, w)| w.clone()).collect();
         assert_eq!(windows.len(), 1 + EXPONENTIAL_STEPS as usize + 1);
@@ -406,7 +444,7 @@ mod tests {
         let mut l = Listing::new(ListingKind::Initial, 1, Some(lo));
         // 4,000 sessions = 20 pages = 3 windows of up to 8 pages, plus the open top.
         let next = l
-            .advance(0, &full_page(Some(4000), None), 200, NOW)
+            .advance(0, &full_page(Some(4000), None), 200, NOW, MANY)
             .unwrap();
         let windows: Vec<_> = next.into_iter().map(|(_, w)| w).collect();
         assert_eq!(windows.len(), 4);
@@ -417,20 +455,24 @@ mod tests {
     fn small_window_follows_its_cursor() {
         let mut l = Listing::new(ListingKind::Initial, 1, Some(NOW - DAY));
         let next = l
-            .advance(0, &full_page(Some(1500), None), 200, NOW)
+            .advance(0, &full_page(Some(1500), None), 200, NOW, MANY)
             .unwrap();
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].1.cursor.as_deref(), Some("c1"));
         // The next page of it is not split again.
         let mut second = full_page(None, None);
         second.end_cursor = Some("c2".into());
-        let next = l.advance(next[0].0, &second, 200, NOW).unwrap();
+        let next = l.advance(next[0].0, &second, 200, NOW, MANY).unwrap();
         assert_eq!(next[0].1.cursor.as_deref(), Some("c2"));
         let last = PageSummary {
             items: 100,
             ..Default::default()
         };
-        assert!(l.advance(next[0].0, &last, 200, NOW).unwrap().is_empty());
+        assert!(
+            l.advance(next[0].0, &last, 200, NOW, MANY)
+                .unwrap()
+                .is_empty()
+        );
         assert!(l.is_done());
     }
 
@@ -445,12 +487,12 @@ mod tests {
         assert!(split(&w, &full_page(Some(10_000), None), &plan(8)).is_none());
         let mut l = Listing::new(ListingKind::Initial, 1, Some(0));
         let mut frontier = l
-            .advance(0, &full_page(Some(1_000_000), None), 200, NOW)
+            .advance(0, &full_page(Some(1_000_000), None), 200, NOW, MANY)
             .unwrap();
         for _ in 0..5 {
             let (id, w) = frontier.pop().unwrap();
             frontier = l
-                .advance(id, &full_page(Some(1_000_000), None), 200, NOW)
+                .advance(id, &full_page(Some(1_000_000), None), 200, NOW, MANY)
                 .unwrap();
             if w.depth >= MAX_DEPTH {
                 assert_eq!(frontier.len(), 1, "no split below the max depth");
@@ -482,12 +524,14 @@ mod tests {
             &full_page(Some(1000), Some((NOW - 100, NOW - 5))),
             200,
             NOW,
+            MANY,
         )
         .unwrap();
         assert_eq!(l.progress(630), Some(0.63));
         assert_eq!(l.progress(5000), Some(0.99), "total is only a hint");
         let mut l = Listing::new(ListingKind::Initial, 1, None);
-        l.advance(0, &full_page(None, None), 200, NOW).unwrap();
+        l.advance(0, &full_page(None, None), 200, NOW, MANY)
+            .unwrap();
         assert_eq!(l.progress(10), None);
     }
 
@@ -514,31 +558,44 @@ mod tests {
         let mut l = Listing::new(ListingKind::Initial, 1, Some(NOW - DAY));
         let mut page = full_page(Some(300), None);
         page.end_cursor = None;
-        assert_eq!(l.advance(0, &page, 200, NOW), Err(CursorError::Missing));
+        assert_eq!(
+            l.advance(0, &page, 200, NOW, MANY),
+            Err(CursorError::Missing)
+        );
 
         let mut l = Listing::new(ListingKind::Initial, 1, Some(NOW - DAY));
         let next = l
-            .advance(0, &full_page(Some(1000), None), 200, NOW)
+            .advance(0, &full_page(Some(1000), None), 200, NOW, MANY)
             .unwrap();
         // The same cursor again, or one the window was sent before (a loop of two).
         assert!(matches!(
-            l.advance(next[0].0, &full_page(None, None), 200, NOW),
+            l.advance(next[0].0, &full_page(None, None), 200, NOW, MANY),
             Err(CursorError::Repeated(c)) if c == "c1"
         ));
         let mut l = Listing::new(ListingKind::Initial, 1, Some(NOW - DAY));
         let mut id = l
-            .advance(0, &full_page(Some(1000), None), 200, NOW)
+            .advance(0, &full_page(Some(1000), None), 200, NOW, MANY)
             .unwrap()[0]
             .0;
         let mut c2 = full_page(None, None);
         c2.end_cursor = Some("c2".into());
-        id = l.advance(id, &c2, 200, NOW).unwrap()[0].0;
-        assert!(l.advance(id, &full_page(None, None), 200, NOW).is_err());
+        id = l.advance(id, &c2, 200, NOW, MANY).unwrap()[0].0;
+        assert!(
+            l.advance(id, &full_page(None, None), 200, NOW, MANY)
+                .is_err()
+        );
     }
 
     /// A listing run to its end against a synthetic API of `n` sessions created at
-    /// `created[i]`, returning the requests it took and whether every session was listed.
-    fn run(created: &[i64], newest_first: bool, exclusive: bool, with_total: bool) -> (u64, bool) {
+    /// `created[i]`, with `streams` worth opening, returning the requests it took and whether
+    /// every session was listed.
+    fn run(
+        created: &[i64],
+        newest_first: bool,
+        exclusive: bool,
+        with_total: bool,
+        streams: u64,
+    ) -> (u64, bool) {
         let page_size = 200u32;
         let mut sorted: Vec<(i64, usize)> = created.iter().copied().zip(0..).collect();
         sorted.sort();
@@ -596,7 +653,7 @@ mod tests {
                     .then_some(matching.len() as u64),
                 created_range: range,
             };
-            queue.extend(l.advance(id, &summary, page_size, NOW).unwrap());
+            queue.extend(l.advance(id, &summary, page_size, NOW, streams).unwrap());
         }
         assert!(l.is_done());
         (requests, seen.iter().all(|s| *s))
@@ -623,7 +680,7 @@ mod tests {
                 .collect();
             let pages = created.len().div_ceil(200) as f64;
             for exclusive in [false, true] {
-                let (requests, complete) = run(&created, true, exclusive, true);
+                let (requests, complete) = run(&created, true, exclusive, true, MANY);
                 assert!(
                     complete,
                     "n={n} exclusive={exclusive}: a session was missed"
@@ -641,9 +698,97 @@ mod tests {
         let created: Vec<i64> = (0..5000).map(|i| NOW - (i * 37 % 4000) * 600).collect();
         for (newest_first, total) in [(false, true), (false, false), (true, false)] {
             for exclusive in [false, true] {
-                let (_, complete) = run(&created, newest_first, exclusive, total);
+                let (_, complete) = run(&created, newest_first, exclusive, total, MANY);
                 assert!(complete, "newest_first={newest_first} total={total}");
             }
         }
+    }
+
+    /// Sessions spread over 30 days up to now, busier towards now (as the simulator makes
+    /// them), and two a few years old.
+    fn busier_now(n: usize) -> Vec<i64> {
+        (0..n)
+            .map(|i| {
+                let u = i as f64 / n as f64;
+                NOW - (u * u * (30 * DAY) as f64) as i64
+            })
+            .chain([NOW - 900 * DAY, NOW - 2000 * DAY])
+            .collect()
+    }
+
+    #[test]
+    fn with_one_stream_a_listing_never_splits_and_costs_the_data_pages() {
+        for n in [0usize, 150, 20_000, 99_998] {
+            let created = busier_now(n);
+            // The last page may be partly filled; an empty org is one request.
+            let pages = created.len().div_ceil(200).max(1) as u64;
+            for (newest_first, total) in [(true, true), (true, false), (false, true)] {
+                for exclusive in [false, true] {
+                    let (requests, complete) = run(&created, newest_first, exclusive, total, 1);
+                    assert!(complete, "n={n}: a session was missed");
+                    assert_eq!(requests, pages, "n={n} total={total}");
+                }
+            }
+        }
+        // Not even a window without a lower bound, nor one of a lookback.
+        let mut l = Listing::new(ListingKind::Initial, 1, None);
+        let next = l
+            .advance(0, &full_page(None, Some((NOW - 100, NOW - 5))), 200, NOW, 1)
+            .unwrap();
+        assert_eq!((next.len(), next[0].1.cursor.as_deref()), (1, Some("c1")));
+        let mut l = Listing::new(ListingKind::Resync, 1, Some(NOW - 30 * DAY));
+        let next = l
+            .advance(0, &full_page(Some(1_000_000), None), 200, NOW, 1)
+            .unwrap();
+        assert_eq!(next.len(), 1);
+    }
+
+    #[test]
+    fn more_streams_make_more_windows() {
+        let lo = NOW - 30 * DAY;
+        // 40,000 sessions = 200 pages: a window per stream, plus the open top.
+        for (streams, windows) in [(2, 3), (4, 5), (MANY, 9)] {
+            let mut l = Listing::new(ListingKind::Initial, 1, Some(lo));
+            let next = l
+                .advance(0, &full_page(Some(40_000), None), 200, NOW, streams)
+                .unwrap();
+            let next: Vec<_> = next.into_iter().map(|(_, w)| w).collect();
+            assert_eq!(next.len(), windows, "{streams} streams");
+            assert_covers(&next, Some(lo));
+        }
+        // And every session is still listed, at a tenth over the data's pages at most.
+        let created = busier_now(20_000);
+        let pages = created.len().div_ceil(200) as f64;
+        for streams in [2, 3, 5] {
+            for exclusive in [false, true] {
+                let (requests, complete) = run(&created, true, exclusive, true, streams);
+                assert!(complete, "streams={streams}: a session was missed");
+                assert!(requests as f64 <= 1.2 * pages, "{streams}: {requests}");
+            }
+        }
+    }
+
+    #[test]
+    fn streams_worth_opening_follow_the_budget_the_round_trip_and_the_orgs() {
+        let ms = Duration::from_millis;
+        // The default budget, 20 requests/s at 50-100 ms a round trip: one stream uses it
+        // all, whether one org or five collect.
+        assert_eq!(streams_worth_opening(20.0, 16, ms(50), 1, 8), 1);
+        assert_eq!(streams_worth_opening(20.0, 16, ms(100), 5, 8), 1);
+        // A slower API leaves room for a second stream.
+        assert_eq!(streams_worth_opening(20.0, 16, ms(60), 1, 8), 2);
+        // A raised budget: as many as fill it, up to the windows fetched at once.
+        assert_eq!(streams_worth_opening(500.0, 64, ms(70), 5, 8), 7);
+        assert_eq!(streams_worth_opening(500.0, 64, ms(70), 1, 8), 8);
+        // Requests in flight cap it as well.
+        assert_eq!(streams_worth_opening(500.0, 4, ms(1000), 1, 8), 4);
+        // Nothing measured yet, or nonsense: one.
+        assert_eq!(streams_worth_opening(500.0, 64, Duration::ZERO, 5, 8), 1);
+        assert_eq!(streams_worth_opening(f64::NAN, 64, ms(50), 0, 8), 1);
+        assert_eq!(streams_worth_opening(f64::INFINITY, 0, ms(50), 0, 0), 1);
+        assert_eq!(
+            streams_worth_opening(f64::INFINITY, usize::MAX, Duration::MAX, 1, 8),
+            8
+        );
     }
 }

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 
-use super::listing::{Listing, ListingKind, PageSummary};
+use super::listing::{Listing, ListingKind, PageSummary, Window, streams_worth_opening};
 use super::schedule::RunSlot;
 use super::spend::SpendSettings;
 use super::store::{SessionStore, Transitions};
@@ -34,6 +34,10 @@ pub struct SyncSettings {
     pub lookback: Option<Duration>,
     /// Windows of one listing fetched at once.
     pub window_concurrency: usize,
+    /// The token's request budget per second, which the orgs collecting at once share.
+    pub requests_per_second: f64,
+    /// The token's requests in flight at once.
+    pub max_in_flight: usize,
     /// Org collections allowed to run at once, across the process.
     pub collection_limit: usize,
     /// Shortest budget of a collection, however little time the scrape that asked for it has.
@@ -75,6 +79,9 @@ pub struct OrgState {
     last_deep_recheck: Option<Instant>,
     generation: u32,
 }
+
+/// Counts the org collections running now.
+pub type Collecting<'a> = dyn Fn() -> usize + Sync + 'a;
 
 /// Pages an incremental pass holds back: they are applied only once the pass
 /// ends well (a cursor loop merges nothing); a longer pass (after an outage) applies as it
@@ -134,14 +141,16 @@ impl PassClock {
     /// at least the newest update on the first page (when not itself in the future).
     /// With nothing seen: the server's time at the start, or no lower bound.
     fn watermark(&self) -> Option<i64> {
+        self.seen().or(self.first.map(|f| f.start))
+    }
+
+    /// The watermark from the updates the pass saw alone, `None` when it saw none.
+    fn seen(&self) -> Option<i64> {
         let bound = match self.first {
             Some(f) => f.start.max(f.newest.map_or(f.start, |n| n.min(f.date))),
             None => self.started_wall,
         };
-        match self.newest {
-            Some(n) => Some(n.min(bound)),
-            None => self.first.map(|f| f.start),
-        }
+        self.newest.map(|n| n.min(bound))
     }
 }
 
@@ -259,7 +268,15 @@ impl Org {
     }
 
     /// Brings the org's state up to date within `deadline` and records how that went.
-    pub async fn collect(&self, client: &ApiClient, settings: &SyncSettings, deadline: Instant) {
+    /// `collecting` counts the org collections running at the time it is called (this one
+    /// included), which share the request budget.
+    pub async fn collect(
+        &self,
+        client: &ApiClient,
+        settings: &SyncSettings,
+        deadline: Instant,
+        collecting: &Collecting<'_>,
+    ) {
         #[cfg(feature = "fault-injection")]
         if self
             .panic_next
@@ -272,11 +289,15 @@ impl Org {
         // Every wait inside honours the deadline itself (and says which one ran out); this is
         // only a backstop, a little later, for anything that would not.
         let backstop = deadline + Duration::from_millis(200);
-        let result =
-            match tokio::time::timeout_at(backstop, self.sync(client, settings, deadline)).await {
-                Ok(r) => r,
-                Err(_) => Err(ApiError::Deadline),
-            };
+        let result = match tokio::time::timeout_at(
+            backstop,
+            self.sync(client, settings, deadline, collecting),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(ApiError::Deadline),
+        };
         let mut st = self.state();
         st.health.last_attempt = Some(started_wall);
         st.health.last_duration = Some(started.elapsed());
@@ -299,6 +320,7 @@ impl Org {
         client: &ApiClient,
         settings: &SyncSettings,
         deadline: Instant,
+        collecting: &Collecting<'_>,
     ) -> Result<(), ApiError> {
         // The lookback is compared with the API's `created_at`: server time. Only before
         // the API has ever sent a `Date` does the local clock stand in.
@@ -310,7 +332,7 @@ impl Org {
             self.state().store.set_spend_settings(settings.spend);
             self.start_listing(ListingKind::Initial, cutoff);
             if self
-                .drive_listing(client, settings, deadline, cutoff)
+                .drive_listing(client, settings, deadline, cutoff, collecting)
                 .await?
             {
                 self.finish_initial();
@@ -327,7 +349,10 @@ impl Org {
         };
         if resync_due {
             self.start_listing(ListingKind::Resync, cutoff);
-            match self.drive_listing(client, settings, deadline, cutoff).await {
+            match self
+                .drive_listing(client, settings, deadline, cutoff, collecting)
+                .await
+            {
                 Ok(true) => self.finish_resync(),
                 Ok(false) => {}
                 // The data is current (the incremental pass succeeded); a re-listing that
@@ -441,6 +466,7 @@ impl Org {
         settings: &SyncSettings,
         deadline: Instant,
         cutoff: Option<i64>,
+        collecting: &Collecting<'_>,
     ) -> Result<bool, ApiError> {
         let mut queue: VecDeque<_> = match &self.state().listing {
             Some(l) => l.pending().into(),
@@ -474,6 +500,14 @@ impl Org {
             pages += 1;
             let summary = summarize(&page);
             let now = client.server_now().unwrap_or_else(unix_now);
+            // Round trips measured on the org's own requests (this page's included).
+            let streams = streams_worth_opening(
+                settings.requests_per_second,
+                settings.max_in_flight,
+                self.api_stats.mean_latency(),
+                collecting(),
+                settings.window_concurrency,
+            );
             let advanced = {
                 let mut st = self.state();
                 if let Some(clock) = st.listing_clock.as_mut() {
@@ -484,7 +518,7 @@ impl Org {
                 }
                 match st.listing.as_mut() {
                     Some(listing) => listing
-                        .advance(id, &summary, settings.page_size, now)
+                        .advance(id, &summary, settings.page_size, now, streams)
                         .map_err(|e| ApiError::Protocol(e.to_string()))
                         .and_then(|next| {
                             if listing.items > settings.max_sessions {
@@ -507,6 +541,9 @@ impl Org {
 
     /// Lists the sessions updated since a second before the watermark, all pages; every
     /// `deep_recheck_interval`, since the full overlap before it instead (late indexing).
+    /// An org holding no sessions is listed in full instead (within the lookback): that
+    /// costs the same one request, and needs no watermark, which with nothing seen could
+    /// only come from `Date` and so be ahead of the sessions' own clock.
     async fn incremental(
         &self,
         client: &ApiClient,
@@ -514,12 +551,12 @@ impl Org {
         deadline: Instant,
         cutoff: Option<i64>,
     ) -> Result<(), ApiError> {
-        let (watermark, deep) = {
+        let (watermark, deep, empty) = {
             let st = self.state();
             let deep = st
                 .last_deep_recheck
                 .is_none_or(|t| t.elapsed() >= settings.deep_recheck_interval);
-            (st.watermark, deep)
+            (st.watermark, deep, st.store.is_empty())
         };
         // One second back covers both bound semantics: a strict `updated_after` still
         // returns a session changed again within the watermark's second.
@@ -530,10 +567,20 @@ impl Org {
         } else {
             1
         };
-        let mut query = crate::api::ListQuery {
-            first: settings.page_size,
-            updated_after: watermark.map(|w| w.saturating_sub(back)),
-            ..Default::default()
+        let mut query = if empty {
+            let all = Window {
+                lo: cutoff,
+                hi: None,
+                cursor: None,
+                depth: 0,
+            };
+            all.query(settings.page_size)
+        } else {
+            crate::api::ListQuery {
+                first: settings.page_size,
+                updated_after: watermark.map(|w| w.saturating_sub(back)),
+                ..Default::default()
+            }
         };
         let mut pass = PassClock::new();
         let mut cursors = HashSet::new();
@@ -576,7 +623,10 @@ impl Org {
         }
         // Only a complete pass may move the watermark: an interrupted one is redone.
         let mut st = self.state();
-        if let Some(seen) = pass.watermark() {
+        if empty {
+            // A full listing: what it saw replaces the watermark, as a re-listing's does.
+            st.watermark = pass.seen();
+        } else if let Some(seen) = pass.watermark() {
             let mut watermark = st.watermark.map_or(seen, |w| w.max(seen));
             // Nor may it stay beyond the server's clock (should that clock be set back).
             if let Some(now) = client.server_now() {
@@ -584,7 +634,7 @@ impl Org {
             }
             st.watermark = Some(watermark);
         }
-        if deep {
+        if deep || empty {
             st.last_deep_recheck = Some(pass.started);
         }
         Ok(())
@@ -643,6 +693,8 @@ mod tests {
         let mut p = PassClock::new();
         p.observe(Some(1_000), None);
         assert!(p.watermark().is_some_and(|w| (999..=1_000).contains(&w)));
+        // ... which a pass that goes by what it saw does not take.
+        assert_eq!(p.seen(), None);
         // No `Date` and nothing seen: no lower bound.
         let mut p = PassClock::new();
         p.observe(None, None);

@@ -162,9 +162,10 @@ async fn run(mut guard: RunGuard, budget: Duration) {
     guard.started = true;
     let deadline = Instant::now() + budget;
     let inner = Arc::clone(&guard.inner);
+    let collecting = || lock(&inner.queue).running;
     guard
         .org
-        .collect(&inner.client, &inner.settings, deadline)
+        .collect(&inner.client, &inner.settings, deadline, &collecting)
         .await;
     guard.finished = true;
 }

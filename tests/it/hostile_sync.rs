@@ -237,6 +237,87 @@ async fn an_org_that_starts_empty_sees_new_sessions_with_the_api_clock_behind() 
     }
 }
 
+/// An API whose `Date` runs an hour ahead of its sessions' own timestamps (a proxy in
+/// front of it, say), holding no sessions yet; sessions are dated from `base`.
+async fn clock_ahead_api(base: i64) -> (MockServer, Api) {
+    api(Vec::new(), base + 3600, true).await
+}
+
+/// A session created and last updated at `at` on the sessions' own clock.
+fn session_at(n: u32, at: i64) -> Value {
+    let mut s = S::new(n);
+    (s.created, s.updated) = (at, at);
+    s.json()
+}
+
+#[tokio::test]
+async fn an_org_that_starts_empty_sees_its_first_sessions_with_the_api_clock_ahead() {
+    let base = 1_750_000_000;
+    let (server, api) = clock_ahead_api(base).await;
+    let exp = start_exporter(&server.uri(), &["org-a"], &[("DEVIN_LOOKBACK", "1d")]).await;
+    let first = scrape(&exp.url, None).await;
+    let org = [("org_id", "org-a")];
+    assert_eq!(
+        first.metrics.get("devin_initial_sync_complete", &org),
+        Some(1.0)
+    );
+    assert_eq!(first.metrics.sum("devin_sessions", &[]), 0.0);
+    // The first session, dated before `Date`.
+    api.with(|w| {
+        w.clock += 10;
+        w.items.push(session_at(1, base + 10));
+    });
+    let s = scrape(&exp.url, None).await;
+    assert_eq!(s.metrics.sum("devin_sessions", &[]), 1.0);
+    // Listed in full within the lookback, as the first listing was.
+    let requests = server.received_requests().await.unwrap();
+    let params: Vec<String> = requests[1]
+        .url
+        .query_pairs()
+        .map(|(k, _)| k.into())
+        .collect();
+    assert_eq!(params, ["first", "created_after"]);
+    // Its next change, also before `Date`, is seen too: the watermark comes from the
+    // sessions seen, not from `Date`.
+    api.with(|w| {
+        w.clock += 10;
+        w.items[0]["status"] = json!("exit");
+        w.items[0]["updated_at"] = json!(base + 20);
+    });
+    let s = scrape(&exp.url, None).await;
+    assert_eq!(in_status(&s, "exit"), Some(1.0));
+}
+
+#[tokio::test]
+async fn an_org_that_lost_all_its_sessions_sees_new_ones_with_the_api_clock_ahead() {
+    let base = 1_750_000_000;
+    let (server, api) = clock_ahead_api(base).await;
+    api.with(|w| w.items.push(session_at(1, base)));
+    let exp = start_exporter(
+        &server.uri(),
+        &["org-a"],
+        &[("DEVIN_FULL_RESYNC_INTERVAL", "1h")],
+    )
+    .await;
+    let first = scrape(&exp.url, None).await;
+    assert_eq!(first.metrics.sum("devin_sessions", &[]), 1.0);
+    // The session is deleted; the hourly re-listing finds the org empty.
+    api.with(|w| {
+        w.clock += 3600;
+        w.items.clear();
+    });
+    common::skip_time(Duration::from_secs(3600)).await;
+    let emptied = scrape(&exp.url, None).await;
+    assert_eq!(emptied.metrics.sum("devin_sessions", &[]), 0.0);
+    // A new session, dated before `Date`.
+    api.with(|w| {
+        w.clock += 10;
+        w.items.push(session_at(2, base + 3610));
+    });
+    let s = scrape(&exp.url, None).await;
+    assert_eq!(s.metrics.sum("devin_sessions", &[]), 1.0);
+}
+
 #[tokio::test]
 async fn a_future_session_in_the_first_listing_does_not_blind_it_either() {
     let base = wall_now();

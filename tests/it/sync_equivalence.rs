@@ -208,6 +208,23 @@ async fn big_first_listing_is_windowed_exact_and_frugal() {
 }
 
 #[tokio::test]
+async fn a_first_listing_without_room_for_a_second_stream_costs_the_data_pages() {
+    let (sim, url) = simulator(frozen(1, 2000)).await;
+    let org = sim.org_ids()[0].clone();
+    // One request in flight at a time: windows could only take turns, each costing a
+    // partly filled page, so the listing follows one cursor.
+    let vars = [
+        ("DEVIN_MAX_CONCURRENT_REQUESTS", "1"),
+        ("DEVIN_PAGE_SIZE", "20"),
+    ];
+    let exp = start_exporter(&url, &[&org], &vars).await;
+    let s = scrape(&exp.url, Some("60")).await;
+    assert_eq!(s.metrics.get("devin_initial_sync_complete", &[]), Some(1.0));
+    totals_match(&sim, &s.metrics);
+    assert_eq!(sim.org_request_count(&org), 2000 / 20);
+}
+
+#[tokio::test]
 async fn lookback_keeps_only_recent_sessions() {
     let (sim, url) = simulator(frozen(1, 3000)).await;
     let org = sim.org_ids()[0].clone();
