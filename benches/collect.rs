@@ -24,7 +24,7 @@ use devin_exporter::config::{Secret, TokenSource};
 use devin_exporter::metrics::{Renderer, Scope};
 use devin_exporter::sync::{SessionStore, Transitions};
 use support::{
-    InProcess, Sim, cpu_time, ms, peak_rss_bytes, percentile, rss_bytes, start_exporter,
+    Exposition, InProcess, Sim, cpu_time, ms, peak_rss_bytes, percentile, rss_bytes, start_exporter,
 };
 
 const ORGS: usize = 5;
@@ -87,27 +87,22 @@ async fn scrape(url: &str) -> (Duration, String) {
 }
 
 fn api_requests(body: &str) -> f64 {
-    body.lines()
-        .filter(|l| l.starts_with("devin_api_requests_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    Exposition::parse(body).sum("devin_api_requests_total")
 }
 
 /// The longest collection of the scrape, as the exporter measured it
 /// (`devin_scrape_duration_seconds`): the part of a scrape's latency spent collecting.
 fn longest_collection(body: &str) -> Duration {
-    let secs = body
-        .lines()
-        .filter(|l| l.starts_with("devin_scrape_duration_seconds{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    let secs = Exposition::parse(body)
+        .values("devin_scrape_duration_seconds")
+        .into_iter()
         .fold(0.0, f64::max);
     Duration::from_secs_f64(secs)
 }
 
 fn all_complete(body: &str) -> bool {
-    body.lines()
-        .filter(|l| l.starts_with("devin_initial_sync_complete{"))
-        .all(|l| l.ends_with(" 1"))
+    let complete = Exposition::parse(body).values("devin_initial_sync_complete");
+    complete.iter().all(|v| *v == 1.0)
 }
 
 async fn cold(sim: &Sim, label: &str, extra: &[(&str, &str)]) -> InProcess {
@@ -380,7 +375,7 @@ fn render_figures(exp: &InProcess) {
     }
     println!(
         "render[simulated orgs]: series={} bytes={} first={:.2}ms then p50={:.2}ms p99={:.2}ms",
-        body.lines().filter(|l| !l.starts_with('#')).count(),
+        Exposition::parse(&body).series(),
         body.len(),
         ms(first),
         ms(percentile(&samples, 50.0)),

@@ -13,7 +13,7 @@ mod support;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::{Sim, ms};
+use support::{Exposition, Sim, ms};
 
 const ORGS: usize = 500;
 const SESSIONS: usize = 200;
@@ -24,15 +24,6 @@ fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// Values of `family` by org, from a /metrics body.
-fn per_org(body: &str, family: &str) -> Vec<f64> {
-    let prefix = format!("{family}{{");
-    body.lines()
-        .filter(|l| l.starts_with(&prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
-        .collect()
 }
 
 fn main() {
@@ -68,16 +59,13 @@ fn main() {
             ticks.tick().await;
             let (took, body) = support::timed_get(&client, &url, "10").await;
             let now = unix_now();
-            let up = per_org(&body, "devin_up").iter().filter(|v| **v == 1.0).count();
-            let last = per_org(&body, "devin_last_successful_scrape_timestamp_seconds");
+            let exposition = Exposition::parse(&body);
+            let up = exposition.values("devin_up").iter().filter(|v| **v == 1.0).count();
+            let last = exposition.values("devin_last_successful_scrape_timestamp_seconds");
             let never = ORGS - last.len();
             let oldest = last.iter().cloned().fold(f64::INFINITY, f64::min);
             let age = if never > 0 { f64::NAN } else { now - oldest };
-            let requests: f64 = body
-                .lines()
-                .filter(|l| l.starts_with("devin_api_requests_total{"))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum();
+            let requests = exposition.sum("devin_api_requests_total");
             println!(
                 "scrape {n:2} at {:5.1}s: up={up}/{ORGS} never_collected={never} oldest_data_age={age:.1}s \
                  scrape_duration={:.0}ms api_requests_so_far={requests}",

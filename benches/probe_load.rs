@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Sim, ms, percentile};
+use support::{Exposition, Sim, ms, percentile};
 
 const ORGS: usize = 200;
 const ROUNDS: usize = 4;
@@ -98,7 +98,7 @@ fn main() {
                     tokio::spawn(async move {
                         tokio::time::sleep_until(at.into()).await;
                         let (took, body) = support::timed_get(&client, &url, "10").await;
-                        let up = body.lines().any(|l| l.starts_with("devin_up{") && l.ends_with(" 1"));
+                        let up = Exposition::parse(&body).values("devin_up") == [1.0];
                         if !up {
                             eprintln!("probe without devin_up 1: {}", &body[..body.len().min(300)]);
                         }

@@ -16,7 +16,7 @@ use devin_exporter::config::Attribution;
 use devin_exporter::metrics::{Renderer, Scope};
 use devin_exporter::sync::spend::SpendSettings;
 use devin_exporter::sync::{Org, SessionStore, Transitions};
-use support::{CountingAlloc, live_bytes, ms, percentile, synthetic_page};
+use support::{CountingAlloc, Exposition, live_bytes, ms, percentile, synthetic_page};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -92,7 +92,7 @@ fn render_bench(attribution: bool) {
     let started = Instant::now();
     let body = renderer.render(&scope).expect("renders");
     let first = started.elapsed();
-    let series = body.lines().filter(|l| !l.starts_with('#')).count();
+    let series = Exposition::parse(&body).series();
     let mut samples = Vec::new();
     for _ in 0..200 {
         let started = Instant::now();
@@ -137,7 +137,7 @@ fn series_bench() {
     let before_render = live_bytes();
     let rss_before_render = support::rss_bytes();
     let body = renderer.render(&scope).expect("renders");
-    let series = body.lines().filter(|l| !l.starts_with('#')).count();
+    let series = Exposition::parse(&body).series();
     drop(body);
     // What the renderer keeps between scrapes, per exposed series.
     let kept = live_bytes().saturating_sub(before_render);

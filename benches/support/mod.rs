@@ -265,3 +265,46 @@ pub async fn start_exporter(sim: &Sim, extra: &[(&str, &str)]) -> InProcess {
         server,
     }
 }
+
+/// A `/metrics` body read with the exposition format's parser.
+pub struct Exposition(prometheus_parse::Scrape);
+
+impl Exposition {
+    /// Parses `body`.
+    pub fn parse(body: &str) -> Self {
+        let lines = body.lines().map(|l| Ok(l.to_string()));
+        Exposition(prometheus_parse::Scrape::parse(lines).expect("a valid exposition"))
+    }
+
+    /// The values of the series of `name`.
+    pub fn values(&self, name: &str) -> Vec<f64> {
+        use prometheus_parse::Value;
+        self.0
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter_map(|s| match s.value {
+                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(v),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The sum of the series of `name`.
+    pub fn sum(&self, name: &str) -> f64 {
+        self.values(name).iter().sum()
+    }
+
+    /// Series in the body, each histogram bucket one.
+    pub fn series(&self) -> usize {
+        use prometheus_parse::Value;
+        self.0
+            .samples
+            .iter()
+            .map(|s| match &s.value {
+                Value::Histogram(buckets) => buckets.len(),
+                _ => 1,
+            })
+            .sum()
+    }
+}
