@@ -1,5 +1,6 @@
 //! Prometheus metrics: the text rendered for each scrape.
 
+mod billing;
 mod render;
 mod spend;
 mod text;

@@ -13,6 +13,7 @@ use prometheus::{Encoder, TextEncoder};
 use super::spend::SpendFamilies;
 use super::text::{self, Bound, Family};
 use crate::api::ApiStats;
+use crate::billing::BillingView;
 use crate::discovery::DiscoveryStatus;
 use crate::sync::{Org, SessionStore};
 use crate::{DataSource, REVISION, VERSION};
@@ -20,7 +21,7 @@ use crate::{DataSource, REVISION, VERSION};
 /// Content type of the text exposition format; Prometheus 3 refuses a scrape without it.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-fn seconds(t: std::time::SystemTime) -> f64 {
+pub(super) fn seconds(t: std::time::SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
@@ -34,6 +35,8 @@ pub struct Scope<'a> {
     pub process: Option<&'a dyn Collector>,
     /// Org discovery status and its request statistics, when discovery is on.
     pub discovery: Option<(DiscoveryStatus, &'a ApiStats)>,
+    /// Billing and capacity, and the statistics of their requests, when billing is on.
+    pub billing: Option<(BillingView, &'a ApiStats)>,
 }
 
 fn push_requests(requests: &mut Family, latency: &mut Family, org_id: &str, stats: &ApiStats) {
@@ -235,22 +238,34 @@ fn render_sized(
         discovered.count(&[], status.found as u64);
         push_requests(&mut requests, &mut latency, "", stats);
     }
+    // Billing's requests share discovery's statistics when discovery is on.
+    if let (None, Some((_, stats))) = (&scope.discovery, &scope.billing) {
+        push_requests(&mut requests, &mut latency, "", stats);
+    }
+    // The orgs' cycle limits: acu_limits' once read (an org it does not list is unlimited),
+    // else discovery's, never both.
+    let billed_limits = scope.billing.as_ref().and_then(|(b, _)| b.limits.as_ref());
 
     for org in scope.orgs {
         let id = org.id.as_str();
         let org_label = [("org_id", id)];
         push_requests(&mut requests, &mut latency, id, &org.api_stats);
-        if let Some(info) = org.info() {
+        let info = org.info();
+        if let Some(info) = &info {
             org_info.count(
                 &[("org_id", id), ("name", info.name.as_deref().unwrap_or(""))],
                 1,
             );
-            if let Some(limit) = info.max_cycle_acu_limit {
-                cycle_limit.value(&org_label, limit);
-            }
             if let Some(limit) = info.max_session_acu_limit {
                 session_limit.value(&org_label, limit);
             }
+        }
+        let limit = match billed_limits {
+            Some(limits) => limits.orgs.get(id).copied(),
+            None => info.and_then(|i| i.max_cycle_acu_limit),
+        };
+        if let Some(limit) = limit {
+            cycle_limit.value(&org_label, limit);
         }
 
         let st = org.state();
@@ -326,6 +341,9 @@ fn render_sized(
         family.write_to(&mut out);
     }
     spend.write_to(&mut out);
+    if let Some((view, _)) = &scope.billing {
+        super::billing::write(&mut out, view);
+    }
     latency.write_to(&mut out);
     if let Some(p) = scope.process {
         let mut families = p.collect();

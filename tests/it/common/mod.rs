@@ -54,6 +54,8 @@ pub async fn start_exporter_with_timeouts(
         ("DEVIN_API_TOKEN", "cog_test_token"),
         ("DEVIN_API_URL", api_url),
         ("DEVIN_MAX_REQUESTS_PER_SECOND", "1000"),
+        // The mocks answer sessions only; billing's tests turn it on.
+        ("DEVIN_BILLING", "off"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
