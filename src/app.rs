@@ -6,10 +6,10 @@ use std::sync::Arc;
 use axum::Router;
 
 use crate::DataSource;
-use crate::api::{ApiClient, ApiStats};
 use crate::api::budget::RequestBudget;
 use crate::api::redact::redact_url;
 use crate::api::token::TokenProvider;
+use crate::api::{ApiClient, ApiStats};
 use crate::billing::Billing;
 use crate::config::{BillingMode, Config, ConfigError, TokenSource};
 use crate::discovery::Discovery;

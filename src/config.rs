@@ -852,8 +852,14 @@ mod tests {
     #[test]
     fn billing_mode_and_interval() {
         let c = with(&[("DEVIN_BILLING", " OFF "), ("DEVIN_BILLING_INTERVAL", "1m")]).unwrap();
-        assert_eq!((c.billing, c.billing_interval), (BillingMode::Off, Duration::from_secs(60)));
-        assert_eq!(with(&[("DEVIN_BILLING", "on")]).unwrap().billing, BillingMode::On);
+        assert_eq!(
+            (c.billing, c.billing_interval),
+            (BillingMode::Off, Duration::from_secs(60))
+        );
+        assert_eq!(
+            with(&[("DEVIN_BILLING", "on")]).unwrap().billing,
+            BillingMode::On
+        );
         assert_eq!(
             with(&[("DEVIN_BILLING", "sometimes")]).unwrap_err().0,
             "DEVIN_BILLING=sometimes: must be auto, on or off"

@@ -184,15 +184,33 @@ mod tests {
         let read = |size, status| read_queue(&q(size, status));
         assert_eq!(
             read(Num::Value(12.0), Some("elevated")),
-            Ok((QueueState { size: 12, pressure: Pressure::Elevated }, false))
+            Ok((
+                QueueState {
+                    size: 12,
+                    pressure: Pressure::Elevated
+                },
+                false
+            ))
         );
         assert_eq!(
             read(Num::Value(-4.0), Some("normal")),
-            Ok((QueueState { size: 0, pressure: Pressure::Normal }, true))
+            Ok((
+                QueueState {
+                    size: 0,
+                    pressure: Pressure::Normal
+                },
+                true
+            ))
         );
         assert_eq!(
             read(Num::Value(1e308), Some("critical")),
-            Ok((QueueState { size: 1_000_000_000, pressure: Pressure::High }, true))
+            Ok((
+                QueueState {
+                    size: 1_000_000_000,
+                    pressure: Pressure::High
+                },
+                true
+            ))
         );
         assert_eq!(
             read(Num::Value(50.0), None).unwrap().0.pressure,

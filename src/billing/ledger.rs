@@ -154,8 +154,7 @@ impl Ledger {
     fn admit(&mut self, acus: BTreeMap<String, u64>) -> BTreeMap<String, u64> {
         let mut out: BTreeMap<String, u64> = BTreeMap::new();
         for (label, m) in acus {
-            let label = if self.billed.contains_key(&label) || self.billed.len() < MAX_PRODUCTS
-            {
+            let label = if self.billed.contains_key(&label) || self.billed.len() < MAX_PRODUCTS {
                 self.billed.entry(label.clone()).or_insert(0);
                 label
             } else {
@@ -239,7 +238,10 @@ mod tests {
     #[test]
     fn days_are_summed_exactly_and_hostile_figures_refused_or_clamped() {
         let b = body(vec![
-            day(C1 as f64, &[("devin", Num::Value(0.1)), ("cascade", Num::Value(-3.0))]),
+            day(
+                C1 as f64,
+                &[("devin", Num::Value(0.1)), ("cascade", Num::Value(-3.0))],
+            ),
             day(
                 (C1 + DAY) as f64,
                 &[
@@ -282,7 +284,10 @@ mod tests {
             [("cascade", 0), ("devin", 0), ("review", 0), ("terminal", 0)]
         );
         // Same cycle, a new day at 08:00 UTC: the days are summed, growth is the difference.
-        l.apply(cycle(C1, &[("devin", 7_500_000), ("review", 1), ("cascade", 2)]));
+        l.apply(cycle(
+            C1,
+            &[("devin", 7_500_000), ("review", 1), ("cascade", 2)],
+        ));
         assert_eq!(
             (l.billed["devin"], l.billed["cascade"], l.billed["review"]),
             (2_500_000, 2, 0)

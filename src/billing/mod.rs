@@ -218,9 +218,7 @@ impl Billing {
             tracked_due(&st.enterprise)
                 || st.limits.due(now, self.interval)
                 || st.queue.due(now, self.interval)
-                || orgs
-                    .iter()
-                    .any(|o| st.orgs.get(o).is_none_or(tracked_due))
+                || orgs.iter().any(|o| st.orgs.get(o).is_none_or(tracked_due))
         };
         if !due || self.running.swap(true, Ordering::AcqRel) {
             return;
@@ -281,7 +279,9 @@ impl Billing {
                 let result = read.await;
                 let mut st = self.state();
                 let t = &mut st.enterprise;
-                if let Some((cycle, odd)) = self.record(&mut t.health, Source::EnterpriseConsumption, None, result) {
+                if let Some((cycle, odd)) =
+                    self.record(&mut t.health, Source::EnterpriseConsumption, None, result)
+                {
                     log_oddities(Source::EnterpriseConsumption, None, &odd);
                     t.data.apply(cycle);
                 }
@@ -301,7 +301,9 @@ impl Billing {
                 let Some(t) = st.orgs.get_mut(&id) else {
                     return;
                 };
-                if let Some((cycle, odd)) = self.record(&mut t.health, Source::OrgConsumption, Some(&id), result) {
+                if let Some((cycle, odd)) =
+                    self.record(&mut t.health, Source::OrgConsumption, Some(&id), result)
+                {
                     log_oddities(Source::OrgConsumption, Some(&id), &odd);
                     t.data.apply(cycle);
                 }
@@ -310,7 +312,9 @@ impl Billing {
                 let result = self.list_limits(client, deadline).await;
                 let mut st = self.state();
                 let t = &mut st.limits;
-                if let Some((limits, odd)) = self.record(&mut t.health, Source::AcuLimits, None, result) {
+                if let Some((limits, odd)) =
+                    self.record(&mut t.health, Source::AcuLimits, None, result)
+                {
                     if odd > 0 {
                         tracing::warn!(
                             source = Source::AcuLimits.name(),
@@ -330,7 +334,8 @@ impl Billing {
                 let result = read.await;
                 let mut st = self.state();
                 let t = &mut st.queue;
-                if let Some((queue, odd)) = self.record(&mut t.health, Source::Queue, None, result) {
+                if let Some((queue, odd)) = self.record(&mut t.health, Source::Queue, None, result)
+                {
                     if odd {
                         tracing::warn!(
                             source = Source::Queue.name(),
@@ -394,7 +399,11 @@ impl Billing {
         match result {
             Ok(value) => {
                 if health.off {
-                    tracing::info!(source = source.name(), org_id, "billing source readable again");
+                    tracing::info!(
+                        source = source.name(),
+                        org_id,
+                        "billing source readable again"
+                    );
                 }
                 *health = Health {
                     up: Some(true),
@@ -434,7 +443,8 @@ impl Billing {
         let st = self.state();
         let mut view = BillingView::default();
         let shown = |h: &Health| !h.off;
-        view.sources.push((Source::EnterpriseConsumption, st.enterprise.health.clone()));
+        view.sources
+            .push((Source::EnterpriseConsumption, st.enterprise.health.clone()));
         if shown(&st.enterprise.health) && st.enterprise.data.shown.is_some() {
             view.enterprise = Some(st.enterprise.data.clone());
         }
@@ -470,7 +480,8 @@ impl Billing {
             }
         }
         view.sources.push((Source::OrgConsumption, org_health));
-        view.sources.push((Source::AcuLimits, st.limits.health.clone()));
+        view.sources
+            .push((Source::AcuLimits, st.limits.health.clone()));
         if shown(&st.limits.health) {
             view.limits = st.limits.data.clone();
         }
