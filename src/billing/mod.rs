@@ -508,3 +508,48 @@ fn log_oddities(source: Source, org: Option<&str>, odd: &ledger::Oddities) {
         );
     }
 }
+
+/// A source's state, as `check` and the landing page put it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Its last refresh succeeded.
+    Ok,
+    /// Switched off: the token lacks the permission.
+    Off,
+    /// Its last refresh failed.
+    Fail,
+    /// Not read yet.
+    Pending,
+}
+
+impl BillingView {
+    /// Each source's state and what it means, in words for the operator.
+    pub fn verdicts(&self) -> Vec<(Source, Verdict, String)> {
+        self.sources
+            .iter()
+            .map(|(source, h)| {
+                let off_text = |what: &str| {
+                    format!(
+                        "off{what}: the token lacks {}: grant it to the service user, or set DEVIN_BILLING=off",
+                        source.permission()
+                    )
+                };
+                let (verdict, mut text) = match (h.off, h.up, &h.last_error) {
+                    (true, _, _) => (Verdict::Off, off_text("")),
+                    (_, Some(true), _) => (Verdict::Ok, "ok".to_string()),
+                    (_, Some(false), Some(e)) => (Verdict::Fail, e.clone()),
+                    (_, Some(false), None) => (Verdict::Fail, "failed".to_string()),
+                    (_, None, _) => (
+                        Verdict::Pending,
+                        "not read yet: the first scrape of /metrics reads it".to_string(),
+                    ),
+                };
+                if *source == Source::OrgConsumption && !self.off_orgs.is_empty() && !h.off {
+                    let orgs = self.off_orgs.join(", ");
+                    text = format!("{text}; {}", off_text(&format!(" for {orgs}")));
+                }
+                (*source, verdict, text)
+            })
+            .collect()
+    }
+}
