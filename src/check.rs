@@ -282,7 +282,8 @@ async fn billing_lines(
         } else {
             clean(&text, token)
         };
-        writeln!(out, "{:<22}  {word}  {text}", source.name()).map_err(StartupError::Report)?;
+        let line = format!("{:<22}  {word}  {text}", source.name());
+        writeln!(out, "{}", line.trim_end()).map_err(StartupError::Report)?;
     }
     Ok(!strict || all_ok)
 }
