@@ -23,7 +23,8 @@ use serde_json::{Value, json};
 
 use super::Simulator;
 use super::api::{
-    Params, authorize, delay_and_faults, int_param, offset_cursor, page_size, problem, with_date,
+    Params, Rejection, authorize, delay_and_faults, int_param, offset_cursor, page_size, problem,
+    with_date,
 };
 use super::model::{mix, rng};
 
@@ -84,9 +85,9 @@ fn consumption(
     now: i64,
     params: &Params,
     products: impl Fn(i64, i64) -> BTreeMap<&'static str, u64>,
-) -> Result<Value, Response> {
-    let after = int_param(params, "time_after").map_err(|r| *r)?;
-    let before = int_param(params, "time_before").map_err(|r| *r)?;
+) -> Result<Value, Rejection> {
+    let after = int_param(params, "time_after")?;
+    let before = int_param(params, "time_before")?;
     let first = day_start(after.unwrap_or_else(|| cycle_start(now))).max(now - MAX_DAYS * DAY);
     let mut days = Vec::new();
     let mut total = 0u64;
@@ -169,7 +170,7 @@ pub(super) async fn enterprise_consumption(
     drop(world);
     match body {
         Ok(b) => with_date(axum::Json(b).into_response(), now),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -207,7 +208,7 @@ pub(super) async fn org_consumption(
     drop(world);
     match body {
         Ok(b) => with_date(axum::Json(b).into_response(), now),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
