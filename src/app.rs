@@ -6,11 +6,12 @@ use std::sync::Arc;
 use axum::Router;
 
 use crate::DataSource;
-use crate::api::ApiClient;
 use crate::api::budget::RequestBudget;
 use crate::api::redact::redact_url;
 use crate::api::token::TokenProvider;
-use crate::config::{Config, ConfigError, TokenSource};
+use crate::api::{ApiClient, ApiStats};
+use crate::billing::Billing;
+use crate::config::{BillingMode, Config, ConfigError, TokenSource};
 use crate::discovery::Discovery;
 use crate::exporter::Exporter;
 use crate::http::auth::BasicAuth;
@@ -121,13 +122,26 @@ pub fn build(
     let discovery = config
         .discover_orgs
         .then(|| Discovery::new(config.discovery_interval, config.page_size));
-    let exporter = Arc::new(Exporter::new(
+    // Billing's requests count with discovery's: both belong to no org.
+    let enterprise_stats = discovery
+        .as_ref()
+        .map_or_else(|| Arc::new(ApiStats::new("")), |d| Arc::clone(&d.api_stats));
+    let mut exporter = Exporter::new(
         &config.org_ids,
         &config.exclude_org_ids,
         client,
         settings,
         discovery,
-    ));
+    );
+    if config.billing != BillingMode::Off {
+        exporter = exporter.with_billing(Billing::new(
+            config.billing == BillingMode::On,
+            config.billing_interval,
+            config.page_size,
+            enterprise_stats,
+        ));
+    }
+    let exporter = Arc::new(exporter);
     let state = AppState::for_config(Arc::clone(&exporter), config, data);
     let auth =
         (!web.basic_auth_users.is_empty()).then(|| BasicAuth::new(web.basic_auth_users.clone()));

@@ -12,9 +12,12 @@ use crate::api::explain::{self, Scope};
 use crate::api::model::Principal;
 use crate::api::redact::{redact, redact_url};
 use crate::api::token::TokenProvider;
-use crate::api::{ApiError, Deadline, ListQuery, Organization, RequestObserver};
+use crate::api::{
+    ApiClient, ApiError, ApiStats, Deadline, ListQuery, Organization, RequestObserver,
+};
 use crate::app::StartupError;
-use crate::config::{Config, ConfigError};
+use crate::billing::{Billing, Verdict};
+use crate::config::{BillingMode, Config, ConfigError};
 use crate::http::web_config::WebConfig;
 
 /// Longest text from the network put on one line.
@@ -240,6 +243,7 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupEr
     for (label, result) in labels.iter().zip(&results) {
         print(out, label, width, result).map_err(io)?;
     }
+    let billing_ok = billing_lines(config, &client, &orgs, &token, out).await?;
     let readable = results.iter().filter(|r| r.ok).count();
     // The token and discovery lines count as much as the orgs': a server started with a
     // token that fails them would not collect what the org lines promise.
@@ -268,7 +272,50 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupEr
         }
     )
     .map_err(io)?;
-    Ok(all && !results.is_empty())
+    Ok(all && !results.is_empty() && billing_ok)
+}
+
+/// One line per billing source (none with `DEVIN_BILLING=off`), read as the server reads
+/// them: ok, off (the permission to grant) or FAIL (the reason). In `auto` mode these lines
+/// never fail the check: a missing billing permission is a fact to report, and the sessions
+/// are collected either way. In `on` mode a line that is not ok fails it.
+async fn billing_lines(
+    config: &Config,
+    client: &ApiClient,
+    orgs: &[String],
+    token: &str,
+    out: &mut dyn Write,
+) -> Result<bool, StartupError> {
+    if config.billing == BillingMode::Off {
+        return Ok(true);
+    }
+    let strict = config.billing == BillingMode::On;
+    let billing = Billing::new(
+        strict,
+        config.request_timeout,
+        config.page_size,
+        Arc::new(ApiStats::new("")),
+    );
+    billing.refresh(client, orgs).await;
+    let mut all_ok = true;
+    for (source, verdict, text) in billing.view(orgs).verdicts() {
+        let word = match verdict {
+            Verdict::Ok => "ok  ",
+            Verdict::Off => "off ",
+            Verdict::Fail | Verdict::Pending => {
+                all_ok = false;
+                "FAIL"
+            }
+        };
+        let text = if text == "ok" {
+            String::new()
+        } else {
+            clean(&text, token)
+        };
+        let line = format!("{:<22}  {word}  {text}", source.name());
+        writeln!(out, "{}", line.trim_end()).map_err(StartupError::Report)?;
+    }
+    Ok(!strict || all_ok)
 }
 
 /// `p` if it says who the token is: an answer without `principal_type` (`{}`, `[]`) is not

@@ -117,6 +117,18 @@ impl Attribution {
         *self == Attribution::default()
     }
 }
+/// Whether the billing sources are read (`DEVIN_BILLING`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BillingMode {
+    /// Read them; a source the token may not read (403) is switched off, with one log line.
+    #[default]
+    Auto,
+    /// Read them; a 403 is a failure like any other (`devin_billing_up 0`).
+    On,
+    /// Never read them.
+    Off,
+}
+
 /// The validated configuration of a running exporter.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -168,6 +180,10 @@ pub struct Config {
     pub deep_recheck_interval: Duration,
     /// Most sessions one org may have before its collection fails.
     pub max_sessions_per_org: u64,
+    /// Whether billing and capacity are read.
+    pub billing: BillingMode,
+    /// How old a billing source may get before a scrape refreshes it.
+    pub billing_interval: Duration,
 }
 
 impl Config {
@@ -350,6 +366,10 @@ settings! {
         "orgs never collected, even when configured or discovered";
     web_config_file WEB_CONFIG_FILE: Option<PathBuf> = Fallback::Unset("unset"),
         "TLS and basic auth (the web config format of Prometheus' exporters)";
+    billing BILLING: BillingMode = Fallback::Value("auto"),
+        "billed ACUs, cycle limits and the queue: `auto` (a source the token may not read is switched off, logged once), `on` (that is a failure, `devin_billing_up 0`) or `off`";
+    billing_interval BILLING_INTERVAL: Interval = Fallback::Value("5m"),
+        "a scrape that finds a billing source older than this refreshes it in the background";
 }
 
 /// Variables read by the `healthcheck` command line rather than by the server.
@@ -598,6 +618,17 @@ impl FromVar for LogFormat {
     }
 }
 
+impl FromVar for BillingMode {
+    fn from_var(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(BillingMode::Auto),
+            "on" => Ok(BillingMode::On),
+            "off" => Ok(BillingMode::Off),
+            _ => Err("must be auto, on or off".into()),
+        }
+    }
+}
+
 /// `DEVIN_ATTRIBUTION`: a comma list of user, playbook, tag.
 impl FromVar for Attribution {
     fn from_var(text: &str) -> Result<Self, String> {
@@ -627,7 +658,8 @@ deserialize_from_var!(
     ApiUrl,
     Listen,
     LogFormat,
-    Attribution
+    Attribution,
+    BillingMode
 );
 
 /// Reads and validates the configuration from the process environment.
@@ -767,6 +799,8 @@ impl RawConfig {
             top_active_sessions: self.top_active_sessions.get(),
             deep_recheck_interval: self.deep_recheck_interval.0,
             max_sessions_per_org: self.max_sessions_per_org.get(),
+            billing: self.billing,
+            billing_interval: self.billing_interval.0,
         })
     }
 }
@@ -810,7 +844,26 @@ mod tests {
         assert_eq!(c.max_sessions_per_org, 5_000_000);
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.max_retry_after, Duration::from_secs(60));
+        assert_eq!(c.billing, BillingMode::Auto);
+        assert_eq!(c.billing_interval, Duration::from_secs(300));
         assert!(!c.is_demo());
+    }
+
+    #[test]
+    fn billing_mode_and_interval() {
+        let c = with(&[("DEVIN_BILLING", " OFF "), ("DEVIN_BILLING_INTERVAL", "1m")]).unwrap();
+        assert_eq!(
+            (c.billing, c.billing_interval),
+            (BillingMode::Off, Duration::from_secs(60))
+        );
+        assert_eq!(
+            with(&[("DEVIN_BILLING", "on")]).unwrap().billing,
+            BillingMode::On
+        );
+        assert_eq!(
+            with(&[("DEVIN_BILLING", "sometimes")]).unwrap_err().0,
+            "DEVIN_BILLING=sometimes: must be auto, on or off"
+        );
     }
 
     #[test]

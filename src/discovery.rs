@@ -2,6 +2,7 @@
 //! `GET /v3/enterprise/organizations` and refreshed periodically.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -48,8 +49,9 @@ fn retry_delay(failures: u32, interval: Duration) -> Duration {
 pub struct Discovery {
     interval: Duration,
     page_size: u32,
-    /// Requests of the discovery (the `org_id` label is empty: they belong to no org).
-    pub api_stats: ApiStats,
+    /// Requests of the discovery (the `org_id` label is empty: they belong to no org); billing
+    /// shares them.
+    pub api_stats: Arc<ApiStats>,
     state: Mutex<State>,
     /// Whether a refresh has finished (either way) at least once.
     settled: AtomicBool,
@@ -61,7 +63,7 @@ impl Discovery {
         Discovery {
             interval,
             page_size,
-            api_stats: ApiStats::new(""),
+            api_stats: Arc::new(ApiStats::new("")),
             state: Mutex::new(State {
                 refreshed_at: None,
                 failures: 0,
@@ -153,7 +155,7 @@ impl Discovery {
         let mut cursors = HashSet::new();
         loop {
             let body = client
-                .list_organizations(&query, deadline, &self.api_stats)
+                .list_organizations(&query, deadline, &*self.api_stats)
                 .await?;
             let page: OrganizationPage = body.parse_as()?;
             orgs.extend(page.items.into_iter().filter_map(usable));

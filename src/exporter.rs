@@ -9,6 +9,7 @@ use indexmap::IndexMap;
 use tokio::time::Instant;
 
 use crate::api::{ApiClient, ApiStats, Organization};
+use crate::billing::{Billing, BillingView};
 use crate::discovery::{Discovery, DiscoveryStatus};
 use crate::sync::schedule::Scheduler;
 use crate::sync::{Org, SyncSettings};
@@ -22,6 +23,8 @@ pub struct Snapshot<'a> {
     /// When the API's rate-limit pause on the token ends, if one is in force: collections
     /// wait for it.
     pub rate_limited_until: Option<SystemTime>,
+    /// Billing and capacity, and the statistics of their requests, when billing is on.
+    pub billing: Option<(BillingView, &'a ApiStats)>,
 }
 
 /// Orgs, client and discovery.
@@ -33,6 +36,7 @@ pub struct Exporter {
     scheduler: Scheduler,
     discovery: Option<Discovery>,
     refreshing: tokio::sync::Mutex<()>,
+    billing: Option<Arc<Billing>>,
 }
 
 impl Exporter {
@@ -59,7 +63,29 @@ impl Exporter {
             client,
             discovery,
             refreshing: tokio::sync::Mutex::new(()),
+            billing: None,
         }
+    }
+
+    /// Reads billing and capacity too.
+    pub fn with_billing(mut self, billing: Billing) -> Self {
+        self.billing = Some(Arc::new(billing));
+        self
+    }
+
+    /// The billing sources, when billing is on.
+    pub fn billing(&self) -> Option<&Billing> {
+        self.billing.as_deref()
+    }
+
+    /// The ids of the orgs collected now.
+    fn org_ids(&self) -> Vec<String> {
+        self.orgs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// The orgs collected now, configured ones first.
@@ -76,13 +102,18 @@ impl Exporter {
     pub async fn snapshot(&self) -> Snapshot<'_> {
         let orgs = self.orgs();
         let discovery = match &self.discovery {
-            Some(d) => Some((d.status().await, &d.api_stats)),
+            Some(d) => Some((d.status().await, &*d.api_stats)),
             None => None,
         };
+        let billing = self.billing.as_ref().map(|b| {
+            let ids: Vec<String> = orgs.iter().map(|o| o.id.clone()).collect();
+            (b.view(&ids), b.stats())
+        });
         Snapshot {
             orgs,
             discovery,
             rate_limited_until: self.client.rate_limited_until(),
+            billing,
         }
     }
 
@@ -142,6 +173,10 @@ impl Exporter {
     /// budget (see [`Scheduler`]); the orgs keep the result of their last finished one.
     pub async fn collect(&self, deadline: Instant) {
         self.refresh_orgs_until(deadline).await;
+        // In the background: billing never delays a scrape.
+        if let Some(billing) = &self.billing {
+            billing.refresh_if_due(&self.client, self.org_ids());
+        }
         let orgs = self.orgs();
         futures::future::join_all(orgs.iter().map(|org| self.scheduler.collect(org, deadline)))
             .await;

@@ -2,13 +2,14 @@
 //! devin-exporter: a Prometheus exporter for the sessions of Devin organizations.
 //!
 //! Layers, each importing only those before it: [`config`] reads the environment; [`api`]
-//! talks to the Devin API; [`sync`] keeps each org's sessions current and `discovery` finds
-//! an enterprise's orgs; [`metrics`] renders them; [`exporter`] ties orgs to scrapes; [`http`]
+//! talks to the Devin API; [`sync`] keeps each org's sessions current, `discovery` finds
+//! an enterprise's orgs and [`billing`] reads billed ACUs, cycle limits and the queue; [`metrics`] renders them; [`exporter`] ties orgs to scrapes; [`http`]
 //! serves them; [`app`] wires it all together. The simulated Devin API stands beside them
 //! (feature `simulator`). The README's "Code layout" section draws the graph.
 
 pub mod api;
 pub mod app;
+pub mod billing;
 pub mod check;
 pub mod config;
 pub(crate) mod discovery;

@@ -207,10 +207,7 @@ impl ApiClient {
     }
 
     fn url(&self, segments: &[&str], q: &ListQuery) -> Url {
-        let mut url = self.base.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend(segments);
-        }
+        let mut url = self.path_url(segments);
         {
             let mut pairs = url.query_pairs_mut();
             pairs.append_pair("first", &q.first.to_string());
@@ -259,10 +256,65 @@ impl ApiClient {
         deadline: impl Into<Deadline>,
         observer: &dyn RequestObserver,
     ) -> Result<PageBody, ApiError> {
+        self.get(&self.path_url(&["v3", "self"]), deadline.into(), observer)
+            .await
+    }
+
+    /// `segments` under the base URL, without a query.
+    fn path_url(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend(["v3", "self"]);
+            path.pop_if_empty().extend(segments);
         }
+        url
+    }
+
+    /// The enterprise's ACUs per day of the current billing cycle
+    /// (`GET /v3/enterprise/consumption/daily`); parse as [`super::billing::DailyConsumption`].
+    pub async fn enterprise_consumption(
+        &self,
+        deadline: impl Into<Deadline>,
+        observer: &dyn RequestObserver,
+    ) -> Result<PageBody, ApiError> {
+        let url = self.path_url(&["v3", "enterprise", "consumption", "daily"]);
+        self.get(&url, deadline.into(), observer).await
+    }
+
+    /// One org's ACUs per day of the current billing cycle
+    /// (`GET /v3/organizations/{org_id}/consumption/daily`).
+    pub async fn org_consumption(
+        &self,
+        org_id: &str,
+        deadline: impl Into<Deadline>,
+        observer: &dyn RequestObserver,
+    ) -> Result<PageBody, ApiError> {
+        let url = self.path_url(&["v3", "organizations", org_id, "consumption", "daily"]);
+        self.get(&url, deadline.into(), observer).await
+    }
+
+    /// One page of the cycle ACU limits (`GET /v3/enterprise/consumption/acu-limits/devin`);
+    /// parse as [`super::billing::AcuLimitPage`].
+    pub async fn acu_limits(
+        &self,
+        query: &ListQuery,
+        deadline: impl Into<Deadline>,
+        observer: &dyn RequestObserver,
+    ) -> Result<PageBody, ApiError> {
+        let url = self.url(
+            &["v3", "enterprise", "consumption", "acu-limits", "devin"],
+            query,
+        );
+        self.get(&url, deadline.into(), observer).await
+    }
+
+    /// Sessions waiting to start (`GET /v3/enterprise/queue`); parse as
+    /// [`super::billing::Queue`].
+    pub async fn queue(
+        &self,
+        deadline: impl Into<Deadline>,
+        observer: &dyn RequestObserver,
+    ) -> Result<PageBody, ApiError> {
+        let url = self.path_url(&["v3", "enterprise", "queue"]);
         self.get(&url, deadline.into(), observer).await
     }
 

@@ -1,6 +1,7 @@
 //! The Devin API v3 client: wire types, the request budget, retries, the token, and the
 //! request statistics the client reports to.
 
+pub mod billing;
 pub mod budget;
 pub(crate) mod client;
 pub mod enums;

@@ -148,6 +148,24 @@ fn settings(state: &AppState) -> String {
         .collect()
 }
 
+/// The billing sources, one row each: ok, off for a missing permission, or the failure.
+fn billing_rows(view: &crate::billing::BillingView) -> String {
+    let mut rows = String::new();
+    for (source, _, text) in view.verdicts() {
+        let last = view.health(source).and_then(|h| h.last_success);
+        let _ = writeln!(
+            rows,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(source.name()),
+            escape(&text),
+            escape(&age(last)),
+        );
+    }
+    format!(
+        "<h2>Billing</h2>\n<table>\n<tr><th>Source</th><th>State</th><th>Data age</th></tr>\n{rows}</table>\n"
+    )
+}
+
 /// Renders the page.
 pub fn page(state: &AppState, snapshot: &Snapshot<'_>) -> String {
     let mut rows = String::new();
@@ -195,6 +213,10 @@ pub fn page(state: &AppState, snapshot: &Snapshot<'_>) -> String {
             )
         }
     };
+    let billing = match &snapshot.billing {
+        None => String::new(),
+        Some((view, _)) => billing_rows(view),
+    };
     format!(
         r#"<!doctype html>
 <html><head><meta charset="utf-8"><title>Devin Exporter</title>
@@ -207,7 +229,7 @@ pub fn page(state: &AppState, snapshot: &Snapshot<'_>) -> String {
 {discovery}<table>
 <tr><th>Org</th><th>Name</th><th>State</th><th>Data age</th><th>Sessions by status</th><th>Probe</th></tr>
 {rows}</table>
-<h2>Settings</h2>
+{billing}<h2>Settings</h2>
 <table>
 {settings}</table>
 </body></html>

@@ -126,6 +126,7 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         orgs: &snapshot.orgs,
         process: Some(&state.process),
         discovery: snapshot.discovery,
+        billing: snapshot.billing,
     };
     exposition(state.renderer.render(&scope), &headers)
 }

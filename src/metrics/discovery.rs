@@ -1,4 +1,5 @@
-//! What discovery says: each discovered org's name and limits, and whether discovery works.
+//! What is known of each org beside its sessions (its name and limits, from discovery, and
+//! its cycle limit from billing's acu_limits when read), and whether discovery works.
 
 use super::families::{
     DISCOVERED_ORGS, DISCOVERY_UP, ORG_CYCLE_LIMIT, ORG_INFO, ORG_SESSION_LIMIT,
@@ -37,16 +38,22 @@ impl DiscoveryFamilies {
         self.discovered.count(&[], status.found as u64);
     }
 
-    /// What discovery said of one org, if it was discovered.
-    pub(super) fn push_org(&mut self, org_id: &str, info: Option<&Organization>) {
+    /// What discovery said of one org, if it was discovered, and its cycle limit (from
+    /// whichever source the caller picked; `None` when unlimited).
+    pub(super) fn push_org(
+        &mut self,
+        org_id: &str,
+        info: Option<&Organization>,
+        cycle_limit: Option<f64>,
+    ) {
+        if let Some(limit) = cycle_limit {
+            self.cycle_limit.value(&[org_id], limit);
+        }
         let Some(info) = info else {
             return;
         };
         let name = info.name.as_deref().unwrap_or("");
         self.org_info.count(&[org_id, name], 1);
-        if let Some(limit) = info.max_cycle_acu_limit {
-            self.cycle_limit.value(&[org_id], limit);
-        }
         if let Some(limit) = info.max_session_acu_limit {
             self.session_limit.value(&[org_id], limit);
         }

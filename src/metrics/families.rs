@@ -162,6 +162,38 @@ families! {
     TOP_ACTIVE = "devin_active_session_acus_consumed", Gauge ["org_id", "session_id", "url"],
         "ACUs of the DEVIN_TOP_ACTIVE_SESSIONS sessions not in exit, error or suspended with the most ACUs.";
 
+    // What the bill will say, the limits and the queue (billing.rs).
+    /// `devin_billing_cycle_acus`.
+    BILLING_CYCLE_ACUS = "devin_billing_cycle_acus", Gauge ["product"],
+        "ACUs the enterprise was billed in the current billing cycle so far, by product.";
+    /// `devin_org_billing_cycle_acus`.
+    ORG_BILLING_CYCLE_ACUS = "devin_org_billing_cycle_acus", Gauge ["org_id", "product"],
+        "ACUs the org was billed in the current billing cycle so far, by product.";
+    /// `devin_billed_acus_total`.
+    BILLED_ACUS = "devin_billed_acus_total", Counter ["product"],
+        "ACUs billed to the enterprise while this process watches, by product (born at 0 at the first read).";
+    /// `devin_org_billed_acus_total`.
+    ORG_BILLED_ACUS = "devin_org_billed_acus_total", Counter ["org_id", "product"],
+        "ACUs billed to the org while this process watches, by product (born at 0 at the first read).";
+    /// `devin_billing_cycle_start_timestamp_seconds`.
+    BILLING_CYCLE_START = "devin_billing_cycle_start_timestamp_seconds", Gauge [],
+        "Unix time the current billing cycle started (its first day, 08:00 UTC).";
+    /// `devin_enterprise_max_cycle_acu_limit`.
+    ENTERPRISE_CYCLE_LIMIT = "devin_enterprise_max_cycle_acu_limit", Gauge [],
+        "Most ACUs the enterprise may use per billing cycle (absent when unlimited).";
+    /// `devin_queue_sessions`.
+    QUEUE_SESSIONS = "devin_queue_sessions", Gauge [],
+        "Sessions waiting to start (new, claimed, resuming).";
+    /// `devin_queue_pressure`.
+    QUEUE_PRESSURE = "devin_queue_pressure", Gauge ["status"],
+        "Pressure on the queue: 1 for the current state (normal <= 10, elevated 11..50, high > 50), 0 for the others.";
+    /// `devin_billing_up`.
+    BILLING_UP = "devin_billing_up", Gauge ["source"],
+        "1 if the billing source's last refresh succeeded; absent while it is off.";
+    /// `devin_billing_last_success_timestamp_seconds`.
+    BILLING_LAST_SUCCESS = "devin_billing_last_success_timestamp_seconds", Gauge ["source"],
+        "Unix time of the billing source's last successful refresh (org_consumption: its stalest org).";
+
     // API request latency comes last, as before (requests.rs).
     /// `devin_api_request_duration_seconds`.
     API_REQUEST_DURATION = "devin_api_request_duration_seconds", Histogram ["org_id"],

@@ -1,16 +1,9 @@
 //! Whether each org's collection works: `devin_up`, the first listing, the last collection's
 //! duration and the last success.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use super::families::{INITIAL_SYNC_COMPLETE, LAST_SUCCESS, SCRAPE_DURATION, UP};
-use super::text::Family;
+use super::text::{Family, unix_seconds};
 use crate::sync::OrgState;
-
-fn seconds(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
 
 /// The health families under construction.
 pub(super) struct HealthFamilies {
@@ -42,7 +35,7 @@ impl HealthFamilies {
             self.duration.value(&org, d.as_secs_f64());
         }
         if let Some(t) = st.health.last_success {
-            self.last_success.value(&org, seconds(t));
+            self.last_success.value(&org, unix_seconds(t));
         }
         self.initial.count(&org, u64::from(st.initial_complete));
     }

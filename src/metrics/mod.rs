@@ -2,6 +2,7 @@
 //! once; a writer per concern fills them (sessions, health, requests, discovery, build,
 //! spend) and [`render`](Renderer) puts the body together.
 
+mod billing;
 mod build;
 mod discovery;
 pub mod families;

@@ -16,6 +16,7 @@ use super::sessions::SessionFamilies;
 use super::spend::SpendFamilies;
 use crate::DataSource;
 use crate::api::ApiStats;
+use crate::billing::BillingView;
 use crate::discovery::DiscoveryStatus;
 use crate::sync::Org;
 
@@ -31,6 +32,8 @@ pub struct Scope<'a> {
     pub process: Option<&'a dyn Collector>,
     /// Org discovery status and its request statistics, when discovery is on.
     pub discovery: Option<(DiscoveryStatus, &'a ApiStats)>,
+    /// Billing and capacity, and the statistics of their requests, when billing is on.
+    pub billing: Option<(BillingView, &'a ApiStats)>,
 }
 
 /// Renders scopes; remembers the last body's size to allocate the next one in one go.
@@ -81,10 +84,22 @@ fn render_sized(
         discovery.push_status(status);
         requests.push("", stats);
     }
+    // Billing's requests share discovery's statistics when discovery is on.
+    if let (None, Some((_, stats))) = (&scope.discovery, &scope.billing) {
+        requests.push("", stats);
+    }
+    // The orgs' cycle limits: acu_limits' once read (an org it does not list is unlimited),
+    // else discovery's, never both.
+    let billed_limits = scope.billing.as_ref().and_then(|(b, _)| b.limits.as_ref());
     for org in scope.orgs {
         let id = org.id.as_str();
         requests.push(id, &org.api_stats);
-        discovery.push_org(id, org.info().as_ref());
+        let info = org.info();
+        let cycle_limit = match billed_limits {
+            Some(limits) => limits.orgs.get(id).copied(),
+            None => info.as_ref().and_then(|i| i.max_cycle_acu_limit),
+        };
+        discovery.push_org(id, info.as_ref(), cycle_limit);
         let st = org.state();
         health.push_org(id, &st);
         // Never half-counted gauges: session metrics only once the first listing is done.
@@ -100,6 +115,9 @@ fn render_sized(
     discovery.write_to(&mut out);
     super::build::write_to(&mut out, source);
     spend.write_to(&mut out);
+    if let Some((view, _)) = &scope.billing {
+        super::billing::write_to(&mut out, view);
+    }
     requests.write_latency(&mut out);
     if let Some(p) = scope.process {
         let mut families = p.collect();

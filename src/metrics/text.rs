@@ -170,6 +170,12 @@ fn label_value(out: &mut Vec<u8>, value: &str) {
     }
 }
 
+/// A time as Unix seconds, the unit of every `_timestamp_seconds` family (0 before 1970).
+pub(super) fn unix_seconds(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// Writes ` <n>\n`: a whole-number sample value.
 pub(super) fn count(out: &mut Vec<u8>, n: u64) {
     out.push(b' ');

@@ -11,6 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
+use super::billing;
 use super::model::SimSession;
 use super::world::Filters;
 use super::{FaultKind, Simulator};
@@ -28,12 +29,25 @@ pub fn routes(sim: Simulator) -> Router {
                 &format!("{prefix}/enterprise/organizations"),
                 get(list_organizations),
             )
-            .route(&format!("{prefix}/self"), get(whoami));
+            .route(&format!("{prefix}/self"), get(whoami))
+            .route(
+                &format!("{prefix}/enterprise/consumption/daily"),
+                get(billing::enterprise_consumption),
+            )
+            .route(
+                &format!("{prefix}/organizations/{{org_id}}/consumption/daily"),
+                get(billing::org_consumption),
+            )
+            .route(
+                &format!("{prefix}/enterprise/consumption/acu-limits/devin"),
+                get(billing::acu_limits),
+            )
+            .route(&format!("{prefix}/enterprise/queue"), get(billing::queue));
     }
     router.with_state(sim)
 }
 
-fn problem(status: StatusCode, detail: &str) -> Response {
+pub(super) fn problem(status: StatusCode, detail: &str) -> Response {
     let body = json!({
         "type": "about:blank",
         "title": status.canonical_reason().unwrap_or("Error"),
@@ -49,7 +63,7 @@ fn problem(status: StatusCode, detail: &str) -> Response {
 }
 
 /// An early answer (401, 422): boxed, as a `Response` is large.
-type Rejection = Box<Response>;
+pub(super) type Rejection = Box<Response>;
 
 fn validation(field: &str, msg: &str, kind: &str, input: &str) -> Rejection {
     let body =
@@ -58,7 +72,7 @@ fn validation(field: &str, msg: &str, kind: &str, input: &str) -> Rejection {
 }
 
 /// Bearer-token check; `Err` is the 401 response.
-fn authorize(sim: &Simulator, headers: &HeaderMap) -> Result<(), Rejection> {
+pub(super) fn authorize(sim: &Simulator, headers: &HeaderMap) -> Result<(), Rejection> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -77,7 +91,7 @@ fn authorize(sim: &Simulator, headers: &HeaderMap) -> Result<(), Rejection> {
 }
 
 /// Latency, then any injected fault. `Some` is the response the fault replaces it with.
-async fn delay_and_faults(sim: &Simulator, org_id: Option<&str>) -> Option<Response> {
+pub(super) async fn delay_and_faults(sim: &Simulator, org_id: Option<&str>) -> Option<Response> {
     let fault = sim.take_fault(org_id);
     if !sim.inner.config.latency.is_zero() {
         tokio::time::sleep(sim.inner.config.latency).await;
@@ -120,7 +134,7 @@ async fn delay_and_faults(sim: &Simulator, org_id: Option<&str>) -> Option<Respo
 }
 
 /// Query parameters, as pairs (repeated keys allowed).
-type Params = Vec<(String, String)>;
+pub(super) type Params = Vec<(String, String)>;
 
 fn single<'a>(params: &'a Params, key: &str) -> Option<&'a str> {
     params
@@ -140,7 +154,7 @@ fn list_param(params: &Params, key: &str) -> Option<Vec<String>> {
     (!values.is_empty()).then_some(values)
 }
 
-fn int_param(params: &Params, key: &str) -> Result<Option<i64>, Rejection> {
+pub(super) fn int_param(params: &Params, key: &str) -> Result<Option<i64>, Rejection> {
     match single(params, key) {
         None => Ok(None),
         Some(v) => v.parse().map(Some).map_err(|_| {
@@ -155,7 +169,7 @@ fn int_param(params: &Params, key: &str) -> Result<Option<i64>, Rejection> {
 }
 
 /// `first`: 1..=200, default 100.
-fn page_size(params: &Params) -> Result<usize, Rejection> {
+pub(super) fn page_size(params: &Params) -> Result<usize, Rejection> {
     let Some(n) = int_param(params, "first")? else {
         return Ok(100);
     };
@@ -303,7 +317,7 @@ async fn list_sessions(
 }
 
 /// Sends the simulated clock as the `Date` header, as a real server sends its own.
-fn with_date(mut response: Response, now: i64) -> Response {
+pub(super) fn with_date(mut response: Response, now: i64) -> Response {
     let at = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(now).unwrap_or(0));
     if let Ok(v) = httpdate::fmt_http_date(at).parse() {
         response.headers_mut().insert(header::DATE, v);
@@ -327,17 +341,9 @@ async fn list_organizations(
         Ok(n) => n,
         Err(r) => return *r,
     };
-    let skip: usize = match single(&params, "after") {
-        None => 0,
-        Some(c) => match URL_SAFE_NO_PAD
-            .decode(c)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.parse().ok())
-        {
-            Some(n) => n,
-            None => return *validation("after", "Invalid cursor", "value_error", c),
-        },
+    let skip = match offset_cursor(&params) {
+        Ok(n) => n,
+        Err(r) => return *r,
     };
     let world = sim.world();
     let start = world.clock.now() - 400 * 86_400;
@@ -360,11 +366,29 @@ async fn list_organizations(
     let more = skip + orgs.len() < world.orgs.len();
     let body = json!({
         "items": orgs,
-        "end_cursor": more.then(|| URL_SAFE_NO_PAD.encode((skip + first).to_string())),
+        "end_cursor": more.then(|| encode_offset(skip + first)),
         "has_next_page": more,
         "total": world.orgs.len(),
     });
     axum::Json(body).into_response()
+}
+
+/// The cursor of a listing paged by position: the offset of the next page.
+pub(super) fn encode_offset(offset: usize) -> String {
+    URL_SAFE_NO_PAD.encode(offset.to_string())
+}
+
+/// The offset an `after` cursor of [`encode_offset`] stands for (0 without one).
+pub(super) fn offset_cursor(params: &Params) -> Result<usize, Rejection> {
+    match single(params, "after") {
+        None => Ok(0),
+        Some(c) => URL_SAFE_NO_PAD
+            .decode(c)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| validation("after", "Invalid cursor", "value_error", c)),
+    }
 }
 
 async fn whoami(State(sim): State<Simulator>, headers: HeaderMap) -> Response {

@@ -42,6 +42,13 @@ pub struct SimulateArgs {
     /// Answer 403 (no ViewOrgSessions) for this org id (repeatable).
     #[arg(long = "forbidden-org")]
     pub forbidden_orgs: Vec<String>,
+    /// Answer 403 for this billing source: enterprise_consumption, org_consumption,
+    /// acu_limits or queue (repeatable).
+    #[arg(long = "forbidden-billing", value_parser = ["enterprise_consumption", "org_consumption", "acu_limits", "queue"])]
+    pub forbidden_billing: Vec<String>,
+    /// Answer 403 (no ViewOrgConsumption) for this org's consumption (repeatable).
+    #[arg(long = "forbidden-consumption-org")]
+    pub forbidden_consumption_orgs: Vec<String>,
 }
 
 impl SimulateArgs {
@@ -60,6 +67,8 @@ impl SimulateArgs {
             start_time: None,
             demo_org_ids: false,
             forbidden_orgs: self.forbidden_orgs.clone(),
+            forbidden_billing: self.forbidden_billing.clone(),
+            forbidden_consumption_orgs: self.forbidden_consumption_orgs.clone(),
         }
     }
 }

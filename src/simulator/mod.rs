@@ -1,5 +1,5 @@
 //! A simulated Devin API: the list-sessions endpoint (and `/v3/self`,
-//! `/v3/enterprise/organizations`) served the way the API reference describes it, over
+//! `/v3/enterprise/organizations`, billing and capacity: see [`billing`]) served the way the API reference describes it, over
 //! sessions that live and change on a seeded, deterministic, simulated clock. It backs the
 //! demo mode, the end-to-end tests and the benchmarks, and runs on its own with
 //! `devin-exporter simulate`. Admin routes under `/sim/` control it; it is a development
@@ -7,6 +7,7 @@
 
 mod admin;
 mod api;
+pub mod billing;
 pub mod cli;
 mod model;
 mod world;
@@ -50,6 +51,11 @@ pub struct SimConfig {
     pub demo_org_ids: bool,
     /// Org ids whose sessions the token may not list: always 403.
     pub forbidden_orgs: Vec<String>,
+    /// Billing sources the token may not read (403): `enterprise_consumption`,
+    /// `org_consumption` (every org), `acu_limits`, `queue`.
+    pub forbidden_billing: Vec<String>,
+    /// Org ids whose consumption the token may not read: always 403.
+    pub forbidden_consumption_orgs: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -67,6 +73,8 @@ impl Default for SimConfig {
             start_time: None,
             demo_org_ids: false,
             forbidden_orgs: Vec::new(),
+            forbidden_billing: Vec::new(),
+            forbidden_consumption_orgs: Vec::new(),
         }
     }
 }

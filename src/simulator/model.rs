@@ -201,7 +201,20 @@ impl SimSession {
     }
 
     /// Applies every event due up to `now`.
+    #[cfg(test)]
     pub fn advance(&mut self, seed: u64, org: u64, now: i64) {
+        self.advance_billed(seed, org, now, &mut |_, _| {});
+    }
+
+    /// [`Self::advance`], telling `bill` each ACU growth (in millionths) and when it happened:
+    /// what the org's consumption is made of.
+    pub fn advance_billed(
+        &mut self,
+        seed: u64,
+        org: u64,
+        now: i64,
+        bill: &mut impl FnMut(i64, u64),
+    ) {
         loop {
             let category_due = self.category_at.filter(|t| *t <= now);
             let event_due = (self.next_event <= now).then_some(self.next_event);
@@ -211,10 +224,19 @@ impl SimSession {
                     self.category_at = None;
                     self.updated_at = self.updated_at.max(c);
                 }
-                (_, Some(at)) => self.step_at(seed, org, at),
+                (_, Some(at)) => {
+                    let before = self.acu_micros();
+                    self.step_at(seed, org, at);
+                    bill(at, self.acu_micros().saturating_sub(before));
+                }
                 _ => return,
             }
         }
+    }
+
+    /// ACUs so far in millionths (they are kept rounded to thousandths: exact).
+    pub fn acu_micros(&self) -> u64 {
+        (self.acus * 1_000_000.0).round() as u64
     }
 
     fn draw(&mut self, seed: u64, org: u64) -> ChaCha8Rng {

@@ -44,6 +44,9 @@ pub struct SimOrg {
     pub max_session_acu_limit: Option<f64>,
     /// Sessions ordered by (created_at, id).
     pub sessions: Vec<SimSession>,
+    /// ACUs billed (millionths) per billing day (its start, 08:00 UTC): every growth of a
+    /// session's ACUs, on the day it happened; deleting a session unbills nothing.
+    pub billed: BTreeMap<i64, u64>,
     next_serial: u64,
     next_arrival: i64,
 }
@@ -109,6 +112,13 @@ impl Filters {
     }
 }
 
+/// Adds `micros` billed at `at` to its billing day.
+fn bill(billed: &mut BTreeMap<i64, u64>, at: i64, micros: u64) {
+    if micros > 0 {
+        *billed.entry(super::billing::day_start(at)).or_default() += micros;
+    }
+}
+
 const NAMES: &[&str] = &[
     "Platform", "Payments", "Data", "Mobile", "Growth", "Infra", "Search", "Security",
 ];
@@ -141,12 +151,13 @@ impl SimOrg {
             max_cycle_acu_limit: (index % 3 != 2).then_some(50_000.0 * (index + 1) as f64),
             max_session_acu_limit: (index % 2 == 0).then_some(100.0),
             sessions: Vec::with_capacity(sessions),
+            billed: BTreeMap::new(),
             next_serial: 0,
             next_arrival: start,
         };
         for at in created {
             let mut s = org.spawn(seed, at);
-            s.advance(seed, index, start);
+            s.advance_billed(seed, index, start, &mut |t, m| bill(&mut org.billed, t, m));
             org.insert(s);
         }
         org.next_arrival = start + org.arrival_gap(seed, arrivals_per_hour);
@@ -184,9 +195,9 @@ impl SimOrg {
             self.insert(s);
             self.next_arrival = at + self.arrival_gap(seed, arrivals_per_hour);
         }
-        let index = self.index;
+        let (index, billed) = (self.index, &mut self.billed);
         for s in self.sessions.iter_mut().filter(|s| s.is_live()) {
-            s.advance(seed, index, now);
+            s.advance_billed(seed, index, now, &mut |t, m| bill(billed, t, m));
         }
     }
 
@@ -213,7 +224,11 @@ impl SimOrg {
         }
         let index = self.index;
         for i in picked {
-            self.sessions[i].touch(seed, index, now);
+            let s = &mut self.sessions[i];
+            let before = s.acu_micros();
+            s.touch(seed, index, now);
+            let grown = s.acu_micros().saturating_sub(before);
+            bill(&mut self.billed, now, grown);
         }
         n
     }

@@ -9,6 +9,7 @@ mod common;
 #[path = "../../build.rs"]
 mod build_script;
 
+mod billing;
 mod check;
 mod cli;
 mod collection;

@@ -93,6 +93,7 @@ async fn a_body_with_every_feature_on_writes_only_declared_families() {
     let extra = [
         ("DEVIN_ATTRIBUTION", "user,playbook,tag"),
         ("DEVIN_DISCOVER_ORGS", "true"),
+        ("DEVIN_BILLING", "on"),
     ];
     let exp = start_exporter(&url, &[orgs[0].as_str()], &extra).await;
     scrape(&exp.url, None).await;
@@ -101,7 +102,7 @@ async fn a_body_with_every_feature_on_writes_only_declared_families() {
     for org in &orgs {
         sim.transition(org, 3, "exit", None).unwrap();
     }
-    let scraped = scrape(&exp.url, None).await;
+    let scraped = common::scrape_after_billing(&exp).await;
     for org in &orgs {
         let info = scraped.metrics.get("devin_org_info", &[("org_id", org)]);
         assert_eq!(info, Some(1.0), "{org}");
@@ -124,8 +125,8 @@ async fn a_body_with_every_feature_on_writes_only_declared_families() {
         labels.sort();
         assert_eq!(w.labels[name], BTreeSet::from([labels]), "{name}");
     }
-    // Every family shows up but those this world cannot have: demo mode, and limits of
-    // orgs the simulator leaves unlimited.
+    // Every family shows up but those this world cannot have: demo mode, and limits the
+    // simulator leaves unset.
     let absent: BTreeSet<&str> = by_name
         .keys()
         .copied()
@@ -135,6 +136,7 @@ async fn a_body_with_every_feature_on_writes_only_declared_families() {
         "devin_exporter_demo_mode",
         "devin_org_max_cycle_acu_limit",
         "devin_org_max_session_acu_limit",
+        "devin_enterprise_max_cycle_acu_limit",
     ]);
     assert!(absent.is_subset(&allowed), "never written: {absent:?}");
 }

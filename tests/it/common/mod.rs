@@ -55,6 +55,8 @@ pub async fn start_exporter_with_timeouts(
         ("DEVIN_API_TOKEN", "cog_test_token"),
         ("DEVIN_API_URL", api_url),
         ("DEVIN_MAX_REQUESTS_PER_SECOND", "1000"),
+        // The mocks answer sessions only; billing's tests turn it on.
+        ("DEVIN_BILLING", "off"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -102,6 +104,20 @@ pub async fn skip_time(by: Duration) {
     tokio::time::pause();
     tokio::time::advance(by).await;
     tokio::time::resume();
+}
+
+/// Scrapes (starting a billing refresh if one is due), waits for the refresh to end, then
+/// scrapes what it read.
+pub async fn scrape_after_billing(exp: &TestExporter) -> Scraped {
+    scrape(&exp.url, None).await;
+    let billing = exp.exporter.billing().expect("billing is on");
+    for _ in 0..2000 {
+        if !billing.refreshing() {
+            return scrape(&exp.url, None).await;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the billing refresh does not end");
 }
 
 /// A scrape's response.

@@ -1,14 +1,15 @@
 //! The README's tables, found with a Markdown parser: each cell as the Markdown it is
 //! written in (backticks kept), so that a test compares it with the text the code holds.
 
-use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+use pulldown_cmark::{Event, Options, Parser, Tag};
 
 /// The README.
 pub fn readme() -> String {
     std::fs::read_to_string(super::dashboards::root().join("README.md")).unwrap()
 }
 
-/// The body rows of the README table whose header row is `header`.
+/// The body rows of the README tables whose header row is `header` (a long table may be
+/// split under several headings), in order.
 pub fn table(header: &[&str]) -> Vec<Vec<String>> {
     let text = readme();
     let mut tables: Vec<Vec<Vec<String>>> = Vec::new();
@@ -26,17 +27,17 @@ pub fn table(header: &[&str]) -> Vec<Vec<String>> {
                 let table = tables.last_mut().expect("a cell inside a table");
                 table.last_mut().expect("a cell inside a row").push(cell);
             }
-            Event::End(TagEnd::Table) => {}
             _ => {}
         }
     }
-    let mut found = tables.into_iter().filter(|t| {
-        t.first()
-            .is_some_and(|head| head.iter().map(String::as_str).eq(header.iter().copied()))
-    });
-    let table = found
-        .next()
-        .unwrap_or_else(|| panic!("README has a table {header:?}"));
-    assert!(found.next().is_none(), "README has two tables {header:?}");
-    table.into_iter().skip(1).collect()
+    let rows: Vec<Vec<String>> = tables
+        .into_iter()
+        .filter(|t| {
+            t.first()
+                .is_some_and(|head| head.iter().map(String::as_str).eq(header.iter().copied()))
+        })
+        .flat_map(|t| t.into_iter().skip(1))
+        .collect();
+    assert!(!rows.is_empty(), "README has a table {header:?}");
+    rows
 }
