@@ -61,6 +61,17 @@ devin_ended_session_acus_bucket org_id origin status le
 devin_ended_session_acus_sum org_id origin status
 devin_ended_session_acus_count org_id origin status
 devin_active_session_acus_consumed org_id session_id url
+devin_org_max_cycle_acu_limit org_id
+devin_billing_cycle_acus product
+devin_org_billing_cycle_acus org_id product
+devin_billing_cycle_start_timestamp_seconds
+devin_billed_acus_total product
+devin_org_billed_acus_total org_id product
+devin_enterprise_max_cycle_acu_limit
+devin_queue_sessions
+devin_queue_pressure status
+devin_billing_up source
+devin_billing_last_success_timestamp_seconds source
 up
 ";
 
