@@ -288,7 +288,8 @@ fn the_overview_keeps_its_uid_rows_and_filters() {
     let dashboard = load(&root().join(OVERVIEW));
     assert_eq!(dashboard["uid"], "devin-overview");
     let rows = row_titles(&dashboard);
-    let expected = "Health,Sessions,ACUs,Activity,Exporter & API,Spend,Lifecycle".split(',');
+    let expected = "Health,Sessions,ACUs,Activity,Exporter & API,Spend,Lifecycle,Billing";
+    let expected = expected.split(',');
     assert_eq!(rows, expected.collect::<Vec<_>>());
     let vars = variables(&dashboard);
     let names: Vec<&str> = vars.iter().map(|v| v["name"].as_str().unwrap()).collect();
@@ -311,7 +312,31 @@ fn the_overview_keeps_its_uid_rows_and_filters() {
             assert!(filtered, "{title}: {metric} without {filter} in {expr}");
         }
     }
+    // A family without org_id (the exporter process, the enterprise's billing) cannot
+    // follow the org filter: its selectors follow the job filter, or the panel's
+    // description tells the reader that the Org filter does not apply.
+    values.insert("job".into(), "JOB_FILTER".into());
+    let job = r#"job=~"JOB_FILTER""#.to_string();
+    for panel in all_panels(&dashboard) {
+        let title = &panel["title"];
+        let description = panel["description"].as_str().unwrap_or("");
+        let says = description.contains(ORG_FILTER_DOES_NOT_APPLY);
+        let exprs = panel["targets"].as_array().into_iter().flatten();
+        for expr in exprs.filter_map(|t| t["expr"].as_str()) {
+            for selector in selectors(&parse(&substitute(expr, &values)).unwrap()) {
+                let metric = selector.metric.unwrap_or_default();
+                let labels = known.labels_of(&metric);
+                let per_org = labels.is_some_and(|l| l.contains("org_id"));
+                let explained = per_org || says || selector.matchers.contains(&job);
+                let why = format!("neither {job} nor {ORG_FILTER_DOES_NOT_APPLY:?}");
+                assert!(explained, "{title}: {metric} with {why} in {expr}");
+            }
+        }
+    }
 }
+
+/// What the description of a panel reading enterprise-wide families says.
+const ORG_FILTER_DOES_NOT_APPLY: &str = "Enterprise-wide: the Org filter does not apply.";
 
 #[test]
 fn the_checker_catches_a_bad_dashboard() {
@@ -763,6 +788,19 @@ devin_api_request_duration_seconds_bucket{org_id="org-a", le="1"} 0+60x150
 devin_api_request_duration_seconds_bucket{org_id="org-a", le="+Inf"} 0+61x150
 devin_api_request_duration_seconds_sum{org_id="org-a"} 0+9x150
 devin_api_request_duration_seconds_count{org_id="org-a"} 0+61x150
+devin_org_max_cycle_acu_limit{org_id="org-a"} 1000x150
+devin_billing_cycle_acus{product="devin"} 500+1x150
+devin_billing_cycle_acus{product="cascade"} 20+0.1x150
+devin_org_billing_cycle_acus{org_id="org-a", product="devin"} 500+1x150
+devin_billing_cycle_start_timestamp_seconds 0x150
+devin_billed_acus_total{product="devin"} 0+1x150
+devin_org_billed_acus_total{org_id="org-a", product="devin"} 0+1x150
+devin_queue_sessions 3x150
+devin_queue_pressure{status="normal"} 1x150
+devin_queue_pressure{status="elevated"} 0x150
+devin_queue_pressure{status="high"} 0x150
+devin_billing_up{source="enterprise_consumption"} 1x150
+devin_billing_last_success_timestamp_seconds{source="enterprise_consumption"} 0+60x150
 "#;
 
 /// [`SYNTHETIC_SERIES`] as promtool `input_series`.
