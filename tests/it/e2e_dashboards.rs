@@ -46,6 +46,8 @@ fn every_dashboard_query_runs_and_returns_data() {
     let timeout = Duration::from_secs(90);
 
     prom.wait_for("devin_up", timeout, |r| r.len() == sim.orgs.len());
+    // Billing is on by default (auto): every source read once, for the Billing row.
+    prom.wait_for("devin_billing_up == 1", timeout, |r| r.len() == 4);
     // A rate-limited request, so that the 429 panels have something to show.
     sim.admin_json(
         "/sim/faults",
