@@ -193,6 +193,14 @@ fn render_sized(
         "devin_api_request_duration_seconds",
         "Latency of Devin API requests, retries counted one by one.",
     );
+    let mut malformed_sessions = Family::counter(
+        "devin_malformed_sessions_total",
+        "Session items of the org's pages skipped as malformed (no usable session_id, status or timestamp), counted each time one is listed.",
+    );
+    let mut malformed_fields = Family::counter(
+        "devin_malformed_session_fields_total",
+        "Session fields of the wrong type read as null, 0 or empty, by field, counted each time one is listed.",
+    );
     let mut spend = SpendFamilies::default();
     let mut build = Family::gauge(
         "devin_exporter_build_info",
@@ -264,6 +272,10 @@ fn render_sized(
             last_success.value(&org_label, seconds(t));
         }
         initial.count(&org_label, u64::from(st.initial_complete));
+        malformed_sessions.count(&org_label, st.malformed.sessions());
+        for (field, n) in st.malformed.fields() {
+            malformed_fields.count(&[("org_id", id), ("field", field.name())], n);
+        }
         if !st.initial_complete {
             continue; // Never half-counted gauges.
         }
@@ -315,6 +327,8 @@ fn render_sized(
         duration,
         last_success,
         requests,
+        malformed_sessions,
+        malformed_fields,
         org_info,
         cycle_limit,
         session_limit,

@@ -19,6 +19,7 @@ mod hostile_sync;
 mod incremental;
 mod landing;
 mod limits;
+mod malformed;
 mod parser_props;
 mod scheduling;
 mod scrape_timeout_header;
