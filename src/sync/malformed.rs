@@ -68,19 +68,62 @@ impl Malformed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
 
+    /// Log output, shared with the subscriber that writes it.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    // One test: a callsite another test reaches first without a subscriber may stay silent.
     #[test]
-    fn counts_every_reading_by_kind() {
-        let body = br#"{"items":[
-            {"session_id":"a","status":"new","created_at":1,"updated_at":1,"acus_consumed":0,"user_id":1,"tags":"x"},
-            {"status":"new","created_at":1,"updated_at":1,"acus_consumed":0},
-            {"session_id":"c","status":"new","created_at":1,"updated_at":1,"acus_consumed":0,"user_id":true}]}"#;
-        let page = SessionPage::from_slice(body).unwrap();
+    fn counts_every_reading_and_logs_the_first_of_each_kind_without_values() {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let long_id = format!("devin-{}", "7".repeat(100));
+        let body = format!(
+            r#"{{"items":[
+            {{"session_id":"{long_id}","status":"new","created_at":1,"updated_at":1,"acus_consumed":0,"user_id":424242,"tags":"hunter2"}},
+            {{"status":"new","created_at":1,"updated_at":1,"acus_consumed":0}},
+            {{"session_id":"b","status":"new","created_at":1,"updated_at":1,"acus_consumed":0,"user_id":true}}]}}"#
+        );
+        let page = SessionPage::from_str(&body).unwrap();
         let mut m = Malformed::default();
         m.record("org-a", &page);
         m.record("org-a", &page);
         assert_eq!(m.sessions(), 2);
         let fields: Vec<_> = m.fields().map(|(f, n)| (f.name(), n)).collect();
         assert_eq!(fields, [("user_id", 4), ("tags", 2)]);
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let warns: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
+        assert_eq!(warns.len(), 3, "{text}");
+        let cut = &long_id[..64];
+        let user = warns
+            .iter()
+            .find(|l| l.contains("field=\"user_id\""))
+            .unwrap();
+        assert!(user.contains(&format!("session_id={cut} ")), "{user}");
+        assert!(
+            warns
+                .iter()
+                .any(|l| l.contains("malformed session skipped"))
+        );
+        for hidden in ["424242", "hunter2", &long_id[..65]] {
+            assert!(!text.contains(hidden), "{hidden} in {text}");
+        }
     }
 }
