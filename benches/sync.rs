@@ -26,7 +26,7 @@ fn fill(store: &mut SessionStore, sessions: u64) {
     while start < sessions {
         let n = 200.min(sessions - start);
         let body = synthetic_page(start, n);
-        let page: SessionPage = serde_json::from_str(&body).expect("synthetic page parses");
+        let page = SessionPage::from_str(&body).expect("synthetic page parses");
         for s in &page.items {
             store.upsert(s, 1, Transitions::Ignored);
         }
@@ -119,7 +119,7 @@ fn series_bench() {
             {
                 let mut st = org.state();
                 let body = synthetic_page(i * 150, 150);
-                let page: SessionPage = serde_json::from_str(&body).expect("synthetic page parses");
+                let page = SessionPage::from_str(&body).expect("synthetic page parses");
                 for s in &page.items {
                     st.store.upsert(s, 1, Transitions::Ignored);
                 }

@@ -120,14 +120,17 @@ impl PageBody {
 
     /// Parses a sessions page; strings borrow from the body.
     pub fn parse(&self) -> Result<SessionPage<'_>, ApiError> {
-        self.parse_as()
+        SessionPage::from_slice(&self.body).map_err(|e| self.decode_error(e))
     }
 
     /// Parses the body as any page type.
     pub fn parse_as<'a, T: serde::Deserialize<'a>>(&'a self) -> Result<T, ApiError> {
         // serde's messages quote the offending value, which came from the network.
-        serde_json::from_slice(&self.body)
-            .map_err(|e| ApiError::Decode(redact(&e.to_string(), self.token.expose())))
+        serde_json::from_slice(&self.body).map_err(|e| self.decode_error(e))
+    }
+
+    fn decode_error(&self, e: serde_json::Error) -> ApiError {
+        ApiError::Decode(redact(&e.to_string(), self.token.expose()))
     }
 }
 

@@ -6,6 +6,7 @@ pub mod budget;
 pub(crate) mod client;
 pub mod enums;
 pub(crate) mod explain;
+pub(crate) mod lenient;
 pub(crate) mod model;
 pub(crate) mod redact;
 pub(crate) mod retry;
@@ -13,5 +14,6 @@ pub(crate) mod stats;
 pub mod token;
 
 pub use client::{ApiClient, ApiError, Deadline, ListQuery, RequestObserver};
+pub use lenient::{Field, FieldSet, SkipReason, Skipped, logged_id};
 pub use model::{Organization, OrganizationPage, PullRequest, Session, SessionPage};
 pub use stats::ApiStats;

@@ -4,79 +4,188 @@
 use std::borrow::Cow;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::lenient::{self, Field, FieldSet, Skipped};
 
 /// One page of `GET /v3/organizations/{org_id}/sessions`. Strings borrow from the body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct SessionPage<'a> {
     /// The sessions on this page.
-    #[serde(borrow)]
     pub items: Vec<Session<'a>>,
+    /// Items that could not be read as a session (no usable `session_id`, ...).
+    pub skipped: Vec<Skipped>,
     /// Cursor for the next page; `None` on the last page.
-    #[serde(default)]
     pub end_cursor: Option<String>,
     /// Whether another page follows.
-    #[serde(default)]
     pub has_next_page: bool,
     /// Optional count of all matching sessions; a hint only, never relied on.
-    #[serde(default)]
     pub total: Option<u64>,
 }
 
-/// The fields of a `SessionResponse` the exporter uses.
-#[derive(Debug, Deserialize)]
+/// The page as sent, its items read as `T`.
+#[derive(Deserialize)]
+struct WirePage<T> {
+    items: T,
+    #[serde(default)]
+    end_cursor: Option<String>,
+    #[serde(default)]
+    has_next_page: bool,
+    #[serde(default)]
+    total: Option<u64>,
+}
+
+impl<'a> SessionPage<'a> {
+    /// Reads a page. A body that is not a JSON object with an `items` list is an error; an
+    /// item that is not a usable session never is: it is skipped, and the others are kept.
+    pub fn from_slice(body: &'a [u8]) -> serde_json::Result<Self> {
+        // The common case, in one pass: every item a session (odd fields read leniently).
+        if let Ok(page) = serde_json::from_slice::<WirePage<Vec<Session<'a>>>>(body) {
+            return Ok(page.with_items(|items| (items, Vec::new())));
+        }
+        // Some item is not: read each on its own.
+        let page: WirePage<Vec<&'a RawValue>> = serde_json::from_slice(body)?;
+        Ok(page.with_items(|raw| {
+            let mut items = Vec::with_capacity(raw.len());
+            let mut skipped = Vec::new();
+            for item in raw {
+                match lenient::decode_item(item.get()) {
+                    Ok(session) => items.push(session),
+                    Err(skip) => skipped.push(skip),
+                }
+            }
+            (items, skipped)
+        }))
+    }
+
+    /// [`SessionPage::from_slice`] of a string.
+    #[allow(clippy::should_implement_trait)] // borrows from `body`, unlike `FromStr`
+    pub fn from_str(body: &'a str) -> serde_json::Result<Self> {
+        Self::from_slice(body.as_bytes())
+    }
+
+    /// Items on the page, sessions and skipped ones.
+    pub fn listed(&self) -> usize {
+        self.items.len() + self.skipped.len()
+    }
+}
+
+impl<T> WirePage<T> {
+    fn with_items<'a>(
+        self,
+        read: impl FnOnce(T) -> (Vec<Session<'a>>, Vec<Skipped>),
+    ) -> SessionPage<'a> {
+        let (items, skipped) = read(self.items);
+        SessionPage {
+            items,
+            skipped,
+            end_cursor: self.end_cursor,
+            has_next_page: self.has_next_page,
+            total: self.total,
+        }
+    }
+}
+
+/// The fields of a `SessionResponse` the exporter uses, read leniently (see [`lenient`]).
+#[derive(Debug, Clone)]
 pub struct Session<'a> {
-    /// Unique id, `devin-<hex>`.
-    #[serde(borrow)]
+    /// Unique id, `devin-<hex>`; never empty.
     pub session_id: Cow<'a, str>,
-    /// Lifecycle status (open set: new, claimed, running, exit, error, suspended, resuming, ...).
-    #[serde(borrow)]
+    /// Lifecycle status (open set: new, claimed, running, exit, error, suspended, resuming, ...);
+    /// never empty.
     pub status: Cow<'a, str>,
     /// Detail of the status; `None` when null.
-    #[serde(default, borrow)]
     pub status_detail: Option<Cow<'a, str>>,
     /// Where the session was created from; `None` when null.
-    #[serde(default, borrow)]
     pub origin: Option<Cow<'a, str>>,
     /// Use-case category; `None` until classified.
-    #[serde(default, borrow)]
     pub category: Option<Cow<'a, str>>,
-    /// Creation time, Unix seconds.
-    #[serde(deserialize_with = "unix_seconds")]
+    /// Creation time, Unix seconds, clamped into `0..=MAX_UNIX`.
     pub created_at: i64,
-    /// Last update time, Unix seconds.
-    #[serde(deserialize_with = "unix_seconds")]
+    /// Last update time, Unix seconds, clamped into `0..=MAX_UNIX`.
     pub updated_at: i64,
     /// ACUs consumed so far.
     pub acus_consumed: f64,
     /// Pull requests opened by the session.
-    #[serde(default, borrow)]
     pub pull_requests: Vec<PullRequest<'a>>,
     /// Archived flag; null or absent means not archived.
-    #[serde(default)]
     pub is_archived: Option<bool>,
     /// Link to the session in the web app.
-    #[serde(default, borrow)]
     pub url: Option<Cow<'a, str>>,
     /// User who started the session; `None` when null (a service user started it).
-    #[serde(default, borrow)]
     pub user_id: Option<Cow<'a, str>>,
     /// Service user who started the session; `None` when null.
-    #[serde(default, borrow)]
     pub service_user_id: Option<Cow<'a, str>>,
     /// Playbook the session runs; `None` when null.
-    #[serde(default, borrow)]
     pub playbook_id: Option<Cow<'a, str>>,
     /// Tags of the session; null entries are skipped, a null list counts as none.
-    #[serde(default, borrow, deserialize_with = "lenient_tags")]
     pub tags: Vec<Cow<'a, str>>,
+    /// Fields that were of the wrong type and read as null, 0 or empty.
+    pub malformed: FieldSet,
 }
 
 /// A pull request of a session; only its state matters here.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct PullRequest<'a> {
     /// open, merged, closed, ... or `None` when null.
-    #[serde(default, borrow)]
     pub pr_state: Option<Cow<'a, str>>,
+}
+
+impl Session<'_> {
+    /// The session owning its strings (an item read from a repaired copy of its text).
+    pub fn into_owned(self) -> Session<'static> {
+        let own = |s: Cow<'_, str>| Cow::Owned(s.into_owned());
+        Session {
+            session_id: own(self.session_id),
+            status: own(self.status),
+            status_detail: self.status_detail.map(own),
+            origin: self.origin.map(own),
+            category: self.category.map(own),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            acus_consumed: self.acus_consumed,
+            pull_requests: (self.pull_requests.into_iter())
+                .map(|p| PullRequest {
+                    pr_state: p.pr_state.map(own),
+                })
+                .collect(),
+            is_archived: self.is_archived,
+            url: self.url.map(own),
+            user_id: self.user_id.map(own),
+            service_user_id: self.service_user_id.map(own),
+            playbook_id: self.playbook_id.map(own),
+            tags: self.tags.into_iter().map(own).collect(),
+            malformed: self.malformed,
+        }
+    }
+
+    /// Marks the fields holding U+FFFD as malformed: after lone surrogates were replaced by
+    /// it, those are the fields that had one (or, rarely, had the character itself).
+    pub(super) fn mark_replacement_characters(&mut self) {
+        let has = |s: &str| s.contains('\u{FFFD}');
+        let opt = |s: &Option<Cow<'_, str>>| s.as_deref().is_some_and(has);
+        let fields = [
+            (Field::SessionId, has(&self.session_id)),
+            (Field::Status, has(&self.status)),
+            (Field::StatusDetail, opt(&self.status_detail)),
+            (Field::Origin, opt(&self.origin)),
+            (Field::Category, opt(&self.category)),
+            (Field::Url, opt(&self.url)),
+            (Field::UserId, opt(&self.user_id)),
+            (Field::ServiceUserId, opt(&self.service_user_id)),
+            (Field::PlaybookId, opt(&self.playbook_id)),
+            (Field::Tags, self.tags.iter().any(|t| has(t))),
+            (
+                Field::PrState,
+                self.pull_requests.iter().any(|p| opt(&p.pr_state)),
+            ),
+        ];
+        for (field, replaced) in fields {
+            if replaced {
+                self.malformed.insert(field);
+            }
+        }
+    }
 }
 
 /// One page of `GET /v3/enterprise/organizations`.
@@ -138,38 +247,6 @@ pub fn clamp_unix(secs: f64) -> i64 {
     }
 }
 
-/// Accepts integer timestamps and, defensively, fractional ones (truncated); clamped into
-/// `0..=MAX_UNIX`.
-fn unix_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    let n = serde_json::Number::deserialize(d)?;
-    Ok(match n.as_i64() {
-        Some(i) => i.clamp(0, MAX_UNIX),
-        // u64 beyond i64 and floats: clamped as floats.
-        None => clamp_unix(n.as_f64().unwrap_or(f64::MAX)),
-    })
-}
-
-/// Reads `tags` leniently: null, a null entry or a non-string entry never fails the page.
-fn lenient_tags<'de: 'a, 'a, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Vec<Cow<'a, str>>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Tag<'a> {
-        Text(#[serde(borrow)] Cow<'a, str>),
-        Other(serde::de::IgnoredAny),
-    }
-    let tags: Option<Vec<Tag<'a>>> = Option::deserialize(d)?;
-    Ok(tags
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|t| match t {
-            Tag::Text(s) => Some(s),
-            Tag::Other(_) => None,
-        })
-        .collect())
-}
-
 /// Error body of the API: RFC 9457 problem details or FastAPI's validation shape.
 #[derive(Debug, Deserialize)]
 struct ErrorBody {
@@ -220,6 +297,7 @@ pub fn error_detail(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::lenient::SkipReason;
 
     #[test]
     fn parses_nulls_unknown_fields_and_new_enum_values() {
@@ -228,7 +306,7 @@ mod tests {
             "created_at":1700000000,"updated_at":1700000100.0,"acus_consumed":1.5,
             "pull_requests":[{"pr_url":"p","pr_state":null}],"brand_new_field":{"x":1}}],
             "end_cursor":null,"total":null}"#;
-        let page: SessionPage = serde_json::from_slice(body).unwrap();
+        let page = SessionPage::from_slice(body).unwrap();
         assert!(!page.has_next_page);
         let s = &page.items[0];
         assert_eq!(s.status, "hibernating");
@@ -252,7 +330,7 @@ mod tests {
              "tags":["x",null,3,"y\u00e9"]},
             {"session_id":"b","status":"new","created_at":1,"updated_at":1,"acus_consumed":0,
              "user_id":null,"service_user_id":"svc","tags":null}]}"#;
-        let page: SessionPage = serde_json::from_slice(body).unwrap();
+        let page = SessionPage::from_slice(body).unwrap();
         let (a, b) = (&page.items[0], &page.items[1]);
         assert_eq!(a.user_id.as_deref(), Some("user-1"));
         assert_eq!(a.playbook_id.as_deref(), Some("pb-1"));
@@ -275,16 +353,178 @@ mod tests {
             let body = format!(
                 r#"{{"items":[{{"session_id":"d","status":"new","created_at":{raw},"updated_at":{raw},"acus_consumed":0}}]}}"#
             );
-            let page: SessionPage = serde_json::from_str(&body).unwrap();
+            let page = SessionPage::from_str(&body).unwrap();
             assert_eq!(page.items[0].updated_at, want, "{raw}");
             assert_eq!(page.items[0].created_at, want, "{raw}");
         }
     }
 
     #[test]
-    fn missing_required_field_is_an_error() {
-        let body = br#"{"items":[{"session_id":"devin-1","created_at":1,"updated_at":1,"acus_consumed":0}]}"#;
-        assert!(serde_json::from_slice::<SessionPage>(body).is_err());
+    fn an_item_without_a_required_field_is_skipped_not_the_page() {
+        let body = br#"{"items":[{"session_id":"devin-1","created_at":1,"updated_at":1,"acus_consumed":0},
+            {"session_id":"devin-2","status":"new","created_at":1,"updated_at":1,"acus_consumed":0}]}"#;
+        let page = SessionPage::from_slice(body).unwrap();
+        assert_eq!(page.items.len(), 1);
+        assert_eq!(page.items[0].session_id, "devin-2");
+        let skipped = Skipped {
+            session_id: Some("devin-1".into()),
+            reason: SkipReason::NoStatus,
+        };
+        assert_eq!(page.skipped, [skipped]);
+    }
+
+    /// `{"items":[<item>]}` with `item` a good session whose `field` is `value` (raw JSON).
+    fn one_item(field: &str, value: &str) -> String {
+        let mut item = serde_json::json!({"session_id": "devin-1", "status": "running",
+            "status_detail": "working", "origin": "api", "category": "testing", "url": "u",
+            "created_at": 10, "updated_at": 20, "acus_consumed": 1.5, "is_archived": false,
+            "user_id": "user-1", "service_user_id": null, "playbook_id": "pb-1",
+            "tags": ["a"], "pull_requests": [{"pr_state": "open"}]});
+        item[field] = serde_json::json!("@value@");
+        format!(r#"{{"items":[{item}]}}"#).replace(r#""@value@""#, value)
+    }
+
+    #[test]
+    fn wrongly_typed_fields_read_as_null_and_are_named() {
+        use Field::*;
+        for (field, value, named) in [
+            ("status_detail", "3", StatusDetail),
+            ("origin", "[1]", Origin),
+            ("category", r#"{"a":"b"}"#, Category),
+            ("url", "12", Url),
+            ("user_id", "42", UserId),
+            ("service_user_id", "false", ServiceUserId),
+            ("playbook_id", "true", PlaybookId),
+            ("tags", r#""a,b""#, Tags),
+            ("tags", r#"["a",7]"#, Tags),
+            ("is_archived", r#""yes""#, IsArchived),
+            ("pull_requests", r#"{"pr_state":"open"}"#, PullRequests),
+            (
+                "pull_requests",
+                r#"[{"pr_state":"open"},"x"]"#,
+                PullRequests,
+            ),
+            ("pull_requests", r#"[{"pr_state":1}]"#, PrState),
+            ("acus_consumed", r#""NaN""#, AcusConsumed),
+            ("acus_consumed", "null", AcusConsumed),
+            ("created_at", r#""2024-01-01""#, CreatedAt),
+            ("updated_at", "null", UpdatedAt),
+        ] {
+            let body = one_item(field, value);
+            let page = SessionPage::from_str(&body).unwrap();
+            assert!(page.skipped.is_empty(), "{field}={value}");
+            let s = &page.items[0];
+            assert_eq!(
+                s.malformed.iter().collect::<Vec<_>>(),
+                [named],
+                "{field}={value}"
+            );
+            let text = |o: &Option<Cow<'_, str>>| o.as_deref().map(str::to_owned);
+            // What the field reads as: nothing, 0, or the other timestamp.
+            let read = match named {
+                StatusDetail => text(&s.status_detail),
+                Origin => text(&s.origin),
+                Category => text(&s.category),
+                Url => text(&s.url),
+                UserId => text(&s.user_id),
+                ServiceUserId => text(&s.service_user_id),
+                PlaybookId => text(&s.playbook_id),
+                PrState => text(&s.pull_requests[0].pr_state),
+                IsArchived => s.is_archived.map(|b| b.to_string()),
+                AcusConsumed => (s.acus_consumed != 0.0).then(|| s.acus_consumed.to_string()),
+                // What is left of the lists: below.
+                Tags | PullRequests => None,
+                CreatedAt => (s.created_at != 20).then(|| s.created_at.to_string()),
+                UpdatedAt => (s.updated_at != 10).then(|| s.updated_at.to_string()),
+                SessionId | Status => unreachable!(),
+            };
+            assert_eq!(read, None, "{field}={value}");
+        }
+        for (field, value, left) in [
+            ("tags", r#""a,b""#, 0),
+            ("tags", r#"["a",7]"#, 1),
+            ("pull_requests", r#"{"pr_state":"open"}"#, 0),
+            ("pull_requests", r#"[{"pr_state":"open"},"x"]"#, 1),
+        ] {
+            let body = one_item(field, value);
+            let page = SessionPage::from_str(&body).unwrap();
+            let s = &page.items[0];
+            let len = match field {
+                "tags" => s.tags.len(),
+                _ => s.pull_requests.len(),
+            };
+            assert_eq!(len, left, "{field}={value}");
+        }
+        // Nulls and absent optional fields are not malformed.
+        let body = one_item("user_id", "null");
+        let page = SessionPage::from_str(&body).unwrap();
+        assert!(page.items[0].malformed.is_empty());
+    }
+
+    #[test]
+    fn unusable_items_are_skipped_with_their_reason() {
+        for (field, value, id, reason) in [
+            ("session_id", "1", None, SkipReason::NoSessionId),
+            ("session_id", r#""""#, None, SkipReason::NoSessionId),
+            ("status", "3", Some("devin-1"), SkipReason::NoStatus),
+            ("status", "null", Some("devin-1"), SkipReason::NoStatus),
+            // Duplicate keys and numbers beyond f64: serde cannot read the item at all.
+            (
+                "url",
+                r#""u","url":"v""#,
+                Some("devin-1"),
+                SkipReason::Undecodable,
+            ),
+            ("acus_consumed", "1e400", None, SkipReason::Undecodable),
+        ] {
+            let body = one_item(field, value);
+            let page = SessionPage::from_str(&body).unwrap();
+            assert!(page.items.is_empty(), "{field}={value}");
+            let skipped = Skipped {
+                session_id: id.map(String::from),
+                reason,
+            };
+            assert_eq!(page.skipped, [skipped], "{field}={value}");
+        }
+        let body = r#"{"items":[{"session_id":"d","status":"new","acus_consumed":0},3,null,"x"]}"#;
+        let page = SessionPage::from_str(body).unwrap();
+        let reasons: Vec<_> = page.skipped.iter().map(|s| s.reason).collect();
+        use SkipReason::*;
+        assert_eq!(
+            reasons,
+            [NoTimestamps, Undecodable, Undecodable, Undecodable]
+        );
+    }
+
+    #[test]
+    fn lone_surrogates_are_replaced_and_named() {
+        let body = one_item("user_id", r#""a\ud800b""#)
+            .replace(r#""working""#, r#""\udc00""#)
+            .replace(r#""api""#, r#""\ud83d\ude00""#);
+        // serde refuses the lone surrogates in a string it keeps...
+        assert!(serde_json::from_str::<serde_json::Value>(&body).is_err());
+        let page = SessionPage::from_str(&body).unwrap();
+        let s = &page.items[0];
+        assert_eq!(s.user_id.as_deref(), Some("a\u{fffd}b"));
+        assert_eq!(s.status_detail.as_deref(), Some("\u{fffd}"));
+        // ...but a pair is a character.
+        assert_eq!(s.origin.as_deref(), Some("\u{1f600}"));
+        let named: Vec<_> = s.malformed.iter().collect();
+        assert_eq!(named, [Field::StatusDetail, Field::UserId]);
+    }
+
+    #[test]
+    fn a_broken_page_is_still_an_error() {
+        for body in [
+            "",
+            "[]",
+            r#"{"items":{}}"#,
+            r#"{"has_next_page":false}"#,
+            r#"{"items":[{"session_id":"d"}"#,
+            r#"{"items":[],"total":-1}"#,
+        ] {
+            assert!(SessionPage::from_str(body).is_err(), "{body}");
+        }
     }
 
     #[test]

@@ -96,6 +96,35 @@ fn state_in_words(st: &OrgState) -> String {
     }
 }
 
+/// What the org's pages held that was malformed, if anything:
+/// `2 malformed sessions skipped, 3 fields read as null (user_id 2, tags 1)`.
+fn malformed_in_words(st: &OrgState) -> Option<String> {
+    let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let sessions = st.malformed.sessions();
+    let fields: Vec<_> = st.malformed.fields().collect();
+    let mut words = Vec::new();
+    if sessions > 0 {
+        words.push(plural(
+            sessions,
+            "malformed session skipped",
+            "malformed sessions skipped",
+        ));
+    }
+    if !fields.is_empty() {
+        let total = fields.iter().map(|(_, n)| n).sum();
+        let each: Vec<String> = fields
+            .iter()
+            .map(|(f, n)| format!("{} {n}", f.name()))
+            .collect();
+        words.push(format!(
+            "{} ({})",
+            plural(total, "field read as null", "fields read as null"),
+            each.join(", ")
+        ));
+    }
+    (!words.is_empty()).then(|| words.join(", "))
+}
+
 /// Sessions per status, most first: `running 12, exit 1800`.
 fn by_status(st: &OrgState) -> String {
     if !st.initial_complete {
@@ -177,7 +206,10 @@ pub fn page(state: &AppState, snapshot: &Snapshot<'_>) -> String {
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/probe?org_id={}\">probe</a></td></tr>",
             escape(&org.id),
             escape(name.as_deref().unwrap_or("")),
-            escape(&state_in_words(&st)),
+            escape(&match malformed_in_words(&st) {
+                Some(m) => format!("{}; {m}", state_in_words(&st)),
+                None => state_in_words(&st),
+            }),
             escape(&age(st.health.last_success)),
             escape(&by_status(&st)),
             escape(&query_value(&org.id)),

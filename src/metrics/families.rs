@@ -80,7 +80,7 @@ families! {
     OLDEST_UPDATE = "devin_sessions_oldest_update_timestamp_seconds", Gauge ["org_id", "status", "status_detail"],
         "Oldest updated_at among sessions in this state that are not exited, errored or suspended.";
 
-    // Health of an org's collection (health.rs).
+    // Health of an org's collection and of what it reads (health.rs).
     /// `devin_up`.
     UP = "devin_up", Gauge ["org_id"],
         "1 if the last collection of the org succeeded.";
@@ -93,6 +93,12 @@ families! {
     /// `devin_last_successful_scrape_timestamp_seconds`.
     LAST_SUCCESS = "devin_last_successful_scrape_timestamp_seconds", Gauge ["org_id"],
         "Unix time of the org's last successful collection.";
+    /// `devin_malformed_sessions_total`.
+    MALFORMED_SESSIONS = "devin_malformed_sessions_total", Counter ["org_id"],
+        "Session items of the org's pages skipped as malformed (no usable session_id, status or timestamp), counted each time one is listed.";
+    /// `devin_malformed_session_fields_total`.
+    MALFORMED_FIELDS = "devin_malformed_session_fields_total", Counter ["org_id", "field"],
+        "Session fields of the wrong type read as null, 0 or empty, by field, counted each time one is listed.";
 
     // API requests (requests.rs).
     /// `devin_api_requests_total`.

@@ -1,7 +1,10 @@
 //! Whether each org's collection works: `devin_up`, the first listing, the last collection's
-//! duration and the last success.
+//! duration and the last success, and how many sessions and fields of its pages were
+//! malformed.
 
-use super::families::{INITIAL_SYNC_COMPLETE, LAST_SUCCESS, SCRAPE_DURATION, UP};
+use super::families::{
+    INITIAL_SYNC_COMPLETE, LAST_SUCCESS, MALFORMED_FIELDS, MALFORMED_SESSIONS, SCRAPE_DURATION, UP,
+};
 use super::text::{Family, unix_seconds};
 use crate::sync::OrgState;
 
@@ -11,6 +14,8 @@ pub(super) struct HealthFamilies {
     initial: Family,
     duration: Family,
     last_success: Family,
+    malformed_sessions: Family,
+    malformed_fields: Family,
 }
 
 impl Default for HealthFamilies {
@@ -20,6 +25,8 @@ impl Default for HealthFamilies {
             initial: Family::new(&INITIAL_SYNC_COMPLETE),
             duration: Family::new(&SCRAPE_DURATION),
             last_success: Family::new(&LAST_SUCCESS),
+            malformed_sessions: Family::new(&MALFORMED_SESSIONS),
+            malformed_fields: Family::new(&MALFORMED_FIELDS),
         }
     }
 }
@@ -38,11 +45,22 @@ impl HealthFamilies {
             self.last_success.value(&org, unix_seconds(t));
         }
         self.initial.count(&org, u64::from(st.initial_complete));
+        self.malformed_sessions.count(&org, st.malformed.sessions());
+        for (field, n) in st.malformed.fields() {
+            self.malformed_fields.count(&[org_id, field.name()], n);
+        }
     }
 
     /// Appends the families that have series to the body.
     pub(super) fn write_to(&self, out: &mut Vec<u8>) {
-        for family in [&self.up, &self.initial, &self.duration, &self.last_success] {
+        for family in [
+            &self.up,
+            &self.initial,
+            &self.duration,
+            &self.last_success,
+            &self.malformed_sessions,
+            &self.malformed_fields,
+        ] {
             family.write_to(out);
         }
     }

@@ -5,10 +5,12 @@
 pub(crate) mod intern;
 pub(crate) mod key;
 pub(crate) mod listing;
+pub(crate) mod malformed;
 pub(crate) mod org;
 pub(crate) mod schedule;
 pub mod spend;
 pub(crate) mod store;
 
+pub use malformed::Malformed;
 pub use org::{Health, Org, OrgState, SyncSettings};
 pub use store::{SessionStore, Transitions};

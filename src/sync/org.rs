@@ -10,11 +10,12 @@ use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 
 use super::listing::{Listing, ListingKind, PageSummary, Window, streams_worth_opening};
+use super::malformed::Malformed;
 use super::schedule::RunSlot;
 use super::spend::SpendSettings;
 use super::store::{SessionStore, Transitions};
 use crate::api::client::{PageBody, server_time_at};
-use crate::api::{ApiClient, ApiError, ApiStats, Organization, Session, SessionPage};
+use crate::api::{ApiClient, ApiError, ApiStats, Organization, SessionPage};
 
 /// Knobs of the sync, from the configuration.
 #[derive(Debug, Clone)]
@@ -70,6 +71,8 @@ pub struct OrgState {
     pub initial_complete: bool,
     /// Health of the collections.
     pub health: Health,
+    /// Malformed sessions and fields the org's pages held.
+    pub malformed: Malformed,
     listing: Option<Listing>,
     /// When the listing in progress started and what it has seen.
     listing_clock: Option<PassClock>,
@@ -200,7 +203,7 @@ fn summarize(page: &SessionPage<'_>) -> PageSummary {
         }))
     });
     PageSummary {
-        items: page.items.len(),
+        items: page.listed(),
         has_next_page: page.has_next_page,
         end_cursor: page.end_cursor.clone(),
         total: page.total,
@@ -416,22 +419,23 @@ impl Org {
         tracing::info!(org_id = %self.id, dropped, pages = listing.pages, "full re-listing complete");
     }
 
-    /// Applies listed sessions, skipping those older than the lookback window. Fails when
-    /// the org holds more sessions than allowed.
+    /// Applies a page's sessions, skipping those older than the lookback window, and counts
+    /// what was malformed on it. Fails when the org holds more sessions than allowed.
     fn apply(
         &self,
-        items: &[Session<'_>],
+        page: &SessionPage<'_>,
         cutoff: Option<i64>,
         max_sessions: u64,
     ) -> Result<(), ApiError> {
         let mut st = self.state();
+        st.malformed.record(&self.id, page);
         let generation = st.generation;
         let transitions = if st.initial_complete {
             Transitions::Counted
         } else {
             Transitions::Ignored
         };
-        for item in items {
+        for item in &page.items {
             if cutoff.is_some_and(|c| item.created_at < c) {
                 continue;
             }
@@ -532,7 +536,7 @@ impl Org {
             };
             // A page that breaks the contract is not applied, and nor is the rest.
             let next = advanced.map_err(|e| self.abandon_listing(e))?;
-            self.apply(&page.items, cutoff, settings.max_sessions)
+            self.apply(&page, cutoff, settings.max_sessions)
                 .map_err(|e| self.abandon_listing(e))?;
             queue.extend(next);
         }
@@ -598,7 +602,7 @@ impl Org {
                     body.server_time(),
                     page.items.iter().map(|s| s.updated_at).max(),
                 );
-                items = items.saturating_add(page.items.len() as u64);
+                items = items.saturating_add(page.listed() as u64);
                 if items > settings.max_sessions {
                     return Err(too_many(settings.max_sessions));
                 }
@@ -608,10 +612,10 @@ impl Org {
                 Some(pages) if pages.len() < HELD_PAGES => pages.push(body),
                 Some(_) => {
                     for page in held.take().into_iter().flatten().chain([body]) {
-                        self.apply(&page.parse()?.items, cutoff, settings.max_sessions)?;
+                        self.apply(&page.parse()?, cutoff, settings.max_sessions)?;
                     }
                 }
-                None => self.apply(&body.parse()?.items, cutoff, settings.max_sessions)?,
+                None => self.apply(&body.parse()?, cutoff, settings.max_sessions)?,
             }
             match next {
                 Some(cursor) => query.after = Some(cursor),
@@ -619,7 +623,7 @@ impl Org {
             }
         }
         for page in held.into_iter().flatten() {
-            self.apply(&page.parse()?.items, cutoff, settings.max_sessions)?;
+            self.apply(&page.parse()?, cutoff, settings.max_sessions)?;
         }
         // Only a complete pass may move the watermark: an interrupted one is redone.
         let mut st = self.state();

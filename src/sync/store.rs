@@ -556,7 +556,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn page(json: &str) -> SessionPage<'_> {
-        serde_json::from_str(json).unwrap()
+        SessionPage::from_str(json).unwrap()
     }
 
     fn item(id: &str, status: &str, detail: &str, acus: f64, updated: i64) -> String {

@@ -158,3 +158,17 @@ async fn discovery_without_manage_organizations_says_so() {
     assert_contains(&html, &["<th>org discovery</th><td>on, every 10m 0s</td>"]);
     assert_contains(line(&html, "<tr><td>org-a"), &["<td>ok</td>"]);
 }
+
+#[tokio::test]
+async fn malformed_sessions_and_fields_are_counted_on_the_row() {
+    let api = MockServer::start().await;
+    let mut sessions = page(&[S::new(1), S::new(2), S::new(3)], None, Some(3));
+    sessions["items"][0]["user_id"] = json!(42);
+    sessions["items"][1]["status"] = json!(null);
+    answer(&api, None, 200, sessions).await;
+    let exp = start_exporter(&api.uri(), &["org-a"], &[]).await;
+    scrape(&exp.url, None).await;
+    let row = landing(&exp.url).await;
+    let words = "<td>ok; 1 malformed session skipped, 1 field read as null (user_id 1)</td>";
+    assert_contains(line(&row, "<tr><td>org-a"), &[words, "running 2"]);
+}

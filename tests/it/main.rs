@@ -27,6 +27,7 @@ mod incremental;
 mod landing;
 mod limits;
 mod log_pipes;
+mod malformed;
 mod metric_families;
 mod parser_props;
 mod scheduling;

@@ -125,8 +125,9 @@ async fn a_body_with_every_feature_on_writes_only_declared_families() {
         labels.sort();
         assert_eq!(w.labels[name], BTreeSet::from([labels]), "{name}");
     }
-    // Every family shows up but those this world cannot have: demo mode, and limits the
-    // simulator leaves unset.
+    // Every family shows up but those this world cannot have: demo mode, limits the
+    // simulator leaves unset, and malformed fields (each field's series comes with its
+    // first malformed value).
     let absent: BTreeSet<&str> = by_name
         .keys()
         .copied()
@@ -137,6 +138,7 @@ async fn a_body_with_every_feature_on_writes_only_declared_families() {
         "devin_org_max_cycle_acu_limit",
         "devin_org_max_session_acu_limit",
         "devin_enterprise_max_cycle_acu_limit",
+        "devin_malformed_session_fields_total",
     ]);
     assert!(absent.is_subset(&allowed), "never written: {absent:?}");
 }

@@ -380,7 +380,7 @@ fn page(items: &[(u32, &str, f64, &str, &[&str])]) -> String {
 }
 
 fn apply(store: &mut SessionStore, body: &str, generation: u32) {
-    let page: SessionPage = serde_json::from_str(body).unwrap();
+    let page = SessionPage::from_str(body).unwrap();
     for s in &page.items {
         store.upsert(s, generation, Transitions::Counted);
     }
