@@ -42,7 +42,8 @@ fn settings(attribution: bool) -> SpendSettings {
         } else {
             Attribution::default()
         },
-        ..SpendSettings::default()
+        attribution_max_values: 500,
+        top_active_sessions: 5,
     }
 }
 

@@ -17,8 +17,6 @@ use crate::exporter::Exporter;
 use crate::http::auth::BasicAuth;
 use crate::http::web_config::{WebConfig, WebConfigError};
 use crate::http::{self, AppState};
-use crate::sync::SyncSettings;
-use crate::sync::spend::SpendSettings;
 
 /// Why the exporter (or `check`) could not start, or why its server stopped: one line that
 /// names the variable at fault where there is one.
@@ -63,27 +61,25 @@ impl StartupError {
     }
 }
 
-/// Windows of one org's listing fetched at once.
-const WINDOW_CONCURRENCY: usize = 8;
-
 /// The API client the configuration describes: its URL, request budget and limits.
 pub(crate) fn api_client(
     config: &Config,
     token: Arc<TokenProvider>,
 ) -> Result<ApiClient, StartupError> {
+    let api = &config.api;
     let budget = Arc::new(RequestBudget::new(
-        config.max_requests_per_second,
-        config.max_concurrent_requests,
+        api.max_requests_per_second,
+        api.max_concurrent_requests,
     ));
     Ok(ApiClient::new(
-        &config.api_url,
+        &api.api_url,
         token,
         budget,
-        config.max_response_bytes,
-        config.request_timeout,
+        api.max_response_bytes,
+        api.request_timeout,
     )
     .map_err(StartupError::Client)?
-    .with_max_retry_after(config.max_retry_after))
+    .with_max_retry_after(api.max_retry_after))
 }
 
 /// Builds the exporter and its router. `token` overrides the configured token source (demo
@@ -99,29 +95,10 @@ pub fn build(
         .ok_or_else(|| ConfigError("DEVIN_API_TOKEN is not set".to_string()))?;
     let token = Arc::new(TokenProvider::new(&source).map_err(ConfigError)?);
     let client = api_client(config, token)?;
-    let settings = SyncSettings {
-        page_size: config.page_size,
-        overlap: config.sync_overlap,
-        deep_recheck_interval: config.deep_recheck_interval,
-        max_sessions: config.max_sessions_per_org,
-        full_resync_interval: config.full_resync_interval,
-        lookback: config.lookback,
-        window_concurrency: WINDOW_CONCURRENCY,
-        requests_per_second: config.max_requests_per_second,
-        max_in_flight: config.max_concurrent_requests,
-        // Each collection has at least one request in flight while it runs: more would only
-        // wait for the request budget.
-        collection_limit: config.max_concurrent_requests,
-        collection_floor: config.scrape_timeout,
-        spend: SpendSettings {
-            attribution: config.attribution,
-            max_values: config.attribution_max_values,
-            top_active: config.top_active_sessions,
-        },
-    };
     let discovery = config
+        .discovery
         .discover_orgs
-        .then(|| Discovery::new(config.discovery_interval, config.page_size));
+        .then(|| Discovery::new(&config.discovery));
     // Billing's requests count with discovery's: both belong to no org.
     let enterprise_stats = discovery
         .as_ref()
@@ -130,16 +107,11 @@ pub fn build(
         &config.org_ids,
         &config.exclude_org_ids,
         client,
-        settings,
+        config.sync.clone(),
         discovery,
     );
-    if config.billing != BillingMode::Off {
-        exporter = exporter.with_billing(Billing::new(
-            config.billing == BillingMode::On,
-            config.billing_interval,
-            config.page_size,
-            enterprise_stats,
-        ));
+    if config.billing.billing != BillingMode::Off {
+        exporter = exporter.with_billing(Billing::new(&config.billing, enterprise_stats));
     }
     let exporter = Arc::new(exporter);
     let state = AppState::for_config(Arc::clone(&exporter), config, data);
@@ -172,10 +144,10 @@ pub async fn run(
     })?;
     tracing::info!(
         orgs = config.org_ids.len(),
-        discover_orgs = config.discover_orgs,
-        api = %redact_url(&config.api_url),
-        page_size = config.page_size,
-        max_requests_per_second = config.max_requests_per_second,
+        discover_orgs = config.discovery.discover_orgs,
+        api = %redact_url(&config.api.api_url),
+        page_size = config.sync.page_size,
+        max_requests_per_second = config.api.max_requests_per_second,
         "devin-exporter {} starting",
         crate::VERSION
     );

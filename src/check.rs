@@ -17,7 +17,7 @@ use crate::api::{
 };
 use crate::app::StartupError;
 use crate::billing::{Billing, Verdict};
-use crate::config::{BillingMode, Config, ConfigError};
+use crate::config::{BillingMode, BillingSettings, Config, ConfigError};
 use crate::http::web_config::WebConfig;
 
 /// Longest text from the network put on one line.
@@ -160,7 +160,7 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupEr
         )
         .map_err(io)?;
     }
-    writeln!(out, "API {}", redact_url(&config.api_url)).map_err(io)?;
+    writeln!(out, "API {}", redact_url(&config.api.api_url)).map_err(io)?;
     let wire = Wire::default();
     let identity = match client.whoami(deadline, &wire).await {
         Ok(body) => match body.parse_as::<Principal>().and_then(identified) {
@@ -172,10 +172,10 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupEr
 
     let mut orgs: Vec<String> = config.org_ids.clone();
     let mut discovery = None;
-    if config.discover_orgs {
+    if config.discovery.discover_orgs {
         let wire = Wire::default();
         let query = ListQuery {
-            first: config.page_size,
+            first: config.discovery.page_size,
             ..ListQuery::default()
         };
         let outcome = match client.list_organizations(&query, deadline, &wire).await {
@@ -204,7 +204,7 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupEr
     orgs.retain(|o| !config.exclude_org_ids.contains(o));
 
     let query = ListQuery {
-        first: config.page_size,
+        first: config.sync.page_size,
         ..ListQuery::default()
     };
     let checks = orgs.iter().map(|org| {
@@ -286,16 +286,16 @@ async fn billing_lines(
     token: &str,
     out: &mut dyn Write,
 ) -> Result<bool, StartupError> {
-    if config.billing == BillingMode::Off {
+    if config.billing.billing == BillingMode::Off {
         return Ok(true);
     }
-    let strict = config.billing == BillingMode::On;
-    let billing = Billing::new(
-        strict,
-        config.request_timeout,
-        config.page_size,
-        Arc::new(ApiStats::new("")),
-    );
+    let strict = config.billing.billing == BillingMode::On;
+    // One refresh, at once: its deadline (the interval) is the request timeout.
+    let settings = BillingSettings {
+        billing_interval: config.api.request_timeout,
+        ..config.billing.clone()
+    };
+    let billing = Billing::new(&settings, Arc::new(ApiStats::new("")));
     billing.refresh(client, orgs).await;
     let mut all_ok = true;
     for (source, verdict, text) in billing.view(orgs).verdicts() {

@@ -129,61 +129,125 @@ pub enum BillingMode {
     Off,
 }
 
-/// The validated configuration of a running exporter.
+/// The validated configuration of a running exporter: a few settings of the whole process,
+/// and one section per subsystem, handed to it as it is. Every field is named after its
+/// variable (`sync_overlap` is `DEVIN_SYNC_OVERLAP`) from the table to its user, and takes
+/// its default only from the table; a setting two subsystems read is in both sections.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Where the token comes from; `None` only in demo mode, where the simulator supplies one.
     pub token: Option<TokenSource>,
     /// Organizations to collect, in configuration order, without duplicates.
     pub org_ids: Vec<String>,
-    /// API base URL, without a trailing slash.
-    pub api_url: String,
+    /// Orgs never collected, even when configured or discovered.
+    pub exclude_org_ids: Vec<String>,
     /// Address the HTTP server binds.
     pub listen_address: SocketAddr,
-    /// `first` sent with every list request.
-    pub page_size: u32,
     /// Collection budget when a scrape carries no timeout header.
     pub scrape_timeout: Duration,
     /// Log format.
     pub log_format: LogFormat,
-    /// How far before the watermark incremental listings start.
-    pub sync_overlap: Duration,
-    /// How often every org is listed in full, to drop deleted sessions.
-    pub full_resync_interval: Duration,
-    /// Keep only sessions created within this window, if set.
-    pub lookback: Option<Duration>,
+    /// Web config file (TLS, basic auth), if any.
+    pub web_config_file: Option<PathBuf>,
+    /// The API client and its request budget.
+    pub api: ApiSettings,
+    /// How each org's sessions are kept current.
+    pub sync: SyncSettings,
+    /// Org discovery.
+    pub discovery: DiscoverySettings,
+    /// Billing and capacity.
+    pub billing: BillingSettings,
+}
+
+/// The API client and the token's request budget.
+#[derive(Clone, Debug)]
+pub struct ApiSettings {
+    /// API base URL, without a trailing slash.
+    pub api_url: String,
     /// Client-side request budget for the token.
     pub max_requests_per_second: f64,
     /// API requests in flight at once, across all orgs.
     pub max_concurrent_requests: usize,
     /// Largest API response body accepted, in bytes.
     pub max_response_bytes: usize,
-    /// Timeout of one API request (also capped by the scrape deadline).
+    /// Timeout of one API request on the wire (also capped by the scrape deadline).
     pub request_timeout: Duration,
+    /// Longest an API `Retry-After` may hold the token's requests back.
+    pub max_retry_after: Duration,
+}
+
+/// How each org's sessions are listed and kept current.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyncSettings {
+    /// `first` of every request.
+    pub page_size: u32,
+    /// Shortest budget of a collection, however little time the scrape that asked for it has.
+    pub scrape_timeout: Duration,
+    /// Deep re-checks start this long before the watermark (late indexing, clock skew).
+    pub sync_overlap: Duration,
+    /// How often an incremental listing is a deep re-check; the others start a second
+    /// before the watermark.
+    pub deep_recheck_interval: Duration,
+    /// Most sessions one org may have, or one pass may list, before the org fails.
+    pub max_sessions_per_org: u64,
+    /// How often the org is listed in full again.
+    pub full_resync_interval: Duration,
+    /// Keep only sessions created within this window.
+    pub lookback: Option<Duration>,
+    /// The token's request budget per second, which the orgs collecting at once share.
+    pub max_requests_per_second: f64,
+    /// The token's requests in flight at once, and so the org collections run at once (each
+    /// has at least one request in flight: more would only wait for the budget).
+    pub max_concurrent_requests: usize,
+    /// Spend breakdowns and top active sessions.
+    pub spend: SpendSettings,
+}
+
+/// Who and what burns the ACUs: the breakdowns and the top active sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpendSettings {
+    /// Breakdowns kept.
+    pub attribution: Attribution,
+    /// Values per breakdown and org before the rest fold into `overflow`.
+    pub attribution_max_values: usize,
+    /// Active sessions with the most ACUs shown per org (0: none).
+    pub top_active_sessions: usize,
+}
+
+impl SpendSettings {
+    /// Nothing broken down and no top sessions: a store's state before its org's settings
+    /// are applied.
+    pub const NONE: SpendSettings = SpendSettings {
+        attribution: Attribution {
+            user: false,
+            playbook: false,
+            tag: false,
+        },
+        attribution_max_values: 0,
+        top_active_sessions: 0,
+    };
+}
+
+/// Org discovery.
+#[derive(Clone, Debug)]
+pub struct DiscoverySettings {
     /// List the enterprise's orgs (`GET /v3/enterprise/organizations`) and collect them too.
     pub discover_orgs: bool,
     /// How often the org list is refreshed.
     pub discovery_interval: Duration,
-    /// Orgs never collected, even when configured or discovered.
-    pub exclude_org_ids: Vec<String>,
-    /// Web config file (TLS, basic auth), if any.
-    pub web_config_file: Option<PathBuf>,
-    /// Longest an API `Retry-After` may hold the token's requests back.
-    pub max_retry_after: Duration,
-    /// Spend breakdowns exported.
-    pub attribution: Attribution,
-    /// Values kept per breakdown and org before the rest fold into `overflow`.
-    pub attribution_max_values: usize,
-    /// Active sessions with the most ACUs shown per org (0: none).
-    pub top_active_sessions: usize,
-    /// How often an incremental listing re-reads the whole `sync_overlap`.
-    pub deep_recheck_interval: Duration,
-    /// Most sessions one org may have before its collection fails.
-    pub max_sessions_per_org: u64,
+    /// `first` of every request.
+    pub page_size: u32,
+}
+
+/// Billing and capacity.
+#[derive(Clone, Debug)]
+pub struct BillingSettings {
     /// Whether billing and capacity are read.
     pub billing: BillingMode,
     /// How old a billing source may get before a scrape refreshes it.
     pub billing_interval: Duration,
+    /// `first` of every request (the limits are paged).
+    pub page_size: u32,
 }
 
 impl Config {
@@ -774,33 +838,52 @@ impl RawConfig {
             }
             _ => {}
         }
+        let page_size = self.page_size.get();
+        let scrape_timeout = self.scrape_timeout.0;
+        let Rate(max_requests_per_second) = self.max_requests_per_second;
+        let max_concurrent_requests = self.max_concurrent_requests.get();
         Ok(Config {
             token,
             org_ids,
-            api_url: self.api_url.0,
-            listen_address: self.listen_address.0,
-            page_size: self.page_size.get(),
-            scrape_timeout: self.scrape_timeout.0,
-            log_format: self.log_format,
-            sync_overlap: self.sync_overlap.0,
-            full_resync_interval: self.full_resync_interval.0,
-            lookback: self.lookback.map(|Interval(d)| d),
-            max_requests_per_second: self.max_requests_per_second.0,
-            max_concurrent_requests: self.max_concurrent_requests.get(),
-            max_response_bytes: self.max_response_bytes.get(),
-            request_timeout: self.request_timeout.0,
-            discover_orgs,
-            discovery_interval: self.discovery_interval.0,
             exclude_org_ids: self.exclude_org_ids.unwrap_or_default().0,
+            listen_address: self.listen_address.0,
+            scrape_timeout,
+            log_format: self.log_format,
             web_config_file: self.web_config_file,
-            max_retry_after: self.max_retry_after.0,
-            attribution: self.attribution.unwrap_or_default(),
-            attribution_max_values: self.attribution_max_values.get(),
-            top_active_sessions: self.top_active_sessions.get(),
-            deep_recheck_interval: self.deep_recheck_interval.0,
-            max_sessions_per_org: self.max_sessions_per_org.get(),
-            billing: self.billing,
-            billing_interval: self.billing_interval.0,
+            api: ApiSettings {
+                api_url: self.api_url.0,
+                max_requests_per_second,
+                max_concurrent_requests,
+                max_response_bytes: self.max_response_bytes.get(),
+                request_timeout: self.request_timeout.0,
+                max_retry_after: self.max_retry_after.0,
+            },
+            sync: SyncSettings {
+                page_size,
+                scrape_timeout,
+                sync_overlap: self.sync_overlap.0,
+                deep_recheck_interval: self.deep_recheck_interval.0,
+                max_sessions_per_org: self.max_sessions_per_org.get(),
+                full_resync_interval: self.full_resync_interval.0,
+                lookback: self.lookback.map(|Interval(d)| d),
+                max_requests_per_second,
+                max_concurrent_requests,
+                spend: SpendSettings {
+                    attribution: self.attribution.unwrap_or_default(),
+                    attribution_max_values: self.attribution_max_values.get(),
+                    top_active_sessions: self.top_active_sessions.get(),
+                },
+            },
+            discovery: DiscoverySettings {
+                discover_orgs,
+                discovery_interval: self.discovery_interval.0,
+                page_size,
+            },
+            billing: BillingSettings {
+                billing: self.billing,
+                billing_interval: self.billing_interval.0,
+                page_size,
+            },
         })
     }
 }
@@ -833,19 +916,19 @@ mod tests {
     fn defaults() {
         let c = with(&[]).unwrap();
         assert_eq!(c.org_ids, vec!["org-a"]);
-        assert_eq!(c.api_url, "https://api.devin.ai");
+        assert_eq!(c.api.api_url, "https://api.devin.ai");
         assert_eq!(c.listen_address.to_string(), "0.0.0.0:10164");
-        assert_eq!(c.page_size, 200);
+        assert_eq!(c.sync.page_size, 200);
         assert_eq!(c.scrape_timeout, Duration::from_secs(25));
-        assert_eq!(c.sync_overlap, Duration::from_secs(120));
-        assert_eq!(c.full_resync_interval, Duration::from_secs(3600));
-        assert_eq!(c.lookback, None);
-        assert_eq!(c.deep_recheck_interval, Duration::from_secs(300));
-        assert_eq!(c.max_sessions_per_org, 5_000_000);
+        assert_eq!(c.sync.sync_overlap, Duration::from_secs(120));
+        assert_eq!(c.sync.full_resync_interval, Duration::from_secs(3600));
+        assert_eq!(c.sync.lookback, None);
+        assert_eq!(c.sync.deep_recheck_interval, Duration::from_secs(300));
+        assert_eq!(c.sync.max_sessions_per_org, 5_000_000);
         assert_eq!(c.log_format, LogFormat::Text);
-        assert_eq!(c.max_retry_after, Duration::from_secs(60));
-        assert_eq!(c.billing, BillingMode::Auto);
-        assert_eq!(c.billing_interval, Duration::from_secs(300));
+        assert_eq!(c.api.max_retry_after, Duration::from_secs(60));
+        assert_eq!(c.billing.billing, BillingMode::Auto);
+        assert_eq!(c.billing.billing_interval, Duration::from_secs(300));
         assert!(!c.is_demo());
     }
 
@@ -853,11 +936,11 @@ mod tests {
     fn billing_mode_and_interval() {
         let c = with(&[("DEVIN_BILLING", " OFF "), ("DEVIN_BILLING_INTERVAL", "1m")]).unwrap();
         assert_eq!(
-            (c.billing, c.billing_interval),
+            (c.billing.billing, c.billing.billing_interval),
             (BillingMode::Off, Duration::from_secs(60))
         );
         assert_eq!(
-            with(&[("DEVIN_BILLING", "on")]).unwrap().billing,
+            with(&[("DEVIN_BILLING", "on")]).unwrap().billing.billing,
             BillingMode::On
         );
         assert_eq!(
@@ -1000,10 +1083,10 @@ mod tests {
             ("DEVIN_EXCLUDE_ORG_IDS", "org-sandbox, org-test"),
         ]))
         .unwrap();
-        assert!(c.discover_orgs);
+        assert!(c.discovery.discover_orgs);
         assert!(c.org_ids.is_empty());
         assert_eq!(c.exclude_org_ids, vec!["org-sandbox", "org-test"]);
-        assert_eq!(c.discovery_interval, Duration::from_secs(600));
+        assert_eq!(c.discovery.discovery_interval, Duration::from_secs(600));
         let err = with(&[("DEVIN_DISCOVER_ORGS", "maybe")]).unwrap_err();
         assert_eq!(err.0, "DEVIN_DISCOVER_ORGS=maybe: must be true or false");
         let err = from_vars(vars(&[("DEVIN_DISCOVER_ORGS", "true")])).unwrap_err();
@@ -1090,15 +1173,21 @@ mod tests {
             c.token,
             Some(TokenSource::File("/run/secrets/devin".into()))
         );
-        assert_eq!(c.lookback, Some(Duration::from_secs(30 * 86400)));
-        assert_eq!(c.api_url, "http://127.0.0.1:8080");
+        assert_eq!(c.sync.lookback, Some(Duration::from_secs(30 * 86400)));
+        assert_eq!(c.api.api_url, "http://127.0.0.1:8080");
     }
 
     #[test]
     fn attribution_and_top_sessions() {
         let c = with(&[]).unwrap();
-        assert!(c.attribution.is_off());
-        assert_eq!((c.attribution_max_values, c.top_active_sessions), (500, 5));
+        assert!(c.sync.spend.attribution.is_off());
+        assert_eq!(
+            (
+                c.sync.spend.attribution_max_values,
+                c.sync.spend.top_active_sessions
+            ),
+            (500, 5)
+        );
         let c = with(&[
             ("DEVIN_ATTRIBUTION", " tag, user ,TAG"),
             ("DEVIN_ATTRIBUTION_MAX_VALUES", "20"),
@@ -1106,14 +1195,20 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            c.attribution,
+            c.sync.spend.attribution,
             Attribution {
                 user: true,
                 playbook: false,
                 tag: true
             }
         );
-        assert_eq!((c.attribution_max_values, c.top_active_sessions), (20, 0));
+        assert_eq!(
+            (
+                c.sync.spend.attribution_max_values,
+                c.sync.spend.top_active_sessions
+            ),
+            (20, 0)
+        );
         let err = with(&[("DEVIN_ATTRIBUTION", "user,team")]).unwrap_err();
         assert_eq!(
             err.0,

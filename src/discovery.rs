@@ -10,6 +10,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::api::{ApiClient, ApiError, ApiStats, ListQuery, Organization, OrganizationPage};
+use crate::config::DiscoverySettings;
 use crate::sync::intern::{MAX_LABEL_VALUE_LEN, cut};
 
 /// What the last discovery found and how it went.
@@ -58,11 +59,11 @@ pub struct Discovery {
 }
 
 impl Discovery {
-    /// Discovery refreshed every `interval`.
-    pub fn new(interval: Duration, page_size: u32) -> Self {
+    /// Discovery refreshed every `discovery_interval`.
+    pub fn new(settings: &DiscoverySettings) -> Self {
         Discovery {
-            interval,
-            page_size,
+            interval: settings.discovery_interval,
+            page_size: settings.page_size,
             api_stats: Arc::new(ApiStats::new("")),
             state: Mutex::new(State {
                 refreshed_at: None,

@@ -178,16 +178,16 @@ async fn demo(mut config: Config) -> Result<(), StartupError> {
         .spawn(([127, 0, 0, 1], 0).into())
         .await
         .map_err(StartupError::Simulator)?;
-    config.api_url = format!("http://{addr}");
+    config.api.api_url = format!("http://{addr}");
     config.org_ids = sim.org_ids();
-    config.discover_orgs = false;
+    config.discovery.discover_orgs = false;
     // The demo shows every spend breakdown unless told otherwise.
-    if config.attribution.is_off() {
-        config.attribution = devin_exporter::config::Attribution::ALL;
+    if config.sync.spend.attribution.is_off() {
+        config.sync.spend.attribution = devin_exporter::config::Attribution::ALL;
     }
     // A WARN: simulated data must not pass unnoticed, also with RUST_LOG=warn.
     tracing::warn!(
-        api = %config.api_url,
+        api = %config.api.api_url,
         orgs = %config.org_ids.join(","),
         "demo mode: serving SIMULATED data from the built-in Devin API simulator, not real sessions (no DEVIN_ variable given, or --demo); /metrics says devin_exporter_demo_mode 1"
     );

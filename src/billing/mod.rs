@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use crate::api::billing::{AcuLimitPage, DailyConsumption, Queue};
 use crate::api::{ApiClient, ApiError, ApiStats, ListQuery};
+use crate::config::{BillingMode, BillingSettings};
 use crate::sync::intern::cut;
 use capacity::{Limits, MAX_LIMITS, QueueState, read_queue};
 use ledger::{Ledger, read_cycle};
@@ -170,10 +171,7 @@ impl Drop for Running<'_> {
 
 /// The billing sources and their refreshes.
 pub struct Billing {
-    /// `on` mode: a 403 is a failure, not a switch.
-    strict: bool,
-    interval: Duration,
-    page_size: u32,
+    settings: BillingSettings,
     /// Requests of the enterprise sources and of org consumption (no org_id label, as
     /// discovery's, whose statistics they share when discovery is on).
     stats: Arc<ApiStats>,
@@ -182,12 +180,10 @@ pub struct Billing {
 }
 
 impl Billing {
-    /// Billing refreshed every `interval`; `strict` for `DEVIN_BILLING=on`.
-    pub fn new(strict: bool, interval: Duration, page_size: u32, stats: Arc<ApiStats>) -> Self {
+    /// Billing refreshed every `billing_interval` (its mode must not be `off`).
+    pub fn new(settings: &BillingSettings, stats: Arc<ApiStats>) -> Self {
         Billing {
-            strict,
-            interval,
-            page_size,
+            settings: settings.clone(),
             stats,
             running: AtomicBool::new(false),
             state: Mutex::new(State::default()),
@@ -214,10 +210,10 @@ impl Billing {
         let now = Instant::now();
         let due = {
             let st = self.state();
-            let tracked_due = |t: &Tracked<Ledger>| t.due(now, self.interval);
+            let tracked_due = |t: &Tracked<Ledger>| t.due(now, self.settings.billing_interval);
             tracked_due(&st.enterprise)
-                || st.limits.due(now, self.interval)
-                || st.queue.due(now, self.interval)
+                || st.limits.due(now, self.settings.billing_interval)
+                || st.queue.due(now, self.settings.billing_interval)
                 || orgs.iter().any(|o| st.orgs.get(o).is_none_or(tracked_due))
         };
         if !due || self.running.swap(true, Ordering::AcqRel) {
@@ -234,13 +230,13 @@ impl Billing {
     /// within one interval.
     pub async fn refresh(&self, client: &ApiClient, orgs: &[String]) {
         let now = Instant::now();
-        let deadline = now + self.interval;
+        let deadline = now + self.settings.billing_interval;
         let jobs = {
             let mut st = self.state();
             let wanted: HashSet<&String> = orgs.iter().collect();
             st.orgs.retain(|id, _| wanted.contains(id));
             let mut jobs = Vec::new();
-            let interval = self.interval;
+            let interval = self.settings.billing_interval;
             let mut take = |t: &mut Option<Instant>, due: bool, job: Job| {
                 if due {
                     *t = Some(now);
@@ -357,7 +353,7 @@ impl Billing {
         deadline: Instant,
     ) -> Result<(Limits, usize), ApiError> {
         let mut query = ListQuery {
-            first: self.page_size,
+            first: self.settings.page_size,
             ..ListQuery::default()
         };
         let (mut limits, mut odd, mut items, mut cursors) =
@@ -413,7 +409,9 @@ impl Billing {
                 };
                 Some(value)
             }
-            Err(e @ ApiError::Status { code: 403, .. }) if !self.strict => {
+            Err(e @ ApiError::Status { code: 403, .. })
+                if self.settings.billing != BillingMode::On =>
+            {
                 if !health.off {
                     tracing::warn!(
                         source = source.name(),

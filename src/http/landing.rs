@@ -153,21 +153,21 @@ fn settings(state: &AppState) -> String {
         "request budget",
         format!(
             "{} requests/s, {} in flight",
-            c.max_requests_per_second, c.max_concurrent_requests
+            c.api.max_requests_per_second, c.api.max_concurrent_requests
         ),
     ));
-    rows.push(("page size", c.page_size.to_string()));
-    rows.push(("incremental overlap", span(c.sync_overlap)));
+    rows.push(("page size", c.sync.page_size.to_string()));
+    rows.push(("incremental overlap", span(c.sync.sync_overlap)));
     rows.push(("scrape timeout without header", span(c.scrape_timeout)));
-    rows.push(("full re-listing every", span(c.full_resync_interval)));
+    rows.push(("full re-listing every", span(c.sync.full_resync_interval)));
     rows.push((
         "lookback",
-        c.lookback.map_or("all sessions".to_string(), span),
+        c.sync.lookback.map_or("all sessions".to_string(), span),
     ));
     rows.push((
         "org discovery",
-        if c.discover_orgs {
-            format!("on, every {}", span(c.discovery_interval))
+        if c.discovery.discover_orgs {
+            format!("on, every {}", span(c.discovery.discovery_interval))
         } else {
             "off".to_string()
         },

@@ -55,7 +55,7 @@ impl AppState {
         Arc::new(AppState {
             exporter,
             default_timeout: config.scrape_timeout,
-            api_url: crate::api::redact::redact_url(&config.api_url),
+            api_url: crate::api::redact::redact_url(&config.api.api_url),
             source,
             config: config.clone(),
             process: ProcessCollector::for_self(),

@@ -11,6 +11,7 @@ pub(crate) mod schedule;
 pub mod spend;
 pub(crate) mod store;
 
+pub use crate::config::SyncSettings;
 pub use malformed::Malformed;
-pub use org::{Health, Org, OrgState, SyncSettings};
+pub use org::{Health, Org, OrgState};
 pub use store::{SessionStore, Transitions};

@@ -12,40 +12,14 @@ use tokio::time::Instant;
 use super::listing::{Listing, ListingKind, PageSummary, Window, streams_worth_opening};
 use super::malformed::Malformed;
 use super::schedule::RunSlot;
-use super::spend::SpendSettings;
 use super::store::{SessionStore, Transitions};
 use crate::api::client::{PageBody, server_time_at};
 use crate::api::{ApiClient, ApiError, ApiStats, Organization, SessionPage};
+use crate::config::SyncSettings;
 
-/// Knobs of the sync, from the configuration.
-#[derive(Debug, Clone)]
-pub struct SyncSettings {
-    /// `first` of every request.
-    pub page_size: u32,
-    /// Deep re-checks start this long before the watermark (late indexing, clock skew).
-    pub overlap: Duration,
-    /// How often an incremental listing is a deep re-check; the others start a second
-    /// before the watermark.
-    pub deep_recheck_interval: Duration,
-    /// Most sessions one org may have, or one pass may list, before the org fails.
-    pub max_sessions: u64,
-    /// How often the org is listed in full again.
-    pub full_resync_interval: Duration,
-    /// Keep only sessions created within this window.
-    pub lookback: Option<Duration>,
-    /// Windows of one listing fetched at once.
-    pub window_concurrency: usize,
-    /// The token's request budget per second, which the orgs collecting at once share.
-    pub requests_per_second: f64,
-    /// The token's requests in flight at once.
-    pub max_in_flight: usize,
-    /// Org collections allowed to run at once, across the process.
-    pub collection_limit: usize,
-    /// Shortest budget of a collection, however little time the scrape that asked for it has.
-    pub collection_floor: Duration,
-    /// Spend breakdowns and top active sessions.
-    pub spend: SpendSettings,
-}
+/// Windows of one listing fetched at once, at most (fewer when the request budget leaves
+/// no room for them: see [`streams_worth_opening`]).
+const WINDOW_CONCURRENCY: usize = 8;
 
 /// Outcome of the org's collections, for `devin_up` and friends.
 #[derive(Debug, Clone, Default)]
@@ -479,7 +453,7 @@ impl Org {
         let mut inflight = FuturesUnordered::new();
         let mut pages = 0u64;
         loop {
-            while inflight.len() < settings.window_concurrency.max(1) {
+            while inflight.len() < WINDOW_CONCURRENCY {
                 let Some((id, window)) = queue.pop_front() else {
                     break;
                 };
@@ -506,11 +480,11 @@ impl Org {
             let now = client.server_now().unwrap_or_else(unix_now);
             // Round trips measured on the org's own requests (this page's included).
             let streams = streams_worth_opening(
-                settings.requests_per_second,
-                settings.max_in_flight,
+                settings.max_requests_per_second,
+                settings.max_concurrent_requests,
                 self.api_stats.mean_latency(),
                 collecting(),
-                settings.window_concurrency,
+                WINDOW_CONCURRENCY,
             );
             let advanced = {
                 let mut st = self.state();
@@ -525,8 +499,8 @@ impl Org {
                         .advance(id, &summary, settings.page_size, now, streams)
                         .map_err(|e| ApiError::Protocol(e.to_string()))
                         .and_then(|next| {
-                            if listing.items > settings.max_sessions {
-                                Err(too_many(settings.max_sessions))
+                            if listing.items > settings.max_sessions_per_org {
+                                Err(too_many(settings.max_sessions_per_org))
                             } else {
                                 Ok(next)
                             }
@@ -536,7 +510,7 @@ impl Org {
             };
             // A page that breaks the contract is not applied, and nor is the rest.
             let next = advanced.map_err(|e| self.abandon_listing(e))?;
-            self.apply(&page, cutoff, settings.max_sessions)
+            self.apply(&page, cutoff, settings.max_sessions_per_org)
                 .map_err(|e| self.abandon_listing(e))?;
             queue.extend(next);
         }
@@ -565,7 +539,7 @@ impl Org {
         // One second back covers both bound semantics: a strict `updated_after` still
         // returns a session changed again within the watermark's second.
         let back = if deep {
-            i64::try_from(settings.overlap.as_secs())
+            i64::try_from(settings.sync_overlap.as_secs())
                 .unwrap_or(i64::MAX)
                 .max(1)
         } else {
@@ -603,8 +577,8 @@ impl Org {
                     page.items.iter().map(|s| s.updated_at).max(),
                 );
                 items = items.saturating_add(page.listed() as u64);
-                if items > settings.max_sessions {
-                    return Err(too_many(settings.max_sessions));
+                if items > settings.max_sessions_per_org {
+                    return Err(too_many(settings.max_sessions_per_org));
                 }
                 next_cursor(&page, &mut cursors)?
             };
@@ -612,10 +586,10 @@ impl Org {
                 Some(pages) if pages.len() < HELD_PAGES => pages.push(body),
                 Some(_) => {
                     for page in held.take().into_iter().flatten().chain([body]) {
-                        self.apply(&page.parse()?, cutoff, settings.max_sessions)?;
+                        self.apply(&page.parse()?, cutoff, settings.max_sessions_per_org)?;
                     }
                 }
-                None => self.apply(&body.parse()?, cutoff, settings.max_sessions)?,
+                None => self.apply(&body.parse()?, cutoff, settings.max_sessions_per_org)?,
             }
             match next {
                 Some(cursor) => query.after = Some(cursor),
@@ -623,7 +597,7 @@ impl Org {
             }
         }
         for page in held.into_iter().flatten() {
-            self.apply(&page.parse()?, cutoff, settings.max_sessions)?;
+            self.apply(&page.parse()?, cutoff, settings.max_sessions_per_org)?;
         }
         // Only a complete pass may move the watermark: an interrupted one is redone.
         let mut st = self.state();

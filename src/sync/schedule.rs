@@ -10,8 +10,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::org::{Org, SyncSettings};
+use super::org::Org;
 use crate::api::ApiClient;
+use crate::config::SyncSettings;
 
 /// Place in the queue: orgs never collected first, then by when their last collection
 /// finished; ties in the order they were asked for.
@@ -85,7 +86,7 @@ impl Scheduler {
     /// until `deadline`, no longer: the collection itself goes on with its own budget.
     pub async fn collect(&self, org: &Arc<Org>, deadline: Instant) {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let budget = collection_budget(remaining, self.inner.settings.collection_floor);
+        let budget = collection_budget(remaining, self.inner.settings.scrape_timeout);
         let mut done = self.request(org, budget);
         let _ = tokio::time::timeout_at(deadline, done.wait_for(|finished| *finished)).await;
     }
@@ -130,7 +131,7 @@ impl Inner {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let limit = inner.settings.collection_limit.max(1);
+        let limit = inner.settings.max_concurrent_requests.max(1);
         let mut starting = Vec::new();
         {
             let mut queue = lock(&inner.queue);

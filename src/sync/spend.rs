@@ -9,7 +9,7 @@ use indexmap::IndexSet;
 use super::intern::{NONE, OVERFLOW, Sym, cut, label_value};
 use super::key::SessionKey;
 use crate::api::Session;
-use crate::config::Attribution;
+pub use crate::config::SpendSettings;
 
 /// Distinct tag combinations kept per org; later ones count as the single tag `overflow`.
 const MAX_TAG_SETS: usize = 20_000;
@@ -37,27 +37,6 @@ pub const ACU_BOUNDS_MICROS: [u64; 10] = [
     100_000_000,
     200_000_000,
 ];
-
-/// The spend knobs, from the configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SpendSettings {
-    /// Breakdowns kept.
-    pub attribution: Attribution,
-    /// Values per breakdown before the rest fold into `overflow`.
-    pub max_values: usize,
-    /// Active sessions with the most ACUs shown (0: none).
-    pub top_active: usize,
-}
-
-impl Default for SpendSettings {
-    fn default() -> Self {
-        SpendSettings {
-            attribution: Attribution::default(),
-            max_values: 500,
-            top_active: 5,
-        }
-    }
-}
 
 /// A session's breakdown values: user, playbook, tag set (symbols of [`Spend`], not of the
 /// store's interner). Six bytes per session whatever the number of tags.
@@ -281,7 +260,7 @@ pub struct Spend {
 
 impl Default for Spend {
     fn default() -> Self {
-        Spend::new(SpendSettings::default())
+        Spend::new(SpendSettings::NONE)
     }
 }
 
@@ -293,7 +272,7 @@ impl Spend {
         tag_sets.insert(Box::from([1 as Sym]));
         Spend {
             settings,
-            values: std::array::from_fn(|_| Values::new(settings.max_values)),
+            values: std::array::from_fn(|_| Values::new(settings.attribution_max_values)),
             tag_sets,
             breakdowns: Default::default(),
             ended: HashMap::new(),
@@ -385,7 +364,7 @@ impl Spend {
         url: Option<&str>,
     ) {
         self.each_value(attrs, |b, v| b.add(v, status, acus));
-        if active && self.settings.top_active > 0 {
+        if active && self.settings.top_active_sessions > 0 {
             self.active.insert(acus, key);
             let url = cut(url.unwrap_or(""), MAX_URL_LEN);
             if is_usual_url(key, url) {
@@ -406,7 +385,7 @@ impl Spend {
         active: bool,
     ) {
         self.each_value(attrs, |b, v| b.remove(v, status, acus));
-        if active && self.settings.top_active > 0 {
+        if active && self.settings.top_active_sessions > 0 {
             self.active.remove(acus, key);
             self.active.urls.remove(key);
         }
@@ -482,7 +461,7 @@ impl Spend {
     /// millionths). Ties go to the greater key, so the choice is stable.
     pub fn top_active(&self) -> impl Iterator<Item = (String, String, u64)> + '_ {
         self.active
-            .top(self.settings.top_active)
+            .top(self.settings.top_active_sessions)
             .into_iter()
             .map(|(acus, key)| {
                 let url = match self.active.urls.get(&key) {
@@ -532,8 +511,8 @@ mod tests {
     #[test]
     fn top_active_keeps_urls_only_when_unusual() {
         let mut s = Spend::new(SpendSettings {
-            top_active: 2,
-            ..SpendSettings::default()
+            top_active_sessions: 2,
+            ..SpendSettings::NONE
         });
         let (k1, k2, k3) = (key(1), key(2), key(3));
         let usual = usual_url(&k1).unwrap();

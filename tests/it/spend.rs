@@ -391,8 +391,8 @@ fn sessions_dropped_by_a_full_relisting_leave_the_breakdowns_and_the_top() {
     let mut store = SessionStore::default();
     store.set_spend_settings(SpendSettings {
         attribution: Attribution::ALL,
-        max_values: 500,
-        top_active: 2,
+        attribution_max_values: 500,
+        top_active_sessions: 2,
     });
     apply(
         &mut store,
