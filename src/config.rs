@@ -731,6 +731,70 @@ pub fn from_env() -> Result<Config, ConfigError> {
     from_vars(std::env::vars())
 }
 
+/// What `devin-exporter healthcheck` reads: where the server listens and whether it serves
+/// TLS (read as the server reads them, defaults from [`SETTINGS`]), and the client
+/// certificate it presents ([`HEALTHCHECK_SETTINGS`]). The rest of the server's
+/// configuration does not matter to it.
+#[derive(Clone, Debug)]
+pub struct HealthcheckConfig {
+    /// `DEVIN_LISTEN_ADDRESS`: the port to ask.
+    pub listen_address: SocketAddr,
+    /// `DEVIN_WEB_CONFIG_FILE`: whether to ask over https.
+    pub web_config_file: Option<PathBuf>,
+    /// `DEVIN_HEALTHCHECK_CLIENT_CERT`.
+    pub healthcheck_client_cert: Option<PathBuf>,
+    /// `DEVIN_HEALTHCHECK_CLIENT_KEY`.
+    pub healthcheck_client_key: Option<PathBuf>,
+}
+
+/// Reads [`HealthcheckConfig`] from the environment: a bad or empty value is one line naming
+/// its variable, as for the server.
+pub fn healthcheck_from_env() -> Result<HealthcheckConfig, ConfigError> {
+    healthcheck_from_vars(std::env::vars())
+}
+
+/// [`healthcheck_from_env`] from the given variables.
+pub fn healthcheck_from_vars<I>(vars: I) -> Result<HealthcheckConfig, ConfigError>
+where
+    I: IntoIterator<Item = (String, String)>,
+{
+    let vars: Vec<(String, String)> = vars.into_iter().collect();
+    let value = |name: &str| -> Result<Option<&str>, ConfigError> {
+        let given = vars
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str());
+        match given {
+            Some(v) if v.trim().is_empty() => Err(ConfigError(format!(
+                "{name} is set but empty: give a value or unset it"
+            ))),
+            other => Ok(other),
+        }
+    };
+    let setting = |name: &str| {
+        all_settings()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| unreachable!("{name} is in the settings table"))
+    };
+    let listen = setting("DEVIN_LISTEN_ADDRESS");
+    let Listen(listen_address) = match value(listen.name)? {
+        Some(v) => {
+            Listen::from_var(v).map_err(|why| ConfigError(format!("{}={v}: {why}", listen.name)))?
+        }
+        None => fallback(listen.default)
+            .map_err(|e: de::value::Error| ConfigError(format!("{}: {e}", listen.name)))?,
+    };
+    let path = |name: &str| -> Result<Option<PathBuf>, ConfigError> {
+        Ok(value(setting(name).name)?.map(|v| PathBuf::from(v.trim())))
+    };
+    Ok(HealthcheckConfig {
+        listen_address,
+        web_config_file: path("DEVIN_WEB_CONFIG_FILE")?,
+        healthcheck_client_cert: path("DEVIN_HEALTHCHECK_CLIENT_CERT")?,
+        healthcheck_client_key: path("DEVIN_HEALTHCHECK_CLIENT_KEY")?,
+    })
+}
+
 /// Reads and validates the configuration for `--demo`: the token and orgs may be missing
 /// (the simulator supplies them); every other variable is checked as usual.
 pub fn demo_from_env() -> Result<Config, ConfigError> {

@@ -47,11 +47,12 @@ enum Command {
         /// when DEVIN_WEB_CONFIG_FILE configures TLS]
         #[arg(long)]
         url: Option<String>,
-        /// PEM client certificate to present (when the web config asks for one)
-        #[arg(long, env = "DEVIN_HEALTHCHECK_CLIENT_CERT")]
+        /// PEM client certificate to present (when the web config asks for one) [default:
+        /// DEVIN_HEALTHCHECK_CLIENT_CERT]
+        #[arg(long)]
         client_cert: Option<std::path::PathBuf>,
-        /// PEM private key of that certificate
-        #[arg(long, env = "DEVIN_HEALTHCHECK_CLIENT_KEY")]
+        /// PEM private key of that certificate [default: DEVIN_HEALTHCHECK_CLIENT_KEY]
+        #[arg(long)]
         client_key: Option<std::path::PathBuf>,
     },
 }
@@ -82,11 +83,21 @@ fn main() -> ExitCode {
             client_cert,
             client_key,
         }) => {
-            let identity = match client_identity(client_cert.as_deref(), client_key.as_deref()) {
+            // The variables as the server reads them: a bad one is an error, never a guess.
+            let env = match config::healthcheck_from_env() {
+                Ok(env) => env,
+                Err(e) => return fail(e),
+            };
+            let cert = client_cert.or(env.healthcheck_client_cert.clone());
+            let key = client_key.or(env.healthcheck_client_key.clone());
+            let identity = match client_identity(cert.as_deref(), key.as_deref()) {
                 Ok(i) => i,
                 Err(e) => return fail(e),
             };
-            let url = url.unwrap_or_else(own_health_url);
+            let url = match url.map_or_else(|| own_health_url(&env), Ok) {
+                Ok(url) => url,
+                Err(e) => return fail(e),
+            };
             return runtime.block_on(healthcheck(&url, identity));
         }
         #[cfg(not(feature = "simulator"))]
@@ -212,19 +223,16 @@ async fn check() -> ExitCode {
     }
 }
 
-/// This process's own /healthz, from the environment the server would read.
-fn own_health_url() -> String {
-    let port = std::env::var("DEVIN_LISTEN_ADDRESS")
-        .ok()
-        .and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok())
-        .map_or(config::DEFAULT_PORT, |a| a.port());
-    let tls = std::env::var("DEVIN_WEB_CONFIG_FILE")
-        .ok()
-        .filter(|p| !p.trim().is_empty())
-        .and_then(|p| WebConfig::load(std::path::Path::new(&p)).ok())
-        .is_some_and(|w| w.tls_server_config.is_some());
+/// The server's own /healthz, from the environment the server reads: its port, and https
+/// when its web config serves TLS (a web config the server would refuse fails here too).
+fn own_health_url(env: &config::HealthcheckConfig) -> Result<String, StartupError> {
+    let tls = match &env.web_config_file {
+        Some(path) => WebConfig::load(path)?.tls_server_config.is_some(),
+        None => false,
+    };
     let scheme = if tls { "https" } else { "http" };
-    format!("{scheme}://127.0.0.1:{port}/healthz")
+    let port = env.listen_address.port();
+    Ok(format!("{scheme}://127.0.0.1:{port}/healthz"))
 }
 
 /// The healthcheck's client certificate under mutual TLS: both files or neither.

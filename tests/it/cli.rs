@@ -415,3 +415,36 @@ fn real_configuration_has_no_demo_marker() {
     assert!(body.contains("devin_up{"), "{body}");
     assert!(!body.contains("devin_exporter_demo_mode"), "{body}");
 }
+
+/// The healthcheck reads the server's variables as the server does: a bad value is one line
+/// naming it and exit code 2, never a silent fallback to the default port or to http.
+#[test]
+fn healthcheck_refuses_the_values_the_server_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(&web, "tls_server_config:\n  cert_file: missing.crt\n").unwrap();
+    let web = web.to_str().unwrap();
+    for (env, want) in [
+        (
+            ("DEVIN_LISTEN_ADDRESS", "everywhere"),
+            "error: DEVIN_LISTEN_ADDRESS=everywhere: expected host:port, e.g. 0.0.0.0:10164",
+        ),
+        (
+            ("DEVIN_HEALTHCHECK_CLIENT_CERT", " "),
+            "error: DEVIN_HEALTHCHECK_CLIENT_CERT is set but empty: give a value or unset it",
+        ),
+        (
+            ("DEVIN_WEB_CONFIG_FILE", web),
+            "error: DEVIN_WEB_CONFIG_FILE=...",
+        ),
+    ] {
+        let out = run(&[env], &["healthcheck"]);
+        let err = out.stderr.trim();
+        assert_eq!(out.code, 2, "{env:?}: {err}");
+        match want.strip_suffix("...") {
+            Some(start) => assert!(err.starts_with(start), "{env:?}: {err}"),
+            None => assert_eq!(err, want, "{env:?}"),
+        }
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
