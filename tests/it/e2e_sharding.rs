@@ -12,11 +12,13 @@ use common::procs::{
     start_prometheus_with,
 };
 
-/// Orgs a replica has collected, from its landing page.
+/// Orgs a replica has collected, from its landing page: the rows with a probe link (the
+/// page has other tables, billing's among them).
 fn collected_orgs(landing: &str) -> BTreeSet<String> {
     landing
         .split("<tr><td>")
         .skip(1)
+        .filter(|row| row.contains("/probe?org_id="))
         .filter(|row| !row.contains("not collected yet"))
         .filter_map(|row| row.split("</td>").next().map(String::from))
         .collect()
