@@ -19,6 +19,7 @@ use crate::app::StartupError;
 use crate::billing::{Billing, Verdict};
 use crate::config::{BillingMode, BillingSettings, Config, ConfigError};
 use crate::http::web_config::WebConfig;
+use crate::lock::Locked;
 
 /// Longest text from the network put on one line.
 const MAX_TEXT: usize = 300;
@@ -30,13 +31,13 @@ struct Wire(std::sync::Mutex<Duration>);
 
 impl Wire {
     fn total(&self) -> Duration {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+        *self.0.locked()
     }
 }
 
 impl RequestObserver for Wire {
     fn observe(&self, _code: &str, elapsed: Duration) {
-        let mut total = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut total = self.0.locked();
         *total = total.saturating_add(elapsed);
     }
 }

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use crate::api::{ApiClient, ApiStats, Organization};
 use crate::billing::{Billing, BillingView};
 use crate::discovery::{Discovery, DiscoveryStatus};
+use crate::lock::RwLocked;
 use crate::sync::schedule::Scheduler;
 use crate::sync::{Org, SyncSettings};
 
@@ -80,22 +81,12 @@ impl Exporter {
 
     /// The ids of the orgs collected now.
     fn org_ids(&self) -> Vec<String> {
-        self.orgs
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect()
+        self.orgs.read_locked().keys().cloned().collect()
     }
 
     /// The orgs collected now, configured ones first.
     pub fn orgs(&self) -> Vec<Arc<Org>> {
-        self.orgs
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.orgs.read_locked().values().cloned().collect()
     }
 
     /// The orgs, the discovery's state and any rate-limit pause, as a response shows them.
@@ -143,7 +134,7 @@ impl Exporter {
         let Some(found) = discovery.refresh_if_due(&self.client, deadline).await else {
             return;
         };
-        let mut orgs = self.orgs.write().unwrap_or_else(|e| e.into_inner());
+        let mut orgs = self.orgs.write_locked();
         let mut next: IndexMap<String, Arc<Org>> = IndexMap::new();
         let wanted = self
             .configured
@@ -195,12 +186,7 @@ impl Exporter {
     /// configured or discovered orgs.
     pub async fn probe(&self, org_id: &str, deadline: Instant) -> Option<Arc<Org>> {
         self.refresh_orgs_until(deadline).await;
-        let org = self
-            .orgs
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(org_id)
-            .cloned()?;
+        let org = self.orgs.read_locked().get(org_id).cloned()?;
         self.scheduler.collect(&org, deadline).await;
         org.note_not_collected_yet();
         Some(org)

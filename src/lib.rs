@@ -15,6 +15,7 @@ pub mod config;
 pub(crate) mod discovery;
 pub mod exporter;
 pub mod http;
+pub(crate) mod lock;
 pub mod logging;
 pub mod metrics;
 #[cfg(feature = "simulator")]

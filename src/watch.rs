@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use crate::lock::Locked;
 use tokio::time::Instant;
 
 /// How often the files are looked at, at most.
@@ -50,7 +51,7 @@ impl FileWatch {
     /// now has another size or modification time than last seen. A file that is missing for
     /// the moment (being replaced) is no change: it counts when it is back, if different.
     pub fn changed(&self) -> bool {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = self.seen.locked();
         if seen.checked.elapsed() < RECHECK {
             return false;
         }

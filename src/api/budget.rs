@@ -5,6 +5,7 @@ use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use crate::lock::Locked;
 use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
@@ -84,7 +85,7 @@ impl RequestBudget {
     /// Waits for the right to send one request. Returns `None` when that would take past
     /// `deadline`: a request that cannot finish in time is not worth starting.
     pub async fn acquire(&self, deadline: Instant) -> Option<SemaphorePermit<'_>> {
-        let paused = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        let paused = *self.paused_until.locked();
         if let Some(pause) = paused {
             if pause.until >= deadline {
                 return None;
@@ -119,7 +120,7 @@ impl RequestBudget {
         let now = Instant::now();
         let until = now.checked_add(wait)?;
         let wall = SystemTime::now().checked_add(wait)?;
-        let mut paused = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        let mut paused = self.paused_until.locked();
         match *paused {
             Some(p) if p.until >= until => return Some(p.wall),
             Some(p) if p.until > now => {}
@@ -135,7 +136,7 @@ impl RequestBudget {
 
     /// When the pause in force ends (wall clock), if it lasts until `deadline` or beyond.
     pub fn paused_past(&self, deadline: Instant) -> Option<SystemTime> {
-        let paused = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        let paused = *self.paused_until.locked();
         paused.filter(|p| p.until >= deadline).map(|p| p.wall)
     }
 }

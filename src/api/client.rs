@@ -16,6 +16,7 @@ use super::retry::{
 };
 use super::token::TokenProvider;
 use crate::config::Secret;
+use crate::lock::Locked;
 
 /// Why a request (after its retries) failed. Never carries the token: every text from the
 /// network is scrubbed ([`redact`]) before it goes in.
@@ -205,7 +206,7 @@ impl ApiClient {
     /// The server's clock now: its last `Date` header plus the local monotonic time elapsed
     /// since; `None` until the API has sent one. The local wall clock never enters it.
     pub fn server_now(&self) -> Option<i64> {
-        let clock = *self.server_clock.lock().unwrap_or_else(|e| e.into_inner());
+        let clock = *self.server_clock.locked();
         clock.map(|(date, at)| server_time_at(date, at, Instant::now()))
     }
 
@@ -338,8 +339,7 @@ impl ApiClient {
             let (error, wait) = match outcome {
                 Attempt::Done(body, server_time) => {
                     if let Some(date) = server_time {
-                        *self.server_clock.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Some((date, Instant::now()));
+                        *self.server_clock.locked() = Some((date, Instant::now()));
                     }
                     return Ok(PageBody {
                         body,

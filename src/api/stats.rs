@@ -7,6 +7,7 @@ use std::time::Duration;
 use prometheus::{Histogram, HistogramOpts};
 
 use super::RequestObserver;
+use crate::lock::Locked;
 
 /// Latency buckets in seconds: API round trips run from tens of milliseconds to the timeout.
 const LATENCY_BUCKETS: &[f64] = &[0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -35,7 +36,7 @@ impl ApiStats {
 
     /// Requests so far by status code (`error` for transport failures).
     pub fn requests(&self) -> Vec<(String, u64)> {
-        let map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let map = self.requests.locked();
         map.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
@@ -54,12 +55,7 @@ impl ApiStats {
 
 impl RequestObserver for ApiStats {
     fn observe(&self, code: &str, elapsed: Duration) {
-        *self
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(code.to_string())
-            .or_default() += 1;
+        *self.requests.locked().entry(code.to_string()).or_default() += 1;
         self.latency.observe(elapsed.as_secs_f64());
     }
 }

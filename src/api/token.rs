@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::config::{Secret, TokenSource};
+use crate::lock::Locked;
 use crate::watch::FileWatch;
 
 /// Supplies the current token; rotation of a token file needs no restart.
@@ -43,7 +44,7 @@ impl TokenProvider {
 
     /// The token to send now, re-reading the file if it changed since the last look.
     pub fn current(&self) -> Secret {
-        let mut cached = self.token.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cached = self.token.locked();
         if let Some((path, watch)) = &self.file {
             if watch.changed() {
                 match read_token(path) {

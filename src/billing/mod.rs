@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use crate::api::billing::{AcuLimitPage, DailyConsumption, Queue};
 use crate::api::{ApiClient, ApiError, ApiStats, ListQuery};
 use crate::config::{BillingMode, BillingSettings};
+use crate::lock::Locked;
 use crate::sync::intern::cut;
 use capacity::{Limits, MAX_LIMITS, QueueState, read_queue};
 use ledger::{Ledger, read_cycle};
@@ -191,7 +192,7 @@ impl Billing {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.locked()
     }
 
     /// The request statistics of billing's requests.

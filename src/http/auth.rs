@@ -5,6 +5,8 @@
 mod cache;
 pub(super) mod hash;
 
+#[cfg(test)]
+use crate::lock::Locked;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 #[cfg(test)]
@@ -84,10 +86,7 @@ impl BasicAuth {
             return true;
         }
         #[cfg(test)]
-        self.verified
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(hash.clone());
+        self.verified.locked().push(hash.clone());
         let password = password.to_string();
         // Off the async workers: a bcrypt run would stall every request they serve.
         let matched =

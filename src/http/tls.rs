@@ -17,6 +17,7 @@ use rustls::{NamedGroup, RootCertStore, ServerConfig, SupportedProtocolVersion};
 use serde::Deserialize;
 
 use crate::config::Secret;
+use crate::lock::Locked;
 use crate::watch::FileWatch;
 
 use verify::{AllowedSans, AnyClientCert};
@@ -501,7 +502,7 @@ impl ServerCert {
 
 impl ResolvesServerCert for ServerCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let mut current = self.current.locked();
         // A change is taken once, even when the new files do not load (half-written, key and
         // certificate from different pairs): they are tried again when they change again.
         if self.files.changed() {

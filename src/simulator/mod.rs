@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::serve::ListenerExt;
 use serde::Deserialize;
 
+use crate::lock::Locked;
 pub use world::OrgTotals;
 use world::SimOrg;
 
@@ -224,7 +225,7 @@ impl Simulator {
 
     /// The world brought up to the current simulated time.
     fn world(&self) -> MutexGuard<'_, World> {
-        let mut w = self.inner.world.lock().unwrap_or_else(|e| e.into_inner());
+        let mut w = self.inner.world.locked();
         let now = w.clock.now();
         let (seed, rate) = (self.inner.config.seed, self.inner.config.arrivals_per_hour);
         for org in &mut w.orgs {
@@ -292,7 +293,7 @@ impl Simulator {
     /// Moves the simulated clock forward.
     pub fn advance(&self, by: Duration) {
         {
-            let mut w = self.inner.world.lock().unwrap_or_else(|e| e.into_inner());
+            let mut w = self.inner.world.locked();
             w.clock.rebase();
             w.clock.base_sim += by.as_secs_f64();
         }
@@ -372,8 +373,7 @@ impl Simulator {
     pub fn org_request_count(&self, org_id: &str) -> u64 {
         self.inner
             .org_requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .get(org_id)
             .copied()
             .unwrap_or(0)
@@ -385,8 +385,7 @@ impl Simulator {
             *self
                 .inner
                 .org_requests
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .locked()
                 .entry(org.to_string())
                 .or_default() += 1;
         }
@@ -394,7 +393,7 @@ impl Simulator {
 
     /// Takes the next fault that applies to a request for `org_id`.
     fn take_fault(&self, org_id: Option<&str>) -> Option<FaultKind> {
-        let mut w = self.inner.world.lock().unwrap_or_else(|e| e.into_inner());
+        let mut w = self.inner.world.locked();
         let pos = w
             .faults
             .iter()

@@ -16,6 +16,7 @@ use super::store::{SessionStore, Transitions};
 use crate::api::client::{PageBody, server_time_at};
 use crate::api::{ApiClient, ApiError, ApiStats, Organization, SessionPage};
 use crate::config::SyncSettings;
+use crate::lock::Locked;
 
 /// Windows of one listing fetched at once, at most (fewer when the request budget leaves
 /// no room for them: see [`streams_worth_opening`]).
@@ -204,12 +205,12 @@ impl Org {
 
     /// Name and limits from discovery, if the org was discovered.
     pub fn info(&self) -> Option<Organization> {
-        self.info.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.info.locked().clone()
     }
 
     /// Records what discovery said of the org.
     pub fn set_info(&self, info: Organization) {
-        *self.info.lock().unwrap_or_else(|e| e.into_inner()) = Some(info);
+        *self.info.locked() = Some(info);
     }
 
     /// Records a collection that ended without finishing (it panicked): the org is down.
@@ -241,7 +242,7 @@ impl Org {
 
     /// The org's state. Held only for short, non-async sections.
     pub fn state(&self) -> MutexGuard<'_, OrgState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.locked()
     }
 
     /// Brings the org's state up to date within `deadline` and records how that went.

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::org::Org;
 use crate::api::ApiClient;
 use crate::config::SyncSettings;
+use crate::lock::Locked;
 
 /// Place in the queue: orgs never collected first, then by when their last collection
 /// finished; ties in the order they were asked for.
@@ -59,7 +60,7 @@ pub struct Scheduler {
 
 /// Lock order: an org's run slot before the queue.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.locked()
 }
 
 /// How long a collection asked for by a scrape with `remaining` time may run: never less than

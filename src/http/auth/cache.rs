@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
+use crate::lock::Locked;
 use aws_lc_rs::digest;
 
 /// At most this many successes are remembered (exporter-toolkit's size). Only valid
@@ -39,16 +40,13 @@ pub struct Verified {
 
 impl Verified {
     pub fn contains(&self, key: &Key) -> bool {
-        self.keys
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(key)
+        self.keys.locked().contains(key)
     }
 
     /// Remembers `key`; when full, an arbitrary entry makes room (its owner pays one more
     /// bcrypt run at its next scrape).
     pub fn insert(&self, key: Key) {
-        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let mut keys = self.keys.locked();
         if keys.len() >= CAPACITY && !keys.contains(&key) {
             if let Some(old) = keys.iter().next().copied() {
                 keys.remove(&old);
