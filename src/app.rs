@@ -29,8 +29,8 @@ pub enum StartupError {
     #[error(transparent)]
     WebConfig(#[from] WebConfigError),
     /// The HTTP client for the API could not be built.
-    #[error("{0}")]
-    Client(String),
+    #[error(transparent)]
+    Client(#[from] crate::api::client::ClientError),
     /// The listen address cannot be bound (in use, not local, not permitted).
     #[error("DEVIN_LISTEN_ADDRESS={addr}: cannot bind ({source})")]
     Bind {
@@ -77,8 +77,7 @@ pub(crate) fn api_client(
         budget,
         api.max_response_bytes,
         api.request_timeout,
-    )
-    .map_err(StartupError::Client)?
+    )?
     .with_max_retry_after(api.max_retry_after))
 }
 

@@ -158,6 +158,22 @@ enum Attempt {
     Fail(ApiError),
 }
 
+/// Why an [`ApiClient`] cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The base URL does not parse (shown without its credentials).
+    #[error("DEVIN_API_URL={url}: {source}")]
+    Url {
+        /// The URL, its `user:password@` redacted.
+        url: String,
+        /// What the parser said.
+        source: <Url as std::str::FromStr>::Err,
+    },
+    /// The HTTP client (its TLS roots, say) cannot be set up.
+    #[error("HTTP client: {0}")]
+    Http(#[source] reqwest::Error),
+}
+
 impl ApiClient {
     /// A client for `base_url` (e.g. `https://api.devin.ai`).
     pub fn new(
@@ -166,15 +182,17 @@ impl ApiClient {
         budget: Arc<RequestBudget>,
         max_body: usize,
         request_timeout: Duration,
-    ) -> Result<Self, String> {
-        let base = Url::parse(base_url)
-            .map_err(|e| format!("DEVIN_API_URL={}: {e}", super::redact::redact_url(base_url)))?;
+    ) -> Result<Self, ClientError> {
+        let base = Url::parse(base_url).map_err(|source| ClientError::Url {
+            url: super::redact::redact_url(base_url),
+            source,
+        })?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("devin-exporter/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+            .map_err(ClientError::Http)?;
         Ok(ApiClient {
             http,
             base,
