@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use devin_exporter::api::enums::ORIGINS;
+use devin_exporter::api::enums::{CATEGORIES, ORIGINS};
 
 /// Counts live heap bytes, so that state size is measured, not estimated.
 pub struct CountingAlloc;
@@ -116,20 +116,6 @@ const STATUSES: &[(&str, &str)] = &[
     ("suspended", "\"out_of_credits\""),
     ("error", "null"),
     ("new", "null"),
-];
-const CATEGORIES: &[&str] = &[
-    "bug_fixing",
-    "ci_cd_and_devops",
-    "code_quality_and_security",
-    "code_review",
-    "documentation_and_content",
-    "feature_development",
-    "migrations_and_upgrades",
-    "other",
-    "refactoring_and_optimization",
-    "research_and_exploration",
-    "security",
-    "unit_test_generation",
 ];
 
 /// A synthetic list page of sessions `start..start+n`, with a realistic spread of labels.

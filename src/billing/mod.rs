@@ -21,12 +21,25 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use crate::api::billing::{AcuLimitPage, DailyConsumption, Queue};
+use crate::api::client::PageBody;
 use crate::api::{ApiClient, ApiError, ApiStats, ListQuery};
 use crate::config::{BillingMode, BillingSettings};
 use crate::lock::Locked;
 use crate::sync::intern::cut;
 use capacity::{Limits, MAX_LIMITS, QueueState, read_queue};
-use ledger::{Ledger, read_cycle};
+use ledger::{Cycle, Ledger, Oddities, read_cycle};
+
+/// A consumption answer (the enterprise's or an org's) read into its cycle, its days judged
+/// by the server's clock.
+fn consumption(
+    client: &ApiClient,
+    answer: Result<PageBody, ApiError>,
+) -> Result<(Cycle, Oddities), ApiError> {
+    let body = answer?;
+    let parsed: DailyConsumption = body.parse_as()?;
+    let server_now = body.server_time().or_else(|| client.server_now());
+    Ok(read_cycle(&parsed, server_now))
+}
 
 /// How often a source switched off for a missing permission is asked again.
 pub const OFF_RECHECK: Duration = Duration::from_secs(3600);
@@ -265,15 +278,8 @@ impl Billing {
         let stats = &*self.stats;
         match job {
             Job::Enterprise => {
-                let read = async {
-                    let body = client.enterprise_consumption(deadline, stats).await?;
-                    let parsed: DailyConsumption = body.parse_as()?;
-                    Ok(read_cycle(
-                        &parsed,
-                        body.server_time().or_else(|| client.server_now()),
-                    ))
-                };
-                let result = read.await;
+                let answer = client.enterprise_consumption(deadline, stats).await;
+                let result = consumption(client, answer);
                 let mut st = self.state();
                 let t = &mut st.enterprise;
                 if let Some((cycle, odd)) =
@@ -284,15 +290,8 @@ impl Billing {
                 }
             }
             Job::Org(id) => {
-                let read = async {
-                    let body = client.org_consumption(&id, deadline, stats).await?;
-                    let parsed: DailyConsumption = body.parse_as()?;
-                    Ok(read_cycle(
-                        &parsed,
-                        body.server_time().or_else(|| client.server_now()),
-                    ))
-                };
-                let result = read.await;
+                let answer = client.org_consumption(&id, deadline, stats).await;
+                let result = consumption(client, answer);
                 let mut st = self.state();
                 // Dropped meanwhile: the org is no longer collected.
                 let Some(t) = st.orgs.get_mut(&id) else {
