@@ -355,3 +355,27 @@ async fn a_token_of_any_shape_echoed_in_any_case_or_in_part_is_redacted() {
         );
     }
 }
+
+/// A billing source the token may not read: in `auto` its line says `off` with the
+/// permission to grant and the check passes; with `DEVIN_BILLING=on` the same line fails it.
+#[test]
+fn a_forbidden_billing_source_fails_the_check_only_when_billing_is_on() {
+    let sim = simulator("--orgs 1 --sessions-per-org 10 --forbidden-billing queue");
+    let org = sim.orgs[0].as_str();
+    let base = [
+        ("DEVIN_API_TOKEN", sim.token.as_str()),
+        ("DEVIN_API_URL", sim.url.as_str()),
+        ("DEVIN_ORG_IDS", org),
+    ];
+    let (code, out, err) = check(&base);
+    assert_eq!(code, 0, "{out}{err}");
+    let queue = out
+        .lines()
+        .find(|l| l.contains("queue"))
+        .unwrap_or_else(|| panic!("no queue line in:\n{out}"));
+    assert_has(queue, &["off", "ViewAccountMetrics"]);
+    let (code, out, err) = check(&[base.as_slice(), &[("DEVIN_BILLING", "on")]].concat());
+    assert_eq!(code, 1, "{out}{err}");
+    let queue = out.lines().find(|l| l.contains("queue")).unwrap();
+    assert_has(queue, &["FAIL"]);
+}

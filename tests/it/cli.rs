@@ -394,8 +394,22 @@ fn demo_mode_says_so_in_the_log_and_on_metrics() {
     let (child, url) = start_exporter_process_with_args(&[], &["--demo"]);
     let body = blocking_get(&format!("{url}/metrics"));
     let landing = blocking_get(&format!("{url}/"));
-    drop(child);
     assert!(body.contains("\ndevin_exporter_demo_mode 1\n"), "{body}");
+    // The demo bills too: every billing source is read in the background once a scrape
+    // asks for it, so the Billing row is live.
+    // (A child process: polled on the wall clock, bounded.)
+    let billed = (0..200).find_map(|_| {
+        let m = common::Metrics::parse(&blocking_get(&format!("{url}/metrics")));
+        let up = m.find("devin_billing_up", &[]);
+        if up.len() == 4 && up.iter().all(|(_, v)| *v == 1.0) {
+            return Some(m);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        None
+    });
+    drop(child);
+    let billed = billed.expect("every billing source read in demo mode");
+    assert!(billed.sum("devin_billing_cycle_acus", &[]) > 0.0);
     let ups: Vec<&str> = body
         .lines()
         .filter(|l| l.starts_with("devin_up{"))
