@@ -33,41 +33,30 @@ pub trait Job: Send + Sync + 'static {
     fn abort(&self, reason: &str);
 }
 
-impl Job for Org {
-    fn slot(&self) -> &Mutex<RunSlot> {
-        &self.run
-    }
-    fn run<'a>(
-        &'a self,
-        client: &'a ApiClient,
-        settings: &'a SyncSettings,
-        deadline: Instant,
-        collecting: &'a Collecting<'a>,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(self.collect(client, settings, deadline, collecting))
-    }
-    fn abort(&self, reason: &str) {
-        self.record_abort(reason);
-    }
+/// Both kinds of collection have the same `collect` and `record_abort`.
+macro_rules! job {
+    ($($t:ty),*) => {$(
+        impl Job for $t {
+            fn slot(&self) -> &Mutex<RunSlot> {
+                &self.run
+            }
+            fn run<'a>(
+                &'a self,
+                client: &'a ApiClient,
+                settings: &'a SyncSettings,
+                deadline: Instant,
+                collecting: &'a Collecting<'a>,
+            ) -> BoxFuture<'a, ()> {
+                Box::pin(self.collect(client, settings, deadline, collecting))
+            }
+            fn abort(&self, reason: &str) {
+                self.record_abort(reason);
+            }
+        }
+    )*};
 }
 
-impl Job for Stream {
-    fn slot(&self) -> &Mutex<RunSlot> {
-        &self.run
-    }
-    fn run<'a>(
-        &'a self,
-        client: &'a ApiClient,
-        settings: &'a SyncSettings,
-        deadline: Instant,
-        collecting: &'a Collecting<'a>,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(self.collect(client, settings, deadline, collecting))
-    }
-    fn abort(&self, reason: &str) {
-        self.record_abort(reason);
-    }
-}
+job!(Org, Stream);
 
 /// Place in the queue: orgs never collected first, then by when their last collection
 /// finished; ties in the order they were asked for.
