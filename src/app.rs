@@ -6,10 +6,10 @@ use std::sync::Arc;
 use axum::Router;
 
 use crate::DataSource;
+use crate::api::ApiClient;
 use crate::api::budget::RequestBudget;
 use crate::api::redact::redact_url;
 use crate::api::token::TokenProvider;
-use crate::api::{ApiClient, ApiStats};
 use crate::billing::Billing;
 use crate::config::{BillingMode, Config, ConfigError, TokenSource};
 use crate::discovery::Discovery;
@@ -98,17 +98,16 @@ pub fn build(
         .discovery
         .discover_orgs
         .then(|| Discovery::new(&config.discovery));
-    // Billing's requests count with discovery's: both belong to no org.
-    let enterprise_stats = discovery
-        .as_ref()
-        .map_or_else(|| Arc::new(ApiStats::new("")), |d| Arc::clone(&d.api_stats));
     let mut exporter = Exporter::new(
         &config.org_ids,
         &config.exclude_org_ids,
         client,
         config.sync.clone(),
         discovery,
-    );
+    )
+    .with_session_source(config.session_source);
+    // Billing's requests count with discovery's and the stream's: they belong to no org.
+    let enterprise_stats = exporter.enterprise_stats();
     if config.billing.billing != BillingMode::Off {
         exporter = exporter.with_billing(Billing::new(&config.billing, enterprise_stats));
     }

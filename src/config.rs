@@ -129,6 +129,19 @@ pub enum BillingMode {
     Off,
 }
 
+/// Where the sessions are listed from (`DEVIN_SESSION_SOURCE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SessionSource {
+    /// The enterprise stream when the token may read it (`GET /v3/enterprise/sessions?first=1`
+    /// answers 200), else each org's listing; asked again at every discovery refresh.
+    #[default]
+    Auto,
+    /// The enterprise stream only: without permission every org is down.
+    Enterprise,
+    /// Each org's own listing.
+    Orgs,
+}
+
 /// The validated configuration of a running exporter: a few settings of the whole process,
 /// and one section per subsystem, handed to it as it is. Every field is named after its
 /// variable (`sync_overlap` is `DEVIN_SYNC_OVERLAP`) from the table to its user, and takes
@@ -149,6 +162,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Web config file (TLS, basic auth), if any.
     pub web_config_file: Option<PathBuf>,
+    /// Where the sessions are listed from.
+    pub session_source: SessionSource,
     /// The API client and its request budget.
     pub api: ApiSettings,
     /// How each org's sessions are kept current.
@@ -434,6 +449,8 @@ settings! {
         "billed ACUs, cycle limits and the queue: `auto` (a source the token may not read is switched off, logged once), `on` (that is a failure, `devin_billing_up 0`) or `off`";
     billing_interval BILLING_INTERVAL: Interval = Fallback::Value("5m"),
         "a scrape that finds a billing source older than this refreshes it in the background";
+    session_source SESSION_SOURCE: SessionSource = Fallback::Value("auto"),
+        "where sessions are listed from: `enterprise` (one stream of every org's sessions, `GET /v3/enterprise/sessions`, needs `ViewAccountSessions` on the enterprise; without `DEVIN_ORG_IDS` and discovery it collects every org the stream shows), `orgs` (each org's own listing) or `auto` (the stream when the token may read it, else the orgs' listings; asked at start and at every discovery refresh, or every 10 minutes)";
 }
 
 /// Variables read by the `healthcheck` command line rather than by the server.
@@ -682,6 +699,17 @@ impl FromVar for LogFormat {
     }
 }
 
+impl FromVar for SessionSource {
+    fn from_var(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(SessionSource::Auto),
+            "enterprise" => Ok(SessionSource::Enterprise),
+            "orgs" => Ok(SessionSource::Orgs),
+            _ => Err("must be auto, enterprise or orgs".into()),
+        }
+    }
+}
+
 impl FromVar for BillingMode {
     fn from_var(text: &str) -> Result<Self, String> {
         match text.trim().to_ascii_lowercase().as_str() {
@@ -723,7 +751,8 @@ deserialize_from_var!(
     Listen,
     LogFormat,
     Attribution,
-    BillingMode
+    BillingMode,
+    SessionSource
 );
 
 /// Reads and validates the configuration from the process environment.
@@ -877,7 +906,10 @@ impl RawConfig {
         };
         let org_ids = self.org_ids.unwrap_or_default().0;
         let Flag(discover_orgs) = self.discover_orgs;
-        let wants_orgs = !org_ids.is_empty() || discover_orgs;
+        // The enterprise stream can collect every org it shows.
+        let wants_orgs = !org_ids.is_empty()
+            || discover_orgs
+            || self.session_source == SessionSource::Enterprise;
         match (&token, wants_orgs) {
             (Some(_), false) if demo => {}
             (Some(source), false) => {
@@ -948,6 +980,7 @@ impl RawConfig {
                 billing_interval: self.billing_interval.0,
                 page_size,
             },
+            session_source: self.session_source,
         })
     }
 }

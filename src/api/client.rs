@@ -261,6 +261,19 @@ impl ApiClient {
         self.get(&url, deadline.into(), observer).await
     }
 
+    /// Fetches one page of the sessions of every org of the enterprise
+    /// (`GET /v3/enterprise/sessions`, enterprise `ViewAccountSessions`); each item names
+    /// its `org_id`.
+    pub async fn list_enterprise_sessions(
+        &self,
+        query: &ListQuery,
+        deadline: impl Into<Deadline>,
+        observer: &dyn RequestObserver,
+    ) -> Result<PageBody, ApiError> {
+        let url = self.url(&["v3", "enterprise", "sessions"], query);
+        self.get(&url, deadline.into(), observer).await
+    }
+
     /// Fetches one page of the enterprise's organizations (`GET /v3/enterprise/organizations`).
     pub async fn list_organizations(
         &self,

@@ -150,6 +150,9 @@ impl fmt::Display for SkipReason {
 pub struct Skipped {
     /// The item's `session_id`, cut to 64 characters, if it had one.
     pub session_id: Option<String>,
+    /// The item's `org_id` if it was a string (the enterprise stream counts a skipped item
+    /// against its org); cut like any org id from the network.
+    pub org_id: Option<String>,
     /// Why it was skipped.
     pub reason: SkipReason,
 }
@@ -160,6 +163,20 @@ const LOGGED_ID_CHARS: usize = 64;
 /// `id` cut to [`LOGGED_ID_CHARS`].
 pub fn logged_id(id: &str) -> String {
     id.chars().take(LOGGED_ID_CHARS).collect()
+}
+
+/// Longest org id taken from the network, in bytes; a longer one is cut (and then belongs
+/// to no collected org: ids of that length are refused everywhere else).
+pub const MAX_ORG_ID_BYTES: usize = 128;
+
+/// `id` cut to one byte over [`MAX_ORG_ID_BYTES`] at a character boundary: still too long
+/// to match an org, and no longer than that in memory.
+pub fn cut_org_id(id: &str) -> String {
+    let mut end = id.len().min(MAX_ORG_ID_BYTES + 1);
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    id[..end].to_string()
 }
 
 /// Any JSON value, read without ever failing on its type. Lists and objects are skipped
@@ -469,13 +486,18 @@ struct WireSession<'a> {
     playbook_id: Loose<'a>,
     #[serde(default, borrow)]
     tags: Tags<'a>,
+    #[serde(default, borrow)]
+    org_id: Loose<'a>,
 }
 
 impl<'a> WireSession<'a> {
     /// The session, with what was malformed in it; or why it cannot be one.
     fn into_session(self) -> Result<Session<'a>, Skipped> {
+        // Not a field of the session's metrics: a wrong type only means "no org".
+        let org_id = self.org_id.text(Field::SessionId, &mut FieldSet::default());
         let skip = |id: Option<&str>, reason| Skipped {
             session_id: id.map(logged_id),
+            org_id: org_id.as_deref().map(cut_org_id),
             reason,
         };
         let Some(session_id) = self.session_id.required_text() else {
@@ -541,6 +563,7 @@ impl<'a> WireSession<'a> {
             is_archived,
             tags: self.tags.list,
             malformed: bad,
+            org_id,
         })
     }
 }
@@ -575,11 +598,10 @@ pub(super) fn decode_item(raw: &str) -> Result<Session<'_>, Skipped> {
 /// An item serde cannot read as a session, with its session id if one can be found.
 fn undecodable(raw: &str) -> Skipped {
     let value: Option<serde_json::Value> = serde_json::from_str(raw).ok();
+    let text = |key: &str| value.as_ref().and_then(|v| v.get(key)?.as_str());
     Skipped {
-        session_id: value
-            .as_ref()
-            .and_then(|v| v.get("session_id")?.as_str())
-            .map(logged_id),
+        session_id: text("session_id").map(logged_id),
+        org_id: text("org_id").map(cut_org_id),
         reason: SkipReason::Undecodable,
     }
 }

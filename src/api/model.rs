@@ -122,6 +122,9 @@ pub struct Session<'a> {
     pub tags: Vec<Cow<'a, str>>,
     /// Fields that were of the wrong type and read as null, 0 or empty.
     pub malformed: FieldSet,
+    /// The org the session belongs to, as sent (only the enterprise stream reads it); `None`
+    /// when null, absent or not a string.
+    pub org_id: Option<Cow<'a, str>>,
 }
 
 /// A pull request of a session; only its state matters here.
@@ -156,6 +159,7 @@ impl Session<'_> {
             playbook_id: self.playbook_id.map(own),
             tags: self.tags.into_iter().map(own).collect(),
             malformed: self.malformed,
+            org_id: self.org_id.map(own),
         }
     }
 
@@ -368,6 +372,7 @@ mod tests {
         assert_eq!(page.items[0].session_id, "devin-2");
         let skipped = Skipped {
             session_id: Some("devin-1".into()),
+            org_id: None,
             reason: SkipReason::NoStatus,
         };
         assert_eq!(page.skipped, [skipped]);
@@ -482,6 +487,7 @@ mod tests {
             assert!(page.items.is_empty(), "{field}={value}");
             let skipped = Skipped {
                 session_id: id.map(String::from),
+                org_id: None,
                 reason,
             };
             assert_eq!(page.skipped, [skipped], "{field}={value}");

@@ -66,8 +66,8 @@ fn explained(error: &str, scope: Scope) -> String {
 
 /// The org's state in words.
 fn state_in_words(st: &OrgState) -> String {
-    let listing = match st.listing_progress() {
-        Some((ListingKind::Initial, pages, _)) => Some(match st.initial_listing_progress() {
+    let listing = match st.listing {
+        Some((ListingKind::Initial, pages, done)) => Some(match done {
             Some(done) => format!("first listing {:.0}% done", done * 100.0),
             None => format!("first listing: {pages} pages so far"),
         }),

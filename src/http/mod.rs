@@ -127,6 +127,10 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         process: Some(&state.process),
         discovery: snapshot.discovery,
         billing: snapshot.billing,
+        session_source: snapshot
+            .source
+            .as_ref()
+            .map(|(s, _)| (*s, snapshot.stream_dropped, &*snapshot.enterprise_stats)),
     };
     exposition(state.renderer.render(&scope), &headers)
 }

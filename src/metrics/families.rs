@@ -126,6 +126,13 @@ families! {
     /// `devin_exporter_build_info`.
     BUILD_INFO = "devin_exporter_build_info", Gauge ["version", "revision"],
         "Build identity of the exporter; always 1.";
+    // Where the sessions come from (source.rs).
+    /// `devin_exporter_session_source`.
+    SESSION_SOURCE = "devin_exporter_session_source", Gauge ["source"],
+        "1 for the session source in use: enterprise (one stream of every org's sessions) or orgs (each org's own listing).";
+    /// `devin_exporter_stream_sessions_dropped_total`.
+    STREAM_DROPPED = "devin_exporter_stream_sessions_dropped_total", Counter [],
+        "Session items of the enterprise stream dropped on arrival: of an org not collected, or naming no usable org_id.";
     /// `devin_exporter_demo_mode`.
     DEMO_MODE = "devin_exporter_demo_mode", Gauge [],
         "1 when the exporter serves simulated data (demo mode); absent otherwise.";

@@ -10,6 +10,7 @@ mod health;
 mod render;
 mod requests;
 mod sessions;
+mod source;
 mod spend;
 mod text;
 

@@ -19,6 +19,7 @@ use crate::api::ApiStats;
 use crate::billing::BillingView;
 use crate::discovery::DiscoveryStatus;
 use crate::sync::Org;
+use crate::sync::source::Source;
 
 /// Content type of the text exposition format; Prometheus 3 refuses a scrape without it.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -34,6 +35,9 @@ pub struct Scope<'a> {
     pub discovery: Option<(DiscoveryStatus, &'a ApiStats)>,
     /// Billing and capacity, and the statistics of their requests, when billing is on.
     pub billing: Option<(BillingView, &'a ApiStats)>,
+    /// The session source in use (once decided), the items the enterprise stream dropped,
+    /// and the enterprise-scope request statistics the stream's requests count in.
+    pub session_source: Option<(Source, u64, &'a ApiStats)>,
 }
 
 /// Renders scopes; remembers the last body's size to allocate the next one in one go.
@@ -88,6 +92,12 @@ fn render_sized(
     if let (None, Some((_, stats))) = (&scope.discovery, &scope.billing) {
         requests.push("", stats);
     }
+    // ... and so do the stream's.
+    if let (None, None, Some((_, _, stats))) =
+        (&scope.discovery, &scope.billing, &scope.session_source)
+    {
+        requests.push("", stats);
+    }
     // The orgs' cycle limits: acu_limits' once read (an org it does not list is unlimited),
     // else discovery's, never both.
     let billed_limits = scope.billing.as_ref().and_then(|(b, _)| b.limits.as_ref());
@@ -114,6 +124,9 @@ fn render_sized(
     requests.write_counts(&mut out);
     discovery.write_to(&mut out);
     super::build::write_to(&mut out, source);
+    if let Some((session_source, dropped, _)) = scope.session_source {
+        super::source::write_to(&mut out, session_source, dropped);
+    }
     spend.write_to(&mut out);
     if let Some((view, _)) = &scope.billing {
         super::billing::write_to(&mut out, view);

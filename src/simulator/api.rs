@@ -29,6 +29,10 @@ pub fn routes(sim: Simulator) -> Router {
                 &format!("{prefix}/enterprise/organizations"),
                 get(list_organizations),
             )
+            .route(
+                &format!("{prefix}/enterprise/sessions"),
+                get(list_enterprise_sessions),
+            )
             .route(&format!("{prefix}/self"), get(whoami))
             .route(
                 &format!("{prefix}/enterprise/consumption/daily"),
@@ -234,6 +238,104 @@ fn session_json(s: &SimSession, org_id: &str) -> Value {
     })
 }
 
+/// `first`, the filters and the `after` cursor (created_at, session id) of a session listing.
+type ListingParams = (usize, Filters, Option<(i64, String)>);
+
+/// Reads the [`ListingParams`] of a session listing.
+fn listing_params(sim: &Simulator, params: &Params) -> Result<ListingParams, Rejection> {
+    let first = page_size(params)?;
+    let filters = Filters {
+        created_after: int_param(params, "created_after")?,
+        created_before: int_param(params, "created_before")?,
+        updated_after: int_param(params, "updated_after")?,
+        updated_before: int_param(params, "updated_before")?,
+        is_archived: match single(params, "is_archived") {
+            None => None,
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            Some(v) => {
+                return Err(validation(
+                    "is_archived",
+                    "Input should be a valid boolean",
+                    "bool_parsing",
+                    v,
+                ));
+            }
+        },
+        origins: list_param(params, "origins"),
+        category: single(params, "category").map(String::from),
+        session_ids: list_param(params, "session_ids"),
+        exclusive: sim.inner.config.exclusive_time_bounds,
+    };
+    let after = match single(params, "after") {
+        None => None,
+        Some(c) => Some(
+            decode_cursor(c)
+                .ok_or_else(|| validation("after", "Invalid cursor", "value_error", c))?,
+        ),
+    };
+    Ok((first, filters, after))
+}
+
+/// `GET /v3/enterprise/sessions`: every org's sessions in one listing, newest first, each
+/// naming its org; the same filters and cursors as an org's listing.
+async fn list_enterprise_sessions(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    Query(params): Query<Params>,
+) -> Response {
+    sim.count_request(None);
+    if let Err(r) = authorize(&sim, &headers) {
+        return *r;
+    }
+    if sim.inner.config.forbid_enterprise_sessions {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "Missing permission ViewAccountSessions for the enterprise",
+        );
+    }
+    if let Some(r) = delay_and_faults(&sim, None).await {
+        return r;
+    }
+    let (first, filters, after) = match listing_params(&sim, &params) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let world = sim.world();
+    let after = after.as_ref().map(|(c, id)| (*c, id.as_str()));
+    // No org can hold more than `first` of the page: take that many of each, then the
+    // newest `first` of all (and one more, to tell whether more follow).
+    let mut page: Vec<(&SimSession, &str)> = world
+        .orgs
+        .iter()
+        .flat_map(|org| {
+            let (sessions, _) = org.list(&filters, after, first + 1);
+            sessions.into_iter().map(|s| (s, org.id.as_str()))
+        })
+        .collect();
+    let newest_first = |a: &(&SimSession, &str), b: &(&SimSession, &str)| {
+        (b.0.created_at, &b.0.id).cmp(&(a.0.created_at, &a.0.id))
+    };
+    if page.len() > first + 1 {
+        page.select_nth_unstable_by(first, newest_first);
+        page.truncate(first + 1);
+    }
+    page.sort_unstable_by(newest_first);
+    let more = page.len() > first;
+    page.truncate(first);
+    let total = (after.is_none() && !filters.has_time_filter())
+        .then(|| world.orgs.iter().map(|o| o.count(&filters)).sum::<usize>());
+    let now = world.clock.now();
+    let body = json!({
+        "items": page.iter().map(|(s, org)| session_json(s, org)).collect::<Vec<_>>(),
+        "end_cursor": if more { page.last().map(|(s, _)| encode_cursor(s)) } else { None },
+        "has_next_page": more,
+        "total": total,
+    });
+    drop(world);
+    with_date(axum::Json(body).into_response(), now)
+}
+
 async fn list_sessions(
     State(sim): State<Simulator>,
     Path(org_id): Path<String>,
@@ -253,41 +355,7 @@ async fn list_sessions(
     if let Some(r) = delay_and_faults(&sim, Some(&org_id)).await {
         return r;
     }
-    let parsed = (|| {
-        let first = page_size(&params)?;
-        let filters = Filters {
-            created_after: int_param(&params, "created_after")?,
-            created_before: int_param(&params, "created_before")?,
-            updated_after: int_param(&params, "updated_after")?,
-            updated_before: int_param(&params, "updated_before")?,
-            is_archived: match single(&params, "is_archived") {
-                None => None,
-                Some("true") => Some(true),
-                Some("false") => Some(false),
-                Some(v) => {
-                    return Err(validation(
-                        "is_archived",
-                        "Input should be a valid boolean",
-                        "bool_parsing",
-                        v,
-                    ));
-                }
-            },
-            origins: list_param(&params, "origins"),
-            category: single(&params, "category").map(String::from),
-            session_ids: list_param(&params, "session_ids"),
-            exclusive: sim.inner.config.exclusive_time_bounds,
-        };
-        let after = match single(&params, "after") {
-            None => None,
-            Some(c) => Some(
-                decode_cursor(c)
-                    .ok_or_else(|| validation("after", "Invalid cursor", "value_error", c))?,
-            ),
-        };
-        Ok((first, filters, after))
-    })();
-    let (first, filters, after) = match parsed {
+    let (first, filters, after) = match listing_params(&sim, &params) {
         Ok(p) => p,
         Err(r) => return *r,
     };

@@ -49,6 +49,9 @@ pub struct SimulateArgs {
     /// Answer 403 (no ViewOrgConsumption) for this org's consumption (repeatable).
     #[arg(long = "forbidden-consumption-org")]
     pub forbidden_consumption_orgs: Vec<String>,
+    /// Answer 403 (no ViewAccountSessions) for the enterprise session stream.
+    #[arg(long)]
+    pub forbid_enterprise_sessions: bool,
 }
 
 impl SimulateArgs {
@@ -69,6 +72,7 @@ impl SimulateArgs {
             forbidden_orgs: self.forbidden_orgs.clone(),
             forbidden_billing: self.forbidden_billing.clone(),
             forbidden_consumption_orgs: self.forbidden_consumption_orgs.clone(),
+            forbid_enterprise_sessions: self.forbid_enterprise_sessions,
         }
     }
 }

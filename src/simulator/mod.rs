@@ -57,6 +57,8 @@ pub struct SimConfig {
     pub forbidden_billing: Vec<String>,
     /// Org ids whose consumption the token may not read: always 403.
     pub forbidden_consumption_orgs: Vec<String>,
+    /// The token lacks enterprise `ViewAccountSessions`: the enterprise session stream is 403.
+    pub forbid_enterprise_sessions: bool,
 }
 
 impl Default for SimConfig {
@@ -76,6 +78,7 @@ impl Default for SimConfig {
             forbidden_orgs: Vec::new(),
             forbidden_billing: Vec::new(),
             forbidden_consumption_orgs: Vec::new(),
+            forbid_enterprise_sessions: false,
         }
     }
 }

@@ -152,11 +152,6 @@ impl Listing {
             .collect()
     }
 
-    /// Number of windows still to list.
-    pub fn remaining_windows(&self) -> usize {
-        self.windows.len()
-    }
-
     /// Records a page of window `id` and returns the windows to fetch next because of it:
     /// the same window with its new cursor, its children after a split, or nothing. `now` is
     /// the server's time; `streams` how many streams of requests are worth opening now. A
@@ -435,7 +430,7 @@ mod tests {
         assert_eq!(windows.len(), 1 + EXPONENTIAL_STEPS as usize + 1);
         assert_covers(&windows, None);
         assert!(windows.iter().all(|w| w.cursor.is_none() && w.depth == 1));
-        assert_eq!(l.remaining_windows(), windows.len());
+        assert_eq!(l.pending().len(), windows.len());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! counted each time an item is read (for `devin_malformed_*_total` and the landing page),
 //! and logged once per kind so that a bad session listed every scrape does not flood the log.
 
-use crate::api::{Field, SessionPage, logged_id};
+use crate::api::{Field, Session, SessionPage, Skipped, logged_id};
 
 /// Malformed items of one org since the process started.
 #[derive(Debug, Default)]
@@ -19,27 +19,37 @@ impl Malformed {
     /// Counts what `page` skipped or read leniently; the first of each kind is logged.
     pub fn record(&mut self, org_id: &str, page: &SessionPage<'_>) {
         for skipped in &page.skipped {
-            self.sessions += 1;
-            if self.first(SKIPPED_BIT) {
+            self.record_skipped(org_id, skipped);
+        }
+        for session in &page.items {
+            self.record_session(org_id, session);
+        }
+    }
+
+    /// Counts an item that was skipped; the first is logged.
+    pub fn record_skipped(&mut self, org_id: &str, skipped: &Skipped) {
+        self.sessions += 1;
+        if self.first(SKIPPED_BIT) {
+            tracing::warn!(
+                org_id,
+                session_id = skipped.session_id.as_deref().unwrap_or("none"),
+                reason = %skipped.reason,
+                "malformed session skipped (logged once per org; devin_malformed_sessions_total counts them)"
+            );
+        }
+    }
+
+    /// Counts the malformed fields of a session; the first of each is logged.
+    pub fn record_session(&mut self, org_id: &str, session: &Session<'_>) {
+        for field in session.malformed.iter() {
+            self.fields[field as usize] += 1;
+            if self.first(1 << field as u32) {
                 tracing::warn!(
                     org_id,
-                    session_id = skipped.session_id.as_deref().unwrap_or("none"),
-                    reason = %skipped.reason,
-                    "malformed session skipped (logged once per org; devin_malformed_sessions_total counts them)"
+                    session_id = %logged_id(&session.session_id),
+                    field = field.name(),
+                    "session field of the wrong type read as null (logged once per field and org; devin_malformed_session_fields_total counts them)"
                 );
-            }
-        }
-        for session in page.items.iter().filter(|s| !s.malformed.is_empty()) {
-            for field in session.malformed.iter() {
-                self.fields[field as usize] += 1;
-                if self.first(1 << field as u32) {
-                    tracing::warn!(
-                        org_id,
-                        session_id = %logged_id(&session.session_id),
-                        field = field.name(),
-                        "session field of the wrong type read as null (logged once per field and org; devin_malformed_session_fields_total counts them)"
-                    );
-                }
             }
         }
     }

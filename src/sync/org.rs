@@ -1,26 +1,21 @@
 //! One org's sync: the session store, the listing in progress, the watermark, and the health
 //! of its last collection.
 
-use std::collections::{HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 
-use super::listing::{Listing, ListingKind, PageSummary, Window, streams_worth_opening};
+use super::follow::{self, Endpoint, Follow, Sink};
+use super::listing::ListingKind;
 use super::malformed::Malformed;
 use super::schedule::RunSlot;
 use super::store::{SessionStore, Transitions};
-use crate::api::client::{PageBody, server_time_at};
 use crate::api::{ApiClient, ApiError, ApiStats, Organization, SessionPage};
 use crate::config::SyncSettings;
 use crate::lock::Locked;
 
-/// Windows of one listing fetched at once, at most (fewer when the request budget leaves
-/// no room for them: see [`streams_worth_opening`]).
-const WINDOW_CONCURRENCY: usize = 8;
+pub use super::follow::Collecting;
 
 /// Outcome of the org's collections, for `devin_up` and friends.
 #[derive(Debug, Clone, Default)]
@@ -48,106 +43,16 @@ pub struct OrgState {
     pub health: Health,
     /// Malformed sessions and fields the org's pages held.
     pub malformed: Malformed,
-    listing: Option<Listing>,
-    /// When the listing in progress started and what it has seen.
-    listing_clock: Option<PassClock>,
-    /// Newest `updated_at` known to be fully synced (server time); `None` lists from the start.
-    watermark: Option<i64>,
-    last_full_listing_at: Option<Instant>,
-    last_deep_recheck: Option<Instant>,
-    generation: u32,
-}
-
-/// Counts the org collections running now.
-pub type Collecting<'a> = dyn Fn() -> usize + Sync + 'a;
-
-/// Pages an incremental pass holds back: they are applied only once the pass
-/// ends well (a cursor loop merges nothing); a longer pass (after an outage) applies as it
-/// goes, so that memory stays bounded.
-const HELD_PAGES: usize = 64;
-
-/// What a pass (an incremental listing, or a full listing over several collections) needs
-/// to set the watermark: when it started in server time, and the newest update it saw.
-#[derive(Debug, Clone, Copy)]
-struct PassClock {
-    started: Instant,
-    /// The local wall clock at the start: stands in for the server's only when the API
-    /// sends no `Date` header at all.
-    started_wall: i64,
-    /// What the first answer told, if it had a `Date`: the server's time it was sent, the
-    /// server's time at the pass's start (rounded towards the past) and its newest update.
-    first: Option<FirstAnswer>,
-    answered: bool,
-    newest: Option<i64>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct FirstAnswer {
-    date: i64,
-    start: i64,
-    newest: Option<i64>,
-}
-
-impl PassClock {
-    fn new() -> Self {
-        PassClock {
-            started: Instant::now(),
-            started_wall: unix_now(),
-            first: None,
-            answered: false,
-            newest: None,
-        }
-    }
-
-    /// Notes an answer: its `Date` and the newest `updated_at` on it.
-    fn observe(&mut self, server_time: Option<i64>, newest: Option<i64>) {
-        if !std::mem::replace(&mut self.answered, true) {
-            self.first = server_time.map(|date| FirstAnswer {
-                date,
-                start: server_time_at(date, Instant::now(), self.started),
-                newest,
-            });
-        }
-        self.newest = self.newest.max(newest);
-    }
-
-    /// The watermark the pass supports: the newest update it saw, but no later than the
-    /// moment the first page was read (a change made after that may have been listed
-    /// before it changed), and so never later than the server's clock: a session dated in
-    /// the future (milliseconds, a wrong clock) cannot move the watermark past changes
-    /// still to come. That moment is at least the server's time at the pass's start, and
-    /// at least the newest update on the first page (when not itself in the future).
-    /// With nothing seen: the server's time at the start, or no lower bound.
-    fn watermark(&self) -> Option<i64> {
-        self.seen().or(self.first.map(|f| f.start))
-    }
-
-    /// The watermark from the updates the pass saw alone, `None` when it saw none.
-    fn seen(&self) -> Option<i64> {
-        let bound = match self.first {
-            Some(f) => f.start.max(f.newest.map_or(f.start, |n| n.min(f.date))),
-            None => self.started_wall,
-        };
-        self.newest.map(|n| n.min(bound))
-    }
-}
-
-impl OrgState {
-    /// Windows left in the listing in progress, if any (for the landing page).
-    pub fn listing_progress(&self) -> Option<(ListingKind, u64, usize)> {
-        self.listing
-            .as_ref()
-            .map(|l| (l.kind, l.pages, l.remaining_windows()))
-    }
-
-    /// Share of the first listing done, when the API sent a `total` (for the landing page).
-    pub fn initial_listing_progress(&self) -> Option<f64> {
-        let listing = self.listing.as_ref()?;
-        if listing.kind != ListingKind::Initial {
-            return None;
-        }
-        listing.progress(self.store.len() as u64)
-    }
+    /// The org's first listing or re-listing in progress, for the landing page: its kind,
+    /// pages so far and the share done (when the API sent a `total`).
+    pub listing: Option<(ListingKind, u64, Option<f64>)>,
+    /// Fed by the enterprise stream: the generation of the stream's full listing that
+    /// covers the org (it began while the org was collected), `None` until one does.
+    pub(super) stream_generation: Option<u32>,
+    /// Whether the enterprise stream has listed a session of the org.
+    pub(super) seen_in_stream: bool,
+    /// Why the org's own one-page check failed (a configured org the stream never showed).
+    pub(super) check_error: Option<String>,
 }
 
 /// One configured or discovered organization.
@@ -159,31 +64,11 @@ pub struct Org {
     /// API request counts and latencies of this org.
     pub api_stats: ApiStats,
     state: Mutex<OrgState>,
+    follow: Mutex<Follow>,
     info: Mutex<Option<Organization>>,
     pub(super) run: Mutex<RunSlot>,
     #[cfg(feature = "fault-injection")]
     panic_next: std::sync::atomic::AtomicBool,
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-fn summarize(page: &SessionPage<'_>) -> PageSummary {
-    let created_range = page.items.iter().fold(None, |acc: Option<(i64, i64)>, s| {
-        Some(acc.map_or((s.created_at, s.created_at), |(lo, hi)| {
-            (lo.min(s.created_at), hi.max(s.created_at))
-        }))
-    });
-    PageSummary {
-        items: page.listed(),
-        has_next_page: page.has_next_page,
-        end_cursor: page.end_cursor.clone(),
-        total: page.total,
-        created_range,
-    }
 }
 
 impl Org {
@@ -196,6 +81,7 @@ impl Org {
             api_stats: ApiStats::new(&id),
             id,
             state: Mutex::new(OrgState::default()),
+            follow: Mutex::new(Follow::default()),
             info: Mutex::new(None),
             run: Mutex::new(RunSlot::default()),
             #[cfg(feature = "fault-injection")]
@@ -276,21 +162,71 @@ impl Org {
             Ok(r) => r,
             Err(_) => Err(ApiError::Deadline),
         };
+        self.record(&result, started, started_wall);
+    }
+
+    /// Whether the enterprise stream has listed a session of the org.
+    pub fn seen_in_stream(&self) -> bool {
+        self.state().seen_in_stream
+    }
+
+    /// Records the result of the org's own one-page check: an error keeps the org down
+    /// with it until a check succeeds.
+    pub fn set_check_result(&self, error: Option<ApiError>) {
         let mut st = self.state();
+        match error {
+            Some(e) => {
+                tracing::warn!(org_id = %self.id, error = %e, "org not readable: the enterprise stream never showed it and its own listing fails");
+                let e = e.to_string();
+                st.health.up = Some(false);
+                st.health.last_error = Some(e.clone());
+                st.check_error = Some(e);
+            }
+            None => st.check_error = None,
+        }
+    }
+
+    /// Records how a collection that fed the org went: `devin_up` and friends, and what
+    /// the landing page says. An org whose own check failed stays down with its reason.
+    pub(super) fn record(
+        &self,
+        result: &Result<(), ApiError>,
+        started: Instant,
+        started_wall: SystemTime,
+    ) {
+        let listing = self.listing_state();
+        let mut st = self.state();
+        st.listing = listing;
         st.health.last_attempt = Some(started_wall);
         st.health.last_duration = Some(started.elapsed());
-        match result {
-            Ok(()) => {
+        let error = match (result, &st.check_error) {
+            (Err(e), _) => Some(e.to_string()),
+            (Ok(()), Some(check)) => Some(check.clone()),
+            (Ok(()), None) => None,
+        };
+        match error {
+            None => {
                 st.health.up = Some(true);
                 st.health.last_success = Some(SystemTime::now());
                 st.health.last_error = None;
             }
-            Err(e) => {
+            Some(e) => {
                 tracing::warn!(org_id = %self.id, error = %e, "collection of org failed");
                 st.health.up = Some(false);
-                st.health.last_error = Some(e.to_string());
+                st.health.last_error = Some(e);
             }
         }
+    }
+
+    /// The org's own listing in progress, as [`OrgState::listing`] shows it.
+    fn listing_state(&self) -> Option<(ListingKind, u64, Option<f64>)> {
+        let sessions = self.state().store.len() as u64;
+        let f = self.follow();
+        let l = f.listing()?;
+        let done = (l.kind == ListingKind::Initial)
+            .then(|| l.progress(sessions))
+            .flatten();
+        Some((l.kind, l.pages, done))
     }
 
     async fn sync(
@@ -300,383 +236,124 @@ impl Org {
         deadline: Instant,
         collecting: &Collecting<'_>,
     ) -> Result<(), ApiError> {
-        // The lookback is compared with the API's `created_at`: server time. Only before
-        // the API has ever sent a `Date` does the local clock stand in.
-        let now = client.server_now().unwrap_or_else(unix_now);
-        let cutoff = settings
-            .lookback
-            .map(|l| now.saturating_sub(i64::try_from(l.as_secs()).unwrap_or(i64::MAX)));
         if !self.state().initial_complete {
             self.state().store.set_spend_settings(settings.spend);
-            self.start_listing(ListingKind::Initial, cutoff);
-            if self
-                .drive_listing(client, settings, deadline, cutoff, collecting)
-                .await?
-            {
-                self.finish_initial();
-            }
-            return Ok(());
         }
-        self.incremental(client, settings, deadline, cutoff).await?;
-        let resync_due = {
-            let st = self.state();
-            st.listing.is_some()
-                || st
-                    .last_full_listing_at
-                    .is_none_or(|t| t.elapsed() >= settings.full_resync_interval)
-        };
-        if resync_due {
-            self.start_listing(ListingKind::Resync, cutoff);
-            match self
-                .drive_listing(client, settings, deadline, cutoff, collecting)
-                .await
-            {
-                Ok(true) => self.finish_resync(),
-                Ok(false) => {}
-                // The data is current (the incremental pass succeeded); a re-listing that
-                // ran out of time, or met a rate-limit pause, simply goes on at the next
-                // collection.
-                Err(ApiError::Deadline | ApiError::RateLimited { .. }) => {
-                    tracing::debug!(org_id = %self.id, "full re-listing continues next collection")
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        if let Some(cutoff) = cutoff {
-            let dropped = self.state().store.drop_created_before(cutoff);
-            if dropped > 0 {
-                tracing::debug!(org_id = %self.id, dropped, "sessions left the lookback window");
-            }
-        }
-        Ok(())
+        follow::sync(self, client, settings, deadline, collecting).await
     }
 
-    fn start_listing(&self, kind: ListingKind, cutoff: Option<i64>) {
-        let mut st = self.state();
-        if st.listing.is_none() {
-            st.generation = st.generation.wrapping_add(1);
-            let generation = st.generation;
-            st.listing = Some(Listing::new(kind, generation, cutoff));
-            st.listing_clock = Some(PassClock::new());
-            tracing::info!(org_id = %self.id, ?kind, "full listing started");
-        }
+    fn follow(&self) -> MutexGuard<'_, Follow> {
+        self.follow.locked()
     }
 
-    fn finish_initial(&self) {
-        let mut st = self.state();
-        let Some(listing) = st.listing.take() else {
-            return;
-        };
-        let clock = st.listing_clock.take().unwrap_or_else(PassClock::new);
-        // Sessions changed while a (possibly multi-scrape) listing ran may have been listed
-        // before the change: the watermark is no later than the listing's start.
-        st.watermark = clock.watermark();
-        st.last_full_listing_at = Some(clock.started);
-        st.last_deep_recheck = Some(clock.started);
-        st.initial_complete = true;
-        st.store.start_counters();
-        st.store.start_spend_counters();
-        st.store.shrink_to_fit();
-        tracing::info!(org_id = %self.id, sessions = st.store.len(), pages = listing.pages, "first listing complete");
-    }
-
-    fn finish_resync(&self) {
-        let mut st = self.state();
-        let Some(listing) = st.listing.take() else {
-            return;
-        };
-        let dropped = st.store.drop_unseen(listing.generation);
-        let clock = st.listing_clock.take().unwrap_or_else(PassClock::new);
-        // What this listing saw replaces the watermark, whatever moved it before.
-        st.watermark = clock.watermark();
-        st.last_full_listing_at = Some(clock.started);
-        st.last_deep_recheck = Some(clock.started);
-        tracing::info!(org_id = %self.id, dropped, pages = listing.pages, "full re-listing complete");
-    }
-
-    /// Applies a page's sessions, skipping those older than the lookback window, and counts
-    /// what was malformed on it. Fails when the org holds more sessions than allowed.
-    fn apply(
-        &self,
-        page: &SessionPage<'_>,
+    /// Applies one session of a page (the org's own, or the enterprise stream's): created
+    /// before `cutoff` it is skipped; its malformed fields are counted either way.
+    pub(super) fn apply_session(
+        st: &mut OrgState,
+        org_id: &str,
+        item: &crate::api::Session<'_>,
+        generation: u32,
         cutoff: Option<i64>,
-        max_sessions: u64,
-    ) -> Result<(), ApiError> {
-        let mut st = self.state();
-        st.malformed.record(&self.id, page);
-        let generation = st.generation;
+    ) {
+        st.malformed.record_session(org_id, item);
+        if cutoff.is_some_and(|c| item.created_at < c) {
+            return;
+        }
         let transitions = if st.initial_complete {
             Transitions::Counted
         } else {
             Transitions::Ignored
         };
-        for item in &page.items {
-            if cutoff.is_some_and(|c| item.created_at < c) {
-                continue;
-            }
-            st.store.upsert(item, generation, transitions);
-        }
-        if st.store.len() as u64 > max_sessions {
-            return Err(too_many(max_sessions));
-        }
-        Ok(())
+        st.store.upsert(item, generation, transitions);
     }
 
-    /// Drops the listing in progress after the API broke its contract: nothing more of it
-    /// is applied, and a first listing starts over.
-    fn abandon_listing(&self, error: ApiError) -> ApiError {
-        let mut st = self.state();
-        if st
-            .listing
-            .take()
-            .is_some_and(|l| l.kind == ListingKind::Initial)
-        {
-            st.store = SessionStore::default();
-        }
-        st.listing_clock = None;
-        error
+    /// Makes the org's session metrics appear: its first listing is complete, and the
+    /// counters start at zero.
+    pub(super) fn complete_first_listing(st: &mut OrgState) {
+        st.initial_complete = true;
+        st.store.start_counters();
+        st.store.start_spend_counters();
+        st.store.shrink_to_fit();
+    }
+}
+
+impl Sink for Org {
+    fn name(&self) -> &str {
+        &self.id
     }
 
-    /// Lists the windows of the listing in progress until it completes (`Ok(true)`) or the
-    /// deadline comes after some progress (`Ok(false)`; the next collection resumes it).
-    async fn drive_listing(
+    fn endpoint(&self) -> Endpoint<'_> {
+        Endpoint::Org(&self.id)
+    }
+
+    fn stats(&self) -> &ApiStats {
+        &self.api_stats
+    }
+
+    fn follow(&self) -> MutexGuard<'_, Follow> {
+        Org::follow(self)
+    }
+
+    fn listed(&self) -> bool {
+        self.state().initial_complete
+    }
+
+    fn is_empty(&self) -> bool {
+        self.state().store.is_empty()
+    }
+
+    fn most_listed(&self, settings: &SyncSettings) -> u64 {
+        settings.max_sessions_per_org
+    }
+
+    fn apply(
         &self,
-        client: &ApiClient,
-        settings: &SyncSettings,
-        deadline: Instant,
+        page: &SessionPage<'_>,
+        generation: u32,
         cutoff: Option<i64>,
-        collecting: &Collecting<'_>,
-    ) -> Result<bool, ApiError> {
-        let mut queue: VecDeque<_> = match &self.state().listing {
-            Some(l) => l.pending().into(),
-            None => return Ok(true),
-        };
-        let mut inflight = FuturesUnordered::new();
-        let mut pages = 0u64;
-        loop {
-            while inflight.len() < WINDOW_CONCURRENCY {
-                let Some((id, window)) = queue.pop_front() else {
-                    break;
-                };
-                let query = window.query(settings.page_size);
-                inflight.push(async move {
-                    let result = client
-                        .list_sessions(&self.id, &query, deadline, &self.api_stats)
-                        .await;
-                    (id, result)
-                });
-            }
-            let Some((id, result)) = inflight.next().await else {
-                break;
-            };
-            let body = match result {
-                Ok(body) => body,
-                // Pages applied so far are kept; the listing resumes at the next collection.
-                Err(ApiError::Deadline) if pages > 0 => return Ok(false),
-                Err(e) => return Err(e),
-            };
-            let page = body.parse()?;
-            pages += 1;
-            let summary = summarize(&page);
-            let now = client.server_now().unwrap_or_else(unix_now);
-            // Round trips measured on the org's own requests (this page's included).
-            let streams = streams_worth_opening(
-                settings.max_requests_per_second,
-                settings.max_concurrent_requests,
-                self.api_stats.mean_latency(),
-                collecting(),
-                WINDOW_CONCURRENCY,
-            );
-            let advanced = {
-                let mut st = self.state();
-                if let Some(clock) = st.listing_clock.as_mut() {
-                    clock.observe(
-                        body.server_time(),
-                        page.items.iter().map(|s| s.updated_at).max(),
-                    );
-                }
-                match st.listing.as_mut() {
-                    Some(listing) => listing
-                        .advance(id, &summary, settings.page_size, now, streams)
-                        .map_err(|e| ApiError::Protocol(e.to_string()))
-                        .and_then(|next| {
-                            if listing.items > settings.max_sessions_per_org {
-                                Err(too_many(settings.max_sessions_per_org))
-                            } else {
-                                Ok(next)
-                            }
-                        }),
-                    None => Ok(Vec::new()),
-                }
-            };
-            // A page that breaks the contract is not applied, and nor is the rest.
-            let next = advanced.map_err(|e| self.abandon_listing(e))?;
-            self.apply(&page, cutoff, settings.max_sessions_per_org)
-                .map_err(|e| self.abandon_listing(e))?;
-            queue.extend(next);
-        }
-        Ok(self.state().listing.as_ref().is_none_or(Listing::is_done))
-    }
-
-    /// Lists the sessions updated since a second before the watermark, all pages; every
-    /// `deep_recheck_interval`, since the full overlap before it instead (late indexing).
-    /// An org holding no sessions is listed in full instead (within the lookback): that
-    /// costs the same one request, and needs no watermark, which with nothing seen could
-    /// only come from `Date` and so be ahead of the sessions' own clock.
-    async fn incremental(
-        &self,
-        client: &ApiClient,
         settings: &SyncSettings,
-        deadline: Instant,
-        cutoff: Option<i64>,
     ) -> Result<(), ApiError> {
-        let (watermark, deep, empty) = {
-            let st = self.state();
-            let deep = st
-                .last_deep_recheck
-                .is_none_or(|t| t.elapsed() >= settings.deep_recheck_interval);
-            (st.watermark, deep, st.store.is_empty())
-        };
-        // One second back covers both bound semantics: a strict `updated_after` still
-        // returns a session changed again within the watermark's second.
-        let back = if deep {
-            i64::try_from(settings.sync_overlap.as_secs())
-                .unwrap_or(i64::MAX)
-                .max(1)
-        } else {
-            1
-        };
-        let mut query = if empty {
-            let all = Window {
-                lo: cutoff,
-                hi: None,
-                cursor: None,
-                depth: 0,
-            };
-            all.query(settings.page_size)
-        } else {
-            crate::api::ListQuery {
-                first: settings.page_size,
-                updated_after: watermark.map(|w| w.saturating_sub(back)),
-                ..Default::default()
-            }
-        };
-        let mut pass = PassClock::new();
-        let mut cursors = HashSet::new();
-        let mut items = 0u64;
-        // Pages held until the pass ends; `None` once the pass is too long to hold.
-        let mut held: Option<Vec<PageBody>> = Some(Vec::new());
-        loop {
-            let body = client
-                .list_sessions(&self.id, &query, deadline, &self.api_stats)
-                .await?;
-            let next = {
-                let page = body.parse()?;
-                // Watermark from every item, also those outside the lookback window.
-                pass.observe(
-                    body.server_time(),
-                    page.items.iter().map(|s| s.updated_at).max(),
-                );
-                items = items.saturating_add(page.listed() as u64);
-                if items > settings.max_sessions_per_org {
-                    return Err(too_many(settings.max_sessions_per_org));
-                }
-                next_cursor(&page, &mut cursors)?
-            };
-            match held.as_mut() {
-                Some(pages) if pages.len() < HELD_PAGES => pages.push(body),
-                Some(_) => {
-                    for page in held.take().into_iter().flatten().chain([body]) {
-                        self.apply(&page.parse()?, cutoff, settings.max_sessions_per_org)?;
-                    }
-                }
-                None => self.apply(&body.parse()?, cutoff, settings.max_sessions_per_org)?,
-            }
-            match next {
-                Some(cursor) => query.after = Some(cursor),
-                None => break,
-            }
-        }
-        for page in held.into_iter().flatten() {
-            self.apply(&page.parse()?, cutoff, settings.max_sessions_per_org)?;
-        }
-        // Only a complete pass may move the watermark: an interrupted one is redone.
         let mut st = self.state();
-        if empty {
-            // A full listing: what it saw replaces the watermark, as a re-listing's does.
-            st.watermark = pass.seen();
-        } else if let Some(seen) = pass.watermark() {
-            let mut watermark = st.watermark.map_or(seen, |w| w.max(seen));
-            // Nor may it stay beyond the server's clock (should that clock be set back).
-            if let Some(now) = client.server_now() {
-                watermark = watermark.min(now);
-            }
-            st.watermark = Some(watermark);
+        for skipped in &page.skipped {
+            st.malformed.record_skipped(&self.id, skipped);
         }
-        if deep || empty {
-            st.last_deep_recheck = Some(pass.started);
+        for item in &page.items {
+            Org::apply_session(&mut st, &self.id, item, generation, cutoff);
         }
+        if st.store.len() as u64 > settings.max_sessions_per_org {
+            return Err(follow::too_many(settings.max_sessions_per_org));
+        }
+        drop(st);
+        // The landing page shows a first listing's progress page by page.
+        let listing = self.listing_state();
+        self.state().listing = listing;
         Ok(())
     }
-}
 
-/// The cursor of the page after `page`, if any. A page that promises more without a cursor,
-/// or a cursor this pass has been sent before, is an API error: following it would loop.
-fn next_cursor(
-    page: &SessionPage<'_>,
-    seen: &mut HashSet<String>,
-) -> Result<Option<String>, ApiError> {
-    if !page.has_next_page {
-        return Ok(None);
+    fn listing_complete(&self, kind: ListingKind, generation: u32, pages: u64) {
+        let mut st = self.state();
+        match kind {
+            // A first listing left over from before the enterprise stream completed the org
+            // ends as a re-listing.
+            ListingKind::Initial if !st.initial_complete => {
+                Org::complete_first_listing(&mut st);
+                tracing::info!(org_id = %self.id, sessions = st.store.len(), pages, "first listing complete");
+            }
+            _ => {
+                let dropped = st.store.drop_unseen(generation);
+                tracing::info!(org_id = %self.id, dropped, pages, "full re-listing complete");
+            }
+        }
     }
-    let Some(cursor) = page.end_cursor.clone() else {
-        return Err(ApiError::Protocol(
-            "has_next_page is true but end_cursor is null".into(),
-        ));
-    };
-    if !seen.insert(cursor.clone()) {
-        return Err(ApiError::Protocol(format!(
-            "end_cursor {cursor:?} repeated: the API's pagination loops"
-        )));
+
+    fn discard(&self) {
+        self.state().store = SessionStore::default();
     }
-    Ok(Some(cursor))
-}
 
-fn too_many(max: u64) -> ApiError {
-    ApiError::Protocol(format!(
-        "more than {max} sessions (DEVIN_MAX_SESSIONS_PER_ORG)"
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::model::MAX_UNIX;
-
-    #[test]
-    fn pass_watermark_never_passes_the_first_pages_moment() {
-        // One page: its newest update.
-        let mut p = PassClock::new();
-        p.observe(Some(1_000), Some(990));
-        assert_eq!(p.watermark(), Some(990));
-        // A session dated in the future: held at the server's clock.
-        let mut p = PassClock::new();
-        p.observe(Some(1_000), Some(MAX_UNIX));
-        assert_eq!(p.watermark(), Some(1_000));
-        // Later pages cannot lift it past the first page's moment.
-        let mut p = PassClock::new();
-        p.observe(Some(1_000), Some(990));
-        p.observe(Some(1_005), Some(1_004));
-        assert!(p.watermark().is_some_and(|w| (999..=1_000).contains(&w)));
-        // Nothing seen: the server's time at the start (rounded towards the past).
-        let mut p = PassClock::new();
-        p.observe(Some(1_000), None);
-        assert!(p.watermark().is_some_and(|w| (999..=1_000).contains(&w)));
-        // ... which a pass that goes by what it saw does not take.
-        assert_eq!(p.seen(), None);
-        // No `Date` and nothing seen: no lower bound.
-        let mut p = PassClock::new();
-        p.observe(None, None);
-        assert_eq!(p.watermark(), None);
+    fn drop_created_before(&self, cutoff: i64) {
+        let dropped = self.state().store.drop_created_before(cutoff);
+        if dropped > 0 {
+            tracing::debug!(org_id = %self.id, dropped, "sessions left the lookback window");
+        }
     }
 }

@@ -10,10 +10,55 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use futures::future::BoxFuture;
+
+use super::follow::Collecting;
 use super::org::Org;
+use super::stream::Stream;
 use crate::api::ApiClient;
 use crate::config::SyncSettings;
 use crate::lock::Locked;
+
+/// What the scheduler runs: one org's own collection, or the enterprise stream's.
+pub trait Job: Send + Sync + 'static {
+    /// Its place with the scheduler.
+    fn slot(&self) -> &Mutex<RunSlot>;
+    /// Collects within `deadline` and records how that went.
+    fn run<'a>(
+        &'a self,
+        client: &'a ApiClient,
+        settings: &'a SyncSettings,
+        deadline: Instant,
+        collecting: &'a Collecting<'a>,
+    ) -> BoxFuture<'a, ()>;
+    /// Records a collection that ended without finishing (it panicked).
+    fn abort(&self, reason: &str);
+}
+
+/// Both kinds of collection have the same `collect` and `record_abort`.
+macro_rules! job {
+    ($($t:ty),*) => {$(
+        impl Job for $t {
+            fn slot(&self) -> &Mutex<RunSlot> {
+                &self.run
+            }
+            fn run<'a>(
+                &'a self,
+                client: &'a ApiClient,
+                settings: &'a SyncSettings,
+                deadline: Instant,
+                collecting: &'a Collecting<'a>,
+            ) -> BoxFuture<'a, ()> {
+                Box::pin(self.collect(client, settings, deadline, collecting))
+            }
+            fn abort(&self, reason: &str) {
+                self.record_abort(reason);
+            }
+        }
+    )*};
+}
+
+job!(Org, Stream);
 
 /// Place in the queue: orgs never collected first, then by when their last collection
 /// finished; ties in the order they were asked for.
@@ -35,7 +80,7 @@ struct Active {
 }
 
 struct Queued {
-    org: Arc<Org>,
+    job: Arc<dyn Job>,
     budget: Duration,
     done: watch::Sender<bool>,
 }
@@ -83,17 +128,19 @@ impl Scheduler {
         }
     }
 
-    /// Asks for a collection of `org` (or joins the one asked for already) and waits for it
-    /// until `deadline`, no longer: the collection itself goes on with its own budget.
-    pub async fn collect(&self, org: &Arc<Org>, deadline: Instant) {
+    /// Asks for a collection of `job` (an org, or the stream) or joins the one asked for
+    /// already, and waits for it until `deadline`, no longer: the collection itself goes on
+    /// with its own budget.
+    pub async fn collect<J: Job>(&self, job: &Arc<J>, deadline: Instant) {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let budget = collection_budget(remaining, self.inner.settings.scrape_timeout);
-        let mut done = self.request(org, budget);
+        let job: Arc<dyn Job> = Arc::clone(job) as Arc<dyn Job>;
+        let mut done = self.request(&job, budget);
         let _ = tokio::time::timeout_at(deadline, done.wait_for(|finished| *finished)).await;
     }
 
-    fn request(&self, org: &Arc<Org>, budget: Duration) -> watch::Receiver<bool> {
-        let mut slot = lock(&org.run);
+    fn request(&self, job: &Arc<dyn Job>, budget: Duration) -> watch::Receiver<bool> {
+        let mut slot = lock(job.slot());
         if let Some(active) = &slot.active {
             // Still queued: it gets the longest budget any scrape asked for.
             if let Some(queued) = lock(&self.inner.queue).waiting.get_mut(&active.key) {
@@ -109,7 +156,7 @@ impl Scheduler {
             queue.waiting.insert(
                 key,
                 Queued {
-                    org: Arc::clone(org),
+                    job: Arc::clone(job),
                     budget,
                     done: tx,
                 },
@@ -150,7 +197,7 @@ impl Inner {
             // Made before the task so that its cleanup runs even if the task never does.
             let guard = RunGuard {
                 inner: Arc::clone(inner),
-                org: Arc::clone(&job.org),
+                job: Arc::clone(&job.job),
                 done: Some(job.done),
                 started: false,
                 finished: false,
@@ -166,8 +213,8 @@ async fn run(mut guard: RunGuard, budget: Duration) {
     let inner = Arc::clone(&guard.inner);
     let collecting = || lock(&inner.queue).running;
     guard
-        .org
-        .collect(&inner.client, &inner.settings, deadline, &collecting)
+        .job
+        .run(&inner.client, &inner.settings, deadline, &collecting)
         .await;
     guard.finished = true;
 }
@@ -177,7 +224,7 @@ async fn run(mut guard: RunGuard, budget: Duration) {
 /// waiters are woken, and the next queued collection starts.
 struct RunGuard {
     inner: Arc<Inner>,
-    org: Arc<Org>,
+    job: Arc<dyn Job>,
     done: Option<watch::Sender<bool>>,
     started: bool,
     finished: bool,
@@ -186,10 +233,10 @@ struct RunGuard {
 impl Drop for RunGuard {
     fn drop(&mut self) {
         if self.started && !self.finished {
-            self.org.record_abort("internal error during collection");
+            self.job.abort("internal error during collection");
         }
         {
-            let mut slot = lock(&self.org.run);
+            let mut slot = lock(self.job.slot());
             slot.active = None;
             slot.last_finished = Some(Instant::now());
         }

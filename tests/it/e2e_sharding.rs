@@ -40,6 +40,7 @@ fn two_replicas_share_ten_orgs_by_hashmod() {
             ("DEVIN_API_URL", &sim.url),
             ("DEVIN_API_TOKEN", &sim.token),
             ("DEVIN_DISCOVER_ORGS", "true"),
+            ("DEVIN_SESSION_SOURCE", "orgs"),
             ("DEVIN_MAX_REQUESTS_PER_SECOND", "200"),
         ])
     };

@@ -34,6 +34,7 @@ mod scheduling;
 mod scrape_timeout_header;
 mod simulator;
 mod spend;
+mod stream;
 mod sync_equivalence;
 mod web_config_files;
 mod web_security;

@@ -55,8 +55,10 @@ pub async fn start_exporter_with_timeouts(
         ("DEVIN_API_TOKEN", "cog_test_token"),
         ("DEVIN_API_URL", api_url),
         ("DEVIN_MAX_REQUESTS_PER_SECOND", "1000"),
-        // The mocks answer sessions only; billing's tests turn it on.
+        // The mocks answer sessions only; billing's tests turn it on, the stream's tests
+        // choose the enterprise source.
         ("DEVIN_BILLING", "off"),
+        ("DEVIN_SESSION_SOURCE", "orgs"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
