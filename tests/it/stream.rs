@@ -1,6 +1,6 @@
 //! The enterprise session stream against the simulator: one world read through the stream
-//! and through the orgs' own listings gives the same session families, at one request per
-//! warm scrape; a token without the permission falls back to the orgs' listings.
+//! and through the orgs' own listings gives the same session families (churn, deletions,
+//! undocumented states, an org that starts empty), at one request per warm scrape; a token without the permission falls back to the orgs' listings.
 #![cfg(feature = "simulator")]
 
 use crate::common;
@@ -79,6 +79,15 @@ async fn the_stream_and_the_org_listings_give_identical_session_families() {
         sim.transition(&orgs[0], 2, "error", None).unwrap();
         sim.transition(&orgs[1], 1, "suspended", Some("out_of_credits"))
             .unwrap();
+        // States the API does not document (yet), in an org that started empty too.
+        let undocumented = [
+            (&orgs[round as usize % 2], "hibernating", Some("napping")),
+            (&orgs[2], "running", Some("napping")),
+        ];
+        for (org, status, detail) in undocumented {
+            let moved = sim.transition_undocumented(org, 1, status, detail).unwrap();
+            assert_eq!(moved.len(), 1, "round {round}: {org} has no live session");
+        }
         if round == 2 {
             // Deletions, seen at the hourly re-listing of either source.
             sim.delete(&orgs[0], 7);
@@ -94,6 +103,17 @@ async fn the_stream_and_the_org_listings_give_identical_session_families() {
             assert_eq!(requests, 1, "round {round}");
         }
         assert_same_lines(&format!("round {round}"), &a.body, &b.body);
+        // The undocumented values reach the families (and so the comparison) as they came.
+        let entered = format!(
+            "devin_sessions_entered_status_total{{org_id=\"{}\",status=\"running\",status_detail=\"napping\"}}",
+            orgs[2]
+        );
+        for text in ["status=\"hibernating\",status_detail=\"napping\"", &entered] {
+            assert!(
+                b.body.contains(text),
+                "round {round}: no {text} in the stream's scrape"
+            );
+        }
         assert!(
             b.body
                 .contains(&format!("devin_up{{org_id=\"{}\"}} 1", orgs[2]))
