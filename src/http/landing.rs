@@ -79,7 +79,10 @@ fn state_in_words(st: &OrgState) -> String {
     let health = match (st.health.up, &st.health.last_error) {
         (None, _) => None,
         (Some(true), _) => Some("ok".to_string()),
-        (Some(false), Some(e)) => Some(explained(e, Scope::OrgSessions)),
+        (Some(false), Some(e)) => Some(explained(
+            e,
+            st.health.error_scope.unwrap_or(Scope::OrgSessions),
+        )),
         (Some(false), None) => Some("last collection failed".to_string()),
     };
     match (st.health.up, health, listing) {
