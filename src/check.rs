@@ -17,7 +17,7 @@ use crate::api::{
 };
 use crate::app::StartupError;
 use crate::billing::{Billing, Verdict};
-use crate::config::{BillingMode, BillingSettings, Config, ConfigError};
+use crate::config::{BillingMode, BillingSettings, Config, ConfigError, SessionSource};
 use crate::http::web_config::WebConfig;
 use crate::lock::Locked;
 
@@ -118,10 +118,20 @@ fn success(latency: Duration, text: String) -> Outcome {
 }
 
 fn print(out: &mut dyn Write, label: &str, width: usize, o: &Outcome) -> std::io::Result<()> {
+    print_as(out, label, width, if o.ok { "ok  " } else { "FAIL" }, o)
+}
+
+/// [`print`] with `word` (four characters) in the place of `ok` or `FAIL`.
+fn print_as(
+    out: &mut dyn Write,
+    label: &str,
+    width: usize,
+    word: &str,
+    o: &Outcome,
+) -> std::io::Result<()> {
     writeln!(
         out,
-        "{label:<width$}  {}  {:<9}  {:>5} ms  {}",
-        if o.ok { "ok  " } else { "FAIL" },
+        "{label:<width$}  {word}  {:<9}  {:>5} ms  {}",
         o.status,
         o.latency.as_millis(),
         o.text
@@ -203,6 +213,7 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupEr
         discovery = Some(outcome);
     }
     orgs.retain(|o| !config.exclude_org_ids.contains(o));
+    let sessions = session_source(config, &client, &token).await;
 
     let query = ListQuery {
         first: config.sync.page_size,
@@ -241,6 +252,12 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupEr
     if let Some(d) = &discovery {
         print(out, "discovery", width, d).map_err(io)?;
     }
+    match &sessions {
+        SourceLine::Set(text) => {
+            writeln!(out, "{:<width$}  ok    {text}", "sessions").map_err(io)?
+        }
+        SourceLine::Asked(word, o) => print_as(out, "sessions", width, word, o).map_err(io)?,
+    }
     for (label, result) in labels.iter().zip(&results) {
         print(out, label, width, result).map_err(io)?;
     }
@@ -248,9 +265,14 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupEr
     let readable = results.iter().filter(|r| r.ok).count();
     // The token and discovery lines count as much as the orgs': a server started with a
     // token that fails them would not collect what the org lines promise.
+    let source = match &sessions {
+        SourceLine::Asked(_, o) => Some(o),
+        SourceLine::Set(_) => None,
+    };
     let failed: Vec<&str> = [
         ("the token", Some(&identity)),
         ("discovery", discovery.as_ref()),
+        ("the session source", source),
     ]
     .into_iter()
     .filter(|(_, o)| o.is_some_and(|o| !o.ok))
@@ -274,6 +296,72 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupEr
     )
     .map_err(io)?;
     Ok(all && !results.is_empty() && billing_ok)
+}
+
+/// The `sessions` line: where the server would list the sessions from, and why.
+enum SourceLine {
+    /// No request needed (`DEVIN_SESSION_SOURCE=orgs`).
+    Set(String),
+    /// The enterprise stream asked, with the word in the place of `ok` or `FAIL`.
+    Asked(&'static str, Outcome),
+}
+
+/// Asks the enterprise session stream for one session, as the server does with
+/// `DEVIN_SESSION_SOURCE=auto`. With `auto` a refusal is no failure: the server lists each
+/// org instead, and the line says which permission would save those requests (`off`).
+/// With `enterprise` it is one: every org would be down.
+async fn session_source(config: &Config, client: &ApiClient, token: &str) -> SourceLine {
+    let setting = match config.session_source {
+        SessionSource::Orgs => {
+            return SourceLine::Set(
+                "each org's own listing, one request per org per scrape (DEVIN_SESSION_SOURCE=orgs)"
+                    .to_string(),
+            );
+        }
+        SessionSource::Auto => "auto",
+        SessionSource::Enterprise => "enterprise",
+    };
+    let wire = Wire::default();
+    let query = ListQuery {
+        first: 1,
+        ..ListQuery::default()
+    };
+    let answer = client
+        .list_enterprise_sessions(&query, Deadline::PerRequest, &wire)
+        .await;
+    let scope = Scope::EnterpriseSessions;
+    let error = match answer {
+        Ok(body) => match body.parse() {
+            Ok(page) => {
+                let text = format!(
+                    "the enterprise session stream, one request per scrape for every org{} (DEVIN_SESSION_SOURCE={setting})",
+                    page.total
+                        .map(|t| format!(", {t} sessions in all"))
+                        .unwrap_or_default()
+                );
+                return SourceLine::Asked("ok  ", success(wire.total(), text));
+            }
+            // The server would choose the stream (it answered) and fail on every page.
+            Err(e) => return SourceLine::Asked("FAIL", failure(&e, scope, wire.total(), token)),
+        },
+        Err(e) => e,
+    };
+    let mut outcome = failure(&error, scope, wire.total(), token);
+    if config.session_source == SessionSource::Enterprise {
+        return SourceLine::Asked("FAIL", outcome);
+    }
+    outcome.ok = true;
+    outcome.text = match &error {
+        ApiError::Status { code: 403, .. } => "each org's own listing: the token lacks ViewAccountSessions on the enterprise: grant it for one request per scrape for the whole enterprise".to_string(),
+        ApiError::Status { code: 404, .. } => {
+            "each org's own listing: the API has no enterprise session stream".to_string()
+        }
+        _ => format!(
+            "each org's own listing until the enterprise session stream answers: {}",
+            outcome.text
+        ),
+    };
+    SourceLine::Asked("off ", outcome)
 }
 
 /// One line per billing source (none with `DEVIN_BILLING=off`), read as the server reads

@@ -8,6 +8,8 @@ pub enum Scope {
     OrgSessions,
     /// Listing the enterprise's organizations (`ManageOrganizations`).
     Discovery,
+    /// The enterprise session stream (`ViewAccountSessions` on the enterprise).
+    EnterpriseSessions,
     /// `GET /v3/self`.
     Identity,
 }
@@ -21,6 +23,9 @@ pub fn advice(code: u16, scope: Scope) -> Option<&'static str> {
         }
         (403, Scope::Discovery) => {
             "the token lacks ManageOrganizations on the enterprise: grant it, or set DEVIN_DISCOVER_ORGS=false"
+        }
+        (403, Scope::EnterpriseSessions) => {
+            "the token lacks ViewAccountSessions on the enterprise: grant it, or set DEVIN_SESSION_SOURCE=auto to fall back to each org's own listing"
         }
         (403, Scope::Identity) => "the token may not read its own identity",
         (404, Scope::OrgSessions) => "no such org id: check DEVIN_ORG_IDS",
@@ -57,6 +62,11 @@ mod tests {
             advice(403, Scope::Discovery)
                 .unwrap()
                 .contains("ManageOrganizations")
+        );
+        assert!(
+            advice(403, Scope::EnterpriseSessions)
+                .unwrap()
+                .contains("ViewAccountSessions on the enterprise")
         );
         assert!(
             advice(401, Scope::OrgSessions)

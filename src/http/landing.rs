@@ -12,9 +12,11 @@ use crate::DataSource;
 use crate::api::budget::clock_utc;
 use crate::api::explain::{self, Scope};
 use crate::api::redact::redact_url;
+use crate::config::SessionSource;
 use crate::exporter::Snapshot;
 use crate::sync::OrgState;
 use crate::sync::listing::ListingKind;
+use crate::sync::source::Source;
 use crate::{REVISION, VERSION};
 
 fn escape(s: &str) -> String {
@@ -79,7 +81,10 @@ fn state_in_words(st: &OrgState) -> String {
     let health = match (st.health.up, &st.health.last_error) {
         (None, _) => None,
         (Some(true), _) => Some("ok".to_string()),
-        (Some(false), Some(e)) => Some(explained(e, Scope::OrgSessions)),
+        (Some(false), Some(e)) => Some(explained(
+            e,
+            st.health.error_scope.unwrap_or(Scope::OrgSessions),
+        )),
         (Some(false), None) => Some("last collection failed".to_string()),
     };
     match (st.health.up, health, listing) {
@@ -146,6 +151,40 @@ fn by_status(st: &OrgState) -> String {
         .join(", ")
 }
 
+/// Where the sessions come from and why: the `Session source:` line of the page.
+fn source_in_words(
+    setting: SessionSource,
+    source: &Option<(Source, String)>,
+    dropped: u64,
+) -> String {
+    match source {
+        None if setting == SessionSource::Auto => {
+            "not decided yet: the first scrape asks whether the token may read the enterprise session stream".to_string()
+        }
+        None => "not decided yet".to_string(),
+        Some((Source::Enterprise, why)) => {
+            let dropped = match dropped {
+                0 => String::new(),
+                1 => "; 1 session item dropped (no usable org_id, or an org not collected)"
+                    .to_string(),
+                n => format!(
+                    "; {n} session items dropped (no usable org_id, or an org not collected)"
+                ),
+            };
+            format!("the enterprise session stream, one request per scrape for every org: {why}{dropped}")
+        }
+        Some((Source::Orgs, why)) => format!("each org's own listing: {why}"),
+    }
+}
+
+fn session_source_setting(setting: SessionSource) -> &'static str {
+    match setting {
+        SessionSource::Auto => "auto",
+        SessionSource::Enterprise => "enterprise",
+        SessionSource::Orgs => "orgs",
+    }
+}
+
 fn settings(state: &AppState) -> String {
     let mut rows: Vec<(&str, String)> = vec![("API", redact_url(&state.api_url))];
     let c = &state.config;
@@ -155,6 +194,10 @@ fn settings(state: &AppState) -> String {
             "{} requests/s, {} in flight",
             c.api.max_requests_per_second, c.api.max_concurrent_requests
         ),
+    ));
+    rows.push((
+        "session source",
+        session_source_setting(c.session_source).to_string(),
     ));
     rows.push(("page size", c.sync.page_size.to_string()));
     rows.push(("incremental overlap", span(c.sync.sync_overlap)));
@@ -245,6 +288,14 @@ pub fn page(state: &AppState, snapshot: &Snapshot<'_>) -> String {
             )
         }
     };
+    let source = format!(
+        "<p>Session source: {}</p>\n",
+        escape(&source_in_words(
+            state.config.session_source,
+            &snapshot.source,
+            snapshot.stream_dropped
+        ))
+    );
     let billing = match &snapshot.billing {
         None => String::new(),
         Some((view, _)) => billing_rows(view),
@@ -258,7 +309,7 @@ pub fn page(state: &AppState, snapshot: &Snapshot<'_>) -> String {
 {demo}{paused}<p>Version {version} (revision {revision})</p>
 <p><a href="/metrics">Metrics</a> | <a href="/sd">Service discovery</a> | <a href="/healthz">Health</a> | <a href="/readyz">Readiness</a></p>
 <h2>Organizations</h2>
-{discovery}<table>
+{source}{discovery}<table>
 <tr><th>Org</th><th>Name</th><th>State</th><th>Data age</th><th>Sessions by status</th><th>Probe</th></tr>
 {rows}</table>
 {billing}<h2>Settings</h2>

@@ -356,6 +356,29 @@ impl Simulator {
             .ok_or_else(|| format!("unknown org {org_id}"))
     }
 
+    /// Moves `n` live sessions of an org into a `status` and `detail` the API does not
+    /// document (yet): what a newer API sends without notice, and what the exporter must
+    /// carry through as it comes. Returns their ids, or why not; a documented pair is
+    /// [`Simulator::transition`]'s.
+    pub fn transition_undocumented(
+        &self,
+        org_id: &str,
+        n: usize,
+        status: &'static str,
+        detail: Option<&'static str>,
+    ) -> Result<Vec<String>, String> {
+        let documented = crate::api::enums::STATUS_DETAILS
+            .iter()
+            .any(|(s, details)| *s == status && details.contains(&detail));
+        if documented {
+            return Err(format!(
+                "status {status:?} with status_detail {detail:?} is documented: use transition"
+            ));
+        }
+        self.with_org(org_id, |o, _, now, _| o.transition(n, status, detail, now))
+            .ok_or_else(|| format!("unknown org {org_id}"))
+    }
+
     /// Hard-deletes `n` sessions; returns how many.
     pub fn delete(&self, org_id: &str, n: usize) -> usize {
         self.with_org(org_id, |o, seed, _, round| o.delete(seed, n, round))

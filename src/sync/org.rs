@@ -11,6 +11,7 @@ use super::listing::ListingKind;
 use super::malformed::Malformed;
 use super::schedule::RunSlot;
 use super::store::{SessionStore, Transitions};
+use crate::api::explain::Scope;
 use crate::api::{ApiClient, ApiError, ApiStats, Organization, SessionPage};
 use crate::config::SyncSettings;
 use crate::lock::Locked;
@@ -30,6 +31,9 @@ pub struct Health {
     pub last_success: Option<SystemTime>,
     /// Why the last collection failed.
     pub last_error: Option<String>,
+    /// Which request `last_error` came from: what to do about it depends on it (the
+    /// enterprise stream needs another permission than the org's own listing).
+    pub error_scope: Option<Scope>,
 }
 
 /// Everything known about one org, behind the org's lock.
@@ -105,6 +109,7 @@ impl Org {
         let mut st = self.state();
         st.health.up = Some(false);
         st.health.last_error = Some(reason.to_string());
+        st.health.error_scope = None;
     }
 
     /// Marks an org none of whose collections has finished yet as down, so that it shows up
@@ -114,6 +119,7 @@ impl Org {
         if st.health.up.is_none() {
             st.health.up = Some(false);
             st.health.last_error = Some("first collection not finished yet".to_string());
+            st.health.error_scope = None;
         }
     }
 
@@ -162,7 +168,7 @@ impl Org {
             Ok(r) => r,
             Err(_) => Err(ApiError::Deadline),
         };
-        self.record(&result, started, started_wall);
+        self.record(&result, Scope::OrgSessions, started, started_wall);
     }
 
     /// Whether the enterprise stream has listed a session of the org.
@@ -180,17 +186,20 @@ impl Org {
                 let e = e.to_string();
                 st.health.up = Some(false);
                 st.health.last_error = Some(e.clone());
+                st.health.error_scope = Some(Scope::OrgSessions);
                 st.check_error = Some(e);
             }
             None => st.check_error = None,
         }
     }
 
-    /// Records how a collection that fed the org went: `devin_up` and friends, and what
-    /// the landing page says. An org whose own check failed stays down with its reason.
+    /// Records how a collection that fed the org went (from the listing of `scope`):
+    /// `devin_up` and friends, and what the landing page says. An org whose own check
+    /// failed stays down with its reason.
     pub(super) fn record(
         &self,
         result: &Result<(), ApiError>,
+        scope: Scope,
         started: Instant,
         started_wall: SystemTime,
     ) {
@@ -200,8 +209,8 @@ impl Org {
         st.health.last_attempt = Some(started_wall);
         st.health.last_duration = Some(started.elapsed());
         let error = match (result, &st.check_error) {
-            (Err(e), _) => Some(e.to_string()),
-            (Ok(()), Some(check)) => Some(check.clone()),
+            (Err(e), _) => Some((e.to_string(), scope)),
+            (Ok(()), Some(check)) => Some((check.clone(), Scope::OrgSessions)),
             (Ok(()), None) => None,
         };
         match error {
@@ -209,11 +218,13 @@ impl Org {
                 st.health.up = Some(true);
                 st.health.last_success = Some(SystemTime::now());
                 st.health.last_error = None;
+                st.health.error_scope = None;
             }
-            Some(e) => {
+            Some((e, scope)) => {
                 tracing::warn!(org_id = %self.id, error = %e, "collection of org failed");
                 st.health.up = Some(false);
                 st.health.last_error = Some(e);
+                st.health.error_scope = Some(scope);
             }
         }
     }

@@ -21,6 +21,7 @@ use super::listing::ListingKind;
 use super::org::Org;
 use super::schedule::RunSlot;
 use super::store::SessionStore;
+use crate::api::explain::Scope;
 use crate::api::{ApiClient, ApiError, ApiStats, MAX_ORG_ID_BYTES, SessionPage};
 use crate::config::SyncSettings;
 use crate::lock::{Locked, RwLocked};
@@ -103,7 +104,7 @@ impl Stream {
             tracing::warn!(error = %e, "collection of the enterprise session stream failed");
         }
         for org in self.orgs() {
-            org.record(&result, started, started_wall);
+            org.record(&result, Scope::EnterpriseSessions, started, started_wall);
         }
     }
 

@@ -379,3 +379,77 @@ fn a_forbidden_billing_source_fails_the_check_only_when_billing_is_on() {
     let queue = out.lines().find(|l| l.contains("queue")).unwrap();
     assert_has(queue, &["FAIL"]);
 }
+
+/// The `sessions` line says where the server would list the sessions from: the stream when
+/// the token may read it; without the permission, with `auto`, each org's own listing and
+/// the permission to grant (`off`, not a failure); with `enterprise`, a failure.
+#[test]
+fn the_sessions_line_names_the_source_and_the_permission_to_grant() {
+    let open = simulator("--orgs 2 --sessions-per-org 10");
+    let orgs = open.orgs.join(",");
+    let (code, out, err) = check_sim(&open, &open.token, ("DEVIN_ORG_IDS", &orgs));
+    assert_eq!(code, 0, "{out}{err}");
+    assert_has(
+        line(&out, "sessions"),
+        &[
+            " ok ",
+            "HTTP 200",
+            "the enterprise session stream, one request per scrape for every org, 20 sessions in all",
+            "(DEVIN_SESSION_SOURCE=auto)",
+        ],
+    );
+    let set = [
+        ("DEVIN_API_TOKEN", open.token.as_str()),
+        ("DEVIN_API_URL", open.url.as_str()),
+        ("DEVIN_ORG_IDS", orgs.as_str()),
+        ("DEVIN_SESSION_SOURCE", "orgs"),
+    ];
+    let (code, out, err) = check(&set);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_has(
+        line(&out, "sessions"),
+        &[
+            " ok ",
+            "each org's own listing, one request per org per scrape (DEVIN_SESSION_SOURCE=orgs)",
+        ],
+    );
+
+    let locked = simulator("--orgs 1 --sessions-per-org 10 --forbid-enterprise-sessions");
+    let org = locked.orgs[0].as_str();
+    let (code, out, err) = check_sim(&locked, &locked.token, ("DEVIN_ORG_IDS", org));
+    assert_eq!(
+        code, 0,
+        "a missing stream permission is no failure with auto: {out}{err}"
+    );
+    assert_has(
+        line(&out, "sessions"),
+        &[
+            " off ",
+            "HTTP 403",
+            "each org's own listing: the token lacks ViewAccountSessions on the enterprise: grant it for one request per scrape for the whole enterprise",
+        ],
+    );
+    assert!(out.ends_with("1 of 1 orgs readable\n"), "{out}");
+    let base = [
+        ("DEVIN_API_TOKEN", locked.token.as_str()),
+        ("DEVIN_API_URL", locked.url.as_str()),
+        ("DEVIN_ORG_IDS", org),
+        ("DEVIN_SESSION_SOURCE", "enterprise"),
+    ];
+    let (code, out, err) = check(&base);
+    assert_eq!(code, 1, "every org would be down: {out}{err}");
+    assert_has(
+        line(&out, "sessions"),
+        &[
+            "FAIL",
+            "HTTP 403",
+            "Missing permission ViewAccountSessions for the enterprise",
+            "the token lacks ViewAccountSessions on the enterprise: grant it, or set DEVIN_SESSION_SOURCE=auto",
+        ],
+    );
+    let summary = out.lines().last().unwrap();
+    assert_eq!(
+        summary,
+        "1 of 1 orgs readable, but the session source failed: fix the lines marked FAIL"
+    );
+}

@@ -3,8 +3,6 @@
 
 use crate::common;
 
-use std::sync::{Arc, Mutex};
-
 use common::{S, page_reply, scrape, sessions_of, sessions_path, start_exporter};
 use serde_json::json;
 use wiremock::{MockServer, ResponseTemplate};
@@ -79,26 +77,6 @@ async fn an_unparseable_retry_after_falls_back_to_the_backoff() {
     assert_eq!(requests_to(&api, "org-a").await, 2);
 }
 
-/// Log lines written while a test runs, through a subscriber of the test's own thread.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 /// `HH:MM:SS UTC` right after `prefix` in `text`, if there is one.
 fn clock_after<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
     let at = text.find(prefix)? + prefix.len();
@@ -112,14 +90,7 @@ fn clock_after<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
 // thread's own log subscriber sees all of their log lines.
 #[tokio::test(flavor = "current_thread")]
 async fn one_orgs_long_rate_limit_pauses_the_token_only_up_to_the_cap() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = common::capture_logs();
 
     let api = MockServer::start().await;
     // org-a says: come back tomorrow. Every request for it does.

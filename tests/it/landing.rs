@@ -172,3 +172,70 @@ async fn malformed_sessions_and_fields_are_counted_on_the_row() {
     let words = "<td>ok; 1 malformed session skipped, 1 field read as null (user_id 1)</td>";
     assert_contains(line(&row, "<tr><td>org-a"), &[words, "running 2"]);
 }
+
+/// The `Session source:` line of the page.
+fn source_line(html: &str) -> &str {
+    line(html, "<p>Session source:")
+}
+
+#[tokio::test]
+async fn the_session_source_and_why_without_the_stream_permission() {
+    let api = MockServer::start().await;
+    let locked = forbidden("Missing permission ViewAccountSessions");
+    answer(&api, Some("/v3/enterprise/sessions"), 403, locked).await;
+    answer(&api, None, 200, page(&[S::new(1)], None, Some(1))).await;
+    let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_SESSION_SOURCE", "auto")]).await;
+    let before = landing(&exp.url).await;
+    assert_contains(
+        source_line(&before),
+        &[
+            "not decided yet: the first scrape asks whether the token may read the enterprise session stream",
+        ],
+    );
+    assert_contains(&before, &["<th>session source</th><td>auto</td>"]);
+    scrape(&exp.url, None).await;
+    let html = landing(&exp.url).await;
+    assert_contains(
+        source_line(&html),
+        &[
+            "each org&#39;s own listing: the enterprise session stream answered HTTP 403: grant the token ViewAccountSessions on the enterprise to use it",
+        ],
+    );
+    assert_contains(line(&html, "<tr><td>org-a"), &["<td>ok</td>"]);
+    // Set to the orgs' listings: no question asked, the setting is the reason.
+    let exp = start_exporter(&api.uri(), &["org-a"], &[("DEVIN_SESSION_SOURCE", "orgs")]).await;
+    scrape(&exp.url, None).await;
+    let html = landing(&exp.url).await;
+    assert_contains(
+        source_line(&html),
+        &["each org&#39;s own listing: DEVIN_SESSION_SOURCE=orgs"],
+    );
+}
+
+#[tokio::test]
+async fn the_session_source_and_what_the_stream_dropped() {
+    let api = MockServer::start().await;
+    // S's items name org-test; one more names an org not collected.
+    let mut sessions = page(&[S::new(1), S::new(2), S::new(3)], None, Some(3));
+    sessions["items"][2]["org_id"] = json!("org-elsewhere");
+    answer(&api, None, 200, sessions).await;
+    let exp = start_exporter(
+        &api.uri(),
+        &["org-test"],
+        &[("DEVIN_SESSION_SOURCE", "auto")],
+    )
+    .await;
+    scrape(&exp.url, None).await;
+    let html = landing(&exp.url).await;
+    assert_contains(
+        source_line(&html),
+        &[
+            "the enterprise session stream, one request per scrape for every org: the token may read the enterprise session stream",
+            "; 1 session item dropped (no usable org_id, or an org not collected)",
+        ],
+    );
+    assert_contains(
+        line(&html, "<tr><td>org-test"),
+        &["<td>ok</td>", "running 2"],
+    );
+}

@@ -35,6 +35,7 @@ mod scrape_timeout_header;
 mod simulator;
 mod spend;
 mod stream;
+mod stream_hostile;
 mod sync_equivalence;
 mod web_config_files;
 mod web_security;

@@ -497,6 +497,49 @@ async fn transition_moves_live_sessions_into_a_documented_state_and_keeps_them_t
     }
 }
 
+#[tokio::test]
+async fn undocumented_states_are_served_as_they_are_and_only_undocumented_ones() {
+    let (sim, base) = serve(frozen(1, 50)).await;
+    let org = sim.org_ids()[0].clone();
+    sim.create(&org, 4);
+    sim.advance(Duration::from_secs(5));
+    let t = sim.now();
+    let hibernating = sim
+        .transition_undocumented(&org, 2, "hibernating", Some("napping"))
+        .unwrap();
+    // A documented status with a detail documented for another one.
+    let odd = sim
+        .transition_undocumented(&org, 1, "running", Some("out_of_credits"))
+        .unwrap();
+    assert_eq!((hibernating.len(), odd.len()), (2, 1));
+    sim.advance(Duration::from_secs(3600));
+    let page = list(&base, &org, &format!("first=200&updated_after={t}")).await;
+    let state_of = |id: &str| {
+        let items = page["items"].as_array().unwrap();
+        let item = items.iter().find(|i| i["session_id"] == id).unwrap();
+        (item["status"].clone(), item["status_detail"].clone())
+    };
+    for id in &hibernating {
+        assert_eq!(
+            state_of(id),
+            (Value::from("hibernating"), Value::from("napping"))
+        );
+    }
+    assert_eq!(
+        state_of(&odd[0]),
+        (Value::from("running"), Value::from("out_of_credits"))
+    );
+    // A documented pair belongs to `transition`; an unknown org is refused.
+    for (status, detail) in [("error", None), ("running", Some("working"))] {
+        let refused = sim.transition_undocumented(&org, 1, status, detail);
+        assert!(refused.is_err(), "{status} {detail:?}: {refused:?}");
+    }
+    assert!(
+        sim.transition_undocumented("org-nope", 1, "hibernating", None)
+            .is_err()
+    );
+}
+
 /// POSTs a JSON body (reqwest here is built without its `json` feature).
 trait JsonBody {
     async fn json_body(self, body: &str) -> reqwest::Response;
