@@ -34,7 +34,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pub latency: Duration,
     /// Accepted bearer token (repeatable).
-    #[arg(long = "token", default_value = "cog_simulator")]
+    #[arg(long = "token", default_value = "cog_sim_5d2e8a41c7f9")]
     pub tokens: Vec<String>,
     /// Treat created_/updated_ bounds as strict instead of inclusive.
     #[arg(long)]

@@ -71,7 +71,7 @@ impl Default for SimConfig {
             arrivals_per_hour: 30.0,
             speed: 1.0,
             latency: Duration::ZERO,
-            tokens: vec!["cog_simulator".to_string()],
+            tokens: vec!["cog_sim_5d2e8a41c7f9".to_string()],
             exclusive_time_bounds: false,
             start_time: None,
             demo_org_ids: false,

@@ -9,7 +9,7 @@ use crate::common::serve_simulator as serve;
 use devin_exporter::simulator::{Fault, FaultKind, SimConfig, Simulator};
 use serde_json::Value;
 
-const TOKEN: &str = "cog_simulator";
+const TOKEN: &str = "cog_sim_5d2e8a41c7f9";
 
 fn frozen(orgs: usize, sessions: usize) -> SimConfig {
     SimConfig {
