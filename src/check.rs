@@ -16,7 +16,7 @@ use crate::api::{
     ApiClient, ApiError, ApiStats, Deadline, ListQuery, Organization, RequestObserver,
 };
 use crate::app::StartupError;
-use crate::billing::{Billing, Verdict};
+use crate::billing::{Billing, Source, Verdict};
 use crate::config::{BillingMode, BillingSettings, Config, ConfigError, SessionSource};
 use crate::http::web_config::WebConfig;
 use crate::lock::Locked;
@@ -242,10 +242,16 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupEr
     let results = futures::future::join_all(checks).await;
 
     let labels: Vec<String> = orgs.iter().map(|o| clean(o, &token)).collect();
+    // One column for every line's label: orgs, and the billing sources when they are read.
+    let billing_labels = (config.billing.billing != BillingMode::Off)
+        .then_some(Source::ALL.map(|s| s.name().len()))
+        .into_iter()
+        .flatten();
     let width = labels
         .iter()
         .map(|l| l.chars().count())
         .chain([9])
+        .chain(billing_labels)
         .max()
         .unwrap_or(9);
     print(out, "token", width, &identity).map_err(io)?;
@@ -261,7 +267,7 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<bool, StartupEr
     for (label, result) in labels.iter().zip(&results) {
         print(out, label, width, result).map_err(io)?;
     }
-    let billing_ok = billing_lines(config, &client, &orgs, &token, out).await?;
+    let billing_ok = billing_lines(config, &client, &orgs, &token, width, out).await?;
     let readable = results.iter().filter(|r| r.ok).count();
     // The token and discovery lines count as much as the orgs': a server started with a
     // token that fails them would not collect what the org lines promise.
@@ -373,6 +379,7 @@ async fn billing_lines(
     client: &ApiClient,
     orgs: &[String],
     token: &str,
+    width: usize,
     out: &mut dyn Write,
 ) -> Result<bool, StartupError> {
     if config.billing.billing == BillingMode::Off {
@@ -401,7 +408,7 @@ async fn billing_lines(
         } else {
             clean(&text, token)
         };
-        let line = format!("{:<22}  {word}  {text}", source.name());
+        let line = format!("{:<width$}  {word}  {text}", source.name());
         writeln!(out, "{}", line.trim_end()).map_err(StartupError::Report)?;
     }
     Ok(!strict || all_ok)
