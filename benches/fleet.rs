@@ -1,11 +1,12 @@
 //! Fleet benchmark: many orgs at the default request budget (20 requests/s, 16 in flight),
 //! scraped the way a Prometheus with a 10 s interval and a 10 s timeout scrapes. The README's
 //! Performance section quotes its output. Run every section with `cargo bench --bench fleet`
-//! (about 12 minutes), or name the ones to run:
+//! (about 20 minutes), or name the ones to run:
 //!
 //!   orgs       500 orgs x 200 sessions, each org's own listing (`DEVIN_SESSION_SOURCE=orgs`)
-//!   stream     the same 500 x 200 with the enterprise stream (`DEVIN_SESSION_SOURCE=enterprise`),
-//!              then 5,000 orgs x 20 sessions
+//!   stream     the enterprise stream (`DEVIN_SESSION_SOURCE=enterprise`): 500 x 200, then
+//!              5,000 orgs x 20 sessions; then 5,000 x 20 with billing off, at the simulator's
+//!              rate of change and at a tenth of it per org (the 500 orgs' rate in all)
 //!   auto       500 x 200 with the default `DEVIN_SESSION_SOURCE=auto`: which source it picks
 //!   cold       the first listing of the 100,000 sessions of 500 x 200 (and of 5,000 x 20)
 //!              in one long scrape: requests per page of data, time against pages / budget
@@ -13,10 +14,12 @@
 //!              round alone is 5,000 requests, over 4 minutes)
 //!
 //! Every scenario runs the simulator as its own process (clock running, 50 ms added to every
-//! API response) and the exporter in-process with default settings but for the session
-//! source. Each scrape prints the orgs up, the age of the oldest org's data, how long the
+//! API response) and the exporter in-process with default settings but for the variables it
+//! prints. Billing is on by default and reads each org's consumption, one request per org
+//! every 5 minutes, through the same budget: the billing-off runs show the session source
+//! alone. Each scrape prints the orgs up, the age of the oldest org's data, how long the
 //! scrape took and the API requests so far; a summary follows over the warm scrapes (those
-//! after every org's first listing completed).
+//! after every org's first listing had completed), then the time to render every org.
 
 mod support;
 
