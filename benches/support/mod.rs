@@ -276,6 +276,20 @@ impl Exposition {
             .collect()
     }
 
+    /// The values of `label` on the series of `name` whose value is `value`.
+    pub fn labels_where(&self, name: &str, label: &str, value: f64) -> Vec<String> {
+        use prometheus_parse::Value;
+        self.0
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| {
+                matches!(s.value, Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) if v == value)
+            })
+            .filter_map(|s| s.labels.get(label).map(String::from))
+            .collect()
+    }
+
     /// The sum of the series of `name`.
     pub fn sum(&self, name: &str) -> f64 {
         self.values(name).iter().sum()
