@@ -391,7 +391,7 @@ async fn billing_lines(
         billing_interval: config.api.request_timeout,
         ..config.billing.clone()
     };
-    let billing = Billing::new(&settings, Arc::new(ApiStats::new("")));
+    let billing = Billing::new(&settings, Arc::new(ApiStats::new(""))).with_whole_budget();
     billing.refresh(client, orgs).await;
     let mut all_ok = true;
     for (source, verdict, text) in billing.view(orgs).verdicts() {

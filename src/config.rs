@@ -263,6 +263,8 @@ pub struct BillingSettings {
     pub billing_interval: Duration,
     /// `first` of every request (the limits are paged).
     pub page_size: u32,
+    /// The token's request budget per second, of which billing takes a share.
+    pub max_requests_per_second: f64,
 }
 
 impl Config {
@@ -979,6 +981,7 @@ impl RawConfig {
                 billing: self.billing,
                 billing_interval: self.billing_interval.0,
                 page_size,
+                max_requests_per_second,
             },
             session_source: self.session_source,
         })

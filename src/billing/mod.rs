@@ -14,6 +14,8 @@ pub mod capacity;
 pub mod ledger;
 
 use std::collections::{BTreeMap, HashSet};
+
+use futures::StreamExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -183,9 +185,19 @@ impl Drop for Running<'_> {
     }
 }
 
+/// The share of the token's request budget billing takes at most: the rest is the session
+/// collections'. At 5,000 orgs one refresh of every org's consumption then takes 5,000 / 5 s
+/// at the default budget, longer than the interval: each org is refreshed as often as the
+/// share allows.
+const BUDGET_SHARE: f64 = 0.25;
+/// Billing requests in flight at once.
+const IN_FLIGHT: usize = 2;
+
 /// The billing sources and their refreshes.
 pub struct Billing {
     settings: BillingSettings,
+    /// The share of the token's request budget billing paces itself to.
+    budget_share: f64,
     /// Requests of the enterprise sources and of org consumption (no org_id label, as
     /// discovery's, whose statistics they share when discovery is on).
     stats: Arc<ApiStats>,
@@ -198,10 +210,17 @@ impl Billing {
     pub fn new(settings: &BillingSettings, stats: Arc<ApiStats>) -> Self {
         Billing {
             settings: settings.clone(),
+            budget_share: BUDGET_SHARE,
             stats,
             running: AtomicBool::new(false),
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// Billing paced to the whole request budget: for `check`, where no collection waits.
+    pub fn with_whole_budget(mut self) -> Self {
+        self.budget_share = 1.0;
+        self
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -244,7 +263,6 @@ impl Billing {
     /// within one interval.
     pub async fn refresh(&self, client: &ApiClient, orgs: &[String]) {
         let now = Instant::now();
-        let deadline = now + self.settings.billing_interval;
         let jobs = {
             let mut st = self.state();
             let wanted: HashSet<&String> = orgs.iter().collect();
@@ -270,8 +288,22 @@ impl Billing {
             }
             jobs
         };
-        let runs = jobs.into_iter().map(|job| self.run(job, client, deadline));
-        futures::future::join_all(runs).await;
+        // Paced at billing's share of the token's budget, a few at a time, each with an
+        // interval to finish from its start: thousands of orgs' consumption must never queue
+        // ahead of the session collections a scrape waits for.
+        let share = self.settings.max_requests_per_second * self.budget_share;
+        let period =
+            Duration::from_secs_f64(1.0 / share.max(1e-3)).min(self.settings.billing_interval);
+        let interval = self.settings.billing_interval;
+        let start = Instant::now();
+        futures::stream::iter(jobs.into_iter().enumerate())
+            .map(|(i, job)| async move {
+                tokio::time::sleep_until(start + period.mul_f64(i as f64)).await;
+                self.run(job, client, Instant::now() + interval).await;
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .collect::<()>()
+            .await;
     }
 
     async fn run(&self, job: Job, client: &ApiClient, deadline: Instant) {

@@ -3,6 +3,7 @@
 //! wiremock (hostile values, failures).
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::common;
@@ -409,4 +410,51 @@ async fn a_403_in_on_mode_and_any_other_failure_keep_the_last_values() {
     );
     let landing = exp.text("/").await;
     assert!(landing.contains("HTTP 404"), "{landing}");
+}
+
+/// Answers every request it gets with `body`, noting when each came.
+struct Stamped(Arc<Mutex<Vec<std::time::Instant>>>, Value);
+
+impl wiremock::Respond for Stamped {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        self.0.lock().unwrap().push(std::time::Instant::now());
+        ResponseTemplate::new(200).set_body_json(self.1.clone())
+    }
+}
+
+/// Billing takes at most a quarter of the token's request budget, so thousands of orgs'
+/// consumption never queue ahead of the session collections: 20 orgs' consumption at a
+/// budget of 40 requests/s are spread over at least 19 x 100 ms.
+#[tokio::test]
+async fn billing_paces_itself_to_a_share_of_the_request_budget() {
+    let api = MockServer::start().await;
+    let orgs: Vec<String> = (0..20).map(|i| format!("org-{i}")).collect();
+    for org in &orgs {
+        mount_page(&api, org, &[common::S::new(1)]).await;
+    }
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let day = json!({"total_acus": 1.0, "consumption_by_date": []});
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path_regex(
+            r"^/v3/organizations/[^/]+/consumption/daily$",
+        ))
+        .respond_with(Stamped(Arc::clone(&arrivals), day))
+        .mount(&api)
+        .await;
+    let ids: Vec<&str> = orgs.iter().map(String::as_str).collect();
+    let extra = [
+        ("DEVIN_BILLING", "auto"),
+        ("DEVIN_SESSION_SOURCE", "orgs"),
+        ("DEVIN_MAX_REQUESTS_PER_SECOND", "40"),
+    ];
+    let exp = start_exporter(&api.uri(), &ids, &extra).await;
+    let m = common::scrape_after_billing(&exp).await.metrics;
+    for org in &ids {
+        assert_eq!(m.up(org), Some(1.0), "{org}");
+    }
+    let arrivals = arrivals.lock().unwrap().clone();
+    assert_eq!(arrivals.len(), orgs.len());
+    let spread = *arrivals.iter().max().unwrap() - *arrivals.iter().min().unwrap();
+    // A lower bound only: a loaded machine can make it slower, never faster.
+    assert!(spread >= Duration::from_millis(1700), "{spread:?}");
 }
