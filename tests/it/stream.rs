@@ -134,9 +134,8 @@ fn enterprise_requests(sim: &Simulator, orgs: &[String]) -> u64 {
     sim.request_count() - per_org
 }
 
-#[tokio::test]
-async fn without_the_permission_auto_names_it_once_and_lists_each_org() {
-    let (logs, _guard) = common::capture_logs();
+/// Two orgs whose token may not read the stream, and an exporter of both with `source`.
+async fn without_the_stream(source: &str) -> (Simulator, Vec<String>, common::TestExporter) {
     let forbidden = SimConfig {
         forbid_enterprise_sessions: true,
         ..frozen(2, 50)
@@ -144,7 +143,15 @@ async fn without_the_permission_auto_names_it_once_and_lists_each_org() {
     let (sim, url) = simulator(forbidden).await;
     let orgs = sim.org_ids();
     let ids: Vec<&str> = orgs.iter().map(String::as_str).collect();
-    let exp = start_exporter(&url, &ids, &[("DEVIN_SESSION_SOURCE", "auto")]).await;
+    let exp = start_exporter(&url, &ids, &[("DEVIN_SESSION_SOURCE", source)]).await;
+    (sim, orgs, exp)
+}
+
+#[tokio::test]
+async fn without_the_permission_auto_names_it_once_and_lists_each_org() {
+    let (logs, _guard) = common::capture_logs();
+    let (sim, orgs, exp) = without_the_stream("auto").await;
+    let ids: Vec<&str> = orgs.iter().map(String::as_str).collect();
     for scrape_no in 0..4 {
         if scrape_no == 3 {
             // `auto` asks again after its interval: the answer is the same, and so no line.
@@ -178,14 +185,8 @@ async fn without_the_permission_auto_names_it_once_and_lists_each_org() {
 
 #[tokio::test]
 async fn without_the_permission_the_enterprise_source_takes_every_org_down_and_says_why() {
-    let forbidden = SimConfig {
-        forbid_enterprise_sessions: true,
-        ..frozen(2, 50)
-    };
-    let (sim, url) = simulator(forbidden).await;
-    let orgs = sim.org_ids();
+    let (sim, orgs, exp) = without_the_stream("enterprise").await;
     let ids: Vec<&str> = orgs.iter().map(String::as_str).collect();
-    let exp = start_exporter(&url, &ids, &[("DEVIN_SESSION_SOURCE", "enterprise")]).await;
     for _ in 0..2 {
         let s = scrape(&exp.url, None).await;
         for org in &ids {
