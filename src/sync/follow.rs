@@ -189,6 +189,18 @@ fn summarize(page: &SessionPage<'_>) -> PageSummary {
     }
 }
 
+/// [`sync`] with a backstop: every wait inside honours the deadline itself (and says which
+/// one ran out); this only ends, a little later, anything that would not.
+pub async fn sync_by<F: Future<Output = Result<(), ApiError>>>(
+    deadline: Instant,
+    sync: F,
+) -> Result<(), ApiError> {
+    let backstop = deadline + std::time::Duration::from_millis(200);
+    tokio::time::timeout_at(backstop, sync)
+        .await
+        .unwrap_or(Err(ApiError::Deadline))
+}
+
 /// Brings `sink` up to date within `deadline`: its first listing (resumed where the last
 /// collection left it), else an incremental pass and, when due, a full re-listing.
 /// `collecting` counts the collections running at the time (this one included), which

@@ -156,18 +156,8 @@ impl Org {
         }
         let started = Instant::now();
         let started_wall = SystemTime::now();
-        // Every wait inside honours the deadline itself (and says which one ran out); this is
-        // only a backstop, a little later, for anything that would not.
-        let backstop = deadline + Duration::from_millis(200);
-        let result = match tokio::time::timeout_at(
-            backstop,
-            self.sync(client, settings, deadline, collecting),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(ApiError::Deadline),
-        };
+        let sync = self.sync(client, settings, deadline, collecting);
+        let result = follow::sync_by(deadline, sync).await;
         self.record(&result, Scope::OrgSessions, started, started_wall);
     }
 

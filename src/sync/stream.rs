@@ -11,7 +11,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use indexmap::IndexMap;
 use tokio::time::Instant;
@@ -90,16 +90,8 @@ impl Stream {
     ) {
         let started = Instant::now();
         let started_wall = SystemTime::now();
-        let backstop = deadline + Duration::from_millis(200);
-        let result = match tokio::time::timeout_at(
-            backstop,
-            follow::sync(self, client, settings, deadline, collecting),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(ApiError::Deadline),
-        };
+        let sync = follow::sync(self, client, settings, deadline, collecting);
+        let result = follow::sync_by(deadline, sync).await;
         if let Err(e) = &result {
             tracing::warn!(error = %e, "collection of the enterprise session stream failed");
         }
