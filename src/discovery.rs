@@ -9,7 +9,10 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::api::{ApiClient, ApiError, ApiStats, ListQuery, Organization, OrganizationPage};
+use crate::api::{
+    ApiClient, ApiError, ApiStats, ListQuery, MAX_ORG_ID_BYTES, Organization, OrganizationPage,
+    usable_org_id,
+};
 use crate::config::DiscoverySettings;
 use crate::sync::intern::{MAX_LABEL_VALUE_LEN, cut};
 
@@ -183,18 +186,14 @@ impl Discovery {
 
 /// Most orgs one discovery accepts: an org listing that pages on past this is broken.
 const MAX_DISCOVERED_ORGS: usize = 100_000;
-/// Longest org id taken from the org listing. Ids are short (`org-<hex>`); a longer one
-/// would be exposed in every `org_id` label and request path.
-const MAX_ORG_ID_LEN: usize = 128;
-
 /// A listed org as the exporter keeps it: an empty or absurdly long id is skipped (with a
 /// log line), and the name is cut like every label value from the network.
 fn usable(mut org: Organization) -> Option<Organization> {
-    if org.org_id.is_empty() || org.org_id.len() > MAX_ORG_ID_LEN {
+    if !usable_org_id(&org.org_id) {
         tracing::warn!(
             org_id = %cut(&org.org_id, 64),
             len = org.org_id.len(),
-            "org listing returned an org id that is empty or longer than {MAX_ORG_ID_LEN} bytes; skipped"
+            "org listing returned an org id that is empty or longer than {MAX_ORG_ID_BYTES} bytes; skipped"
         );
         return None;
     }

@@ -169,6 +169,13 @@ pub fn logged_id(id: &str) -> String {
 /// to no collected org: ids of that length are refused everywhere else).
 pub const MAX_ORG_ID_BYTES: usize = 128;
 
+/// Whether an org id from the network can name an org: not empty, at most
+/// [`MAX_ORG_ID_BYTES`] (ids are short, `org-<hex>`; a longer one would be exposed in every
+/// `org_id` label and request path).
+pub fn usable_org_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ORG_ID_BYTES
+}
+
 /// `id` cut to one byte over [`MAX_ORG_ID_BYTES`] at a character boundary: still too long
 /// to match an org, and no longer than that in memory.
 pub fn cut_org_id(id: &str) -> String {

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use crate::api::billing::{AcuLimit, Num, Queue};
+use crate::api::usable_org_id;
 
 /// Largest cycle limit taken at face value (as [`super::ledger::MAX_DAY_ACUS`]); more is
 /// clamped to it.
@@ -13,9 +14,6 @@ pub const MAX_QUEUE: f64 = 1e9;
 
 /// Most limits one listing accepts: a listing that pages on past this is broken.
 pub const MAX_LIMITS: usize = 100_000;
-
-/// Longest org id taken from the limits (as discovery's).
-const MAX_ORG_ID_LEN: usize = 128;
 
 /// The cycle limits of the enterprise and its orgs (an org without one is unlimited).
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -58,9 +56,7 @@ impl Limits {
             };
             let slot = match (item.scope.as_deref(), item.org_id.as_deref()) {
                 (Some("enterprise"), _) => &mut self.enterprise,
-                (Some("organization"), Some(org))
-                    if !org.is_empty() && org.len() <= MAX_ORG_ID_LEN =>
-                {
+                (Some("organization"), Some(org)) if usable_org_id(org) => {
                     let lowest = self.orgs.get(org).map_or(v, |old| old.min(v));
                     self.orgs.insert(org.to_string(), lowest);
                     continue;

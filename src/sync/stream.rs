@@ -22,7 +22,7 @@ use super::org::Org;
 use super::schedule::RunSlot;
 use super::store::SessionStore;
 use crate::api::explain::Scope;
-use crate::api::{ApiClient, ApiError, ApiStats, MAX_ORG_ID_BYTES, SessionPage};
+use crate::api::{ApiClient, ApiError, ApiStats, SessionPage, usable_org_id};
 use crate::config::SyncSettings;
 use crate::lock::{Locked, RwLocked};
 
@@ -110,7 +110,7 @@ impl Stream {
 
     /// The org an item names, adding it when every org is collected; `None` drops the item.
     fn route(&self, org_id: Option<&str>, generation: Option<u32>) -> Option<Arc<Org>> {
-        let id = org_id.filter(|id| !id.is_empty() && id.len() <= MAX_ORG_ID_BYTES)?;
+        let id = org_id.filter(|id| usable_org_id(id))?;
         if let Some(org) = read(&self.orgs).get(id) {
             return Some(Arc::clone(org));
         }
