@@ -179,11 +179,20 @@ pub fn usable_org_id(id: &str) -> bool {
 /// `id` cut to one byte over [`MAX_ORG_ID_BYTES`] at a character boundary: still too long
 /// to match an org, and no longer than that in memory.
 pub fn cut_org_id(id: &str) -> String {
-    let mut end = id.len().min(MAX_ORG_ID_BYTES + 1);
-    while !id.is_char_boundary(end) {
+    cut(id, MAX_ORG_ID_BYTES + 1).to_string()
+}
+
+/// Cuts `v` to at most `max` bytes, on a character boundary: how every value from the
+/// network is kept within its bound.
+pub fn cut(v: &str, max: usize) -> &str {
+    if v.len() <= max {
+        return v;
+    }
+    let mut end = max;
+    while !v.is_char_boundary(end) {
         end -= 1;
     }
-    id[..end].to_string()
+    &v[..end]
 }
 
 /// Any JSON value, read without ever failing on its type. Lists and objects are skipped

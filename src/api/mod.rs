@@ -15,7 +15,8 @@ pub mod token;
 
 pub use client::{ApiClient, ApiError, Deadline, ListQuery, RequestObserver};
 pub use lenient::{
-    Field, FieldSet, MAX_ORG_ID_BYTES, SkipReason, Skipped, cut_org_id, logged_id, usable_org_id,
+    Field, FieldSet, MAX_ORG_ID_BYTES, SkipReason, Skipped, cut, cut_org_id, logged_id,
+    usable_org_id,
 };
 pub use model::{Organization, OrganizationPage, PullRequest, Session, SessionPage};
 pub use stats::ApiStats;

@@ -63,17 +63,7 @@ impl Label {
     }
 }
 
-/// Cuts `v` to at most `max` bytes, on a character boundary.
-pub fn cut(v: &str, max: usize) -> &str {
-    if v.len() <= max {
-        return v;
-    }
-    let mut end = max;
-    while !v.is_char_boundary(end) {
-        end -= 1;
-    }
-    &v[..end]
-}
+pub use crate::api::cut;
 
 /// `v` cut to at most `max` bytes (`max` > 17) such that two different long values stay
 /// different: a cut value ends in `~` and 16 hex digits of a hash of the whole. For values
