@@ -206,21 +206,26 @@ impl Exporter {
         if let Some(billing) = &self.billing {
             billing.refresh_if_due(&self.client, self.org_ids());
         }
+        let orgs = self.orgs();
+        self.collect_from(source, &orgs, deadline).await;
+        for org in &self.orgs() {
+            org.note_not_collected_yet();
+        }
+    }
+
+    /// Collects `orgs` from `source` until `deadline`: each org's own collection, or the
+    /// stream's, which every org shares (and then the check of configured orgs it never
+    /// showed).
+    async fn collect_from(&self, source: Source, orgs: &[Arc<Org>], deadline: Instant) {
         match source {
             Source::Enterprise => {
                 self.scheduler.collect(&self.stream, deadline).await;
                 self.check_unseen_orgs(deadline).await;
             }
             Source::Orgs => {
-                let orgs = self.orgs();
-                futures::future::join_all(
-                    orgs.iter().map(|org| self.scheduler.collect(org, deadline)),
-                )
-                .await;
+                let collections = orgs.iter().map(|org| self.scheduler.collect(org, deadline));
+                futures::future::join_all(collections).await;
             }
-        }
-        for org in &self.orgs() {
-            org.note_not_collected_yet();
         }
     }
 
@@ -277,14 +282,9 @@ impl Exporter {
     pub async fn probe(&self, org_id: &str, deadline: Instant) -> Option<Arc<Org>> {
         let source = self.refresh_orgs_until(deadline).await;
         let org = self.orgs.read_locked().get(org_id).cloned()?;
-        match source {
-            // A probe joins the stream's collection, which every org shares.
-            Source::Enterprise => {
-                self.scheduler.collect(&self.stream, deadline).await;
-                self.check_unseen_orgs(deadline).await;
-            }
-            Source::Orgs => self.scheduler.collect(&org, deadline).await,
-        }
+        // With the stream, a probe joins the stream's collection.
+        self.collect_from(source, std::slice::from_ref(&org), deadline)
+            .await;
         org.note_not_collected_yet();
         Some(org)
     }
